@@ -1,0 +1,172 @@
+//! `switchboard up`: the whole stack in one process, for development.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use sb_db::{DatabaseConfig, PostgresProbe};
+use sb_platform::config::{HttpConfig, LogConfig, NatsConfig};
+use sb_platform::health::ReadinessProbe;
+use sb_platform::nats::NatsProbe;
+use sb_platform::{Application, Env, Metrics, ProcessEnv, Readiness, ServiceSpec};
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Interface the services listen on.
+    #[arg(long, env = "UP_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port of the stack overview (`/` lists the services; `/healthz`, `/readyz` for the stack).
+    #[arg(long, env = "UP_PORT", default_value_t = 3100)]
+    port: u16,
+}
+
+/// A service of the stack as `up` prints it.
+struct Listed {
+    name: &'static str,
+    port: u16,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let env = Env::new(&ProcessEnv);
+    sb_platform::telemetry::init(&LogConfig::from_env(&env)?);
+    let database = DatabaseConfig::from_env(&env)?;
+    let nats = NatsConfig::from_env(&env)?;
+
+    // Dependencies first, with messages that say what to do when they are missing.
+    let created = sb_db::ensure_database_exists(&database).await?;
+    let applied = sb_db::migrate::run_pending(&database).await?;
+    let pool = sb_db::build_pool(&database)?;
+    let client = sb_platform::nats::connect(&nats, "up").await?;
+
+    // Services register here as they land: each one is built from the same environment and
+    // gets its own port. None exists yet.
+    let services: Vec<Application> = Vec::new();
+
+    let listed: Vec<Listed> = services
+        .iter()
+        .map(|s| Listed {
+            name: s.name(),
+            port: s.port(),
+        })
+        .collect();
+    let overview = overview(&args, pool, client, &listed)?;
+    let base = |port: u16| format!("http://{}:{port}", display_host(&args.host));
+
+    println!();
+    println!("Switchboard dev stack");
+    println!(
+        "  database  {}{}",
+        database.redacted_url(),
+        match (created, applied.len()) {
+            (true, n) => format!(" (created, {n} migration(s) applied)"),
+            (false, 0) => " (migrations up to date)".to_owned(),
+            (false, n) => format!(" ({n} migration(s) applied)"),
+        }
+    );
+    println!("  nats      {}", nats.url);
+    println!();
+    println!(
+        "  {:<12} {:<28} {:<34} {}",
+        "service", "url", "docs", "metrics"
+    );
+    for (name, port) in std::iter::once(("overview", overview.port()))
+        .chain(listed.iter().map(|s| (s.name, s.port)))
+    {
+        let url = base(port);
+        println!(
+            "  {name:<12} {url:<28} {:<34} {url}/metrics",
+            format!("{url}/docs/")
+        );
+    }
+    println!();
+    if listed.is_empty() {
+        println!(
+            "  No service is built yet: video, telephony, signaling and monitoring join this table"
+        );
+        println!(
+            "  as they land. The overview answers /healthz and /readyz (Postgres + NATS) meanwhile."
+        );
+        println!();
+    }
+    println!("  A dev token: cargo run -p switchboard -- token --role CEO");
+    println!("  Ctrl-C stops everything.");
+    println!();
+
+    let mut stops = vec![overview.stop_token()];
+    let mut running = vec![tokio::spawn(overview.run_until_stopped())];
+    for service in services {
+        stops.push(service.stop_token());
+        running.push(tokio::spawn(service.run_until_stopped()));
+    }
+    sb_platform::shutdown::signal().await;
+    for stop in stops {
+        stop.cancel();
+    }
+    for task in running {
+        task.await??;
+    }
+    println!("Switchboard dev stack stopped.");
+    Ok(())
+}
+
+fn display_host(host: &str) -> &str {
+    match host {
+        "0.0.0.0" | "::" => "127.0.0.1",
+        other => other,
+    }
+}
+
+/// The stack's own small HTTP app: lists the services and reports the stack's health.
+fn overview(
+    args: &Args,
+    pool: sb_db::DbPool,
+    client: sb_platform::nats::Client,
+    listed: &[Listed],
+) -> anyhow::Result<Application> {
+    let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
+        Arc::new(PostgresProbe::new(pool)),
+        Arc::new(NatsProbe::new(client)),
+    ];
+    let host = display_host(&args.host).to_owned();
+    let index = json!({
+        "stack": "switchboard",
+        "services": listed.iter().map(|s| json!({
+            "name": s.name,
+            "url": format!("http://{host}:{}", s.port),
+            "docs": format!("http://{host}:{}/docs/", s.port),
+            "metrics": format!("http://{host}:{}/metrics", s.port),
+        })).collect::<Vec<_>>(),
+        "note": if listed.is_empty() { "no service is built yet" } else { "" },
+    });
+    let spec = ServiceSpec {
+        name: "switchboard",
+        http: HttpConfig {
+            host: args.host.clone(),
+            port: args.port,
+            shutdown_timeout: Duration::from_secs(5),
+            json_limit_bytes: 16 * 1024,
+            workers: 1,
+        },
+        metrics: Metrics::new("switchboard")?,
+        readiness: Readiness::new("switchboard", probes),
+        openapi: utoipa::openapi::OpenApiBuilder::new()
+            .info(
+                utoipa::openapi::InfoBuilder::new()
+                    .title("Switchboard dev stack")
+                    .version(env!("CARGO_PKG_VERSION"))
+                    .build(),
+            )
+            .build(),
+    };
+    let index = web::Data::new(index);
+    Ok(Application::build(spec, move |cfg| {
+        cfg.app_data(index.clone());
+        cfg.route(
+            "/",
+            web::get().to(|index: web::Data<serde_json::Value>| async move {
+                HttpResponse::Ok().json(index.get_ref())
+            }),
+        );
+    })?)
+}

@@ -1,0 +1,25 @@
+//! Service bootstrap shared by every Switchboard service: configuration, tracing, metrics,
+//! health and readiness, problem+json errors, the HTTP application and graceful shutdown.
+
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod nats;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{ConfigError, Env, ProcessEnv};
+pub use error::Problem;
+pub use health::{Readiness, ReadinessProbe};
+pub use metrics::Metrics;
+pub use server::{Application, ServiceSpec};
+
+/// Installs rustls' ring crypto provider for the process. reqwest is built without a default
+/// provider (`rustls-no-provider`), so every binary and test calls this before building a client;
+/// later calls are no-ops.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    drop(rustls::crypto::ring::default_provider().install_default());
+}

@@ -1,0 +1,156 @@
+//! Prometheus registry per service, the HTTP metrics middleware and the access log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Label used for requests that matched no route: keeps cardinality bounded whatever clients send.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// A service's metrics. Each service owns one registry, so `switchboard up` (several services
+/// in one process) still exposes each service's metrics on its own port.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: &'static str,
+    registry: Registry,
+    http_requests_total: IntCounterVec,
+    http_request_duration_seconds: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new(service: &'static str) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let http_requests_total = IntCounterVec::new(
+            Opts::new(
+                "sb_http_requests_total",
+                "HTTP requests answered, by route pattern.",
+            ),
+            &["service", "route", "method", "status"],
+        )?;
+        let http_request_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sb_http_request_duration_seconds",
+                "Time from request head to response head, by route pattern.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["service", "route", "method"],
+        )?;
+        registry.register(Box::new(http_requests_total.clone()))?;
+        registry.register(Box::new(http_request_duration_seconds.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                service,
+                registry,
+                http_requests_total,
+                http_request_duration_seconds,
+            }),
+        })
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.inner.service
+    }
+
+    /// The registry, for a service's own metrics (declared in one place per service).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Prometheus text exposition of everything registered.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.inner.registry.gather(), &mut buffer)?;
+        Ok(String::from_utf8_lossy(&buffer).into_owned())
+    }
+
+    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let service = self.inner.service;
+        self.inner
+            .http_requests_total
+            .with_label_values(&[service, route, method, &status.to_string()])
+            .inc();
+        self.inner
+            .http_request_duration_seconds
+            .with_label_values(&[service, route, method])
+            .observe(seconds);
+    }
+}
+
+/// Probe and scrape routes are logged at debug: Kubernetes calls them every few seconds.
+fn is_operational(route: &str) -> bool {
+    matches!(route, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// Middleware: counts and times every request by route pattern and writes one access-log line
+/// (inside the request span, so it carries the request id). Server errors log their cause here,
+/// once.
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let metrics = req.app_data::<actix_web::web::Data<Metrics>>().cloned();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let result = next.call(req).await;
+    let elapsed = started.elapsed();
+    let (status, error) = match &result {
+        Ok(response) => (response.status(), response.response().error()),
+        Err(error) => (error.as_response_error().status_code(), Some(error)),
+    };
+    if let Some(metrics) = metrics {
+        metrics.observe(&route, &method, status.as_u16(), elapsed.as_secs_f64());
+    }
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        let cause = error
+            .map(|e| match e.as_error::<crate::Problem>() {
+                Some(problem) => problem.to_string(),
+                None => e.to_string(),
+            })
+            .unwrap_or_default();
+        tracing::error!(http.status = status.as_u16(), duration_ms, error = %cause, "request failed");
+    } else if is_operational(&route) {
+        tracing::debug!(
+            http.status = status.as_u16(),
+            duration_ms,
+            "request completed"
+        );
+    } else {
+        tracing::info!(
+            http.status = status.as_u16(),
+            duration_ms,
+            "request completed"
+        );
+    }
+    result
+}
+
+/// `GET /metrics`
+pub async fn metrics_endpoint(
+    metrics: actix_web::web::Data<Metrics>,
+) -> Result<HttpResponse, crate::Problem> {
+    let text = metrics.render().map_err(crate::Problem::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}

@@ -1,0 +1,67 @@
+//! Starts a service's `Application` in the background and talks to it over HTTP.
+
+use std::time::Duration;
+
+use sb_platform::Application;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running service on an ephemeral port. Dropping it stops the service.
+pub struct TestApp {
+    pub port: u16,
+    pub address: String,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Runs `app` until the `TestApp` is stopped or dropped.
+    pub fn spawn(app: Application) -> Self {
+        crate::init();
+        let port = app.port();
+        let stop = app.stop_token();
+        let task = tokio::spawn(app.run_until_stopped());
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+        {
+            Ok(client) => client,
+            Err(error) => panic!("building the test HTTP client: {error}"),
+        };
+        Self {
+            port,
+            address: format!("http://127.0.0.1:{port}"),
+            client,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    /// Stops the service gracefully and waits (bounded) until it has.
+    pub async fn stop(mut self) -> crate::Result<()> {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            crate::within(Duration::from_secs(15), "service stop", task).await???;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,34 @@
+//! Test-only helpers shared by every crate's integration tests: start an `Application` on port 0,
+//! a fresh database per test cloned from a migrated template, NATS isolation (a unique prefix on the
+//! shared server, or a private `nats-server` for fault tests), tokens, and bounded waits.
+//!
+//! Tests using it run in parallel (nextest runs each test in its own process) without sharing
+//! state: nothing here is process-global except the template database, which is built once under
+//! a Postgres advisory lock.
+
+mod app;
+mod database;
+mod nats;
+mod tokens;
+mod wait;
+
+pub use app::TestApp;
+pub use database::{TestDb, admin_url, postgres_server_url};
+pub use nats::{NatsServer, TestNats, nats_url};
+pub use tokens::{TEST_JWT_SECRET, TestTokens};
+pub use wait::{WaitTimeout, wait_until, within};
+
+/// Error type of testkit helpers and of the tests that use them.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Installs the crypto provider reqwest needs and a test log subscriber (`RUST_LOG` to see it).
+pub fn init() {
+    sb_platform::install_crypto_provider();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    sb_platform::telemetry::init(&sb_platform::config::LogConfig {
+        environment: sb_platform::config::Environment::Development,
+        format: sb_platform::config::LogFormat::Pretty,
+        filter,
+    });
+}

@@ -1,0 +1,4 @@
+DROP TABLE webhook_receipts;
+DROP TABLE inbox;
+DROP TABLE outbox;
+DROP TABLE appointments;
