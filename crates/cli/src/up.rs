@@ -66,10 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("  nats      {}", nats.url);
     println!();
-    println!(
-        "  {:<12} {:<28} {:<34} {}",
-        "service", "url", "docs", "metrics"
-    );
+    println!("  {:<12} {:<28} {:<34} metrics", "service", "url", "docs");
     for (name, port) in std::iter::once(("overview", overview.port()))
         .chain(listed.iter().map(|s| (s.name, s.port)))
     {

@@ -14,6 +14,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     /// Longest a new connection may take to establish.
     pub connect_timeout: Duration,
+    /// Apply pending migrations at start-up (under the advisory lock), instead of a separate
+    /// `switchboard migrate` step.
+    pub migrate_on_start: bool,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -23,6 +26,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("migrate_on_start", &self.migrate_on_start)
             .finish()
     }
 }
@@ -59,6 +63,7 @@ impl DatabaseConfig {
             max_connections: env.or("DATABASE_POOL_SIZE", 10)?,
             acquire_timeout: env.duration("DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(2))?,
             connect_timeout: env.duration("DATABASE_CONNECT_TIMEOUT", Duration::from_secs(5))?,
+            migrate_on_start: env.flag("MIGRATE_ON_START", false)?,
         })
     }
 
@@ -68,6 +73,7 @@ impl DatabaseConfig {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
+            migrate_on_start: false,
         }
     }
 

@@ -121,14 +121,19 @@ pub async fn record(
         metrics.observe(&route, &method, status.as_u16(), elapsed.as_secs_f64());
     }
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    if status.is_server_error() {
-        let cause = error
+    let cause = || {
+        error
             .map(|e| match e.as_error::<crate::Problem>() {
                 Some(problem) => problem.to_string(),
                 None => e.to_string(),
             })
-            .unwrap_or_default();
-        tracing::error!(http.status = status.as_u16(), duration_ms, error = %cause, "request failed");
+            .unwrap_or_default()
+    };
+    if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+        // A dependency is down: expected during outages, and probes repeat it every few seconds.
+        tracing::warn!(http.status = status.as_u16(), duration_ms, error = %cause(), "request refused: dependency unavailable");
+    } else if status.is_server_error() {
+        tracing::error!(http.status = status.as_u16(), duration_ms, error = %cause(), "request failed");
     } else if is_operational(&route) {
         tracing::debug!(
             http.status = status.as_u16(),

@@ -160,6 +160,19 @@ impl TestDb {
         Ok(Self { name, config, pool })
     }
 
+    /// An empty database (no migrations), for tests of the migrations themselves.
+    pub async fn empty() -> crate::Result<Self> {
+        crate::init();
+        let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = admin_connection().await?;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let config = DatabaseConfig::with_url(&url_for_database(&name)?);
+        let pool = sb_db::build_pool(&config)?;
+        Ok(Self { name, config, pool })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

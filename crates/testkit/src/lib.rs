@@ -20,7 +20,7 @@ pub use wait::{WaitTimeout, wait_until, within};
 
 /// Error type of testkit helpers and of the tests that use them.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T = (), E = Error> = std::result::Result<T, E>;
 
 /// Installs the crypto provider reqwest needs and a test log subscriber (`RUST_LOG` to see it).
 pub fn init() {

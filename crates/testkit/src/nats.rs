@@ -62,7 +62,6 @@ impl TestNats {
 
 impl Drop for TestNats {
     fn drop(&mut self) {
-        let client = self.client.clone();
         let prefix = self.prefix.to_uppercase();
         let handle = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -73,6 +72,14 @@ impl Drop for TestNats {
             };
             runtime.block_on(async move {
                 use futures_util::StreamExt;
+                // A connection of its own: the test's client is driven by the test's runtime,
+                // which is blocked while this thread runs.
+                let Ok(Ok(client)) =
+                    tokio::time::timeout(Duration::from_secs(2), async_nats::connect(nats_url()))
+                        .await
+                else {
+                    return;
+                };
                 let js = async_nats::jetstream::new(client);
                 let mut names = js.stream_names();
                 let mut mine = Vec::new();

@@ -1,0 +1,234 @@
+//! The `switchboard` binary as a newcomer runs it: `up` on a database that does not exist yet,
+//! `token`, and `migrate` from two processes at once.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use diesel_async::RunQueryDsl;
+use sb_testkit::{Result, TestDb, TestTokens, admin_url, within};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn database_url(name: &str) -> Result<String> {
+    let mut url = url::Url::parse(&admin_url()?)?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+async fn drop_database(name: &str) -> Result {
+    let mut admin = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(
+        &admin_url()?,
+    )
+    .await?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn up_creates_the_database_serves_health_and_stops_on_ctrl_c() -> Result {
+    sb_testkit::init();
+    let database = format!("sb_test_up_{}", uuid::Uuid::now_v7().simple());
+    let port = free_port()?;
+    let mut child = Command::new(BIN)
+        .arg("up")
+        .env("DATABASE_URL", database_url(&database)?)
+        .env("NATS_URL", sb_testkit::nats_url())
+        .env("UP_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = String::new();
+    within(Duration::from_secs(60), "up to print its table", async {
+        while let Some(line) = lines.next_line().await? {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.contains("Ctrl-C") {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await??;
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(printed.contains(&base), "{printed}");
+    assert!(printed.contains(&format!("{base}/docs/")), "{printed}");
+    assert!(printed.contains(&format!("{base}/metrics")), "{printed}");
+    assert!(
+        printed.contains("created, 1 migration(s) applied"),
+        "{printed}"
+    );
+    assert!(printed.contains("No service is built yet"), "{printed}");
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let health = client.get(format!("{base}/healthz")).send().await?;
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let index: serde_json::Value = client.get(format!("{base}/")).send().await?.json().await?;
+    assert_eq!(index["note"], "no service is built yet");
+
+    let pid = child.id().ok_or("no pid")?;
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .await?;
+    assert!(status.success());
+    let exit = within(
+        Duration::from_secs(20),
+        "up to stop after SIGINT",
+        child.wait(),
+    )
+    .await??;
+    assert!(exit.success(), "{exit:?}");
+    drop_database(&database).await
+}
+
+#[tokio::test]
+async fn up_says_which_dependency_is_missing() -> Result {
+    sb_testkit::init();
+    let output = Command::new(BIN)
+        .arg("up")
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/switchboard",
+        )
+        .env("UP_PORT", free_port()?.to_string())
+        .output()
+        .await?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .contains("PostgreSQL is not reachable at postgres://postgres@127.0.0.1:1/switchboard"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pg_ctlcluster 15 main start"), "{stderr}");
+
+    let db = TestDb::new().await?;
+    let output = Command::new(BIN)
+        .arg("up")
+        .env("DATABASE_URL", db.url())
+        .env("NATS_URL", "nats://127.0.0.1:1")
+        .env("NATS_CONNECT_TIMEOUT", "500ms")
+        .env("UP_PORT", free_port()?.to_string())
+        .output()
+        .await?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("NATS is not reachable at nats://127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nats-server"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn token_prints_a_jwt_the_services_accept() -> Result {
+    let team = "0190a000-0000-7000-8000-0000000000f1";
+    let output = Command::new(BIN)
+        .args([
+            "token", "--role", "manager", "--team", team, "--name", "Grace",
+        ])
+        .env("JWT_SECRET", sb_testkit::TEST_JWT_SECRET)
+        .env_remove("APP_ENV")
+        .output()
+        .await?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout)?;
+    let principal = TestTokens::new().verifier().verify(token.trim())?;
+    assert_eq!(principal.role, sb_auth::Role::Manager);
+    assert_eq!(principal.teams.len(), 1);
+    assert_eq!(principal.teams[0].to_string(), team);
+    assert_eq!(principal.name.as_deref(), Some("Grace"));
+
+    let refused = Command::new(BIN)
+        .args(["token", "--role", "ROOT"])
+        .output()
+        .await?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown role"));
+    let production = Command::new(BIN)
+        .args(["token", "--role", "CEO"])
+        .env("APP_ENV", "production")
+        .env("JWT_SECRET", sb_testkit::TEST_JWT_SECRET)
+        .output()
+        .await?;
+    assert!(
+        !production.status.success(),
+        "dev tokens are refused in production"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn migrate_from_two_processes_at_once_both_succeed() -> Result {
+    let db = TestDb::empty().await?;
+    let run = || {
+        Command::new(BIN)
+            .arg("migrate")
+            .env("DATABASE_URL", db.url())
+            .env("RUST_LOG", "warn")
+            .output()
+    };
+    let (a, b) = tokio::join!(run(), run());
+    let (a, b) = (a?, b?);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let outputs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout)
+    );
+    assert_eq!(
+        outputs.matches("applied 20261121000000").count(),
+        1,
+        "{outputs}"
+    );
+    assert_eq!(outputs.matches("up to date").count(), 1, "{outputs}");
+    let check = Command::new(BIN)
+        .args(["migrate", "--check"])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .await?;
+    assert!(check.status.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn help_explains_the_first_steps() -> Result {
+    let output = Command::new(BIN).arg("--help").output().await?;
+    let help = String::from_utf8(output.stdout)?;
+    for needle in ["up", "migrate", "token", "PostgreSQL", "NATS"] {
+        assert!(
+            help.contains(needle),
+            "{needle} missing from --help:\n{help}"
+        );
+    }
+    Ok(())
+}
