@@ -101,7 +101,10 @@ async fn migrate_on_start_applies_only_when_asked() -> Result {
     let db = TestDb::empty().await?;
     let mut config = db.config();
     sb_db::prepare(&config).await?;
-    assert!(tables(&db).await?.is_empty(), "MIGRATE_ON_START unset: nothing applied");
+    assert!(
+        tables(&db).await?.is_empty(),
+        "MIGRATE_ON_START unset: nothing applied"
+    );
     config.migrate_on_start = true;
     let pool = sb_db::prepare(&config).await?;
     assert!(tables(&db).await?.contains(&"outbox".to_owned()));
