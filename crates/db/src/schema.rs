@@ -20,6 +20,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    dead_letters (id) {
+        id -> Uuid,
+        consumer -> Text,
+        event_id -> Nullable<Uuid>,
+        subject -> Text,
+        event_type -> Nullable<Text>,
+        payload -> Bytea,
+        headers -> Jsonb,
+        error -> Text,
+        deliveries -> Int8,
+        stream_sequence -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     inbox (consumer, event_id) {
         consumer -> Text,
         event_id -> Uuid,
@@ -47,4 +63,10 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(appointments, inbox, outbox, webhook_receipts,);
+diesel::allow_tables_to_appear_in_same_query!(
+    appointments,
+    dead_letters,
+    inbox,
+    outbox,
+    webhook_receipts,
+);

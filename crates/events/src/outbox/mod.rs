@@ -1,0 +1,155 @@
+//! The transactional outbox: events are written in the same transaction as the state change that
+//! produced them, then published to JetStream by a [`Relay`].
+
+mod relay;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::schema::outbox;
+use uuid::Uuid;
+
+use crate::event::Event;
+use crate::headers;
+
+pub use relay::{AckObserver, BatchOutcome, Relay, RelayConfig, RelayError};
+
+/// Postgres channel the relay listens on; the payload is the source service.
+pub const NOTIFY_CHANNEL: &str = "sb_outbox";
+
+/// Writes a service's events into the outbox.
+#[derive(Debug, Clone, Copy)]
+pub struct Outbox {
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg))]
+pub struct OutboxRow {
+    pub id: Uuid,
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub headers: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Outbox {
+    pub const fn new(source: &'static str) -> Self {
+        Self { source }
+    }
+
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
+    /// Adds `event` to the outbox inside the caller's transaction; returns the event id. The relay
+    /// is woken when the transaction commits (NOTIFY is transactional); nothing is published if it
+    /// rolls back.
+    pub async fn enqueue<E: Event>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        event: &E,
+    ) -> QueryResult<Uuid> {
+        self.enqueue_traced(conn, event, None).await
+    }
+
+    /// Like [`Outbox::enqueue`], propagating the caller's W3C `traceparent` when it is valid.
+    pub async fn enqueue_traced<E: Event>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        event: &E,
+        traceparent: Option<&str>,
+    ) -> QueryResult<Uuid> {
+        let id = Uuid::now_v7();
+        let mut meta = BTreeMap::new();
+        meta.insert(headers::MSG_ID.to_owned(), id.to_string());
+        meta.insert(headers::EVENT_TYPE.to_owned(), E::TYPE.to_owned());
+        meta.insert(headers::ORG_ID.to_owned(), event.org_id().to_owned());
+        let traceparent = traceparent
+            .filter(|tp| headers::is_valid_traceparent(tp))
+            .map_or_else(|| headers::new_traceparent(id), str::to_owned);
+        meta.insert(headers::TRACEPARENT.to_owned(), traceparent);
+        let headers_json = serde_json::to_value(&meta).unwrap_or_default();
+        diesel::insert_into(outbox::table)
+            .values((
+                outbox::id.eq(id),
+                outbox::source.eq(self.source),
+                outbox::subject.eq(E::SUBJECT.to_string()),
+                outbox::payload.eq(event.encode_to_vec()),
+                outbox::headers.eq(headers_json),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(NOTIFY_CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(self.source)
+            .execute(conn)
+            .await?;
+        Ok(id)
+    }
+}
+
+/// Locks up to `limit` unpublished rows of `source`, oldest first, skipping rows another relay
+/// holds. Call inside a transaction: the locks last until it ends.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    source: &str,
+    limit: i64,
+) -> QueryResult<Vec<OutboxRow>> {
+    outbox::table
+        .filter(outbox::source.eq(source))
+        .filter(outbox::published_at.is_null())
+        .order(outbox::id.asc())
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(OutboxRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Marks rows published (JetStream acknowledged them).
+pub async fn mark_published(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
+        .set(outbox::published_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+}
+
+/// Unpublished rows of `source`.
+pub async fn pending(conn: &mut AsyncPgConnection, source: &str) -> QueryResult<i64> {
+    outbox::table
+        .filter(outbox::source.eq(source))
+        .filter(outbox::published_at.is_null())
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Deletes up to `limit` rows of `source` published before `before`; returns how many.
+pub async fn prune_published(
+    conn: &mut AsyncPgConnection,
+    source: &str,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    use diesel::sql_types::{BigInt, Text, Timestamptz};
+    diesel::sql_query(
+        "DELETE FROM outbox WHERE id IN \
+         (SELECT id FROM outbox WHERE source = $1 AND published_at < $2 LIMIT $3)",
+    )
+    .bind::<Text, _>(source)
+    .bind::<Timestamptz, _>(before)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+    .await
+}
+
+/// Headers of a row as NATS headers.
+pub(crate) fn row_headers(row: &OutboxRow) -> async_nats::HeaderMap {
+    let map: BTreeMap<String, String> =
+        serde_json::from_value(row.headers.clone()).unwrap_or_default();
+    headers::to_nats(&map)
+}

@@ -1,0 +1,367 @@
+//! The relay: publishes a service's outbox rows to JetStream and marks them published.
+//!
+//! One batch = one transaction: take the source's transaction-scoped advisory lock (so concurrent
+//! relays of one service publish batches one after another, which keeps per-aggregate order),
+//! claim the oldest unpublished rows `FOR UPDATE SKIP LOCKED`, publish them pipelined with
+//! `Nats-Msg-Id`, await the acks in order, mark the acknowledged prefix published, commit.
+//!
+//! A crash after publishing but before the commit leaves the rows unpublished: they are published
+//! again and JetStream drops the copies (same `Nats-Msg-Id`, within the duplicate window).
+//! NATS down: publishes time out, the transaction rolls back, the relay backs off and retries;
+//! rows wait in Postgres and nothing is lost.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use diesel::sql_types::{Bool, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use sb_db::{DatabaseConfig, DbPool};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    NOTIFY_CHANNEL, Outbox, OutboxRow, claim, mark_published, pending, prune_published, row_headers,
+};
+use crate::metrics::EventMetrics;
+use crate::subject::Namespace;
+
+/// Receives `(event id, instant of the JetStream ack)` for every published event: a hook for
+/// benchmarks and tests that measure commit-to-ack latency.
+pub type AckObserver = tokio::sync::mpsc::UnboundedSender<(Uuid, Instant)>;
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows per batch (one transaction, one pipelined burst of publishes).
+    pub batch_size: i64,
+    /// Fallback wake-up when a NOTIFY is missed (listener reconnecting).
+    pub poll_interval: Duration,
+    /// Longest wait for one JetStream ack.
+    pub ack_timeout: Duration,
+    /// Longest pause between retries while NATS or Postgres is failing.
+    pub max_backoff: Duration,
+    /// Published rows older than this are deleted.
+    pub retention: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            poll_interval: Duration::from_secs(1),
+            ack_timeout: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5),
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(String),
+    #[error("publishing to JetStream: {0}")]
+    Publish(String),
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Another relay of this source holds the batch lock.
+    Busy,
+    /// `published` rows acknowledged and marked; `failed` when a publish failed after them.
+    Published { published: usize, failed: bool },
+}
+
+pub struct Relay {
+    outbox: Outbox,
+    pool: DbPool,
+    database: DatabaseConfig,
+    js: jetstream::Context,
+    ns: Namespace,
+    metrics: EventMetrics,
+    config: RelayConfig,
+    observer: Option<AckObserver>,
+}
+
+/// The URL for the dedicated LISTEN connection (never logged).
+fn expose(config: &DatabaseConfig) -> String {
+    use secrecy::ExposeSecret;
+    config.url.expose_secret().to_owned()
+}
+
+impl Relay {
+    pub fn new(
+        outbox: Outbox,
+        pool: DbPool,
+        database: DatabaseConfig,
+        js: jetstream::Context,
+        ns: Namespace,
+        metrics: EventMetrics,
+    ) -> Self {
+        Self {
+            outbox,
+            pool,
+            database,
+            js,
+            ns,
+            metrics,
+            config: RelayConfig::default(),
+            observer: None,
+        }
+    }
+
+    pub fn with_config(mut self, config: RelayConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    pub fn with_ack_observer(mut self, observer: AckObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Publishes `rows` in order, pipelined, and returns the ids JetStream acknowledged: the
+    /// longest acknowledged prefix, so a failure never lets a later event overtake an earlier one.
+    pub async fn publish_rows(&self, rows: &[OutboxRow]) -> (Vec<Uuid>, Option<RelayError>) {
+        let mut in_flight = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for row in rows {
+            let subject = self.ns.subject(&row.subject);
+            match self
+                .js
+                .publish_with_headers(subject, row_headers(row), row.payload.clone().into())
+                .await
+            {
+                Ok(ack) => in_flight.push((row, ack)),
+                Err(error) => {
+                    failure = Some(RelayError::Publish(error.to_string()));
+                    break;
+                }
+            }
+        }
+        let mut acked = Vec::with_capacity(in_flight.len());
+        for (row, ack) in in_flight {
+            match tokio::time::timeout(self.config.ack_timeout, ack).await {
+                Ok(Ok(_)) => {
+                    let now = Instant::now();
+                    let lag = (chrono::Utc::now() - row.created_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    let source = self.outbox.source();
+                    self.metrics
+                        .outbox_publish_seconds
+                        .with_label_values(&[source])
+                        .observe(lag.as_secs_f64());
+                    self.metrics
+                        .events_published_total
+                        .with_label_values(&[source, row.subject.as_str()])
+                        .inc();
+                    if let Some(observer) = &self.observer {
+                        // A closed receiver means the observer lost interest; publishing goes on.
+                        observer.send((row.id, now)).ok();
+                    }
+                    acked.push(row.id);
+                }
+                Ok(Err(error)) => {
+                    failure = Some(RelayError::Publish(error.to_string()));
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(RelayError::Publish(format!(
+                        "no ack within {:?}",
+                        self.config.ack_timeout
+                    )));
+                    break;
+                }
+            }
+        }
+        (acked, failure)
+    }
+
+    /// Publishes one batch of this source's outbox.
+    pub async fn publish_once(&self) -> Result<BatchOutcome, RelayError> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| RelayError::Pool(e.to_string()))?;
+        let source = self.outbox.source();
+        let batch_size = self.config.batch_size;
+        conn.transaction::<_, RelayError, _>(async |conn| {
+                if !try_batch_lock(conn, source).await? {
+                    return Ok(BatchOutcome::Busy);
+                }
+                let rows = claim(conn, source, batch_size).await?;
+                if rows.is_empty() {
+                    return Ok(BatchOutcome::Published { published: 0, failed: false });
+                }
+                let (acked, failure) = self.publish_rows(&rows).await;
+                if acked.is_empty()
+                    && let Some(error) = failure
+                {
+                    return Err(error);
+                }
+                mark_published(conn, &acked).await?;
+                if let Some(error) = &failure {
+                    tracing::warn!(source, published = acked.len(), %error, "outbox batch partly published");
+                }
+                Ok(BatchOutcome::Published { published: acked.len(), failed: failure.is_some() })
+        })
+        .await
+    }
+
+    /// Runs until `stop` is cancelled: publishes whenever a NOTIFY arrives (or every
+    /// `poll_interval`), drains backlogs batch after batch, backs off while NATS or Postgres fail.
+    pub async fn run(self, stop: CancellationToken) {
+        let source = self.outbox.source();
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(
+            expose(&self.database),
+            source,
+            wake.clone(),
+            stop.child_token(),
+        ));
+        let mut backoff = Duration::from_millis(100);
+        let mut last_housekeeping: Option<Instant> = None;
+        let mut last_prune: Option<Instant> = None;
+        tracing::info!(source, "outbox relay started");
+        while !stop.is_cancelled() {
+            let idle = match self.publish_once().await {
+                Ok(BatchOutcome::Busy) => {
+                    sleep_or_stop(Duration::from_millis(50), &stop).await;
+                    continue;
+                }
+                Ok(BatchOutcome::Published {
+                    published,
+                    failed: false,
+                }) => {
+                    backoff = Duration::from_millis(100);
+                    i64::try_from(published).unwrap_or(i64::MAX) < self.config.batch_size
+                }
+                Ok(BatchOutcome::Published { failed: true, .. }) => {
+                    sleep_or_stop(backoff, &stop).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(source, %error, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed, retrying");
+                    sleep_or_stop(backoff, &stop).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    continue;
+                }
+            };
+            if last_housekeeping.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_housekeeping = Some(Instant::now());
+                self.update_pending_gauge().await;
+                if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_prune = Some(Instant::now());
+                    self.prune().await;
+                }
+            }
+            if idle {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+            }
+        }
+        listener.abort();
+        tracing::info!(source, "outbox relay stopped");
+    }
+
+    async fn update_pending_gauge(&self) {
+        let source = self.outbox.source();
+        if let Ok(mut conn) = self.pool.get().await
+            && let Ok(count) = pending(&mut conn, source).await
+        {
+            self.metrics
+                .outbox_pending
+                .with_label_values(&[source])
+                .set(count);
+        }
+    }
+
+    async fn prune(&self) {
+        let source = self.outbox.source();
+        let Ok(retention) = chrono::Duration::from_std(self.config.retention) else {
+            return;
+        };
+        if let Ok(mut conn) = self.pool.get().await {
+            match prune_published(&mut conn, source, chrono::Utc::now() - retention, 10_000).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(source, deleted, "pruned published outbox rows"),
+                Err(error) => tracing::warn!(source, %error, "cannot prune the outbox"),
+            }
+        }
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+/// Transaction-scoped: released at commit or rollback, even if the relay dies.
+async fn try_batch_lock(conn: &mut AsyncPgConnection, source: &str) -> diesel::QueryResult<bool> {
+    let row: Locked = diesel::sql_query(
+        "SELECT pg_try_advisory_xact_lock(hashtext('sb_outbox:' || $1)) AS locked",
+    )
+    .bind::<Text, _>(source)
+    .get_result(conn)
+    .await?;
+    Ok(row.locked)
+}
+
+async fn sleep_or_stop(duration: Duration, stop: &CancellationToken) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(duration) => {}
+    }
+}
+
+/// Holds a dedicated connection LISTENing on the outbox channel and wakes the relay for its
+/// source. Reconnects forever; the relay's polling covers the gaps.
+async fn listen(url: String, source: &'static str, wake: Arc<Notify>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        match AsyncPgConnection::establish(&url).await {
+            Ok(mut conn) => match diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
+                .execute(&mut conn)
+                .await
+            {
+                Ok(_) => {
+                    // Rows committed while we were not listening.
+                    wake.notify_one();
+                    let mut notifications = pin!(conn.notifications_stream());
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            next = notifications.next() => match next {
+                                Some(Ok(notification)) => {
+                                    if notification.payload == source {
+                                        wake.notify_one();
+                                    }
+                                }
+                                Some(Err(error)) => {
+                                    tracing::debug!(source, %error, "outbox listener lost its connection");
+                                    break;
+                                }
+                                None => break,
+                            },
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(source, %error, "outbox listener cannot LISTEN"),
+            },
+            Err(error) => tracing::debug!(source, %error, "outbox listener cannot connect"),
+        }
+        sleep_or_stop(Duration::from_secs(1), &stop).await;
+    }
+}

@@ -1,0 +1,263 @@
+//! The consumer runner against real Postgres and NATS: a crash before the ack applies the effect
+//! once, a poison message is dead-lettered without blocking the ones behind it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{World, call_started};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sb_db::schema::{dead_letters, webhook_receipts};
+use sb_events::consumer::{Applied, ConsumerConfig, ConsumerRunner, Handler, HandlerError};
+use sb_events::proto::VideoCallStarted;
+use sb_events::publish::publish;
+use sb_events::{Domain, EventEnvelope};
+use sb_testkit::{Result, wait_until};
+use tokio_util::sync::CancellationToken;
+
+const ORG: &str = "0190a000-0000-7000-8000-000000000001";
+
+/// Records one effect row per application (not idempotent on purpose: the runner must be), and
+/// fails forever on the call named "poison".
+struct Effects;
+
+impl Handler for Effects {
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            let call = event
+                .decode::<VideoCallStarted>()
+                .map_err(HandlerError::permanent)?;
+            if call.call_id == "poison" {
+                return Err(HandlerError::retry("this message always fails"));
+            }
+            diesel::insert_into(webhook_receipts::table)
+                .values((
+                    webhook_receipts::provider.eq("effect"),
+                    webhook_receipts::key.eq(format!("{}:{}", call.call_id, uuid::Uuid::new_v4())),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+async fn effects(world: &World, call: &str) -> Result<i64> {
+    let mut conn = world.db.conn().await?;
+    Ok(webhook_receipts::table
+        .filter(webhook_receipts::provider.eq("effect"))
+        .filter(webhook_receipts::key.like(format!("{call}:%")))
+        .count()
+        .get_result(&mut conn)
+        .await?)
+}
+
+fn runner(world: &World, config: ConsumerConfig) -> ConsumerRunner<Effects> {
+    ConsumerRunner::new(
+        config,
+        world.db.pool(),
+        world.js.clone(),
+        world.ns.clone(),
+        Effects,
+        world.metrics.clone(),
+    )
+}
+
+fn config() -> ConsumerConfig {
+    let mut config = ConsumerConfig::new("test", "effects", Domain::Video, "sb.video.>");
+    config.ack_wait = Duration::from_secs(1);
+    config.max_deliver = 3;
+    config.backoff = vec![Duration::from_millis(50)];
+    config
+}
+
+#[tokio::test]
+async fn a_crash_before_the_ack_applies_the_effect_once() -> Result {
+    let world = World::new().await?;
+    publish(&world.js, &world.ns, &call_started("call-1", ORG, 1)).await?;
+    let runner = runner(&world, config());
+    let consumer = runner.ensure().await?;
+
+    // First delivery: applied and committed, then the process dies before acking.
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await?;
+    let message = futures_util::StreamExt::next(&mut batch)
+        .await
+        .ok_or("no message")??;
+    let envelope = runner.envelope(&message)?;
+    assert_eq!(runner.apply(&envelope).await?, Applied::Done);
+    drop(message);
+    assert_eq!(effects(&world, "call-1").await?, 1);
+
+    // Restarted runner: JetStream redelivers after ack_wait; the inbox makes it a duplicate.
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner.run(stop.clone()));
+    wait_until(
+        Duration::from_secs(15),
+        "the redelivery to be acknowledged",
+        || async {
+            world
+                .metrics
+                .consumer_messages_total
+                .with_label_values(&["test-effects", "duplicate"])
+                .get()
+                == 1
+        },
+    )
+    .await?;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await??;
+    assert_eq!(
+        effects(&world, "call-1").await?,
+        1,
+        "the effect was applied once"
+    );
+    let mut consumer = world
+        .js
+        .get_stream(world.ns.stream(Domain::Video))
+        .await?
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("test-effects")
+        .await?;
+    let info = consumer.info().await?;
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "acknowledged after the duplicate"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_does_not_block_the_others() -> Result {
+    let world = World::new().await?;
+    publish(&world.js, &world.ns, &call_started("before", ORG, 1)).await?;
+    let poison = publish(&world.js, &world.ns, &call_started("poison", ORG, 2)).await?;
+    for n in 0..5 {
+        publish(
+            &world.js,
+            &world.ns,
+            &call_started(&format!("after-{n}"), ORG, 3 + n),
+        )
+        .await?;
+    }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner(&world, config()).run(stop.clone()));
+    wait_until(
+        Duration::from_secs(20),
+        "the poison message to be dead-lettered",
+        || async {
+            world
+                .metrics
+                .consumer_dead_letters_total
+                .with_label_values(&["test-effects"])
+                .get()
+                == 1
+        },
+    )
+    .await?;
+    wait_until(
+        Duration::from_secs(10),
+        "every other message to be applied",
+        || async {
+            world
+                .metrics
+                .consumer_messages_total
+                .with_label_values(&["test-effects", "applied"])
+                .get()
+                == 6
+        },
+    )
+    .await?;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await??;
+
+    assert_eq!(effects(&world, "before").await?, 1);
+    for n in 0..5 {
+        assert_eq!(effects(&world, &format!("after-{n}")).await?, 1);
+    }
+    assert_eq!(effects(&world, "poison").await?, 0);
+    let mut conn = world.db.conn().await?;
+    let (event_id, deliveries, error, consumer): (Option<uuid::Uuid>, i64, String, String) =
+        dead_letters::table
+            .select((
+                dead_letters::event_id,
+                dead_letters::deliveries,
+                dead_letters::error,
+                dead_letters::consumer,
+            ))
+            .first(&mut conn)
+            .await?;
+    assert_eq!(event_id, Some(poison));
+    assert_eq!(deliveries, 3, "dead-lettered after max_deliver attempts");
+    assert!(error.contains("always fails"), "{error}");
+    assert_eq!(consumer, "test-effects");
+    assert_eq!(
+        world
+            .metrics
+            .consumer_messages_total
+            .with_label_values(&["test-effects", "retried"])
+            .get(),
+        2
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_without_an_event_id_is_dead_lettered_at_once() -> Result {
+    let world = World::new().await?;
+    world
+        .js
+        .publish(
+            world.ns.subject("sb.video.call.started"),
+            "not protobuf".into(),
+        )
+        .await?
+        .await?;
+    publish(&world.js, &world.ns, &call_started("fine", ORG, 1)).await?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner(&world, config()).run(stop.clone()));
+    wait_until(
+        Duration::from_secs(10),
+        "both messages to be handled",
+        || async {
+            world
+                .metrics
+                .consumer_dead_letters_total
+                .with_label_values(&["test-effects"])
+                .get()
+                == 1
+                && world
+                    .metrics
+                    .consumer_messages_total
+                    .with_label_values(&["test-effects", "applied"])
+                    .get()
+                    == 1
+        },
+    )
+    .await?;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await??;
+    let mut conn = world.db.conn().await?;
+    let (deliveries, error): (i64, String) = dead_letters::table
+        .select((dead_letters::deliveries, dead_letters::error))
+        .first(&mut conn)
+        .await?;
+    assert_eq!(
+        deliveries, 1,
+        "no retries for a message that can never be applied"
+    );
+    assert!(error.contains("Nats-Msg-Id"), "{error}");
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! The outbox and its relay against real Postgres and NATS: exactly once, in order, through
+//! rollbacks, concurrent relays, a relay crash and a NATS outage.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use common::{World, call_started, header, read_stream};
+use diesel_async::AsyncConnection;
+use diesel_async::AsyncPgConnection;
+use prost::Message;
+use sb_events::outbox::{self, Outbox, RelayConfig};
+use sb_events::proto::VideoCallStarted;
+use sb_events::streams::{StreamSettings, ensure_streams};
+use sb_events::{Domain, Event, Namespace, headers};
+use sb_testkit::{NatsServer, Result, wait_until};
+use tokio_util::sync::CancellationToken;
+
+const VIDEO: Outbox = Outbox::new("video");
+const ORG: &str = "0190a000-0000-7000-8000-000000000001";
+
+async fn enqueue_many(
+    conn: &mut AsyncPgConnection,
+    aggregates: usize,
+    per_aggregate: i64,
+) -> Result<Vec<uuid::Uuid>> {
+    let mut ids = Vec::new();
+    for n in 0..per_aggregate {
+        for a in 0..aggregates {
+            let id = conn
+                .transaction::<_, diesel::result::Error, _>(async |conn| {
+                    VIDEO
+                        .enqueue(conn, &call_started(&format!("call-{a}"), ORG, n))
+                        .await
+                })
+                .await?;
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+fn published(n: usize) -> outbox::BatchOutcome {
+    outbox::BatchOutcome::Published {
+        published: n,
+        failed: false,
+    }
+}
+
+async fn pending(world: &World) -> Result<i64> {
+    let mut conn = world.db.conn().await?;
+    Ok(outbox::pending(&mut conn, "video").await?)
+}
+
+#[tokio::test]
+async fn committed_events_are_published_once_with_their_headers() -> Result {
+    let world = World::new().await?;
+    let mut conn = world.db.conn().await?;
+    let event = call_started("call-1", ORG, 1);
+    let id = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| VIDEO.enqueue(c, &event).await)
+        .await?;
+    assert_eq!(world.relay(VIDEO).publish_once().await?, published(1));
+    assert_eq!(
+        world.relay(VIDEO).publish_once().await?,
+        published(0),
+        "nothing left"
+    );
+
+    let messages = world.stream_messages(Domain::Video).await?;
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    assert_eq!(
+        message.subject.as_str(),
+        world.ns.subject("sb.video.call.started")
+    );
+    assert_eq!(header(message, headers::MSG_ID), id.to_string());
+    assert_eq!(header(message, headers::EVENT_TYPE), VideoCallStarted::TYPE);
+    assert_eq!(header(message, headers::ORG_ID), ORG);
+    assert!(headers::is_valid_traceparent(&header(
+        message,
+        headers::TRACEPARENT
+    )));
+    assert_eq!(VideoCallStarted::decode(message.payload.as_ref())?, event);
+    assert_eq!(pending(&world).await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_publishes_nothing() -> Result {
+    let world = World::new().await?;
+    let mut conn = world.db.conn().await?;
+    let result = conn
+        .transaction::<(), diesel::result::Error, _>(async |c| {
+            VIDEO.enqueue(c, &call_started("call-1", ORG, 1)).await?;
+            Err(diesel::result::Error::RollbackTransaction)
+        })
+        .await;
+    assert!(result.is_err());
+    assert_eq!(pending(&world).await?, 0);
+    assert_eq!(world.relay(VIDEO).publish_once().await?, published(0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_relay_wakes_on_notify_without_polling() -> Result {
+    let world = World::new().await?;
+    let relay = world.relay(VIDEO).with_config(RelayConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..RelayConfig::default()
+    });
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(relay.run(stop.clone()));
+    // Let the listener start (the relay's first pass finds nothing and goes to sleep).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = world.db.conn().await?;
+    let started = std::time::Instant::now();
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        VIDEO.enqueue(c, &call_started("call-1", ORG, 1)).await
+    })
+    .await?;
+    wait_until(
+        Duration::from_secs(5),
+        "NOTIFY to wake the relay",
+        || async { matches!(pending(&world).await, Ok(0)) },
+    )
+    .await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "published in {:?}, without polling",
+        started.elapsed()
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_relays_on_one_table_never_publish_a_row_twice() -> Result {
+    let world = World::new().await?;
+    let mut conn = world.db.conn().await?;
+    let ids = enqueue_many(&mut conn, 20, 25).await?;
+    let metrics = [
+        sb_events::EventMetrics::standalone()?,
+        sb_events::EventMetrics::standalone()?,
+    ];
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for m in &metrics {
+        let relay = sb_events::outbox::Relay::new(
+            VIDEO,
+            world.db.pool(),
+            world.db.config(),
+            world.js.clone(),
+            world.ns.clone(),
+            m.clone(),
+        )
+        .with_config(RelayConfig {
+            batch_size: 16,
+            ..RelayConfig::default()
+        });
+        tasks.push(tokio::spawn(relay.run(stop.clone())));
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "both relays to drain the outbox",
+        || async { matches!(pending(&world).await, Ok(0)) },
+    )
+    .await?;
+    stop.cancel();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(5), task).await??;
+    }
+    let published: u64 = metrics
+        .iter()
+        .map(|m| {
+            m.events_published_total
+                .with_label_values(&["video", "sb.video.call.started"])
+                .get()
+        })
+        .sum();
+    assert_eq!(
+        published,
+        ids.len() as u64,
+        "every row published exactly once across both relays"
+    );
+    let messages = world.stream_messages(Domain::Video).await?;
+    assert_eq!(messages.len(), ids.len());
+    assert_per_aggregate_order(&messages)?;
+    Ok(())
+}
+
+/// Every `call-N` aggregate's events arrive with increasing `started_at_unix_ms` (the sequence).
+fn assert_per_aggregate_order(messages: &[async_nats::jetstream::Message]) -> Result {
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for message in messages {
+        assert!(
+            seen.insert(header(message, headers::MSG_ID)),
+            "duplicate event in the stream"
+        );
+        let event = VideoCallStarted::decode(message.payload.as_ref())?;
+        if let Some(previous) = last.insert(event.call_id.clone(), event.started_at_unix_ms) {
+            assert!(
+                previous < event.started_at_unix_ms,
+                "{}: {previous} then {}",
+                event.call_id,
+                event.started_at_unix_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_relay_crash_between_publish_and_mark_duplicates_nothing() -> Result {
+    let world = World::new().await?;
+    let mut conn = world.db.conn().await?;
+    let ids = enqueue_many(&mut conn, 5, 4).await?;
+    let relay = world.relay(VIDEO);
+    // The crash: rows claimed and published, then the transaction dies before marking them.
+    let expected = ids.len();
+    let crashed = conn
+        .transaction::<(), diesel::result::Error, _>(async |c| {
+            let rows = outbox::claim(c, "video", 100).await?;
+            let (acked, failure) = relay.publish_rows(&rows).await;
+            assert!(failure.is_none());
+            assert_eq!(acked.len(), expected, "all published and acknowledged");
+            // The process dies here, before marking the rows published.
+            Err(diesel::result::Error::RollbackTransaction)
+        })
+        .await;
+    assert!(crashed.is_err(), "the transaction was rolled back");
+    assert_eq!(
+        world.stream_messages(Domain::Video).await?.len(),
+        expected,
+        "they did reach the stream"
+    );
+    assert_eq!(
+        pending(&world).await?,
+        ids.len() as i64,
+        "rows are still unpublished after the crash"
+    );
+
+    // Restart: the relay publishes everything again; JetStream drops the copies.
+    while world.relay(VIDEO).publish_once().await? != published(0) {}
+    assert_eq!(pending(&world).await?, 0);
+    let messages = world.stream_messages(Domain::Video).await?;
+    assert_eq!(messages.len(), ids.len(), "no duplicate reached the stream");
+    assert_per_aggregate_order(&messages)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_nats_outage_loses_nothing_and_keeps_per_aggregate_order() -> Result {
+    let world = World::new().await?;
+    let mut server = NatsServer::start().await?;
+    let config = sb_platform::config::NatsConfig {
+        url: server.url(),
+        connect_timeout: Duration::from_secs(2),
+    };
+    let client = sb_platform::nats::connect(&config, "outage-test").await?;
+    let js = async_nats::jetstream::new(client);
+    let ns = Namespace::production();
+    ensure_streams(&js, &ns, &[Domain::Video], &StreamSettings::default()).await?;
+
+    let stop = CancellationToken::new();
+    let relay = world
+        .relay_on(VIDEO, js.clone(), ns.clone())
+        .with_config(RelayConfig {
+            ack_timeout: Duration::from_millis(500),
+            max_backoff: Duration::from_millis(300),
+            ..RelayConfig::default()
+        });
+    let task = tokio::spawn(relay.run(stop.clone()));
+
+    server.stop().await?;
+    let mut conn = world.db.conn().await?;
+    let ids = enqueue_many(&mut conn, 50, 20).await?;
+    assert_eq!(ids.len(), 1000);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        pending(&world).await?,
+        1000,
+        "nothing is marked published while NATS is down"
+    );
+
+    server.resume().await?;
+    wait_until(
+        Duration::from_secs(60),
+        "the relay to drain the outbox after NATS returns",
+        || async { matches!(pending(&world).await, Ok(0)) },
+    )
+    .await?;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await??;
+
+    let messages = read_stream(&js, &ns.stream(Domain::Video)).await?;
+    assert_eq!(messages.len(), 1000, "every event arrived exactly once");
+    let arrived: HashSet<String> = messages
+        .iter()
+        .map(|m| header(m, headers::MSG_ID))
+        .collect();
+    let expected: HashSet<String> = ids.iter().map(ToString::to_string).collect();
+    assert_eq!(arrived, expected);
+    assert_per_aggregate_order(&messages)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn published_rows_are_pruned_after_the_retention() -> Result {
+    let world = World::new().await?;
+    let mut conn = world.db.conn().await?;
+    enqueue_many(&mut conn, 1, 3).await?;
+    world.relay(VIDEO).publish_once().await?;
+    let deleted = outbox::prune_published(
+        &mut conn,
+        "video",
+        chrono::Utc::now() + chrono::Duration::seconds(1),
+        100,
+    )
+    .await?;
+    assert_eq!(deleted, 3);
+    enqueue_many(&mut conn, 1, 1).await?;
+    let kept = outbox::prune_published(
+        &mut conn,
+        "video",
+        chrono::Utc::now() + chrono::Duration::seconds(1),
+        100,
+    )
+    .await?;
+    assert_eq!(kept, 0, "unpublished rows are never pruned");
+    Ok(())
+}

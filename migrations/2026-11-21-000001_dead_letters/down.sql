@@ -1,0 +1,2 @@
+DROP INDEX outbox_published_idx;
+DROP TABLE dead_letters;
