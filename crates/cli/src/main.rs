@@ -1,6 +1,9 @@
 //! `switchboard`: run the whole dev stack in one process, apply migrations, mint dev tokens.
 
+mod bench;
+mod events;
 mod migrate;
+mod seed;
 mod token;
 mod up;
 
@@ -17,6 +20,8 @@ use clap::{Parser, Subcommand};
         First steps:\n  \
         switchboard up                          start everything on this machine\n  \
         switchboard token --role CEO            print a dev JWT to call the APIs with\n  \
+        switchboard seed                        publish sample CRM appointments\n  \
+        switchboard events tail                 watch events as they are published\n  \
         switchboard migrate                     apply database migrations"
 )]
 struct Cli {
@@ -32,6 +37,14 @@ enum Command {
     Migrate(migrate::Args),
     /// Print a development JWT signed with JWT_SECRET (or the dev default).
     Token(token::Args),
+    /// Publish sample CRM appointment events (two orgs, teams, closers, setters).
+    Seed(seed::Args),
+    /// Watch the event streams.
+    #[command(subcommand)]
+    Events(events::Command),
+    /// Benchmarks (build with --release).
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +58,9 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Token(args) => token::run(args),
+            Command::Seed(args) => seed::run(args).await,
+            Command::Events(command) => events::run(command).await,
+            Command::Bench(command) => bench::run(command).await,
         }
     })
 }

@@ -8,7 +8,8 @@ use sb_platform::{Env, ProcessEnv};
 
 /// Org and user of the dev stack's sample data, so tokens work without looking up ids.
 pub const DEV_ORG: &str = "0190a000-0000-7000-8000-000000000001";
-pub const DEV_USER: &str = "0190a000-0000-7000-8000-0000000000aa";
+/// The CEO of the seeded org (see `switchboard seed`).
+pub const DEV_USER: &str = "0190a000-0000-7000-8001-000000000101";
 
 #[derive(clap::Args)]
 pub struct Args {

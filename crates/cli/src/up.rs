@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use sb_db::{DatabaseConfig, PostgresProbe};
+use sb_events::consumer::ConsumerRunner;
+use sb_events::projector::{self, AppointmentProjector};
+use sb_events::streams::{StreamSettings, ensure_streams};
+use sb_events::{Domain, EventMetrics, Namespace};
 use sb_platform::config::{HttpConfig, LogConfig, NatsConfig};
 use sb_platform::health::ReadinessProbe;
 use sb_platform::nats::NatsProbe;
@@ -19,6 +23,9 @@ pub struct Args {
     /// Port of the stack overview (`/` lists the services; `/healthz`, `/readyz` for the stack).
     #[arg(long, env = "UP_PORT", default_value_t = 3100)]
     port: u16,
+    /// Publish the sample CRM appointments once the stack is up (see `switchboard seed`).
+    #[arg(long)]
+    seed: bool,
 }
 
 /// A service of the stack as `up` prints it.
@@ -38,6 +45,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let applied = sb_db::migrate::run_pending(&database).await?;
     let pool = sb_db::build_pool(&database)?;
     let client = sb_platform::nats::connect(&nats, "up").await?;
+    let ns = Namespace::from_env(&env)?;
+    let js = async_nats::jetstream::new(client.clone());
+    ensure_streams(&js, &ns, &Domain::ALL, &StreamSettings::from_env(&env)?).await?;
 
     // Services register here as they land: each one is built from the same environment and
     // gets its own port. None exists yet.
@@ -50,7 +60,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             port: s.port(),
         })
         .collect();
-    let overview = overview(&args, pool, client, &listed)?;
+    let mut overview = overview(&args, pool.clone(), client, &listed)?;
+    // Until the video and signaling services (which own the appointment projection) land, the
+    // stack projects CRM appointments itself, so `--seed` fills the `appointments` table.
+    let metrics = EventMetrics::register(overview.metrics().registry())?;
+    let projector = ConsumerRunner::new(
+        projector::consumer_config("switchboard"),
+        pool,
+        js.clone(),
+        ns.clone(),
+        AppointmentProjector,
+        metrics,
+    );
+    overview.spawn_background("appointment-projector", move |stop| projector.run(stop));
     let base = |port: u16| format!("http://{}:{port}", display_host(&args.host));
 
     println!();
@@ -86,7 +108,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
         println!();
     }
+    if args.seed {
+        let published =
+            crate::seed::publish_all(&js, &ns, &crate::seed::events(chrono::Utc::now())).await?;
+        crate::seed::print_summary(published, &ns);
+        println!();
+    }
     println!("  A dev token: cargo run -p switchboard -- token --role CEO");
+    println!("  Watch events: cargo run -p switchboard -- events tail");
     println!("  Ctrl-C stops everything.");
     println!();
 

@@ -64,6 +64,28 @@ impl Namespace {
         Self { prefix: None }
     }
 
+    /// `EVENTS_NAMESPACE`: empty in production; set it to run several stacks on one NATS.
+    pub fn from_env(env: &sb_platform::Env<'_>) -> Result<Self, sb_platform::ConfigError> {
+        let prefix: Option<String> = env.optional("EVENTS_NAMESPACE")?;
+        match prefix {
+            None => Ok(Self::production()),
+            Some(prefix)
+                if !prefix.is_empty()
+                    && prefix
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
+            {
+                Ok(Self::prefixed(&prefix))
+            }
+            Some(_) => Err(sb_platform::ConfigError::Malformed {
+                name: "EVENTS_NAMESPACE",
+                reason:
+                    "use lowercase letters and digits only (it prefixes subjects and stream names)"
+                        .to_owned(),
+            }),
+        }
+    }
+
     /// A prefixed namespace: subjects become `<prefix>.<subject>`, streams `<PREFIX>_<STREAM>`.
     pub fn prefixed(prefix: &str) -> Self {
         Self {

@@ -37,6 +37,7 @@ pub struct ServiceSpec {
 pub struct Application {
     name: &'static str,
     port: u16,
+    metrics: Metrics,
     server: actix_web::dev::Server,
     stop: CancellationToken,
     background_stop: CancellationToken,
@@ -70,6 +71,7 @@ impl Application {
             readiness,
             openapi,
         } = spec;
+        let app_metrics = metrics.clone();
         let json_limit = http.json_limit_bytes;
         let server = HttpServer::new(move || {
             let (app, api) = App::new()
@@ -103,6 +105,7 @@ impl Application {
         Ok(Self {
             name,
             port,
+            metrics: app_metrics,
             server,
             background_stop: CancellationToken::new(),
             stop,
@@ -117,6 +120,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The service's metrics, to register background tasks' metrics in the same registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Cancelling this token stops the service gracefully: no new connections, in-flight

@@ -1,0 +1,474 @@
+//! `switchboard bench outbox`: the outbox measured beside raw JetStream publishing, in one run on
+//! this machine. Build with `--release`.
+//!
+//! - Sustained rate: N events as fast as possible. Raw: pipelined `publish` + ack (256 in flight,
+//!   the relay's batch size). Outbox: producers committing one event per transaction (as services
+//!   do) while the relay publishes; the clock stops at the last JetStream ack.
+//! - Latency at a fixed rate: events paced at `--rate` per second for `--seconds`. Raw: publish to
+//!   ack. Outbox: transaction commit to JetStream ack (as the relay observes it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use sb_db::DatabaseConfig;
+use sb_events::outbox::{Outbox, Relay, RelayConfig};
+use sb_events::proto::VideoCallStarted;
+use sb_events::streams::{StreamSettings, ensure_stream};
+use sb_events::{Domain, Event, EventMetrics, Namespace, headers};
+use sb_platform::config::NatsConfig;
+use sb_platform::{Env, ProcessEnv};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Outbox commit-to-ack latency and throughput beside raw async-nats JetStream publishing.
+    Outbox(OutboxArgs),
+}
+
+#[derive(clap::Args, Clone)]
+pub struct OutboxArgs {
+    /// Events per throughput measurement.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Events per second in the latency measurement.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// Length of the latency measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent producers (connections committing transactions).
+    #[arg(long, default_value_t = 8)]
+    producers: usize,
+    /// Repetitions; figures are medians with min–max spread.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Outbox(args) => outbox(args).await,
+    }
+}
+
+const SOURCE: &str = "bench";
+
+struct Bench {
+    js: jetstream::Context,
+    ns: Namespace,
+    database: DatabaseConfig,
+    pool: sb_db::DbPool,
+}
+
+#[derive(Default)]
+struct Figures {
+    raw_rate: Vec<f64>,
+    outbox_rate: Vec<f64>,
+    raw_p50: Vec<f64>,
+    raw_p99: Vec<f64>,
+    outbox_p50: Vec<f64>,
+    outbox_p99: Vec<f64>,
+    outbox_achieved_rate: Vec<f64>,
+}
+
+fn event(n: u64) -> VideoCallStarted {
+    VideoCallStarted {
+        call_id: Uuid::now_v7().to_string(),
+        org_id: "0190a000-0000-7000-8000-000000000001".to_owned(),
+        appointment_id: Uuid::now_v7().to_string(),
+        room_name:
+            "org_0190a000-0000-7000-8000-000000000001_apt_0190a000-0000-7000-8003-000000000101"
+                .to_owned(),
+        started_at_unix_ms: i64::try_from(n).unwrap_or(0),
+    }
+}
+
+fn raw_headers(id: Uuid) -> async_nats::HeaderMap {
+    let mut map = async_nats::HeaderMap::new();
+    map.insert(headers::MSG_ID, id.to_string().as_str());
+    map.insert(headers::EVENT_TYPE, VideoCallStarted::TYPE);
+    map.insert(headers::ORG_ID, "0190a000-0000-7000-8000-000000000001");
+    map.insert(headers::TRACEPARENT, headers::new_traceparent(id).as_str());
+    map
+}
+
+async fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
+    let env = Env::new(&ProcessEnv);
+    let mut database = DatabaseConfig::from_env(&env)?;
+    let mut url = url_of(&database)?;
+    let name = format!("switchboard_bench_{}", std::process::id());
+    url.set_path(&format!("/{name}"));
+    database.url = url.to_string().into();
+    database.max_connections = args.producers + 4;
+    sb_db::ensure_database_exists(&database).await?;
+    sb_db::migrate::run_pending(&database).await?;
+    let pool = sb_db::build_pool(&database)?;
+    let client = sb_platform::nats::connect(&NatsConfig::from_env(&env)?, "bench").await?;
+    let server_version = client.server_info().version;
+    let js = jetstream::new(client);
+    let ns = Namespace::prefixed(&format!("bench{}", std::process::id()));
+    ensure_stream(&js, &ns, Domain::Video, &StreamSettings::default()).await?;
+    let bench = Bench {
+        js,
+        ns,
+        database: database.clone(),
+        pool,
+    };
+
+    println!(
+        "Machine: {} cores, {} MiB RAM; NATS {server_version}; PostgreSQL at {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        memory_mib(),
+        database.redacted_url()
+    );
+    let mut figures = Figures::default();
+    for run in 1..=args.runs {
+        eprintln!("run {run}/{}…", args.runs);
+        figures
+            .raw_rate
+            .push(bench.raw_throughput(args.events).await?);
+        figures
+            .outbox_rate
+            .push(bench.outbox_throughput(args.events, args.producers).await?);
+        let (p50, p99, _) = bench
+            .raw_paced(args.rate, args.seconds, args.producers)
+            .await?;
+        figures.raw_p50.push(p50);
+        figures.raw_p99.push(p99);
+        let (p50, p99, achieved) = bench
+            .outbox_paced(args.rate, args.seconds, args.producers)
+            .await?;
+        figures.outbox_p50.push(p50);
+        figures.outbox_p99.push(p99);
+        figures.outbox_achieved_rate.push(achieved);
+    }
+    print_report(&args, &mut figures);
+
+    drop(bench.js.delete_stream(bench.ns.stream(Domain::Video)).await);
+    bench.pool.close();
+    drop_database(&database, &name).await;
+    Ok(())
+}
+
+fn url_of(database: &DatabaseConfig) -> anyhow::Result<url::Url> {
+    use secrecy::ExposeSecret;
+    Ok(url::Url::parse(database.url.expose_secret())?)
+}
+
+async fn drop_database(database: &DatabaseConfig, name: &str) {
+    let Ok(mut url) = url_of(database) else {
+        return;
+    };
+    url.set_path("/postgres");
+    if let Ok(mut admin) = diesel_async::AsyncPgConnection::establish(url.as_str()).await {
+        drop(
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await,
+        );
+    }
+}
+
+fn memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+impl Bench {
+    fn relay(&self, observer: sb_events::outbox::AckObserver) -> anyhow::Result<Relay> {
+        Ok(Relay::new(
+            Outbox::new(SOURCE),
+            self.pool.clone(),
+            self.database.clone(),
+            self.js.clone(),
+            self.ns.clone(),
+            EventMetrics::standalone()?,
+        )
+        .with_config(RelayConfig::default())
+        .with_ack_observer(observer))
+    }
+
+    async fn raw_throughput(&self, events: usize) -> anyhow::Result<f64> {
+        let subject = self.ns.subject(&VideoCallStarted::SUBJECT.to_string());
+        let started = Instant::now();
+        let mut in_flight = std::collections::VecDeque::with_capacity(256);
+        for n in 0..events {
+            let id = Uuid::now_v7();
+            let payload = prost::Message::encode_to_vec(&event(n as u64));
+            in_flight.push_back(
+                self.js
+                    .publish_with_headers(subject.clone(), raw_headers(id), payload.into())
+                    .await?,
+            );
+            if in_flight.len() >= 256
+                && let Some(ack) = in_flight.pop_front()
+            {
+                ack.await?;
+            }
+        }
+        for ack in in_flight {
+            ack.await?;
+        }
+        Ok(events as f64 / started.elapsed().as_secs_f64())
+    }
+
+    async fn outbox_throughput(&self, events: usize, producers: usize) -> anyhow::Result<f64> {
+        let (tx, mut acks) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let relay = tokio::spawn(self.relay(tx)?.run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let per_producer = events.div_ceil(producers);
+        let mut tasks = Vec::new();
+        for p in 0..producers {
+            let pool = self.pool.clone();
+            let count = per_producer.min(events.saturating_sub(p * per_producer));
+            tasks.push(tokio::spawn(async move {
+                let mut conn = pool.get().await?;
+                for n in 0..count {
+                    let event = event(n as u64);
+                    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+                        Outbox::new(SOURCE).enqueue(c, &event).await
+                    })
+                    .await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let mut received = 0;
+        while received < events {
+            if tokio::time::timeout(Duration::from_secs(30), acks.recv())
+                .await?
+                .is_none()
+            {
+                break;
+            }
+            received += 1;
+        }
+        let rate = received as f64 / started.elapsed().as_secs_f64();
+        stop.cancel();
+        relay.await?;
+        Ok(rate)
+    }
+
+    /// Dispatches `rate` ticks per second to `workers` tasks running `work`; returns the latencies.
+    async fn paced<F, Fut>(
+        &self,
+        rate: u64,
+        seconds: u64,
+        workers: usize,
+        work: F,
+    ) -> anyhow::Result<(usize, Duration)>
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    {
+        let (tick_tx, tick_rx) = async_channel(rate as usize * 2);
+        let work = Arc::new(work);
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            let rx = tick_rx.clone();
+            let work = work.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(n) = rx.lock().await.recv().await {
+                    work(n).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        drop(tick_rx);
+        let total = rate * seconds;
+        let started = Instant::now();
+        let period = Duration::from_secs_f64(1.0 / rate as f64);
+        for n in 0..total {
+            let due = started + period.mul_f64(n as f64);
+            tokio::time::sleep_until(due.into()).await;
+            tick_tx.send(n).await?;
+        }
+        drop(tick_tx);
+        for task in tasks {
+            task.await??;
+        }
+        Ok((total as usize, started.elapsed()))
+    }
+
+    async fn raw_paced(
+        &self,
+        rate: u64,
+        seconds: u64,
+        workers: usize,
+    ) -> anyhow::Result<(f64, f64, f64)> {
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let js = self.js.clone();
+        let subject = self.ns.subject(&VideoCallStarted::SUBJECT.to_string());
+        let sink = latencies.clone();
+        let (count, elapsed) = self
+            .paced(rate, seconds, workers, move |n| {
+                let (js, subject, sink) = (js.clone(), subject.clone(), sink.clone());
+                async move {
+                    let started = Instant::now();
+                    let payload = prost::Message::encode_to_vec(&event(n));
+                    js.publish_with_headers(subject, raw_headers(Uuid::now_v7()), payload.into())
+                        .await?
+                        .await?;
+                    sink.lock().await.push(started.elapsed());
+                    Ok(())
+                }
+            })
+            .await?;
+        let mut sorted = latencies.lock().await.clone();
+        sorted.sort();
+        Ok((
+            percentile(&sorted, 0.50),
+            percentile(&sorted, 0.99),
+            count as f64 / elapsed.as_secs_f64(),
+        ))
+    }
+
+    async fn outbox_paced(
+        &self,
+        rate: u64,
+        seconds: u64,
+        workers: usize,
+    ) -> anyhow::Result<(f64, f64, f64)> {
+        let (tx, mut acks) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let relay = tokio::spawn(self.relay(tx)?.run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let commits: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
+        let pool = self.pool.clone();
+        let sink = commits.clone();
+        let (count, elapsed) = self
+            .paced(rate, seconds, workers, move |n| {
+                let (pool, sink) = (pool.clone(), sink.clone());
+                async move {
+                    let mut conn = pool.get().await?;
+                    let event = event(n);
+                    let id = conn
+                        .transaction::<_, diesel::result::Error, _>(async |c| {
+                            Outbox::new(SOURCE).enqueue(c, &event).await
+                        })
+                        .await?;
+                    sink.lock().await.insert(id, Instant::now());
+                    Ok(())
+                }
+            })
+            .await?;
+        let mut acked = HashMap::with_capacity(count);
+        while acked.len() < count {
+            match tokio::time::timeout(Duration::from_secs(30), acks.recv()).await? {
+                Some((id, at)) => {
+                    acked.insert(id, at);
+                }
+                None => break,
+            }
+        }
+        stop.cancel();
+        relay.await?;
+        let commits = commits.lock().await;
+        let mut latencies: Vec<Duration> = acked
+            .iter()
+            .filter_map(|(id, at)| {
+                commits
+                    .get(id)
+                    .map(|committed| at.saturating_duration_since(*committed))
+            })
+            .collect();
+        latencies.sort();
+        Ok((
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            count as f64 / elapsed.as_secs_f64(),
+        ))
+    }
+}
+
+/// A bounded multi-consumer channel from tokio's mpsc and a mutex (no extra dependency).
+fn async_channel(capacity: usize) -> (mpsc::Sender<u64>, Arc<Mutex<mpsc::Receiver<u64>>>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (tx, Arc::new(Mutex::new(rx)))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn spread(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if max >= 100.0 {
+        format!("{min:.0}–{max:.0}")
+    } else {
+        format!("{min:.1}–{max:.1}")
+    }
+}
+
+fn print_report(args: &OutboxArgs, f: &mut Figures) {
+    let raw_rate = median(&mut f.raw_rate.clone());
+    let outbox_rate = median(&mut f.outbox_rate.clone());
+    let raw_p50 = median(&mut f.raw_p50.clone());
+    let raw_p99 = median(&mut f.raw_p99.clone());
+    let outbox_p50 = median(&mut f.outbox_p50.clone());
+    let outbox_p99 = median(&mut f.outbox_p99.clone());
+    let achieved = median(&mut f.outbox_achieved_rate.clone());
+    println!();
+    println!(
+        "Outbox benchmark: {} runs (median, min–max), {} events per throughput run, {} events/s for {} s in the latency run, {} producers",
+        args.runs, args.events, args.rate, args.seconds, args.producers
+    );
+    println!();
+    println!("| measure | outbox | raw JetStream publish | ratio | target | met |");
+    println!("|---|---|---|---|---|---|");
+    let ratio = outbox_rate / raw_rate;
+    println!(
+        "| sustained events/s | {outbox_rate:.0} ({}) | {raw_rate:.0} ({}) | {:.0} % | outbox ≥ 50 % of raw | {} |",
+        spread(&f.outbox_rate),
+        spread(&f.raw_rate),
+        ratio * 100.0,
+        if ratio >= 0.5 { "yes" } else { "no" }
+    );
+    println!(
+        "| p50 latency at {} events/s (ms) | {outbox_p50:.2} ({}) | {raw_p50:.2} ({}) | | | |",
+        args.rate,
+        spread(&f.outbox_p50),
+        spread(&f.raw_p50)
+    );
+    println!(
+        "| p99 latency at {} events/s (ms) | {outbox_p99:.2} ({}) | {raw_p99:.2} ({}) | | outbox < 50 ms | {} |",
+        args.rate,
+        spread(&f.outbox_p99),
+        spread(&f.raw_p99),
+        if outbox_p99 < 50.0 { "yes" } else { "no" }
+    );
+    println!(
+        "| achieved rate in the latency run (events/s) | {achieved:.0} | | | {} | |",
+        args.rate
+    );
+    println!();
+    println!("Outbox latency is transaction commit → JetStream ack; raw latency is publish → ack.");
+}
