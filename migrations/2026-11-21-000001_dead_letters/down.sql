@@ -1,2 +1,1 @@
-DROP INDEX outbox_published_idx;
 DROP TABLE dead_letters;

@@ -17,6 +17,3 @@ CREATE TABLE dead_letters (
     created_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX dead_letters_consumer_created_idx ON dead_letters (consumer, created_at);
-
--- Pruning published outbox rows by age.
-CREATE INDEX outbox_published_idx ON outbox (source, published_at) WHERE published_at IS NOT NULL;

@@ -223,7 +223,7 @@ async fn a_relay_crash_between_publish_and_mark_duplicates_nothing() -> Result {
     let expected = ids.len();
     let crashed = conn
         .transaction::<(), diesel::result::Error, _>(async |c| {
-            let rows = outbox::claim(c, "video", 100).await?;
+            let rows = outbox::claim(c, "video", None, 100).await?;
             let (acked, failure) = relay.publish_rows(&rows).await;
             assert!(failure.is_none());
             assert_eq!(acked.len(), expected, "all published and acknowledged");

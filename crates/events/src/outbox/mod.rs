@@ -91,16 +91,19 @@ impl Outbox {
     }
 }
 
-/// Locks up to `limit` unpublished rows of `source`, oldest first, skipping rows another relay
-/// holds. Call inside a transaction: the locks last until it ends.
+/// Locks up to `limit` unpublished rows of `source` with ids above `after`, oldest first, skipping
+/// rows another relay holds. Call inside a transaction: the locks last until it ends.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     source: &str,
+    after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<OutboxRow>> {
+    // The nil UUID sorts before every v7 id.
     outbox::table
         .filter(outbox::source.eq(source))
         .filter(outbox::published_at.is_null())
+        .filter(outbox::id.gt(after.unwrap_or(Uuid::nil())))
         .order(outbox::id.asc())
         .limit(limit)
         .for_update()
@@ -128,20 +131,25 @@ pub async fn pending(conn: &mut AsyncPgConnection, source: &str) -> QueryResult<
         .await
 }
 
-/// Deletes up to `limit` rows of `source` published before `before`; returns how many.
+/// Deletes up to `limit` published rows of `source` created before `before`; returns how many.
+/// Ids are UUID v7, ordered by creation time, so the primary key serves as the time index: no
+/// index on `published_at` is needed (it would cost every mark-published an index insert).
 pub async fn prune_published(
     conn: &mut AsyncPgConnection,
     source: &str,
     before: DateTime<Utc>,
     limit: i64,
 ) -> QueryResult<usize> {
-    use diesel::sql_types::{BigInt, Text, Timestamptz};
+    use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+    let seconds = u64::try_from(before.timestamp()).unwrap_or(0);
+    let nanos = before.timestamp_subsec_nanos();
+    let boundary = Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, nanos));
     diesel::sql_query(
         "DELETE FROM outbox WHERE id IN \
-         (SELECT id FROM outbox WHERE source = $1 AND published_at < $2 LIMIT $3)",
+         (SELECT id FROM outbox WHERE id < $2 AND source = $1 AND published_at IS NOT NULL LIMIT $3)",
     )
     .bind::<Text, _>(source)
-    .bind::<Timestamptz, _>(before)
+    .bind::<SqlUuid, _>(boundary)
     .bind::<BigInt, _>(limit)
     .execute(conn)
     .await
@@ -149,7 +157,11 @@ pub async fn prune_published(
 
 /// Headers of a row as NATS headers.
 pub(crate) fn row_headers(row: &OutboxRow) -> async_nats::HeaderMap {
-    let map: BTreeMap<String, String> =
-        serde_json::from_value(row.headers.clone()).unwrap_or_default();
-    headers::to_nats(&map)
+    let mut map = async_nats::HeaderMap::new();
+    for (name, value) in row.headers.as_object().into_iter().flatten() {
+        if let Some(value) = value.as_str() {
+            map.insert(name.as_str(), value);
+        }
+    }
+    map
 }

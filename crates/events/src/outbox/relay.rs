@@ -35,8 +35,10 @@ pub type AckObserver = tokio::sync::mpsc::UnboundedSender<(Uuid, Instant)>;
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Rows per batch (one transaction, one pipelined burst of publishes).
+    /// Rows per batch (one pipelined burst of publishes).
     pub batch_size: i64,
+    /// Batches one transaction may chain while a backlog lasts (bounds its duration).
+    pub batches_per_transaction: usize,
     /// Fallback wake-up when a NOTIFY is missed (listener reconnecting).
     pub poll_interval: Duration,
     /// Longest wait for one JetStream ack.
@@ -51,6 +53,7 @@ impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             batch_size: 256,
+            batches_per_transaction: 16,
             poll_interval: Duration::from_secs(1),
             ack_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
@@ -67,6 +70,13 @@ pub enum RelayError {
     Pool(String),
     #[error("publishing to JetStream: {0}")]
     Publish(String),
+}
+
+/// Rows sent to JetStream whose acks are still to be awaited.
+struct Sent {
+    rows: Vec<OutboxRow>,
+    acks: Vec<jetstream::context::PublishAckFuture>,
+    failure: Option<RelayError>,
 }
 
 /// What one batch did.
@@ -126,65 +136,84 @@ impl Relay {
         self
     }
 
-    /// Publishes `rows` in order, pipelined, and returns the ids JetStream acknowledged: the
-    /// longest acknowledged prefix, so a failure never lets a later event overtake an earlier one.
-    pub async fn publish_rows(&self, rows: &[OutboxRow]) -> (Vec<Uuid>, Option<RelayError>) {
-        let mut in_flight = Vec::with_capacity(rows.len());
+    /// Sends `rows` in order without waiting for their acks.
+    async fn send(&self, rows: Vec<OutboxRow>) -> Sent {
+        let mut acks = Vec::with_capacity(rows.len());
         let mut failure = None;
-        for row in rows {
+        for row in &rows {
             let subject = self.ns.subject(&row.subject);
             match self
                 .js
                 .publish_with_headers(subject, row_headers(row), row.payload.clone().into())
                 .await
             {
-                Ok(ack) => in_flight.push((row, ack)),
+                Ok(ack) => acks.push(ack),
                 Err(error) => {
                     failure = Some(RelayError::Publish(error.to_string()));
                     break;
                 }
             }
         }
-        let mut acked = Vec::with_capacity(in_flight.len());
-        for (row, ack) in in_flight {
-            match tokio::time::timeout(self.config.ack_timeout, ack).await {
-                Ok(Ok(_)) => {
-                    let now = Instant::now();
-                    let lag = (chrono::Utc::now() - row.created_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    let source = self.outbox.source();
-                    self.metrics
-                        .outbox_publish_seconds
-                        .with_label_values(&[source])
-                        .observe(lag.as_secs_f64());
-                    self.metrics
-                        .events_published_total
-                        .with_label_values(&[source, row.subject.as_str()])
-                        .inc();
-                    if let Some(observer) = &self.observer {
-                        // A closed receiver means the observer lost interest; publishing goes on.
-                        observer.send((row.id, now)).ok();
-                    }
-                    acked.push(row.id);
-                }
-                Ok(Err(error)) => {
-                    failure = Some(RelayError::Publish(error.to_string()));
-                    break;
-                }
-                Err(_) => {
-                    failure = Some(RelayError::Publish(format!(
-                        "no ack within {:?}",
-                        self.config.ack_timeout
-                    )));
-                    break;
-                }
+        Sent {
+            rows,
+            acks,
+            failure,
+        }
+    }
+
+    /// Awaits the acks of `sent` in order and returns the ids JetStream acknowledged: the longest
+    /// acknowledged prefix, so a failure never lets a later event overtake an earlier one.
+    async fn confirm(&self, sent: Sent) -> (Vec<Uuid>, Option<RelayError>) {
+        let Sent {
+            rows,
+            acks,
+            mut failure,
+        } = sent;
+        let mut acked = Vec::with_capacity(acks.len());
+        let source = self.outbox.source();
+        for (row, ack) in rows.iter().zip(acks) {
+            let error = match tokio::time::timeout(self.config.ack_timeout, ack).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(error)) => Some(RelayError::Publish(error.to_string())),
+                Err(_) => Some(RelayError::Publish(format!(
+                    "no ack within {:?}",
+                    self.config.ack_timeout
+                ))),
+            };
+            if let Some(error) = error {
+                failure = Some(error);
+                break;
             }
+            let now = Instant::now();
+            let lag = (chrono::Utc::now() - row.created_at)
+                .to_std()
+                .unwrap_or_default();
+            self.metrics
+                .outbox_publish_seconds
+                .with_label_values(&[source])
+                .observe(lag.as_secs_f64());
+            self.metrics
+                .events_published_total
+                .with_label_values(&[source, row.subject.as_str()])
+                .inc();
+            if let Some(observer) = &self.observer {
+                // A closed receiver means the observer lost interest; publishing goes on.
+                observer.send((row.id, now)).ok();
+            }
+            acked.push(row.id);
         }
         (acked, failure)
     }
 
-    /// Publishes one batch of this source's outbox.
+    /// Publishes `rows` in order, pipelined, and returns the acknowledged prefix (see `confirm`).
+    pub async fn publish_rows(&self, rows: &[OutboxRow]) -> (Vec<Uuid>, Option<RelayError>) {
+        let sent = self.send(rows.to_vec()).await;
+        self.confirm(sent).await
+    }
+
+    /// Publishes up to `batches_per_transaction` batches of this source's outbox in one
+    /// transaction, overlapping the database work of one batch with the acks of the previous one:
+    /// claim and send batch N+1, then await batch N's acks and mark them.
     pub async fn publish_once(&self) -> Result<BatchOutcome, RelayError> {
         let mut conn = self
             .pool
@@ -193,25 +222,69 @@ impl Relay {
             .map_err(|e| RelayError::Pool(e.to_string()))?;
         let source = self.outbox.source();
         let batch_size = self.config.batch_size;
+        let max_batches = self.config.batches_per_transaction.max(1);
         conn.transaction::<_, RelayError, _>(async |conn| {
-                if !try_batch_lock(conn, source).await? {
-                    return Ok(BatchOutcome::Busy);
+            // The marks this transaction writes are hints: losing the last few to a crash means
+            // those rows are published again, which JetStream de-duplication and the consumers'
+            // inbox absorb. So the relay does not wait for the WAL flush, and leaves the disk to
+            // the producers' commits.
+            if !begin_batch(conn, source).await? {
+                return Ok(BatchOutcome::Busy);
+            }
+            let mut published = 0;
+            let mut failure: Option<RelayError> = None;
+            let mut after: Option<Uuid> = None;
+            let mut in_flight: Option<Sent> = None;
+            for round in 0..=max_batches {
+                let rows = if round < max_batches && failure.is_none() {
+                    claim(conn, source, after, batch_size).await?
+                } else {
+                    Vec::new()
+                };
+                let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= batch_size;
+                after = rows.last().map(|row| row.id).or(after);
+                let next = if rows.is_empty() {
+                    None
+                } else {
+                    Some(self.send(rows).await)
+                };
+                if let Some(previous) = in_flight.take() {
+                    let (acked, error) = self.confirm(previous).await;
+                    mark_published(conn, &acked).await?;
+                    published += acked.len();
+                    if let Some(error) = error {
+                        // The batch sent after it is not marked: it is sent again later, and
+                        // JetStream drops the copies of what did arrive.
+                        failure = Some(error);
+                        break;
+                    }
                 }
-                let rows = claim(conn, source, batch_size).await?;
-                if rows.is_empty() {
-                    return Ok(BatchOutcome::Published { published: 0, failed: false });
+                match next {
+                    Some(sent) if sent.failure.is_some() || !full => {
+                        let (acked, error) = self.confirm(sent).await;
+                        mark_published(conn, &acked).await?;
+                        published += acked.len();
+                        failure = failure.or(error);
+                        break;
+                    }
+                    Some(sent) => in_flight = Some(sent),
+                    None => break,
                 }
-                let (acked, failure) = self.publish_rows(&rows).await;
-                if acked.is_empty()
-                    && let Some(error) = failure
-                {
+            }
+            if let Some(error) = failure {
+                if published == 0 {
                     return Err(error);
                 }
-                mark_published(conn, &acked).await?;
-                if let Some(error) = &failure {
-                    tracing::warn!(source, published = acked.len(), %error, "outbox batch partly published");
-                }
-                Ok(BatchOutcome::Published { published: acked.len(), failed: failure.is_some() })
+                tracing::warn!(source, published, %error, "outbox batch partly published");
+                return Ok(BatchOutcome::Published {
+                    published,
+                    failed: true,
+                });
+            }
+            Ok(BatchOutcome::Published {
+                published,
+                failed: false,
+            })
         })
         .await
     }
@@ -242,7 +315,9 @@ impl Relay {
                     failed: false,
                 }) => {
                     backoff = Duration::from_millis(100);
-                    i64::try_from(published).unwrap_or(i64::MAX) < self.config.batch_size
+                    published == 0
+                        || i64::try_from(published).unwrap_or(i64::MAX) % self.config.batch_size
+                            != 0
                 }
                 Ok(BatchOutcome::Published { failed: true, .. }) => {
                     sleep_or_stop(backoff, &stop).await;
@@ -309,10 +384,12 @@ struct Locked {
     locked: bool,
 }
 
-/// Transaction-scoped: released at commit or rollback, even if the relay dies.
-async fn try_batch_lock(conn: &mut AsyncPgConnection, source: &str) -> diesel::QueryResult<bool> {
+/// Turns off the WAL-flush wait for this transaction and takes the source's batch lock
+/// (transaction-scoped: released at commit or rollback, even if the relay dies), in one round trip.
+async fn begin_batch(conn: &mut AsyncPgConnection, source: &str) -> diesel::QueryResult<bool> {
     let row: Locked = diesel::sql_query(
-        "SELECT pg_try_advisory_xact_lock(hashtext('sb_outbox:' || $1)) AS locked",
+        "SELECT set_config('synchronous_commit', 'off', true) IS NOT NULL \
+         AND pg_try_advisory_xact_lock(hashtext('sb_outbox:' || $1)) AS locked",
     )
     .bind::<Text, _>(source)
     .get_result(conn)
