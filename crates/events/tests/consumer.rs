@@ -5,60 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{World, call_started};
+use common::{Effects, World, call_started, effects};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
-use sb_db::schema::{dead_letters, webhook_receipts};
-use sb_events::consumer::{Applied, ConsumerConfig, ConsumerRunner, Handler, HandlerError};
-use sb_events::proto::VideoCallStarted;
+use diesel_async::RunQueryDsl;
+use sb_db::schema::dead_letters;
+use sb_events::Domain;
+use sb_events::consumer::{Applied, ConsumerConfig, ConsumerRunner};
 use sb_events::publish::publish;
-use sb_events::{Domain, EventEnvelope};
 use sb_testkit::{Result, wait_until};
 use tokio_util::sync::CancellationToken;
 
 const ORG: &str = "0190a000-0000-7000-8000-000000000001";
-
-/// Records one effect row per application (not idempotent on purpose: the runner must be), and
-/// fails forever on the call named "poison".
-struct Effects;
-
-impl Handler for Effects {
-    fn handle<'a>(
-        &'a self,
-        conn: &'a mut AsyncPgConnection,
-        event: &'a EventEnvelope,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        async move {
-            let call = event
-                .decode::<VideoCallStarted>()
-                .map_err(HandlerError::permanent)?;
-            if call.call_id == "poison" {
-                return Err(HandlerError::retry("this message always fails"));
-            }
-            diesel::insert_into(webhook_receipts::table)
-                .values((
-                    webhook_receipts::provider.eq("effect"),
-                    webhook_receipts::key.eq(format!("{}:{}", call.call_id, uuid::Uuid::new_v4())),
-                ))
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-        .boxed()
-    }
-}
-
-async fn effects(world: &World, call: &str) -> Result<i64> {
-    let mut conn = world.db.conn().await?;
-    Ok(webhook_receipts::table
-        .filter(webhook_receipts::provider.eq("effect"))
-        .filter(webhook_receipts::key.like(format!("{call}:%")))
-        .count()
-        .get_result(&mut conn)
-        .await?)
-}
 
 fn runner(world: &World, config: ConsumerConfig) -> ConsumerRunner<Effects> {
     ConsumerRunner::new(

@@ -6,10 +6,11 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::{World, call_started, header, read_stream};
+use common::{Effects, World, call_started, effects, header, read_stream};
 use diesel_async::AsyncConnection;
 use diesel_async::AsyncPgConnection;
 use prost::Message;
+use sb_events::consumer::{ConsumerConfig, ConsumerRunner};
 use sb_events::outbox::{self, Outbox, RelayConfig};
 use sb_events::proto::VideoCallStarted;
 use sb_events::streams::{StreamSettings, ensure_streams};
@@ -249,6 +250,41 @@ async fn a_relay_crash_between_publish_and_mark_duplicates_nothing() -> Result {
     let messages = world.stream_messages(Domain::Video).await?;
     assert_eq!(messages.len(), ids.len(), "no duplicate reached the stream");
     assert_per_aggregate_order(&messages)?;
+
+    // And a consumer downstream applies each event once.
+    let config = ConsumerConfig::new("test", "effects", Domain::Video, "sb.video.>");
+    let runner = ConsumerRunner::new(
+        config,
+        world.db.pool(),
+        world.js.clone(),
+        world.ns.clone(),
+        Effects,
+        world.metrics.clone(),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner.run(stop.clone()));
+    wait_until(
+        Duration::from_secs(15),
+        "the consumer to apply every event",
+        || async {
+            world
+                .metrics
+                .consumer_messages_total
+                .with_label_values(&["test-effects", "applied"])
+                .get()
+                == expected as u64
+        },
+    )
+    .await?;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await??;
+    for aggregate in 0..5 {
+        assert_eq!(
+            effects(&world, &format!("call-{aggregate}")).await?,
+            4,
+            "call-{aggregate}: one effect per event"
+        );
+    }
     Ok(())
 }
 

@@ -139,17 +139,32 @@ impl Relay {
     /// Sends `rows` in order without waiting for their acks.
     async fn send(&self, rows: Vec<OutboxRow>) -> Sent {
         let mut acks = Vec::with_capacity(rows.len());
+        // While disconnected the client would buffer the messages (and block once its buffer is
+        // full): fail fast instead and let the backoff retry.
+        if self.js.client().connection_state() != async_nats::connection::State::Connected {
+            let failure = Some(RelayError::Publish("NATS is disconnected".to_owned()));
+            return Sent {
+                rows,
+                acks,
+                failure,
+            };
+        }
         let mut failure = None;
         for row in &rows {
             let subject = self.ns.subject(&row.subject);
-            match self
-                .js
-                .publish_with_headers(subject, row_headers(row), row.payload.clone().into())
-                .await
-            {
-                Ok(ack) => acks.push(ack),
-                Err(error) => {
+            let publish =
+                self.js
+                    .publish_with_headers(subject, row_headers(row), row.payload.clone().into());
+            match tokio::time::timeout(self.config.ack_timeout, publish).await {
+                Ok(Ok(ack)) => acks.push(ack),
+                Ok(Err(error)) => {
                     failure = Some(RelayError::Publish(error.to_string()));
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(RelayError::Publish(
+                        "the NATS client did not take the message in time".to_owned(),
+                    ));
                     break;
                 }
             }

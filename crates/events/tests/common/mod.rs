@@ -9,6 +9,13 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sb_db::schema::webhook_receipts;
+use sb_events::EventEnvelope;
+use sb_events::consumer::{Handler, HandlerError};
 use sb_events::outbox::{Outbox, Relay, RelayConfig};
 use sb_events::proto::VideoCallStarted;
 use sb_events::streams::{StreamSettings, ensure_streams};
@@ -115,4 +122,44 @@ pub fn header(message: &async_nats::jetstream::Message, name: &str) -> String {
         .and_then(|h| h.get(name))
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default()
+}
+
+/// Records one effect row per application (not idempotent on purpose: the runner must be), and
+/// fails forever on the call named "poison".
+pub struct Effects;
+
+impl Handler for Effects {
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            let call = event
+                .decode::<VideoCallStarted>()
+                .map_err(HandlerError::permanent)?;
+            if call.call_id == "poison" {
+                return Err(HandlerError::retry("this message always fails"));
+            }
+            diesel::insert_into(webhook_receipts::table)
+                .values((
+                    webhook_receipts::provider.eq("effect"),
+                    webhook_receipts::key.eq(format!("{}:{}", call.call_id, uuid::Uuid::new_v4())),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+pub async fn effects(world: &World, call: &str) -> Result<i64> {
+    let mut conn = world.db.conn().await?;
+    Ok(webhook_receipts::table
+        .filter(webhook_receipts::provider.eq("effect"))
+        .filter(webhook_receipts::key.like(format!("{call}:%")))
+        .count()
+        .get_result(&mut conn)
+        .await?)
 }
