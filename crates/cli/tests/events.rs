@@ -6,10 +6,9 @@ use std::time::Duration;
 use sb_events::consumer::ConsumerRunner;
 use sb_events::projector::{AppointmentProjector, consumer_config};
 use sb_events::{Domain, EventMetrics, Namespace};
-use sb_testkit::{Result, TestDb, TestNats, wait_until, within};
+use sb_testkit::{Result, TestDb, TestNats, run_until, within};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -45,11 +44,10 @@ async fn seed_publishes_appointments_the_projector_turns_into_rows() -> Result {
         AppointmentProjector,
         metrics.clone(),
     );
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner.run(stop.clone()));
-    wait_until(
+    run_until(
         Duration::from_secs(15),
         "the seed to be projected",
+        |stop| runner.run(stop),
         || async {
             metrics
                 .consumer_messages_total
@@ -59,8 +57,6 @@ async fn seed_publishes_appointments_the_projector_turns_into_rows() -> Result {
         },
     )
     .await?;
-    stop.cancel();
-    within(Duration::from_secs(5), "projector stop", task).await??;
 
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;

@@ -17,12 +17,18 @@ type Schema = BTreeMap<String, (Vec<String>, BTreeMap<String, String>)>;
 fn parse_schema_rs(source: &str) -> Result<Schema> {
     let mut schema = Schema::new();
     let mut current: Option<String> = None;
+    let mut in_other_macro = false;
     for line in source.lines().map(str::trim) {
-        if line.is_empty()
-            || line.starts_with("//")
-            || line.starts_with("#[")
-            || line.starts_with("diesel::allow")
-        {
+        // `allow_tables_to_appear_in_same_query!(…)` and `joinable!(…)`, on one line or several.
+        if line.starts_with("diesel::allow") || line.starts_with("diesel::joinable") {
+            in_other_macro = !line.ends_with(");");
+            continue;
+        }
+        if in_other_macro {
+            in_other_macro = !line.ends_with(");");
+            continue;
+        }
+        if line.is_empty() || line.starts_with("//") || line.starts_with("#[") {
             continue;
         }
         if line == "diesel::table! {" || line == "}" {

@@ -12,8 +12,7 @@ use sb_db::schema::dead_letters;
 use sb_events::Domain;
 use sb_events::consumer::{Applied, ConsumerConfig, ConsumerRunner};
 use sb_events::publish::publish;
-use sb_testkit::{Result, wait_until};
-use tokio_util::sync::CancellationToken;
+use sb_testkit::{Result, run_until};
 
 const ORG: &str = "0190a000-0000-7000-8000-000000000001";
 
@@ -59,11 +58,10 @@ async fn a_crash_before_the_ack_applies_the_effect_once() -> Result {
     assert_eq!(effects(&world, "call-1").await?, 1);
 
     // Restarted runner: JetStream redelivers after ack_wait; the inbox makes it a duplicate.
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner.run(stop.clone()));
-    wait_until(
+    run_until(
         Duration::from_secs(15),
         "the redelivery to be acknowledged",
+        |stop| runner.run(stop),
         || async {
             world
                 .metrics
@@ -74,8 +72,6 @@ async fn a_crash_before_the_ack_applies_the_effect_once() -> Result {
         },
     )
     .await?;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task).await??;
     assert_eq!(
         effects(&world, "call-1").await?,
         1,
@@ -109,36 +105,27 @@ async fn a_poison_message_is_dead_lettered_and_does_not_block_the_others() -> Re
         )
         .await?;
     }
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner(&world, config()).run(stop.clone()));
-    wait_until(
+    let dead_lettered = || {
+        world
+            .metrics
+            .consumer_dead_letters_total
+            .with_label_values(&["test-effects"])
+            .get()
+    };
+    let applied = || {
+        world
+            .metrics
+            .consumer_messages_total
+            .with_label_values(&["test-effects", "applied"])
+            .get()
+    };
+    run_until(
         Duration::from_secs(20),
-        "the poison message to be dead-lettered",
-        || async {
-            world
-                .metrics
-                .consumer_dead_letters_total
-                .with_label_values(&["test-effects"])
-                .get()
-                == 1
-        },
+        "the poison message to be dead-lettered and every other one applied",
+        |stop| runner(&world, config()).run(stop),
+        || async { dead_lettered() == 1 && applied() == 6 },
     )
     .await?;
-    wait_until(
-        Duration::from_secs(10),
-        "every other message to be applied",
-        || async {
-            world
-                .metrics
-                .consumer_messages_total
-                .with_label_values(&["test-effects", "applied"])
-                .get()
-                == 6
-        },
-    )
-    .await?;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task).await??;
 
     assert_eq!(effects(&world, "before").await?, 1);
     for n in 0..5 {
@@ -183,11 +170,10 @@ async fn a_message_without_an_event_id_is_dead_lettered_at_once() -> Result {
         .await?
         .await?;
     publish(&world.js, &world.ns, &call_started("fine", ORG, 1)).await?;
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner(&world, config()).run(stop.clone()));
-    wait_until(
+    run_until(
         Duration::from_secs(10),
         "both messages to be handled",
+        |stop| runner(&world, config()).run(stop),
         || async {
             world
                 .metrics
@@ -204,8 +190,6 @@ async fn a_message_without_an_event_id_is_dead_lettered_at_once() -> Result {
         },
     )
     .await?;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task).await??;
     let mut conn = world.db.conn().await?;
     let (deliveries, error): (i64, String) = dead_letters::table
         .select((dead_letters::deliveries, dead_letters::error))

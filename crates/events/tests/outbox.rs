@@ -15,7 +15,7 @@ use sb_events::outbox::{self, Outbox, RelayConfig};
 use sb_events::proto::VideoCallStarted;
 use sb_events::streams::{StreamSettings, ensure_streams};
 use sb_events::{Domain, Event, Namespace, headers};
-use sb_testkit::{NatsServer, Result, wait_until};
+use sb_testkit::{NatsServer, Result, run_until, wait_until};
 use tokio_util::sync::CancellationToken;
 
 const VIDEO: Outbox = Outbox::new("video");
@@ -261,11 +261,10 @@ async fn a_relay_crash_between_publish_and_mark_duplicates_nothing() -> Result {
         Effects,
         world.metrics.clone(),
     );
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner.run(stop.clone()));
-    wait_until(
+    run_until(
         Duration::from_secs(15),
         "the consumer to apply every event",
+        |stop| runner.run(stop),
         || async {
             world
                 .metrics
@@ -276,8 +275,6 @@ async fn a_relay_crash_between_publish_and_mark_duplicates_nothing() -> Result {
         },
     )
     .await?;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task).await??;
     for aggregate in 0..5 {
         assert_eq!(
             effects(&world, &format!("call-{aggregate}")).await?,

@@ -10,8 +10,7 @@ use sb_events::consumer::ConsumerRunner;
 use sb_events::projector::{AppointmentProjector, consumer_config};
 use sb_events::proto::*;
 use sb_events::publish::publish;
-use sb_testkit::{Result, wait_until};
-use tokio_util::sync::CancellationToken;
+use sb_testkit::{Result, run_until};
 use uuid::Uuid;
 
 fn appointment(id: Uuid, org: Uuid, version: i64, status: AppointmentStatus) -> Appointment {
@@ -102,11 +101,10 @@ async fn out_of_order_and_duplicate_events_leave_the_highest_version() -> Result
         AppointmentProjector,
         world.metrics.clone(),
     );
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner.run(stop.clone()));
-    wait_until(
+    run_until(
         Duration::from_secs(15),
         "all six events to be applied",
+        |stop| runner.run(stop),
         || async {
             world
                 .metrics
@@ -117,8 +115,6 @@ async fn out_of_order_and_duplicate_events_leave_the_highest_version() -> Result
         },
     )
     .await?;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task).await??;
 
     let mut conn = world.db.conn().await?;
     let a = find_appointment(&mut conn, org, first)
@@ -164,11 +160,10 @@ async fn an_invalid_appointment_is_dead_lettered_not_retried() -> Result {
         AppointmentProjector,
         world.metrics.clone(),
     );
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner.run(stop.clone()));
-    wait_until(
+    run_until(
         Duration::from_secs(10),
         "the invalid event to be dead-lettered",
+        |stop| runner.run(stop),
         || async {
             world
                 .metrics
@@ -179,8 +174,6 @@ async fn an_invalid_appointment_is_dead_lettered_not_retried() -> Result {
         },
     )
     .await?;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task).await??;
     assert_eq!(
         world
             .metrics

@@ -201,22 +201,13 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread with
         // its own small runtime, and wait for it so databases do not pile up.
-        let handle = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                if let Ok(mut admin) = admin_connection().await {
-                    let drop_sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    if let Err(error) = diesel::sql_query(drop_sql).execute(&mut admin).await {
-                        eprintln!("could not drop test database {name}: {error}");
-                    }
+        crate::wait::block_on_side_thread(async move {
+            if let Ok(mut admin) = admin_connection().await {
+                let drop_sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                if let Err(error) = diesel::sql_query(drop_sql).execute(&mut admin).await {
+                    eprintln!("could not drop test database {name}: {error}");
                 }
-            });
+            }
         });
-        drop(handle.join());
     }
 }

@@ -16,7 +16,7 @@ pub use app::TestApp;
 pub use database::{TestDb, admin_url, postgres_server_url};
 pub use nats::{NatsServer, TestNats, nats_url};
 pub use tokens::{TEST_JWT_SECRET, TestTokens};
-pub use wait::{WaitTimeout, wait_until, within};
+pub use wait::{WaitTimeout, run_until, wait_until, within};
 
 /// Error type of testkit helpers and of the tests that use them.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

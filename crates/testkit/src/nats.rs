@@ -63,41 +63,29 @@ impl TestNats {
 impl Drop for TestNats {
     fn drop(&mut self) {
         let prefix = self.prefix.to_uppercase();
-        let handle = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+        crate::wait::block_on_side_thread(async move {
+            use futures_util::StreamExt;
+            // A connection of its own: the test's client is driven by the test's runtime,
+            // which is blocked while this thread runs.
+            let Ok(Ok(client)) =
+                tokio::time::timeout(Duration::from_secs(2), async_nats::connect(nats_url())).await
             else {
                 return;
             };
-            runtime.block_on(async move {
-                use futures_util::StreamExt;
-                // A connection of its own: the test's client is driven by the test's runtime,
-                // which is blocked while this thread runs.
-                let Ok(Ok(client)) =
-                    tokio::time::timeout(Duration::from_secs(2), async_nats::connect(nats_url()))
-                        .await
-                else {
-                    return;
-                };
-                let js = async_nats::jetstream::new(client);
-                let mut names = js.stream_names();
-                let mut mine = Vec::new();
-                while let Ok(Some(Ok(name))) =
-                    tokio::time::timeout(Duration::from_secs(2), names.next()).await
-                {
-                    if name.starts_with(&prefix) {
-                        mine.push(name);
-                    }
+            let js = async_nats::jetstream::new(client);
+            let mut names = js.stream_names();
+            let mut mine = Vec::new();
+            while let Ok(Some(Ok(name))) =
+                tokio::time::timeout(Duration::from_secs(2), names.next()).await
+            {
+                if name.starts_with(&prefix) {
+                    mine.push(name);
                 }
-                for name in mine {
-                    drop(
-                        tokio::time::timeout(Duration::from_secs(2), js.delete_stream(&name)).await,
-                    );
-                }
-            });
+            }
+            for name in mine {
+                drop(tokio::time::timeout(Duration::from_secs(2), js.delete_stream(&name)).await);
+            }
         });
-        drop(handle.join());
     }
 }
 
