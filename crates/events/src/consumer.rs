@@ -441,10 +441,21 @@ impl<H: Handler> ConsumerRunner<H> {
         pause: Duration,
         stop: &CancellationToken,
     ) -> bool {
-        drop(message.ack_with(AckKind::Progress).await);
-        tokio::select! {
-            () = stop.cancelled() => false,
-            () = tokio::time::sleep(pause) => true,
+        // The in-progress ack resets JetStream's ack timer only until `ack_wait` runs out: renew it
+        // at least twice per `ack_wait`, however long the pause, or the message is redelivered and
+        // an attempt is spent on an outage that is not its fault.
+        let renew_every = (self.config.ack_wait / 2).max(Duration::from_millis(10));
+        let until = tokio::time::Instant::now() + pause;
+        loop {
+            drop(message.ack_with(AckKind::Progress).await);
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return true;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep((until - now).min(renew_every)) => {}
+            }
         }
     }
 

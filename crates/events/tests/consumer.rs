@@ -202,3 +202,96 @@ async fn a_message_without_an_event_id_is_dead_lettered_at_once() -> Result {
     assert!(error.contains("Nats-Msg-Id"), "{error}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_postgres_outage_holds_messages_without_spending_attempts() -> Result {
+    let world = World::new().await?;
+    // The consumer reaches Postgres through a proxy the test can cut.
+    let mut url = url::Url::parse(&world.db.url())?;
+    let target = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    );
+    let proxy = sb_testkit::FaultProxy::start(&target).await?;
+    url.set_port(Some(proxy.port()))
+        .map_err(|()| "cannot set the proxy port")?;
+    let mut database = sb_db::DatabaseConfig::with_url(url.as_str());
+    database.acquire_timeout = Duration::from_millis(500);
+    database.connect_timeout = Duration::from_millis(500);
+    let pool = sb_db::build_pool(&database)?;
+    let runner = ConsumerRunner::new(
+        config(),
+        pool,
+        world.js.clone(),
+        world.ns.clone(),
+        Effects,
+        world.metrics.clone(),
+    );
+    let applied = || {
+        world
+            .metrics
+            .consumer_messages_total
+            .with_label_values(&["test-effects", "applied"])
+            .get()
+    };
+    let label = ["test-effects"];
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(runner.run(stop.clone()));
+    // A first event warms the pool: the outage then breaks live connections, not just new ones.
+    publish(&world.js, &world.ns, &call_started("before-outage", ORG, 1)).await?;
+    sb_testkit::wait_until(Duration::from_secs(10), "the first event", || async {
+        applied() == 1
+    })
+    .await?;
+
+    proxy.cut();
+    publish(&world.js, &world.ns, &call_started("during-outage", ORG, 2)).await?;
+    // Three times the ack wait and well past max_deliver's worth of retries.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        applied(),
+        1,
+        "nothing can be applied while Postgres is unreachable"
+    );
+    assert_eq!(
+        world
+            .metrics
+            .consumer_dead_letters_total
+            .with_label_values(&label)
+            .get(),
+        0,
+        "an outage is not the message's fault"
+    );
+
+    proxy.restore();
+    sb_testkit::wait_until(
+        Duration::from_secs(15),
+        "the held event after Postgres returns",
+        || async { applied() == 2 },
+    )
+    .await?;
+    stop.cancel();
+    sb_testkit::within(Duration::from_secs(5), "consumer stop", task).await??;
+
+    assert_eq!(
+        world
+            .metrics
+            .consumer_dead_letters_total
+            .with_label_values(&label)
+            .get(),
+        0
+    );
+    assert_eq!(
+        world
+            .metrics
+            .consumer_redeliveries_total
+            .with_label_values(&label)
+            .get(),
+        0,
+        "the held message kept its delivery: no attempt was spent"
+    );
+    assert_eq!(effects(&world, "during-outage").await?, 1);
+    Ok(())
+}

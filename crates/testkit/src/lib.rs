@@ -9,12 +9,14 @@
 mod app;
 mod database;
 mod nats;
+mod proxy;
 mod tokens;
 mod wait;
 
 pub use app::TestApp;
 pub use database::{TestDb, admin_url, postgres_server_url};
 pub use nats::{NatsServer, TestNats, nats_url};
+pub use proxy::FaultProxy;
 pub use tokens::{TEST_JWT_SECRET, TestTokens};
 pub use wait::{WaitTimeout, run_until, wait_until, within};
 
