@@ -86,7 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             (false, n) => format!(" ({n} migration(s) applied)"),
         }
     );
-    println!("  nats      {}", nats.url);
+    println!("  nats      {}", nats.redacted_url());
     println!();
     println!("  {:<12} {:<28} {:<34} metrics", "service", "url", "docs");
     for (name, port) in std::iter::once(("overview", overview.port()))

@@ -269,11 +269,31 @@ pub struct NatsConfig {
 impl NatsConfig {
     pub const DEFAULT_URL: &'static str = "nats://127.0.0.1:4222";
 
+    /// The URL with any password or token replaced, for logs and messages.
+    pub fn redacted_url(&self) -> String {
+        redact_url_credentials(&self.url)
+    }
+
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             url: env.or("NATS_URL", Self::DEFAULT_URL.to_owned())?,
             connect_timeout: env.duration("NATS_CONNECT_TIMEOUT", Duration::from_secs(5))?,
         })
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`; a bare token (`nats://token@host`) is
+/// hidden too. Unparseable input is hidden whole.
+pub fn redact_url_credentials(raw: &str) -> String {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return "<url>".to_owned();
+    };
+    match rest.rsplit_once('@') {
+        None => raw.to_owned(),
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
     }
 }
 
@@ -337,6 +357,22 @@ mod tests {
         let env = Env::new(&src);
         assert!(env.flag("MIGRATE_ON_START", false).unwrap());
         assert!(env.flag("BAD", false).is_err());
+    }
+
+    #[test]
+    fn url_credentials_are_redacted() {
+        assert_eq!(
+            redact_url_credentials("nats://app:s3cret@nats:4222"),
+            "nats://app:***@nats:4222"
+        );
+        assert_eq!(
+            redact_url_credentials("nats://tok3n@nats:4222"),
+            "nats://***@nats:4222"
+        );
+        assert_eq!(
+            redact_url_credentials("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
     }
 
     #[test]

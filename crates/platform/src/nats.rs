@@ -36,7 +36,7 @@ pub async fn connect(
         .connect(config.url.as_str())
         .await
         .map_err(|source| NatsUnreachable {
-            url: config.url.clone(),
+            url: config.redacted_url(),
             source,
         })
 }
