@@ -4,8 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use diesel_async::RunQueryDsl;
-use sb_testkit::{Result, TestDb, TestTokens, admin_url, within};
+use sb_testkit::{Result, TestDb, TestTokens, within};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -17,31 +16,24 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn database_url(name: &str) -> Result<String> {
-    let mut url = url::Url::parse(&admin_url()?)?;
-    url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
-}
-
-async fn drop_database(name: &str) -> Result {
-    let mut admin = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(
-        &admin_url()?,
-    )
-    .await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
+#[tokio::test]
+async fn up_creates_the_database_serves_health_and_stops_on_ctrl_c() -> Result {
+    up_stops_on("-INT").await
 }
 
 #[tokio::test]
-async fn up_creates_the_database_serves_health_and_stops_on_ctrl_c() -> Result {
+async fn up_stops_gracefully_on_sigterm() -> Result {
+    up_stops_on("-TERM").await
+}
+
+async fn up_stops_on(signal: &str) -> Result {
     sb_testkit::init();
-    let database = format!("sb_test_up_{}", uuid::Uuid::now_v7().simple());
+    // `up` creates this database itself; the guard drops it however the test ends.
+    let database = TestDb::reserved()?;
     let port = free_port()?;
     let mut child = Command::new(BIN)
         .arg("up")
-        .env("DATABASE_URL", database_url(&database)?)
+        .env("DATABASE_URL", database.url())
         .env("NATS_URL", sb_testkit::nats_url())
         .env("UP_PORT", port.to_string())
         .env("RUST_LOG", "warn")
@@ -90,18 +82,18 @@ async fn up_creates_the_database_serves_health_and_stops_on_ctrl_c() -> Result {
 
     let pid = child.id().ok_or("no pid")?;
     let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args([signal, &pid.to_string()])
         .status()
         .await?;
     assert!(status.success());
     let exit = within(
         Duration::from_secs(20),
-        "up to stop after SIGINT",
+        "up to stop after the signal",
         child.wait(),
     )
     .await??;
     assert!(exit.success(), "{exit:?}");
-    drop_database(&database).await
+    Ok(())
 }
 
 #[tokio::test]

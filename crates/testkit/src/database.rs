@@ -122,6 +122,26 @@ async fn build_template(admin: &mut AsyncPgConnection, name: &str) -> crate::Res
     diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))
         .execute(admin)
         .await?;
+    // Templates of older migration sets are of no use any more (best effort: one may be in use
+    // by a test of another checkout, in which case it stays).
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = Text)]
+        datname: String,
+    }
+    let stale: Vec<Name> = diesel::sql_query(
+        "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'sb\\_template\\_%' AND datname <> $1",
+    )
+    .bind::<Text, _>(name)
+    .load(admin)
+    .await?;
+    for Name { datname } in stale {
+        drop(
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{datname}\""))
+                .execute(admin)
+                .await,
+        );
+    }
     Ok(())
 }
 
@@ -155,6 +175,16 @@ impl TestDb {
                 Err(error) => return Err(error.into()),
             }
         }
+        let config = DatabaseConfig::with_url(&url_for_database(&name)?);
+        let pool = sb_db::build_pool(&config)?;
+        Ok(Self { name, config, pool })
+    }
+
+    /// A database name of the test's own, not created: for code under test that creates the
+    /// database itself (`switchboard up`). Dropped, if it exists, when the value is dropped.
+    pub fn reserved() -> crate::Result<Self> {
+        crate::init();
+        let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
         let config = DatabaseConfig::with_url(&url_for_database(&name)?);
         let pool = sb_db::build_pool(&config)?;
         Ok(Self { name, config, pool })
