@@ -66,8 +66,15 @@ fn variables_read() -> Result<BTreeSet<String>> {
                 }
             }
         }
-        for (i, _) in text.match_indices("first_of(&[") {
-            let list = &text[i..text[i..].find(']').map_or(i, |end| i + end)];
+        for (i, _) in text.match_indices("first_of(") {
+            // rustfmt may break the line after the parenthesis.
+            let Some(rest) = text[i + "first_of(".len()..]
+                .trim_start()
+                .strip_prefix("&[")
+            else {
+                continue;
+            };
+            let list = &rest[..rest.find(']').unwrap_or(0)];
             for name in list.split('"').skip(1).step_by(2) {
                 found.insert(name.to_owned());
             }
