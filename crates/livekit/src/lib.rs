@@ -1,16 +1,17 @@
 //! LiveKit adapter shared by the video and monitoring services: configuration, grant presets
 //! with every permission explicit, access-token minting, and webhook verification.
-//!
-//! Room, participant and egress operations (a trait over `livekit-api`'s Twirp clients, with a
-//! fake server in testkit) come with the video service.
+//! Room, participant and egress operations go through the [`LiveKitApi`] trait; the real
+//! implementation is [`LiveKitClient`], and testkit has a fake Twirp server for tests.
 
 mod config;
 pub mod grants;
+mod rooms;
 mod token;
 mod webhook;
 
 pub use config::{DEV_API_KEY, DEV_API_SECRET, LiveKitConfig, LiveKitConfigError};
 pub use grants::Preset;
+pub use rooms::{BoxFuture, LiveKitApi, LiveKitClient, LiveKitError, RoomOptions, permission};
 pub use token::{ParticipantToken, TokenError, TokenIssuer};
 pub use webhook::{WebhookError, WebhookVerifier};
 

@@ -8,6 +8,7 @@
 
 mod app;
 mod database;
+mod fake_livekit;
 mod nats;
 mod proxy;
 mod tokens;
@@ -15,6 +16,7 @@ mod wait;
 
 pub use app::TestApp;
 pub use database::{TestDb, admin_url, postgres_server_url};
+pub use fake_livekit::{FakeLiveKit, RecordedCall, sign_webhook};
 pub use nats::{NatsServer, TestNats, nats_url};
 pub use proxy::FaultProxy;
 pub use tokens::{TEST_JWT_SECRET, TestTokens};

@@ -1,0 +1,453 @@
+//! A fake LiveKit server for tests: the Twirp server API (`POST /twirp/livekit.RoomService/*`,
+//! `/twirp/livekit.Egress/*`, protobuf or JSON bodies) with the Bearer JWT checked per method the
+//! way the real server does (roomCreate, roomList, roomAdmin for the token's room, roomRecord), an
+//! in-memory room/participant/egress state, a log of calls, and injectable errors and latency.
+//! Tokens are verified with the LiveKit SDK's own verifier, not the adapter under test.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use base64::Engine;
+use livekit_api::access_token::{AccessToken, Claims, TokenVerifier};
+use livekit_protocol as proto;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+/// One request the fake received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCall {
+    pub service: String,
+    pub method: String,
+    /// The room the request named, if any.
+    pub room: String,
+    pub json: bool,
+}
+
+#[derive(Default)]
+struct State {
+    rooms: BTreeMap<String, proto::Room>,
+    participants: BTreeMap<String, Vec<proto::ParticipantInfo>>,
+    egress: Vec<proto::EgressInfo>,
+    calls: Vec<RecordedCall>,
+    /// method → (twirp code, remaining count)
+    failures: BTreeMap<String, (String, usize)>,
+    latency: Duration,
+}
+
+#[derive(Clone)]
+struct Shared {
+    state: Arc<Mutex<State>>,
+    verifier: Arc<TokenVerifier>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+pub struct FakeLiveKit {
+    pub api_key: String,
+    pub api_secret: String,
+    port: u16,
+    shared: Shared,
+    handle: actix_web::dev::ServerHandle,
+}
+
+struct Twirp(StatusCode, &'static str, String);
+
+fn twirp_error(Twirp(status, code, msg): Twirp) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "code": code, "msg": msg }))
+}
+
+fn id(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+impl FakeLiveKit {
+    pub async fn start() -> crate::Result<Self> {
+        crate::init();
+        let api_key = "APIfake".to_owned();
+        let api_secret = format!("fake-secret-{}", uuid::Uuid::new_v4().simple());
+        let shared = Shared {
+            state: Arc::default(),
+            verifier: Arc::new(TokenVerifier::with_api_key(&api_key, &api_secret)),
+        };
+        let app_shared = shared.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(app_shared.clone()))
+                .app_data(web::PayloadConfig::new(1024 * 1024))
+                .route("/twirp/livekit.{service}/{method}", web::post().to(handle))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self {
+            api_key,
+            api_secret,
+            port,
+            shared,
+            handle,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`: give it to the adapter as `LIVEKIT_URL`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.shared.state().calls.clone()
+    }
+
+    pub fn rooms(&self) -> Vec<proto::Room> {
+        self.shared.state().rooms.values().cloned().collect()
+    }
+
+    /// A participant connects to `room` (the fake has no media path; tests drive presence).
+    pub fn join(&self, room: &str, identity: &str, name: &str) {
+        let participant = proto::ParticipantInfo {
+            sid: id("PA"),
+            identity: identity.to_owned(),
+            name: name.to_owned(),
+            state: proto::participant_info::State::Active as i32,
+            permission: Some(proto::ParticipantPermission {
+                can_subscribe: true,
+                can_publish: true,
+                can_publish_data: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.shared
+            .state()
+            .participants
+            .entry(room.to_owned())
+            .or_default()
+            .push(participant);
+    }
+
+    pub fn participants(&self, room: &str) -> Vec<proto::ParticipantInfo> {
+        self.shared
+            .state()
+            .participants
+            .get(room)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The next `times` calls of `method` (e.g. `CreateRoom`) fail with Twirp `code`.
+    pub fn fail(&self, method: &str, code: &'static str, times: usize) {
+        self.shared
+            .state()
+            .failures
+            .insert(method.to_owned(), (code.to_owned(), times));
+    }
+
+    /// Every request waits this long before being answered.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.state().latency = latency;
+    }
+
+    /// Signs a webhook body the way the LiveKit server does: an `Authorization` header (no
+    /// `Bearer`) holding a JWT whose `sha256` claim is the base64 SHA-256 of the body.
+    pub fn sign_webhook(&self, body: &str) -> crate::Result<String> {
+        sign_webhook(&self.api_key, &self.api_secret, body)
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+pub fn sign_webhook(api_key: &str, api_secret: &str, body: &str) -> crate::Result<String> {
+    let digest = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body.as_bytes()));
+    Ok(AccessToken::with_api_key(api_key, api_secret)
+        .with_ttl(Duration::from_secs(300))
+        .with_sha256(&digest)
+        .to_jwt()?)
+}
+
+fn decode<M: Message + Default + serde::de::DeserializeOwned>(
+    json: bool,
+    body: &[u8],
+) -> Result<M, Twirp> {
+    let malformed = |e: String| Twirp(StatusCode::BAD_REQUEST, "malformed", e);
+    if json {
+        serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))
+    } else {
+        M::decode(body).map_err(|e| malformed(e.to_string()))
+    }
+}
+
+fn encode<M: Message + serde::Serialize>(json: bool, message: &M) -> HttpResponse {
+    if json {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .json(message)
+    } else {
+        HttpResponse::Ok()
+            .content_type("application/protobuf")
+            .body(message.encode_to_vec())
+    }
+}
+
+fn require(allowed: bool, grant: &str) -> Result<(), Twirp> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(Twirp(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            format!("token lacks the {grant} grant"),
+        ))
+    }
+}
+
+fn room_admin(claims: &Claims, room: &str) -> Result<(), Twirp> {
+    require(
+        claims.video.room_admin && (claims.video.room.is_empty() || claims.video.room == room),
+        "roomAdmin for this room",
+    )
+}
+
+async fn handle(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let (service, method) = path.into_inner();
+    let latency = shared.state().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let json = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    match answer(&req, &service, &method, &body, json, &shared) {
+        Ok(response) => response,
+        Err(error) => twirp_error(error),
+    }
+}
+
+fn answer(
+    req: &HttpRequest,
+    service: &str,
+    method: &str,
+    body: &[u8],
+    json: bool,
+    shared: &Shared,
+) -> Result<HttpResponse, Twirp> {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Twirp(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "missing Bearer token".to_owned(),
+            )
+        })?;
+    let claims = shared
+        .verifier
+        .verify(token)
+        .map_err(|e| Twirp(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
+    let mut state = shared.state();
+    if let Some((code, remaining)) = state.failures.get_mut(method)
+        && *remaining > 0
+    {
+        *remaining -= 1;
+        let code: &'static str = match code.as_str() {
+            "not_found" => "not_found",
+            "unavailable" => "unavailable",
+            "resource_exhausted" => "resource_exhausted",
+            _ => "internal",
+        };
+        let status = match code {
+            "not_found" => StatusCode::NOT_FOUND,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        return Err(Twirp(status, code, "injected failure".to_owned()));
+    }
+    let record = |room: &str, state: &mut State| {
+        state.calls.push(RecordedCall {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            room: room.to_owned(),
+            json,
+        });
+    };
+    let not_found = |what: &str| {
+        Twirp(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    };
+    match (service, method) {
+        ("RoomService", "CreateRoom") => {
+            let request: proto::CreateRoomRequest = decode(json, body)?;
+            record(&request.name, &mut state);
+            require(claims.video.room_create, "roomCreate")?;
+            let room = state
+                .rooms
+                .entry(request.name.clone())
+                .or_insert_with(|| proto::Room {
+                    sid: id("RM"),
+                    name: request.name.clone(),
+                    empty_timeout: request.empty_timeout,
+                    max_participants: request.max_participants,
+                    metadata: request.metadata.clone(),
+                    creation_time: chrono_now(),
+                    ..Default::default()
+                });
+            Ok(encode(json, &room.clone()))
+        }
+        ("RoomService", "ListRooms") => {
+            let request: proto::ListRoomsRequest = decode(json, body)?;
+            record("", &mut state);
+            require(claims.video.room_list, "roomList")?;
+            let rooms = state
+                .rooms
+                .values()
+                .filter(|r| request.names.is_empty() || request.names.contains(&r.name))
+                .cloned()
+                .collect();
+            Ok(encode(json, &proto::ListRoomsResponse { rooms }))
+        }
+        ("RoomService", "DeleteRoom") => {
+            let request: proto::DeleteRoomRequest = decode(json, body)?;
+            record(&request.room, &mut state);
+            require(claims.video.room_create, "roomCreate")?;
+            state
+                .rooms
+                .remove(&request.room)
+                .ok_or_else(|| not_found("room"))?;
+            state.participants.remove(&request.room);
+            Ok(encode(json, &proto::DeleteRoomResponse {}))
+        }
+        ("RoomService", "ListParticipants") => {
+            let request: proto::ListParticipantsRequest = decode(json, body)?;
+            record(&request.room, &mut state);
+            room_admin(&claims, &request.room)?;
+            let participants = state
+                .participants
+                .get(&request.room)
+                .cloned()
+                .unwrap_or_default();
+            Ok(encode(
+                json,
+                &proto::ListParticipantsResponse { participants },
+            ))
+        }
+        ("RoomService", "RemoveParticipant") => {
+            let request: proto::RoomParticipantIdentity = decode(json, body)?;
+            record(&request.room, &mut state);
+            room_admin(&claims, &request.room)?;
+            let list = state
+                .participants
+                .get_mut(&request.room)
+                .ok_or_else(|| not_found("participant"))?;
+            let before = list.len();
+            list.retain(|p| p.identity != request.identity);
+            if list.len() == before {
+                return Err(not_found("participant"));
+            }
+            Ok(encode(json, &proto::RemoveParticipantResponse {}))
+        }
+        ("RoomService", "UpdateParticipant") => {
+            let request: proto::UpdateParticipantRequest = decode(json, body)?;
+            record(&request.room, &mut state);
+            room_admin(&claims, &request.room)?;
+            let participant = state
+                .participants
+                .get_mut(&request.room)
+                .and_then(|list| list.iter_mut().find(|p| p.identity == request.identity))
+                .ok_or_else(|| not_found("participant"))?;
+            if let Some(permission) = request.permission {
+                participant.permission = Some(permission);
+            }
+            if !request.metadata.is_empty() {
+                participant.metadata = request.metadata;
+            }
+            Ok(encode(json, &participant.clone()))
+        }
+        ("Egress", "StartRoomCompositeEgress") => {
+            let request: proto::RoomCompositeEgressRequest = decode(json, body)?;
+            record(&request.room_name, &mut state);
+            require(claims.video.room_record, "roomRecord")?;
+            let info = proto::EgressInfo {
+                egress_id: id("EG"),
+                room_name: request.room_name.clone(),
+                status: proto::EgressStatus::EgressStarting as i32,
+                started_at: chrono_now() * 1_000_000_000,
+                ..Default::default()
+            };
+            state.egress.push(info.clone());
+            Ok(encode(json, &info))
+        }
+        ("Egress", "ListEgress") => {
+            let request: proto::ListEgressRequest = decode(json, body)?;
+            record(&request.room_name, &mut state);
+            require(claims.video.room_record, "roomRecord")?;
+            let items = state
+                .egress
+                .iter()
+                .filter(|e| request.room_name.is_empty() || e.room_name == request.room_name)
+                .cloned()
+                .collect();
+            Ok(encode(
+                json,
+                &proto::ListEgressResponse {
+                    items,
+                    ..Default::default()
+                },
+            ))
+        }
+        ("Egress", "StopEgress") => {
+            let request: proto::StopEgressRequest = decode(json, body)?;
+            record("", &mut state);
+            require(claims.video.room_record, "roomRecord")?;
+            let info = state
+                .egress
+                .iter_mut()
+                .find(|e| e.egress_id == request.egress_id)
+                .ok_or_else(|| not_found("egress"))?;
+            info.status = proto::EgressStatus::EgressEnding as i32;
+            Ok(encode(json, &info.clone()))
+        }
+        _ => Err(Twirp(
+            StatusCode::NOT_FOUND,
+            "bad_route",
+            format!("no method {service}/{method}"),
+        )),
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+        .unwrap_or(0)
+}
