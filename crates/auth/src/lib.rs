@@ -1,8 +1,9 @@
 //! Authentication and authorisation: JWT verification, the [`Principal`] extractor, roles, the
-//! access policy, and token minting for development and tests.
+//! access policy, guest-link tokens, and token minting for development and tests.
 
 mod config;
 mod extractor;
+mod guest;
 mod ids;
 mod mint;
 pub mod policy;
@@ -10,6 +11,7 @@ mod principal;
 mod verify;
 
 pub use config::{AuthConfig, AuthConfigError, DEV_JWT_SECRET, KeyMaterial};
+pub use guest::{GUEST_AUDIENCE, GuestClaims, GuestLinkError, GuestLinks};
 pub use ids::{OrgId, TeamId, UserId};
 pub use mint::{MintError, TokenMinter};
 pub use principal::{Claims, Principal, Role};

@@ -91,6 +91,14 @@ pub fn users() -> Vec<SeedUser> {
             });
         }
     }
+    // Platform staff: every org; the token carries the first org.
+    out.push(SeedUser {
+        org: org(1),
+        user: user(0, 0xff),
+        role: "ADMIN",
+        name: "Platform Admin",
+        teams: vec![],
+    });
     out
 }
 

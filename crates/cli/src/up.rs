@@ -114,7 +114,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         crate::seed::print_summary(published, &ns);
         println!();
     }
-    println!("  A dev token: cargo run -p switchboard -- token --role CEO");
+    print_dev_tokens(&env)?;
+    println!("  Another token: cargo run -p switchboard -- token --role CEO [--user U] [--team T]");
     println!("  Watch events: cargo run -p switchboard -- events tail");
     println!("  Ctrl-C stops everything.");
     println!();
@@ -195,4 +196,40 @@ fn overview(
             }),
         );
     })?)
+}
+
+/// One 12-hour token per role of the seeded org (the users `switchboard seed` prints), so a
+/// newcomer can call an API at once. Development only: the tokens are signed with JWT_SECRET.
+fn print_dev_tokens(env: &Env<'_>) -> anyhow::Result<()> {
+    let environment = LogConfig::from_env(env)?.environment;
+    if environment == sb_platform::config::Environment::Production {
+        return Ok(());
+    }
+    let minter =
+        sb_auth::TokenMinter::from_config(&sb_auth::AuthConfig::from_env(env, environment)?)?;
+    println!(
+        "  Dev tokens for the seeded org {} (12 h):",
+        crate::token::DEV_ORG
+    );
+    let mut seen = Vec::new();
+    for user in crate::seed::users()
+        .into_iter()
+        .filter(|u| u.org.to_string() == crate::token::DEV_ORG)
+    {
+        if seen.contains(&user.role) {
+            continue;
+        }
+        seen.push(user.role);
+        let principal = sb_auth::Principal {
+            user_id: user.user.into(),
+            org_id: user.org.into(),
+            role: user.role.parse().map_err(anyhow::Error::msg)?,
+            teams: user.teams.iter().copied().map(Into::into).collect(),
+            name: Some(user.name.to_owned()),
+        };
+        let token = minter.mint(&principal, Duration::from_secs(12 * 3600))?;
+        println!("    {:<9} {token}", user.role);
+    }
+    println!();
+    Ok(())
 }

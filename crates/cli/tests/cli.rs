@@ -64,6 +64,15 @@ async fn up_stops_on(signal: &str) -> Result {
     let applied = format!("created, {migrations} migration(s) applied");
     assert!(printed.contains(&applied), "{printed}");
     assert!(printed.contains("No service is built yet"), "{printed}");
+    // A dev token per role of the seeded org, accepted by the services' verifier.
+    let verifier = sb_auth::JwtVerifier::new(&sb_auth::AuthConfig::hs256(sb_auth::DEV_JWT_SECRET))?;
+    let roles: Vec<sb_auth::Role> = printed
+        .lines()
+        .filter_map(|line| line.trim().split_once(' ').map(|(_, token)| token.trim()))
+        .filter_map(|token| verifier.verify(token).ok())
+        .map(|principal| principal.role)
+        .collect();
+    assert_eq!(roles.len(), 7, "one token per role: {printed}");
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
