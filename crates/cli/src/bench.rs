@@ -303,17 +303,7 @@ impl Bench {
         let stop = CancellationToken::new();
         let started = Instant::now();
         let relay = tokio::spawn(self.relay(tx)?.run(stop.clone()));
-        let mut received = 0;
-        while received < events {
-            if tokio::time::timeout(Duration::from_secs(30), acks.recv())
-                .await?
-                .is_none()
-            {
-                break;
-            }
-            received += 1;
-        }
-        let rate = received as f64 / started.elapsed().as_secs_f64();
+        let rate = ack_rate(&mut acks, events, started).await?;
         stop.cancel();
         relay.await?;
         Ok(rate)
@@ -339,17 +329,7 @@ impl Bench {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let started = Instant::now();
         self.produce(SOURCE, events, producers).await?;
-        let mut received = 0;
-        while received < events {
-            if tokio::time::timeout(Duration::from_secs(30), acks.recv())
-                .await?
-                .is_none()
-            {
-                break;
-            }
-            received += 1;
-        }
-        let rate = received as f64 / started.elapsed().as_secs_f64();
+        let rate = ack_rate(&mut acks, events, started).await?;
         stop.cancel();
         relay.await?;
         Ok(rate)
@@ -494,6 +474,25 @@ impl Bench {
             count as f64 / elapsed.as_secs_f64(),
         ))
     }
+}
+
+/// Waits for `events` acks from the relay's observer; the rate since `started`, once all arrived.
+async fn ack_rate(
+    acks: &mut mpsc::UnboundedReceiver<(Uuid, Instant)>,
+    events: usize,
+    started: Instant,
+) -> anyhow::Result<f64> {
+    let mut received = 0;
+    while received < events {
+        if tokio::time::timeout(Duration::from_secs(30), acks.recv())
+            .await?
+            .is_none()
+        {
+            break;
+        }
+        received += 1;
+    }
+    Ok(received as f64 / started.elapsed().as_secs_f64())
 }
 
 /// A bounded multi-consumer channel from tokio's mpsc and a mutex (no extra dependency).
