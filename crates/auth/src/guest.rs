@@ -93,6 +93,17 @@ impl GuestLinks {
 
     /// Checks a link presented for `call`: signature, audience, issuer, window, and scope.
     pub fn verify(&self, token: &str, call: Uuid) -> Result<GuestClaims, GuestLinkError> {
+        let claims = self.verify_link(token)?;
+        if claims.call != call {
+            return Err(GuestLinkError::WrongCall);
+        }
+        Ok(claims)
+    }
+
+    /// Checks a link presented on its own (the guest join route has no call in its path):
+    /// signature, audience, issuer and window. The caller must then look the call up within
+    /// `claims.org` and refuse the link if that call does not exist.
+    pub fn verify_link(&self, token: &str) -> Result<GuestClaims, GuestLinkError> {
         if token.len() > crate::MAX_TOKEN_BYTES {
             return Err(GuestLinkError::Invalid);
         }
@@ -110,9 +121,6 @@ impl GuestLinks {
                 _ => GuestLinkError::Invalid,
             })?
             .claims;
-        if claims.call != call {
-            return Err(GuestLinkError::WrongCall);
-        }
         Ok(claims)
     }
 }

@@ -56,6 +56,117 @@ diesel::table! {
 }
 
 diesel::table! {
+    video_call_participants (id) {
+        id -> Uuid,
+        call_id -> Uuid,
+        org_id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        identity -> Text,
+        role -> Text,
+        display_name -> Text,
+        is_host -> Bool,
+        is_guest -> Bool,
+        active -> Bool,
+        joined_at -> Nullable<Timestamptz>,
+        left_at -> Nullable<Timestamptz>,
+        total_seconds -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    video_calls (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        appointment_id -> Uuid,
+        room_name -> Text,
+        status -> Text,
+        room_created -> Bool,
+        started_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        duration_seconds -> Nullable<Int4>,
+        end_reason -> Nullable<Text>,
+        recording_status -> Text,
+        recording_url -> Nullable<Text>,
+        recording_data -> Nullable<Jsonb>,
+        room_finished_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    video_lobby_guests (id) {
+        id -> Uuid,
+        call_id -> Uuid,
+        org_id -> Uuid,
+        link_id -> Uuid,
+        display_name -> Text,
+        status -> Text,
+        decided_by -> Nullable<Uuid>,
+        decided_at -> Nullable<Timestamptz>,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    video_meeting_members (meeting_id, user_id) {
+        meeting_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        joined_at -> Nullable<Timestamptz>,
+        left_at -> Nullable<Timestamptz>,
+        in_room -> Bool,
+    }
+}
+
+diesel::table! {
+    video_meetings (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        room_name -> Text,
+        livekit_room -> Text,
+        created_by -> Uuid,
+        call_type -> Text,
+        mode -> Text,
+        status -> Text,
+        created_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    video_participant_sessions (call_id, sid) {
+        call_id -> Uuid,
+        sid -> Text,
+        identity -> Text,
+        joined_at -> Nullable<Timestamptz>,
+        left_at -> Nullable<Timestamptz>,
+        left_source -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    video_recordings (id) {
+        id -> Uuid,
+        call_id -> Uuid,
+        org_id -> Uuid,
+        egress_id -> Text,
+        status -> Text,
+        filepath -> Text,
+        location -> Nullable<Text>,
+        duration_seconds -> Nullable<Int8>,
+        size_bytes -> Nullable<Int8>,
+        error -> Nullable<Text>,
+        started_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_receipts (provider, key) {
         provider -> Text,
         key -> Text,
@@ -63,10 +174,23 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(video_call_participants -> video_calls (call_id));
+diesel::joinable!(video_lobby_guests -> video_calls (call_id));
+diesel::joinable!(video_meeting_members -> video_meetings (meeting_id));
+diesel::joinable!(video_participant_sessions -> video_calls (call_id));
+diesel::joinable!(video_recordings -> video_calls (call_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     appointments,
     dead_letters,
     inbox,
     outbox,
+    video_call_participants,
+    video_calls,
+    video_lobby_guests,
+    video_meeting_members,
+    video_meetings,
+    video_participant_sessions,
+    video_recordings,
     webhook_receipts,
 );

@@ -80,11 +80,20 @@ pub trait LiveKitApi: Send + Sync {
         identity: &str,
         preset: Preset,
     ) -> BoxFuture<'_, Result<proto::ParticipantInfo, LiveKitError>>;
-    /// Records the room (composite) to `filepath` on the egress's storage.
+    /// Mutes (or unmutes) a published track of a participant (host controls).
+    fn mute_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> BoxFuture<'_, Result<proto::TrackInfo, LiveKitError>>;
+    /// Records the room (composite) to a file: `output` names the file and, when set, the
+    /// S3-compatible bucket it is uploaded to (otherwise the egress service's own storage).
     fn start_recording(
         &self,
         room: &str,
-        filepath: &str,
+        output: proto::EncodedFileOutput,
     ) -> BoxFuture<'_, Result<proto::EgressInfo, LiveKitError>>;
     fn stop_egress(
         &self,
@@ -198,17 +207,31 @@ impl LiveKitApi for LiveKitClient {
         })
     }
 
+    fn mute_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> BoxFuture<'_, Result<proto::TrackInfo, LiveKitError>> {
+        let (room, identity, track_sid) =
+            (room.to_owned(), identity.to_owned(), track_sid.to_owned());
+        Box::pin(async move {
+            Ok(self
+                .rooms
+                .mute_published_track(&room, &identity, &track_sid, muted)
+                .await?)
+        })
+    }
+
     fn start_recording(
         &self,
         room: &str,
-        filepath: &str,
+        output: proto::EncodedFileOutput,
     ) -> BoxFuture<'_, Result<proto::EgressInfo, LiveKitError>> {
-        let (room, filepath) = (room.to_owned(), filepath.to_owned());
+        let room = room.to_owned();
         Box::pin(async move {
-            let output = EgressOutput::File(proto::EncodedFileOutput {
-                filepath,
-                ..Default::default()
-            });
+            let output = EgressOutput::File(output);
             Ok(self
                 .egress
                 .start_room_composite_egress(&room, vec![output], RoomCompositeOptions::default())

@@ -83,7 +83,13 @@ async fn rooms_participants_and_recordings_round_trip() -> Result {
     assert!(missing.is_not_found(), "{missing}");
 
     let egress = client
-        .start_recording("org_a_apt_b", "recordings/org_a_apt_b.mp4")
+        .start_recording(
+            "org_a_apt_b",
+            sb_livekit::protocol::EncodedFileOutput {
+                filepath: "recordings/org_a_apt_b.mp4".to_owned(),
+                ..Default::default()
+            },
+        )
         .await?;
     assert!(egress.egress_id.starts_with("EG_"));
     assert_eq!(client.list_egress("org_a_apt_b").await?.len(), 1);

@@ -31,6 +31,7 @@ struct State {
     rooms: BTreeMap<String, proto::Room>,
     participants: BTreeMap<String, Vec<proto::ParticipantInfo>>,
     egress: Vec<proto::EgressInfo>,
+    egress_requests: Vec<proto::RoomCompositeEgressRequest>,
     calls: Vec<RecordedCall>,
     /// method → (twirp code, remaining count)
     failures: BTreeMap<String, (String, usize)>,
@@ -139,6 +140,55 @@ impl FakeLiveKit {
             .entry(room.to_owned())
             .or_default()
             .push(participant);
+    }
+
+    /// `identity` (already in `room`) publishes a microphone track; returns its sid.
+    pub fn publish_audio(&self, room: &str, identity: &str) -> Option<String> {
+        let mut state = self.shared.state();
+        let participant = state
+            .participants
+            .get_mut(room)?
+            .iter_mut()
+            .find(|p| p.identity == identity)?;
+        let sid = id("TR");
+        participant.tracks.push(proto::TrackInfo {
+            sid: sid.clone(),
+            r#type: proto::TrackType::Audio as i32,
+            source: proto::TrackSource::Microphone as i32,
+            ..Default::default()
+        });
+        Some(sid)
+    }
+
+    /// A participant disconnects from `room`.
+    pub fn leave(&self, room: &str, identity: &str) {
+        if let Some(list) = self.shared.state().participants.get_mut(room) {
+            list.retain(|p| p.identity != identity);
+        }
+    }
+
+    /// Every egress the fake knows, in start order.
+    pub fn egress(&self) -> Vec<proto::EgressInfo> {
+        self.shared.state().egress.clone()
+    }
+
+    /// The room composite requests received (outputs, layout), in order.
+    pub fn egress_requests(&self) -> Vec<proto::RoomCompositeEgressRequest> {
+        self.shared.state().egress_requests.clone()
+    }
+
+    /// Sets an egress's status, as the egress service would while it runs or fails.
+    pub fn set_egress_status(&self, egress_id: &str, status: proto::EgressStatus, error: &str) {
+        if let Some(info) = self
+            .shared
+            .state()
+            .egress
+            .iter_mut()
+            .find(|e| e.egress_id == egress_id)
+        {
+            info.status = status as i32;
+            info.error = error.to_owned();
+        }
     }
 
     pub fn participants(&self, room: &str) -> Vec<proto::ParticipantInfo> {
@@ -376,6 +426,24 @@ fn answer(
             }
             Ok(encode(json, &proto::RemoveParticipantResponse {}))
         }
+        ("RoomService", "MutePublishedTrack") => {
+            let request: proto::MuteRoomTrackRequest = decode(json, body)?;
+            record(&request.room, &mut state);
+            room_admin(&claims, &request.room)?;
+            let track = state
+                .participants
+                .get_mut(&request.room)
+                .and_then(|list| list.iter_mut().find(|p| p.identity == request.identity))
+                .and_then(|p| p.tracks.iter_mut().find(|t| t.sid == request.track_sid))
+                .ok_or_else(|| not_found("track"))?;
+            track.muted = request.muted;
+            Ok(encode(
+                json,
+                &proto::MuteRoomTrackResponse {
+                    track: Some(track.clone()),
+                },
+            ))
+        }
         ("RoomService", "UpdateParticipant") => {
             let request: proto::UpdateParticipantRequest = decode(json, body)?;
             record(&request.room, &mut state);
@@ -405,6 +473,7 @@ fn answer(
                 ..Default::default()
             };
             state.egress.push(info.clone());
+            state.egress_requests.push(request);
             Ok(encode(json, &info))
         }
         ("Egress", "ListEgress") => {

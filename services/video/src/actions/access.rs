@@ -1,0 +1,104 @@
+//! Who may see and act on which call.
+
+use diesel_async::AsyncPgConnection;
+use sb_auth::policy::{self, AppointmentAccess};
+use sb_auth::{Principal, Role};
+use sb_db::models::{Appointment, find_appointment_any_org};
+use uuid::Uuid;
+
+use crate::error::VideoError;
+use crate::store::calls::{self, Call, Scope};
+
+fn access_of(appointment: &Appointment) -> AppointmentAccess {
+    AppointmentAccess {
+        org_id: appointment.org_id.into(),
+        team_id: appointment.team_id.map(Into::into),
+        host_user_id: appointment.host_user_id.into(),
+        guest_user_id: appointment.guest_user_id.map(Into::into),
+        setter_user_id: appointment.setter_user_id.map(Into::into),
+    }
+}
+
+/// The appointment if `principal` may access it: another org's (or a missing) appointment is
+/// 404, a same-org appointment the role does not open is 403.
+pub async fn appointment(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Appointment, VideoError> {
+    let appointment = find_appointment_any_org(conn, id)
+        .await?
+        .filter(|a| principal.role == Role::Admin || a.org_id == principal.org_id.as_uuid())
+        .ok_or(VideoError::NotFound("appointment"))?;
+    if !policy::can_access_appointment(principal, &access_of(&appointment)) {
+        return Err(VideoError::Forbidden(
+            "your role does not give access to this appointment".to_owned(),
+        ));
+    }
+    Ok(appointment)
+}
+
+/// The call and its appointment, under the same rules as [`appointment`].
+pub async fn call(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<(Call, Appointment), VideoError> {
+    let call = calls::find(conn, id)
+        .await?
+        .filter(|c| principal.role == Role::Admin || c.org_id == principal.org_id.as_uuid())
+        .ok_or(VideoError::NotFound("call"))?;
+    let appointment = self::appointment(conn, principal, call.appointment_id)
+        .await
+        .map_err(|e| match e {
+            VideoError::NotFound(_) => VideoError::NotFound("call"),
+            other => other,
+        })?;
+    Ok((call, appointment))
+}
+
+/// Whether `principal` may run the call (recording, lobby, host controls): its host, or a
+/// leader of the org (ADMIN, CEO, DIRECTOR, a MANAGER of its team).
+pub fn can_host(principal: &Principal, appointment: &Appointment) -> bool {
+    appointment.host_user_id == principal.user_id.as_uuid()
+        || matches!(principal.role, Role::Admin | Role::Ceo | Role::Director)
+        || (principal.role == Role::Manager
+            && appointment
+                .team_id
+                .is_some_and(|team| principal.is_in_team(team.into())))
+}
+
+pub fn require_host(principal: &Principal, appointment: &Appointment) -> Result<(), VideoError> {
+    if can_host(principal, appointment) {
+        Ok(())
+    } else {
+        Err(VideoError::Forbidden(
+            "only the host or a leader of the organisation may do this".to_owned(),
+        ))
+    }
+}
+
+/// The calls `principal` may list and count (`org` lets ADMIN pick another org).
+pub fn scope(principal: &Principal, org: Option<Uuid>) -> Scope {
+    let own_org = principal.org_id.as_uuid();
+    let user = principal.user_id.as_uuid();
+    match principal.role {
+        Role::Admin => Scope::Org(org.unwrap_or(own_org)),
+        Role::Ceo | Role::Director => Scope::Org(own_org),
+        Role::Manager => Scope::Teams {
+            org: own_org,
+            user,
+            teams: principal.teams.iter().map(|t| t.as_uuid()).collect(),
+        },
+        Role::Setter => Scope::Own {
+            org: own_org,
+            user,
+            setter: true,
+        },
+        Role::Closer | Role::Member => Scope::Own {
+            org: own_org,
+            user,
+            setter: false,
+        },
+    }
+}

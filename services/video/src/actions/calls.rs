@@ -1,0 +1,298 @@
+//! Joining, starting and stopping appointment calls.
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use sb_auth::Principal;
+use sb_db::models::Appointment;
+use sb_livekit::{ParticipantToken, Preset, RoomOptions};
+use sb_platform::config::Environment;
+use uuid::Uuid;
+
+use crate::actions::{access, presence, recording};
+use crate::domain::call::{CallStatus, DisplayName, Identity, appointment_room};
+use crate::error::VideoError;
+use crate::state::AppState;
+use crate::store::calls::{self, Call, NewCall, NewParticipant, Participant};
+
+/// Seconds LiveKit keeps an empty appointment room before closing it (its room_finished webhook
+/// then completes the call if nobody's departure was reported).
+const EMPTY_ROOM_TIMEOUT_SECS: u32 = 300;
+
+pub struct Joined {
+    pub call: Call,
+    pub appointment: Appointment,
+    pub participant: Participant,
+    pub token: ParticipantToken,
+}
+
+fn room_options(call_id: Uuid) -> RoomOptions {
+    RoomOptions {
+        empty_timeout_secs: EMPTY_ROOM_TIMEOUT_SECS,
+        max_participants: 0,
+        metadata: serde_json::json!({ "callId": call_id }).to_string(),
+    }
+}
+
+/// `POST /calls/appointments/{appointmentId}/join`.
+pub async fn join(
+    state: &AppState,
+    principal: &Principal,
+    appointment_id: Uuid,
+    display_name: Option<DisplayName>,
+) -> Result<Joined, VideoError> {
+    let mut conn = state.conn().await?;
+    let appointment = access::appointment(&mut conn, principal, appointment_id).await?;
+    if appointment.status == "cancelled" {
+        return Err(VideoError::conflict(
+            "appointment_cancelled",
+            "this appointment was cancelled",
+        ));
+    }
+    let call = match calls::find_by_appointment(&mut conn, appointment.id).await? {
+        Some(call) => call,
+        None => create_call(state, &mut conn, &appointment).await?,
+    };
+    if !call.room_created {
+        ensure_room(state, &mut conn, &call).await?;
+    }
+
+    let identity = Identity::User(principal.user_id.as_uuid()).to_string();
+    let is_host = appointment.host_user_id == principal.user_id.as_uuid();
+    let name = display_name
+        .map(DisplayName::into_inner)
+        .or_else(|| {
+            principal
+                .name
+                .clone()
+                .filter(|n| DisplayName::parse(n).is_ok())
+        })
+        .unwrap_or_else(|| if is_host { "Host" } else { "Participant" }.to_owned());
+    let role = principal.role.as_str();
+    let outbox = state.outbox;
+    let (call, participant) = conn
+        .transaction::<_, VideoError, _>(async |conn| {
+            let call = calls::lock(conn, call.id).await?;
+            let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+            if status.is_final() {
+                return Err(VideoError::conflict(
+                    "call_finished",
+                    format!("this call is {}", status.as_str()),
+                ));
+            }
+            calls::ensure_participant(
+                conn,
+                &NewParticipant {
+                    id: Uuid::now_v7(),
+                    call_id: call.id,
+                    org_id: call.org_id,
+                    user_id: Some(principal.user_id.as_uuid()),
+                    identity: &identity,
+                    role,
+                    display_name: &name,
+                    is_host,
+                    is_guest: false,
+                },
+            )
+            .await?;
+            if !calls::has_open_session(conn, call.id, &identity).await? {
+                let sid = format!("{}{}", calls::API_SESSION_PREFIX, Uuid::now_v7());
+                calls::record_session(conn, call.id, &sid, &identity, Some(Utc::now()), None)
+                    .await?;
+            }
+            presence::refresh(conn, &outbox, &call, &[identity.as_str()], None).await?;
+            let call = calls::lock(conn, call.id).await?;
+            let participant = calls::find_participant(conn, call.id, &identity)
+                .await?
+                .ok_or(VideoError::NotFound("participant"))?;
+            Ok((call, participant))
+        })
+        .await?;
+    let preset = if is_host {
+        Preset::Host
+    } else {
+        Preset::Participant
+    };
+    let token = state
+        .tokens
+        .issue(
+            &call.room_name,
+            &participant.identity,
+            &participant.display_name,
+            preset,
+            None,
+            None,
+        )
+        .map_err(VideoError::internal)?;
+    Ok(Joined {
+        call,
+        appointment,
+        participant,
+        token,
+    })
+}
+
+/// Creates the appointment's call and its LiveKit room together: the row is inserted, the room
+/// created while the insert is uncommitted, and a LiveKit failure rolls the insert back (503) —
+/// except in development, where LiveKit auto-creates rooms on join: there the call is kept and
+/// the reconciliation job creates the room later. Concurrent joins wait on the unique index and
+/// then read the winner's call, so twenty joins make one call and one room.
+async fn create_call(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    appointment: &Appointment,
+) -> Result<Call, VideoError> {
+    let room = appointment_room(appointment.org_id, appointment.id);
+    let id = Uuid::now_v7();
+    let created = conn
+        .transaction::<_, VideoError, _>(async |conn| {
+            let room = &room;
+            let Some(call) = calls::insert_call_if_absent(
+                conn,
+                &NewCall {
+                    id,
+                    org_id: appointment.org_id,
+                    appointment_id: appointment.id,
+                    room_name: room,
+                    room_created: false,
+                },
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            match state
+                .livekit_call("create_room", state.livekit.create_room(room, room_options(id)))
+                .await
+            {
+                Ok(_) => {
+                    calls::set_room_created(conn, call.id).await?;
+                }
+                Err(error) if state.config.environment == Environment::Development => {
+                    tracing::warn!(call.id = %call.id, error = %error, "LiveKit room not created; continuing (development: the server auto-creates rooms, the reconciliation job retries)");
+                }
+                Err(error) => return Err(error.into()),
+            }
+            Ok(Some(call.id))
+        })
+        .await?;
+    let id = match created {
+        Some(id) => id,
+        None => calls::find_by_appointment(conn, appointment.id)
+            .await?
+            .map(|c| c.id)
+            .ok_or(VideoError::NotFound("call"))?,
+    };
+    calls::find(conn, id)
+        .await?
+        .ok_or(VideoError::NotFound("call"))
+}
+
+/// Creates a call's LiveKit room that could not be created before (development, or a job).
+pub async fn ensure_room(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    call: &Call,
+) -> Result<(), VideoError> {
+    match state
+        .livekit_call(
+            "create_room",
+            state
+                .livekit
+                .create_room(&call.room_name, room_options(call.id)),
+        )
+        .await
+    {
+        Ok(_) => {
+            calls::set_room_created(conn, call.id).await?;
+            Ok(())
+        }
+        Err(error) if state.config.environment == Environment::Development => {
+            tracing::warn!(call.id = %call.id, error = %error, "LiveKit room still not created");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `POST /calls/{id}/start`: the call is under way (PENDING → ONGOING); optionally records it.
+pub async fn start(
+    state: &AppState,
+    principal: &Principal,
+    call_id: Uuid,
+    start_recording: bool,
+) -> Result<Call, VideoError> {
+    let mut conn = state.conn().await?;
+    let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
+    let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+    if status.is_final() {
+        return Err(VideoError::conflict(
+            "call_finished",
+            format!("this call is {}", status.as_str()),
+        ));
+    }
+    if start_recording {
+        access::require_host(principal, &appointment)?;
+    }
+    if status == CallStatus::Pending {
+        let outbox = state.outbox;
+        conn.transaction::<_, VideoError, _>(async |conn| {
+            let call = calls::lock(conn, call_id).await?;
+            let now = Utc::now();
+            if calls::mark_ongoing(conn, call.id, now).await? {
+                presence::announce_started(conn, &outbox, &call, Some(now)).await?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    if start_recording {
+        recording::start(state, &mut conn, call_id).await?;
+    }
+    calls::find(&mut conn, call_id)
+        .await?
+        .ok_or(VideoError::NotFound("call"))
+}
+
+/// `POST /calls/{id}/stop`: the caller leaves; the last one out completes the call.
+pub async fn stop(
+    state: &AppState,
+    principal: &Principal,
+    call_id: Uuid,
+    reason: Option<String>,
+) -> Result<Call, VideoError> {
+    let mut conn = state.conn().await?;
+    let (call, _) = access::call(&mut conn, principal, call_id).await?;
+    let identity = Identity::User(principal.user_id.as_uuid()).to_string();
+    let outbox = state.outbox;
+    let reason = reason.as_deref();
+    let refreshed = conn
+        .transaction::<_, VideoError, _>(async |conn| {
+            let identity = &identity;
+            let call = calls::lock(conn, call.id).await?;
+            let Some(participant) = calls::find_participant(conn, call.id, identity).await? else {
+                return Err(VideoError::conflict(
+                    "not_in_call",
+                    "you have not joined this call",
+                ));
+            };
+            if !participant.active {
+                return Ok(presence::Refreshed::default());
+            }
+            calls::close_open_sessions(conn, call.id, Some(identity), Utc::now(), "stop").await?;
+            presence::refresh(
+                conn,
+                &outbox,
+                &call,
+                &[identity.as_str()],
+                Some(reason.unwrap_or("left")),
+            )
+            .await
+        })
+        .await?;
+    if refreshed.completed {
+        recording::stop_for_call(state, &mut conn, call_id).await;
+    }
+    calls::find(&mut conn, call_id)
+        .await?
+        .ok_or(VideoError::NotFound("call"))
+}

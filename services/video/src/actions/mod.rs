@@ -1,0 +1,23 @@
+//! What the routes and the jobs do to calls: each function owns its transaction, calls LiveKit
+//! where needed (never leaving a half-written change behind) and writes events to the outbox in
+//! the same transaction as the change they announce.
+
+pub mod access;
+pub mod calls;
+pub mod presence;
+pub mod recording;
+pub mod webhook;
+
+use sb_livekit::protocol::WebhookEvent;
+
+use crate::error::VideoError;
+use crate::state::AppState;
+use webhook::WebhookOutcome;
+
+/// Webhooks about meeting rooms (`org_<orgId>_mtg_<id>`).
+pub async fn meeting_webhook(
+    _state: &AppState,
+    _event: &WebhookEvent,
+) -> Result<WebhookOutcome, VideoError> {
+    Ok(WebhookOutcome::Ignored)
+}

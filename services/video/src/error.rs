@@ -1,0 +1,126 @@
+//! The video service's errors and how each answers: `application/problem+json` with a stable code.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use sb_livekit::LiveKitError;
+use sb_platform::Problem;
+use sb_platform::error::error_chain;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    /// Missing, or another org's: both answer 404 so ids cannot be probed across tenants.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A request field is malformed; `field` is its JSON name.
+    #[error("invalid {field}: {detail}")]
+    Invalid { field: &'static str, detail: String },
+    /// Like `Invalid`, for a field found by its path in the body (`participants[2]`).
+    #[error("invalid {field}: {detail}")]
+    InvalidPath { field: String, detail: String },
+    #[error("request body too large")]
+    TooLarge,
+    /// The request is valid but conflicts with the object's state (e.g. stopping a finished call).
+    #[error("{code}: {detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// A guest link that is invalid, expired or not yet open.
+    #[error("guest link refused ({code})")]
+    GuestLink { code: &'static str, detail: String },
+    #[error("LiveKit is unavailable: {0}")]
+    LiveKitUnavailable(#[source] LiveKitError),
+    /// LiveKit answered with an error we did not expect (credentials, bad request).
+    #[error("LiveKit refused the request: {0}")]
+    LiveKitRefused(#[source] LiveKitError),
+    #[error("the database is unavailable: {0}")]
+    DatabaseUnavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("{}", error_chain(.0.as_ref()))]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl VideoError {
+    pub fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    fn problem(&self) -> Problem {
+        match self {
+            Self::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found")
+                .with_detail(format!("{what} not found")),
+            Self::Forbidden(detail) => Problem::forbidden(detail.clone()),
+            Self::Invalid { field, detail } => {
+                Problem::bad_request("invalid_field", format!("{field}: {detail}"))
+                    .with_extension("field", *field)
+            }
+            Self::InvalidPath { field, detail } => {
+                Problem::bad_request("invalid_field", format!("{field}: {detail}"))
+                    .with_extension("field", field.clone())
+            }
+            Self::TooLarge => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                .with_detail("the request body is too large"),
+            Self::Conflict { code, detail } => Problem::conflict(*code, detail.clone()),
+            Self::GuestLink { code, detail } => Problem::unauthorized(*code, detail.clone()),
+            Self::LiveKitUnavailable(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "livekit_unavailable")
+                    .with_detail("the video server is temporarily unavailable, retry shortly")
+                    .with_retry_after(2)
+            }
+            Self::LiveKitRefused(_) => Problem::new(StatusCode::BAD_GATEWAY, "livekit_error")
+                .with_detail("the video server refused the request"),
+            Self::DatabaseUnavailable(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+                    .with_detail("the database is temporarily unavailable, retry shortly")
+                    .with_retry_after(1)
+            }
+            Self::Database(_) | Self::Internal(_) => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        }
+    }
+}
+
+impl From<LiveKitError> for VideoError {
+    fn from(error: LiveKitError) -> Self {
+        match error {
+            LiveKitError::Unavailable(_) => Self::LiveKitUnavailable(error),
+            LiveKitError::Refused { ref code, .. }
+                if code == "unavailable" || code == "internal" =>
+            {
+                Self::LiveKitUnavailable(error)
+            }
+            LiveKitError::Refused { .. } => Self::LiveKitRefused(error),
+        }
+    }
+}
+
+impl From<sb_db::diesel_async::pooled_connection::deadpool::PoolError> for VideoError {
+    fn from(error: sb_db::diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Self::DatabaseUnavailable(error.to_string())
+    }
+}
+
+impl ResponseError for VideoError {
+    fn status_code(&self) -> StatusCode {
+        self.problem().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.problem().error_response()
+    }
+}

@@ -1,0 +1,191 @@
+//! Reconciliation with LiveKit, for what lost webhooks leave behind: rooms that could not be
+//! created, calls whose last participant_left never came, recordings stuck or never reported.
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::actions::{calls as call_actions, presence, recording};
+use crate::domain::call::EgressState;
+use crate::error::VideoError;
+use crate::state::AppState;
+use crate::store::{calls, recordings};
+
+/// How many calls and recordings one pass looks at.
+const BATCH: i64 = 200;
+
+/// What one pass repaired.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub rooms_created: u64,
+    pub calls_completed: u64,
+    pub recordings_updated: u64,
+    pub recordings_failed: u64,
+}
+
+/// Runs a pass every `VIDEO_RECONCILE_INTERVAL` until `stop`.
+pub async fn run(state: AppState, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(state.config.reconcile.interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        match reconcile_once(&state).await {
+            Ok(report) if report != ReconcileReport::default() => {
+                tracing::info!(?report, "reconciled with LiveKit");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "reconciliation pass failed; next pass retries")
+            }
+        }
+    }
+}
+
+/// One reconciliation pass.
+pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoError> {
+    let mut report = ReconcileReport::default();
+    let mut conn = state.conn().await?;
+
+    for call in calls::calls_without_room(&mut conn, BATCH).await? {
+        if call_actions::ensure_room(state, &mut conn, &call)
+            .await
+            .is_ok()
+            && calls::find(&mut conn, call.id)
+                .await?
+                .is_some_and(|c| c.room_created)
+        {
+            report.rooms_created += 1;
+        }
+    }
+
+    let grace = chrono::Duration::from_std(state.config.reconcile.empty_grace)
+        .unwrap_or(chrono::Duration::MAX);
+    for call in calls::open_calls(&mut conn, BATCH).await? {
+        if call.status != "ONGOING" || !call.room_created || Utc::now() - call.updated_at < grace {
+            continue;
+        }
+        let present = match state
+            .livekit_call(
+                "list_participants",
+                state.livekit.list_participants(&call.room_name),
+            )
+            .await
+        {
+            Ok(list) => list,
+            Err(error) if error.is_not_found() => Vec::new(),
+            Err(error) => {
+                tracing::warn!(call.id = %call.id, error = %error, "cannot list participants");
+                continue;
+            }
+        };
+        if !present.is_empty() {
+            continue;
+        }
+        // The room is empty (or gone) and has been for the grace period: whoever we still
+        // think is in left without LiveKit telling us.
+        let outbox = state.outbox;
+        let completed = conn
+            .transaction::<_, VideoError, _>(async |conn| {
+                let call = calls::lock(conn, call.id).await?;
+                if call.status != "ONGOING" {
+                    return Ok(false);
+                }
+                calls::close_open_sessions(conn, call.id, None, Utc::now(), "reconciled").await?;
+                let identities: Vec<String> = calls::participants(conn, call.id)
+                    .await?
+                    .into_iter()
+                    .filter(|p| p.active)
+                    .map(|p| p.identity)
+                    .collect();
+                let identities: Vec<&str> = identities.iter().map(String::as_str).collect();
+                let refreshed =
+                    presence::refresh(conn, &outbox, &call, &identities, Some("reconciled"))
+                        .await?;
+                Ok(refreshed.completed)
+            })
+            .await?;
+        if completed {
+            report.calls_completed += 1;
+            recording::stop_for_call(state, &mut conn, call.id).await;
+        }
+    }
+
+    let stuck_after = chrono::Duration::from_std(state.config.recording.stuck_after)
+        .unwrap_or(chrono::Duration::MAX);
+    for recording_row in recordings::unfinished(&mut conn, BATCH).await? {
+        let Some(call) = calls::find(&mut conn, recording_row.call_id).await? else {
+            continue;
+        };
+        let known = match state
+            .livekit_call("list_egress", state.livekit.list_egress(&call.room_name))
+            .await
+        {
+            Ok(list) => list
+                .into_iter()
+                .find(|e| e.egress_id == recording_row.egress_id),
+            Err(error) => {
+                tracing::warn!(egress.id = %recording_row.egress_id, error = %error, "cannot list egress");
+                continue;
+            }
+        };
+        let outbox = state.outbox;
+        let info = match known {
+            Some(info) if EgressState::from_livekit(info.status).is_final() => info,
+            Some(info) => {
+                let call_over = call
+                    .ended_at
+                    .is_some_and(|end| Utc::now() - end > stuck_after);
+                let too_old = Utc::now() - recording_row.updated_at > stuck_after;
+                if !(call_over || too_old) {
+                    continue;
+                }
+                // Still "running" long after its call ended: ask it to stop, and fail it.
+                let _ = state
+                    .livekit_call("stop_egress", state.livekit.stop_egress(&info.egress_id))
+                    .await;
+                sb_livekit::protocol::EgressInfo {
+                    status: sb_livekit::protocol::EgressStatus::EgressFailed as i32,
+                    error: "the recording did not finish in time".to_owned(),
+                    ..info
+                }
+            }
+            None => sb_livekit::protocol::EgressInfo {
+                egress_id: recording_row.egress_id.clone(),
+                room_name: call.room_name.clone(),
+                status: sb_livekit::protocol::EgressStatus::EgressFailed as i32,
+                error: "LiveKit no longer knows this recording".to_owned(),
+                ..Default::default()
+            },
+        };
+        let failed = EgressState::from_livekit(info.status) == EgressState::Failed;
+        let applied = conn
+            .transaction::<_, VideoError, _>(async |conn| {
+                let info = &info;
+                recording::apply_egress(conn, &outbox, info, None).await
+            })
+            .await?;
+        if applied == recording::EgressApplied::Advanced {
+            if failed {
+                report.recordings_failed += 1;
+            } else {
+                report.recordings_updated += 1;
+            }
+        }
+    }
+    state
+        .metrics
+        .reconciled("room_created", report.rooms_created);
+    state
+        .metrics
+        .reconciled("call_completed", report.calls_completed);
+    state
+        .metrics
+        .reconciled("recording_updated", report.recordings_updated);
+    state
+        .metrics
+        .reconciled("recording_failed", report.recordings_failed);
+    Ok(report)
+}

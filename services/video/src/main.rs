@@ -1,0 +1,16 @@
+//! `sb-video`: the video service on its own (production, or `cargo run -p sb-video`).
+
+use sb_platform::config::LogConfig;
+use sb_platform::{Env, ProcessEnv};
+use sb_video::VideoConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::new(&ProcessEnv);
+    sb_platform::telemetry::init(&LogConfig::from_env(&env)?);
+    let config = VideoConfig::from_env(&env)?;
+    let app = sb_video::build(config).await?;
+    tracing::info!(port = app.port(), "video service listening");
+    app.run_until_signal().await?;
+    Ok(())
+}

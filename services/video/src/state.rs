@@ -1,0 +1,65 @@
+//! The state every handler and job shares: pool, LiveKit, token issuers, config, metrics.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sb_auth::GuestLinks;
+use sb_db::{DbConn, DbPool};
+use sb_events::outbox::Outbox;
+use sb_livekit::{LiveKitApi, LiveKitClient, LiveKitError, TokenIssuer, WebhookVerifier};
+
+use crate::config::VideoConfig;
+use crate::error::VideoError;
+use crate::metrics::VideoMetrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub livekit: Arc<dyn LiveKitApi>,
+    pub tokens: TokenIssuer,
+    pub webhooks: Arc<WebhookVerifier>,
+    pub guest_links: GuestLinks,
+    pub outbox: Outbox,
+    pub metrics: VideoMetrics,
+    pub config: Arc<VideoConfig>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Arc<VideoConfig>,
+        pool: DbPool,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool,
+            livekit: Arc::new(LiveKitClient::new(&config.livekit)),
+            tokens: TokenIssuer::new(config.livekit.clone()),
+            webhooks: Arc::new(WebhookVerifier::new(&config.livekit)),
+            guest_links: GuestLinks::new(config.guest_links.secret.clone()),
+            outbox: Outbox::new(crate::SERVICE),
+            metrics: VideoMetrics::register(registry)?,
+            config,
+        })
+    }
+
+    pub async fn conn(&self) -> Result<DbConn, VideoError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Runs one LiveKit call with the configured timeout; a timeout counts as unavailable.
+    pub async fn livekit_call<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, LiveKitError>>,
+    ) -> Result<T, LiveKitError> {
+        let outcome = match tokio::time::timeout(self.config.livekit_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(LiveKitError::Unavailable(format!(
+                "no answer within {:?}",
+                self.config.livekit_timeout
+            ))),
+        };
+        self.metrics.livekit_call(operation, &outcome);
+        outcome
+    }
+}

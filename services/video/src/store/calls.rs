@@ -1,0 +1,598 @@
+//! Calls, their participants and the LiveKit sessions behind them.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::schema::{
+    appointments, video_call_participants, video_calls, video_participant_sessions,
+};
+use uuid::Uuid;
+
+use crate::domain::presence::{Attendance, Presence, Session};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = video_calls, check_for_backend(diesel::pg::Pg))]
+pub struct Call {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub appointment_id: Uuid,
+    pub room_name: String,
+    pub status: String,
+    pub room_created: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i32>,
+    pub end_reason: Option<String>,
+    pub recording_status: String,
+    pub recording_url: Option<String>,
+    pub recording_data: Option<serde_json::Value>,
+    pub room_finished_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = video_calls)]
+pub struct NewCall<'a> {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub appointment_id: Uuid,
+    pub room_name: &'a str,
+    pub room_created: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = video_call_participants, check_for_backend(diesel::pg::Pg))]
+pub struct Participant {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub identity: String,
+    pub role: String,
+    pub display_name: String,
+    pub is_host: bool,
+    pub is_guest: bool,
+    pub active: bool,
+    pub joined_at: Option<DateTime<Utc>>,
+    pub left_at: Option<DateTime<Utc>>,
+    pub total_seconds: i32,
+}
+
+impl Participant {
+    pub fn attendance(&self) -> Attendance {
+        Attendance {
+            active: self.active,
+            joined_at: self.joined_at,
+            left_at: self.left_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = video_call_participants)]
+pub struct NewParticipant<'a> {
+    pub id: Uuid,
+    pub call_id: Uuid,
+    pub org_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub identity: &'a str,
+    pub role: &'a str,
+    pub display_name: &'a str,
+    pub is_host: bool,
+    pub is_guest: bool,
+}
+
+/// Inserts the appointment's call unless it exists; `None` when another request created it.
+/// Concurrent inserts of one appointment wait on the unique index, so only one wins.
+pub async fn insert_call_if_absent(
+    conn: &mut AsyncPgConnection,
+    call: &NewCall<'_>,
+) -> QueryResult<Option<Call>> {
+    diesel::insert_into(video_calls::table)
+        .values(call)
+        .on_conflict(video_calls::appointment_id)
+        .do_nothing()
+        .returning(Call::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_appointment(
+    conn: &mut AsyncPgConnection,
+    appointment_id: Uuid,
+) -> QueryResult<Option<Call>> {
+    video_calls::table
+        .filter(video_calls::appointment_id.eq(appointment_id))
+        .select(Call::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The call `id` whatever its org: callers check access through its appointment.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Call>> {
+    video_calls::table
+        .find(id)
+        .select(Call::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_room(conn: &mut AsyncPgConnection, room: &str) -> QueryResult<Option<Call>> {
+    video_calls::table
+        .filter(video_calls::room_name.eq(room))
+        .select(Call::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the call row until the transaction ends: every change of a call's presence and status
+/// happens under this lock, so concurrent joins, stops and webhooks apply one after the other.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Call> {
+    video_calls::table
+        .find(id)
+        .select(Call::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}
+
+pub async fn set_room_created(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::update(video_calls::table.find(id))
+        .set(video_calls::room_created.eq(true))
+        .execute(conn)
+        .await
+}
+
+/// PENDING → ONGOING; returns whether this call made the change.
+pub async fn mark_ongoing(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let changed = diesel::update(
+        video_calls::table
+            .find(id)
+            .filter(video_calls::status.eq("PENDING")),
+    )
+    .set((
+        video_calls::status.eq("ONGOING"),
+        video_calls::started_at.eq(at),
+        video_calls::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(changed == 1)
+}
+
+/// Writes a call's times and, when `status` is given, its new status.
+pub async fn update_times(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: Option<&str>,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    duration_seconds: Option<i32>,
+) -> QueryResult<usize> {
+    let call = video_calls::table.find(id);
+    let times = (
+        video_calls::started_at.eq(started_at),
+        video_calls::ended_at.eq(ended_at),
+        video_calls::duration_seconds.eq(duration_seconds),
+        video_calls::updated_at.eq(diesel::dsl::now),
+    );
+    match status {
+        Some(status) => {
+            diesel::update(call)
+                .set((times, video_calls::status.eq(status)))
+                .execute(conn)
+                .await
+        }
+        None => diesel::update(call).set(times).execute(conn).await,
+    }
+}
+
+pub async fn set_end_reason(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        video_calls::table
+            .find(id)
+            .filter(video_calls::end_reason.is_null()),
+    )
+    .set(video_calls::end_reason.eq(reason))
+    .execute(conn)
+    .await
+}
+
+pub async fn set_room_finished(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    // The earliest report wins, so replays in any order agree.
+    diesel::update(video_calls::table.find(id))
+        .set(
+            video_calls::room_finished_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("LEAST(room_finished_at, ")
+            .bind::<diesel::sql_types::Timestamptz, _>(at)
+            .sql(")")),
+        )
+        .execute(conn)
+        .await
+}
+
+pub async fn set_recording_status(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+) -> QueryResult<usize> {
+    diesel::update(video_calls::table.find(id))
+        .set((
+            video_calls::recording_status.eq(status),
+            video_calls::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+pub async fn set_recording_result(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+    url: Option<&str>,
+    data: &serde_json::Value,
+) -> QueryResult<usize> {
+    diesel::update(video_calls::table.find(id))
+        .set((
+            video_calls::recording_status.eq(status),
+            video_calls::recording_url.eq(url),
+            video_calls::recording_data.eq(data),
+            video_calls::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+pub async fn participants(
+    conn: &mut AsyncPgConnection,
+    call_id: Uuid,
+) -> QueryResult<Vec<Participant>> {
+    video_call_participants::table
+        .filter(video_call_participants::call_id.eq(call_id))
+        .order((
+            video_call_participants::created_at.asc(),
+            video_call_participants::id.asc(),
+        ))
+        .select(Participant::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn find_participant(
+    conn: &mut AsyncPgConnection,
+    call_id: Uuid,
+    identity: &str,
+) -> QueryResult<Option<Participant>> {
+    video_call_participants::table
+        .filter(video_call_participants::call_id.eq(call_id))
+        .filter(video_call_participants::identity.eq(identity))
+        .select(Participant::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Creates the participant if new (inactive); keeps the row's identity fields otherwise but
+/// refreshes the display name.
+pub async fn ensure_participant(
+    conn: &mut AsyncPgConnection,
+    participant: &NewParticipant<'_>,
+) -> QueryResult<Participant> {
+    diesel::insert_into(video_call_participants::table)
+        .values(participant)
+        .on_conflict((
+            video_call_participants::call_id,
+            video_call_participants::identity,
+        ))
+        .do_update()
+        .set((
+            video_call_participants::display_name.eq(participant.display_name),
+            video_call_participants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Participant::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn write_presence(
+    conn: &mut AsyncPgConnection,
+    participant_id: Uuid,
+    presence: &Presence,
+) -> QueryResult<usize> {
+    diesel::update(video_call_participants::table.find(participant_id))
+        .set((
+            video_call_participants::active.eq(presence.active),
+            video_call_participants::joined_at.eq(presence.joined_at),
+            video_call_participants::left_at.eq(presence.left_at),
+            video_call_participants::total_seconds.eq(presence.total_seconds),
+            video_call_participants::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Sessions the join route opens are named `api:<uuid>`; LiveKit's sids start with `PA_`.
+pub const API_SESSION_PREFIX: &str = "api:";
+
+/// Whether `identity` has a session that has not left.
+pub async fn has_open_session(
+    conn: &mut AsyncPgConnection,
+    call_id: Uuid,
+    identity: &str,
+) -> QueryResult<bool> {
+    use video_participant_sessions as s;
+    diesel::select(diesel::dsl::exists(
+        s::table
+            .filter(s::call_id.eq(call_id))
+            .filter(s::identity.eq(identity))
+            .filter(s::left_at.is_null()),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Records that LiveKit reported session `sid` joined at `joined_at` (kept if already known).
+pub async fn record_session(
+    conn: &mut AsyncPgConnection,
+    call_id: Uuid,
+    sid: &str,
+    identity: &str,
+    joined_at: Option<DateTime<Utc>>,
+    left: Option<(DateTime<Utc>, &str)>,
+) -> QueryResult<usize> {
+    use video_participant_sessions as s;
+    let (left_at, left_source) = match left {
+        Some((at, source)) => (Some(at), Some(source)),
+        None => (None, None),
+    };
+    diesel::insert_into(s::table)
+        .values((
+            s::call_id.eq(call_id),
+            s::sid.eq(sid),
+            s::identity.eq(identity),
+            s::joined_at.eq(joined_at),
+            s::left_at.eq(left_at),
+            s::left_source.eq(left_source),
+        ))
+        .on_conflict((s::call_id, s::sid))
+        .do_update()
+        .set((
+            s::joined_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >(
+                "COALESCE(video_participant_sessions.joined_at, excluded.joined_at)",
+            )),
+            // LiveKit's own report of a departure beats one inferred by the job or a stop.
+            s::left_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >(
+                "CASE WHEN excluded.left_source = 'webhook' THEN excluded.left_at \
+                 ELSE COALESCE(video_participant_sessions.left_at, excluded.left_at) END",
+            )),
+            s::left_source.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >(
+                "CASE WHEN excluded.left_source = 'webhook' THEN 'webhook' \
+                 ELSE COALESCE(video_participant_sessions.left_source, excluded.left_source) END",
+            )),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Closes `identity`'s open sessions at `at` (a stop from the API, or the job's inference).
+pub async fn close_open_sessions(
+    conn: &mut AsyncPgConnection,
+    call_id: Uuid,
+    identity: Option<&str>,
+    at: DateTime<Utc>,
+    source: &str,
+) -> QueryResult<usize> {
+    use video_participant_sessions as s;
+    let open = s::table
+        .filter(s::call_id.eq(call_id))
+        .filter(s::left_at.is_null())
+        .into_boxed();
+    let open = match identity {
+        Some(identity) => open.filter(s::identity.eq(identity.to_owned())),
+        None => open,
+    };
+    let sids: Vec<String> = open.select(s::sid).load(conn).await?;
+    diesel::update(
+        s::table
+            .filter(s::call_id.eq(call_id))
+            .filter(s::sid.eq_any(sids)),
+    )
+    .set((s::left_at.eq(at), s::left_source.eq(source)))
+    .execute(conn)
+    .await
+}
+
+pub async fn sessions(
+    conn: &mut AsyncPgConnection,
+    call_id: Uuid,
+    identity: &str,
+) -> QueryResult<Vec<Session>> {
+    use video_participant_sessions as s;
+    let rows: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = s::table
+        .filter(s::call_id.eq(call_id))
+        .filter(s::identity.eq(identity))
+        .select((s::sid, s::joined_at, s::left_at))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sid, joined_at, left_at)| Session {
+            api: sid.starts_with(API_SESSION_PREFIX),
+            joined_at,
+            left_at,
+        })
+        .collect())
+}
+
+/// Calls still open (PENDING or ONGOING) created before `before`, oldest first.
+pub async fn open_calls(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Call>> {
+    video_calls::table
+        .filter(video_calls::status.eq_any(["PENDING", "ONGOING"]))
+        .order(video_calls::updated_at.asc())
+        .limit(limit)
+        .select(Call::as_select())
+        .load(conn)
+        .await
+}
+
+/// Calls whose LiveKit room could not be created yet.
+pub async fn calls_without_room(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Vec<Call>> {
+    video_calls::table
+        .filter(video_calls::room_created.eq(false))
+        .filter(video_calls::status.eq_any(["PENDING", "ONGOING"]))
+        .order(video_calls::created_at.asc())
+        .limit(limit)
+        .select(Call::as_select())
+        .load(conn)
+        .await
+}
+
+/// Who may see which calls: the list and statistics scope, mirroring
+/// `policy::can_access_appointment` in SQL.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The whole org (CEO, DIRECTOR, ADMIN).
+    Org(Uuid),
+    /// The org's calls of these teams, or where the user is host, guest or setter (MANAGER).
+    Teams {
+        org: Uuid,
+        user: Uuid,
+        teams: Vec<Uuid>,
+    },
+    /// Calls where the user is host or guest user, or setter when `setter` (everyone else).
+    Own { org: Uuid, user: Uuid, setter: bool },
+}
+
+impl Scope {
+    pub fn org(&self) -> Uuid {
+        match self {
+            Scope::Org(org) | Scope::Teams { org, .. } | Scope::Own { org, .. } => *org,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub status: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+type ScopedCalls<'a> = diesel::dsl::IntoBoxed<
+    'a,
+    diesel::dsl::InnerJoinOn<
+        video_calls::table,
+        appointments::table,
+        diesel::dsl::Eq<appointments::id, video_calls::appointment_id>,
+    >,
+    diesel::pg::Pg,
+>;
+
+fn scoped<'a>(scope: &Scope, filter: &CallFilter) -> ScopedCalls<'a> {
+    let mut query = video_calls::table
+        .inner_join(appointments::table.on(appointments::id.eq(video_calls::appointment_id)))
+        .filter(video_calls::org_id.eq(scope.org()))
+        .into_boxed();
+    match scope {
+        Scope::Org(_) => {}
+        Scope::Teams { user, teams, .. } => {
+            query = query.filter(
+                appointments::team_id
+                    .eq_any(teams.clone())
+                    .or(appointments::host_user_id.eq(*user))
+                    .or(appointments::guest_user_id.eq(*user)),
+            );
+        }
+        Scope::Own { user, setter, .. } => {
+            let mine = appointments::host_user_id
+                .eq(*user)
+                .or(appointments::guest_user_id.eq(*user));
+            query = if *setter {
+                query.filter(mine.or(appointments::setter_user_id.eq(*user)))
+            } else {
+                query.filter(
+                    appointments::host_user_id
+                        .eq(*user)
+                        .or(appointments::guest_user_id.eq(*user)),
+                )
+            };
+        }
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(video_calls::status.eq(status.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(video_calls::created_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(video_calls::created_at.lt(to));
+    }
+    query
+}
+
+/// A page of the calls `scope` may see, newest first, and the total matching.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    scope: &Scope,
+    filter: &CallFilter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<(Vec<Call>, i64)> {
+    let total = scoped(scope, filter).count().get_result(conn).await?;
+    let calls = scoped(scope, filter)
+        .order((video_calls::created_at.desc(), video_calls::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .select(Call::as_select())
+        .load(conn)
+        .await?;
+    Ok((calls, total))
+}
+
+/// What the statistics are computed from: per call, its status, duration, participant count and
+/// whether it was recorded.
+pub async fn stats_rows(
+    conn: &mut AsyncPgConnection,
+    scope: &Scope,
+    filter: &CallFilter,
+) -> QueryResult<Vec<(String, Option<i32>, String, i64)>> {
+    let participants = video_call_participants::table
+        .filter(video_call_participants::call_id.eq(video_calls::id))
+        .filter(video_call_participants::joined_at.is_not_null())
+        .count()
+        .single_value();
+    scoped(scope, filter)
+        .select((
+            video_calls::status,
+            video_calls::duration_seconds,
+            video_calls::recording_status,
+            participants.assume_not_null(),
+        ))
+        .load(conn)
+        .await
+}
