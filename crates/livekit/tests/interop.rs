@@ -3,67 +3,12 @@
 //! body does not), and its RoomServiceClient talks to the fake server like to the real one.
 //! The npm packages are installed on first use (`npm ci`), and by `.ci/run`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Mutex;
-
 use sb_livekit::{LiveKitConfig, Preset, TokenIssuer, WebhookVerifier};
 use sb_testkit::{FakeLiveKit, Result};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/livekit")
-}
-
-static INSTALL: Mutex<()> = Mutex::new(());
-
-/// `npm ci` once, if the SDK is not installed yet.
-fn ensure_installed() -> Result {
-    let _guard = INSTALL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if interop_dir()
-        .join("node_modules/livekit-server-sdk/package.json")
-        .exists()
-    {
-        return Ok(());
-    }
-    let status = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(interop_dir())
-        .status()
-        .map_err(|e| format!("npm is needed for the LiveKit interop tests: {e}"))?;
-    if !status.success() {
-        return Err(format!("npm ci in {} failed: {status}", interop_dir().display()).into());
-    }
-    Ok(())
-}
 
 async fn node(request: Value) -> Result<Value> {
-    ensure_installed()?;
-    let mut child = tokio::process::Command::new("node")
-        .arg("interop.mjs")
-        .current_dir(interop_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    stdin.write_all(request.to_string().as_bytes()).await?;
-    drop(stdin);
-    let output = sb_testkit::within(
-        std::time::Duration::from_secs(30),
-        "the Node SDK",
-        child.wait_with_output(),
-    )
-    .await??;
-    let answer: Value = serde_json::from_slice(&output.stdout)?;
-    if !output.status.success() {
-        return Err(format!("node failed: {answer}").into());
-    }
-    Ok(answer)
+    sb_testkit::livekit_node(request).await
 }
 
 fn config(key: &str, secret: &str) -> LiveKitConfig {

@@ -9,6 +9,7 @@
 mod app;
 mod database;
 mod fake_livekit;
+mod interop;
 mod nats;
 mod proxy;
 mod tokens;
@@ -17,6 +18,7 @@ mod wait;
 pub use app::TestApp;
 pub use database::{TestDb, admin_url, postgres_server_url};
 pub use fake_livekit::{FakeLiveKit, RecordedCall, sign_webhook};
+pub use interop::livekit_node;
 pub use nats::{NatsServer, TestNats, nats_url};
 pub use proxy::FaultProxy;
 pub use tokens::{TEST_JWT_SECRET, TestTokens};

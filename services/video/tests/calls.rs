@@ -51,3 +51,407 @@ async fn the_host_joins_an_appointment_call_and_gets_a_livekit_token() -> Result
     assert_eq!(video.livekit.rooms()[0].name, room);
     Ok(())
 }
+
+#[tokio::test]
+async fn twenty_concurrent_joins_make_one_call_and_one_room() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let appointment = TestAppointment::new(org, closer.id);
+    video.appointment(&appointment).await?;
+    // LiveKit answers slowly, so the joins really overlap while the first creates the room.
+    video.livekit.set_latency(std::time::Duration::from_millis(150));
+    let users: Vec<User> = (0..20)
+        .map(|i| if i == 0 { closer.clone() } else { User::new(org, Role::Ceo) })
+        .collect();
+    let path = format!("/calls/appointments/{}/join", appointment.id);
+    let joins = users.iter().map(|user| video.post_json(user, &path, json!({})));
+    let answers = futures_util::future::join_all(joins).await;
+    let mut call_ids = std::collections::BTreeSet::new();
+    for answer in answers {
+        let (status, body) = answer?;
+        assert_eq!(status, 200, "{body}");
+        call_ids.insert(body["callId"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(call_ids.len(), 1, "{call_ids:?}");
+    let creates = video
+        .livekit
+        .calls()
+        .iter()
+        .filter(|c| c.method == "CreateRoom")
+        .count();
+    assert_eq!(creates, 1);
+    let call_id = call_ids.into_iter().next().unwrap_or_default();
+    let (status, call) = video.get_json(&closer, &format!("/calls/{call_id}")).await?;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["participants"].as_array().map(Vec::len), Some(20));
+    assert_eq!(call["status"], "ONGOING");
+    Ok(())
+}
+
+#[tokio::test]
+async fn access_follows_the_appointment_policy() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let team = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let setter = User::new(org, Role::Setter);
+    let mut appointment = TestAppointment::new(org, closer.id);
+    appointment.team = Some(team);
+    appointment.setter = Some(setter.id);
+    video.appointment(&appointment).await?;
+    let path = format!("/calls/appointments/{}/join", appointment.id);
+
+    let allowed = [
+        User::new(org, Role::Ceo),
+        User::new(org, Role::Director),
+        User::new(org, Role::Manager).in_team(team),
+        setter.clone(),
+        closer.clone(),
+        User::new(Uuid::now_v7(), Role::Admin),
+    ];
+    for user in &allowed {
+        let (status, body) = video.post_json(user, &path, json!({})).await?;
+        assert_eq!(status, 200, "{:?}: {body}", user.role);
+    }
+    let forbidden = [
+        User::new(org, Role::Manager).in_team(Uuid::now_v7()),
+        User::new(org, Role::Closer),
+        User::new(org, Role::Setter),
+        User::new(org, Role::Member),
+    ];
+    for user in &forbidden {
+        let (status, body) = video.post_json(user, &path, json!({})).await?;
+        assert_eq!(status, 403, "{:?}: {body}", user.role);
+        assert_eq!(body["code"], "forbidden");
+    }
+    // Another org's appointment (even for its CEO) and an unknown one: 404, no difference.
+    let outsider = User::new(Uuid::now_v7(), Role::Ceo);
+    let (status, body) = video.post_json(&outsider, &path, json!({})).await?;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+    let (status, _) = video
+        .post_json(&closer, &format!("/calls/appointments/{}/join", Uuid::now_v7()), json!({}))
+        .await?;
+    assert_eq!(status, 404);
+    // The call itself is hidden from the outsider too.
+    let (_, joined) = video.post_json(&closer, &path, json!({})).await?;
+    let call_id = joined["callId"].as_str().unwrap_or_default().to_owned();
+    for path in [format!("/calls/{call_id}")] {
+        let (status, _) = video.get_json(&outsider, &path).await?;
+        assert_eq!(status, 404);
+    }
+    let (status, _) = video.post_empty(&outsider, &format!("/calls/{call_id}/stop")).await?;
+    assert_eq!(status, 404);
+    // No token at all.
+    let response = video.app.post(&path).send().await?;
+    assert_eq!(response.status(), 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_bodies_and_queries_are_400_naming_the_field() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let appointment = TestAppointment::new(org, closer.id);
+    video.appointment(&appointment).await?;
+    let path = format!("/calls/appointments/{}/join", appointment.id);
+    for (body, field) in [
+        (json!({"displayName": "x".repeat(101)}), "displayName"),
+        (json!({"displayName": "   "}), "displayName"),
+        (json!({"displayName": 42}), "displayName"),
+        (json!({"unexpected": true}), "unexpected"),
+    ] {
+        let (status, answer) = video.post_json(&closer, &path, body).await?;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["code"], "invalid_field");
+        assert_eq!(answer["field"], field, "{answer}");
+    }
+    let response = video
+        .app
+        .post(&path)
+        .bearer_auth(video.token(&closer))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    // No body at all is fine: the seed's body is optional.
+    let (status, body) = video.post_empty(&closer, &path).await?;
+    assert_eq!(status, 200, "{body}");
+    for (query, field) in [
+        ("status=DONE", "status"),
+        ("from=yesterday", "from"),
+        ("pageSize=0", "pageSize"),
+        ("pageSize=101", "pageSize"),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+    ] {
+        let (status, answer) = video.get_json(&closer, &format!("/calls?{query}")).await?;
+        assert_eq!(status, 400, "{query}: {answer}");
+        assert_eq!(answer["field"], field, "{query}: {answer}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn livekit_down_is_503_and_leaves_nothing_behind() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let appointment = TestAppointment::new(org, closer.id);
+    video.appointment(&appointment).await?;
+    let path = format!("/calls/appointments/{}/join", appointment.id);
+    video.livekit.fail("CreateRoom", "unavailable", 1);
+    let (status, body) = video.post_json(&closer, &path, json!({})).await?;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "livekit_unavailable");
+    let mut conn = video.db.conn().await?;
+    let calls: i64 = {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        sb_db::schema::video_calls::table
+            .count()
+            .get_result(&mut conn)
+            .await?
+    };
+    assert_eq!(calls, 0, "the failed join left a call behind");
+    // LiveKit is back: the next join works.
+    let (status, body) = video.post_json(&closer, &path, json!({})).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn in_development_a_join_survives_livekit_and_the_job_creates_the_room() -> Result {
+    let video = TestVideo::spawn_with(|config| {
+        config.environment = sb_platform::config::Environment::Development;
+    })
+    .await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let appointment = TestAppointment::new(org, closer.id);
+    video.appointment(&appointment).await?;
+    video.livekit.fail("CreateRoom", "unavailable", 2);
+    let (status, body) = video
+        .post_json(&closer, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(video.livekit.rooms().is_empty());
+    let state = video.state().await?;
+    let report = sb_video::reconcile_once(&state).await?;
+    assert_eq!(report.rooms_created, 1, "{report:?}");
+    assert_eq!(video.livekit.rooms().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancelled_appointment_cannot_be_joined() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let mut appointment = TestAppointment::new(org, closer.id);
+    appointment.status = "cancelled".to_owned();
+    video.appointment(&appointment).await?;
+    let (status, body) = video
+        .post_json(&closer, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .await?;
+    assert_eq!((status, body["code"].as_str()), (409, Some("appointment_cancelled")));
+    Ok(())
+}
+
+/// Subjects of the outbox rows the service wrote, in order.
+async fn outbox_subjects(video: &TestVideo) -> Result<Vec<String>> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use sb_db::schema::outbox;
+    let mut conn = video.db.conn().await?;
+    Ok(outbox::table
+        .filter(outbox::source.eq("video"))
+        .order(outbox::id.asc())
+        .select(outbox::subject)
+        .load(&mut conn)
+        .await?)
+}
+
+#[tokio::test]
+async fn a_call_records_and_completes_when_the_last_participant_stops() -> Result {
+    let video = TestVideo::spawn_with(|config| {
+        config.recording.s3 = Some(sb_video::config::S3Config {
+            bucket: "calls".to_owned(),
+            region: "eu-west-3".to_owned(),
+            endpoint: "https://s3.example.test".to_owned(),
+            access_key: "AKIATEST".to_owned(),
+            secret_key: "s3-secret".to_owned().into(),
+            force_path_style: true,
+        });
+    })
+    .await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let ceo = User::new(org, Role::Ceo);
+    let appointment = TestAppointment::new(org, closer.id);
+    video.appointment(&appointment).await?;
+    let join = format!("/calls/appointments/{}/join", appointment.id);
+    let (_, joined) = video.post_json(&closer, &join, json!({})).await?;
+    let call_id = joined["callId"].as_str().unwrap_or_default().to_owned();
+    video.post_json(&ceo, &join, json!({})).await?;
+
+    // Only the host or a leader may record; the CEO is a leader.
+    let (status, call) = video
+        .post_json(&ceo, &format!("/calls/{call_id}/start"), json!({"startRecording": true}))
+        .await?;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["recording"], true);
+    assert_eq!(call["recordingStatus"], "STARTING");
+    let requests = video.livekit.egress_requests();
+    assert_eq!(requests.len(), 1);
+    let file = requests[0].file_outputs.first().cloned().unwrap_or_default();
+    assert!(file.filepath.starts_with(&format!("recordings/{org}/{call_id}/")), "{}", file.filepath);
+    match file.output {
+        Some(sb_livekit::protocol::encoded_file_output::Output::S3(s3)) => {
+            assert_eq!((s3.bucket.as_str(), s3.region.as_str()), ("calls", "eu-west-3"));
+            assert_eq!(s3.endpoint, "https://s3.example.test");
+            assert!(s3.force_path_style);
+        }
+        other => panic!("expected an S3 upload, got {other:?}"),
+    }
+    // Starting again does not start a second egress.
+    video
+        .post_json(&closer, &format!("/calls/{call_id}/start"), json!({"startRecording": true}))
+        .await?;
+    assert_eq!(video.livekit.egress_requests().len(), 1);
+    let (_, joined_again) = video.post_json(&closer, &join, json!({})).await?;
+    assert_eq!(joined_again["recording"], true, "the join response carries the consent flag");
+
+    let (status, call) = video
+        .post_json(&ceo, &format!("/calls/{call_id}/stop"), json!({"reason": "bye"}))
+        .await?;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["status"], "ONGOING");
+    let (status, call) = video
+        .post_json(&closer, &format!("/calls/{call_id}/stop"), json!({"reason": "Call ended"}))
+        .await?;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["status"], "COMPLETED");
+    assert_eq!(call["endReason"], "Call ended");
+    assert!(call["endedAt"].is_string());
+    assert!(call["durationSeconds"].as_i64().is_some_and(|d| d >= 0));
+    // The recording was stopped with the call.
+    assert!(video.livekit.calls().iter().any(|c| c.method == "StopEgress"));
+    let (_, call) = video.get_json(&closer, &format!("/calls/{call_id}")).await?;
+    assert_eq!(call["recordingStatus"], "STOPPING");
+    let participants = call["participants"].as_array().cloned().unwrap_or_default();
+    assert!(participants.iter().all(|p| p["active"] == false && p["leftAt"].is_string()));
+    // Stopping again is harmless; joining a finished call is refused.
+    let (status, _) = video.post_empty(&closer, &format!("/calls/{call_id}/stop")).await?;
+    assert_eq!(status, 200);
+    let (status, body) = video.post_json(&closer, &join, json!({})).await?;
+    assert_eq!((status, body["code"].as_str()), (409, Some("call_finished")));
+
+    let subjects = outbox_subjects(&video).await?;
+    assert_eq!(
+        subjects,
+        [
+            "sb.video.participant.joined",
+            "sb.video.call.started",
+            "sb.video.participant.joined",
+            "sb.video.participant.left",
+            "sb.video.participant.left",
+            "sb.video.call.completed",
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn recording_needs_the_host_and_a_refused_egress_is_visible() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let setter = User::new(org, Role::Setter);
+    let mut appointment = TestAppointment::new(org, closer.id);
+    appointment.setter = Some(setter.id);
+    video.appointment(&appointment).await?;
+    let (_, joined) = video
+        .post_json(&closer, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .await?;
+    let call_id = joined["callId"].as_str().unwrap_or_default().to_owned();
+    let start = format!("/calls/{call_id}/start");
+    let (status, _) = video.post_json(&setter, &start, json!({"startRecording": true})).await?;
+    assert_eq!(status, 403);
+    video.livekit.fail("StartRoomCompositeEgress", "resource_exhausted", 1);
+    let (status, body) = video.post_json(&closer, &start, json!({"startRecording": true})).await?;
+    assert_eq!((status, body["code"].as_str()), (502, Some("livekit_error")), "{body}");
+    let (_, call) = video.get_json(&closer, &format!("/calls/{call_id}")).await?;
+    assert_eq!(call["recordingStatus"], "FAILED");
+    assert_eq!(call["recording"], false);
+    Ok(())
+}
+
+#[tokio::test]
+async fn lists_and_statistics_are_scoped_like_access() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let team = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let other_closer = User::new(org, Role::Closer);
+    let manager = User::new(org, Role::Manager).in_team(team);
+    let ceo = User::new(org, Role::Ceo);
+    let mut ids = Vec::new();
+    for (host, in_team) in [(&closer, true), (&closer, false), (&other_closer, false)] {
+        let mut appointment = TestAppointment::new(org, host.id);
+        if in_team {
+            appointment.team = Some(team);
+        }
+        video.appointment(&appointment).await?;
+        let (_, joined) = video
+            .post_json(host, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+            .await?;
+        ids.push(joined["callId"].as_str().unwrap_or_default().to_owned());
+    }
+    // Complete the first call.
+    video.post_empty(&closer, &format!("/calls/{}/stop", ids[0])).await?;
+    // Another org's calls never show.
+    let stranger = User::new(Uuid::now_v7(), Role::Closer);
+    let apt = TestAppointment::new(stranger.org, stranger.id);
+    video.appointment(&apt).await?;
+    video
+        .post_json(&stranger, &format!("/calls/appointments/{}/join", apt.id), json!({}))
+        .await?;
+
+    let count = |body: &serde_json::Value| body["total"].as_i64().unwrap_or(-1);
+    let (_, all) = video.get_json(&ceo, "/calls").await?;
+    assert_eq!(count(&all), 3, "{all}");
+    assert_eq!(all["items"][0]["id"], ids[2], "newest first");
+    let (_, mine) = video.get_json(&closer, "/calls").await?;
+    assert_eq!(count(&mine), 2);
+    let (_, team_calls) = video.get_json(&manager, "/calls").await?;
+    assert_eq!(count(&team_calls), 1);
+    let (_, completed) = video.get_json(&ceo, "/calls?status=COMPLETED").await?;
+    assert_eq!(count(&completed), 1);
+    let (_, page) = video.get_json(&ceo, "/calls?pageSize=2&page=2").await?;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["items"][0]["id"], ids[0]);
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (status, none) = video
+        .get_json(&ceo, &format!("/calls?from={}", urlencode(&future)))
+        .await?;
+    assert_eq!((status, count(&none)), (200, 0), "{none}");
+
+    let (status, stats) = video.get_json(&ceo, "/calls/stats").await?;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["count"], 3);
+    assert_eq!(stats["byStatus"]["COMPLETED"], 1);
+    assert_eq!(stats["byStatus"]["ONGOING"], 2);
+    assert_eq!(stats["completionRate"], 1.0);
+    assert_eq!(stats["averageParticipants"], 1.0);
+    assert_eq!(stats["recordingRate"], 0.0);
+    assert!(stats["p90DurationSeconds"].is_i64());
+    let (_, closer_stats) = video.get_json(&closer, "/calls/stats").await?;
+    assert_eq!(closer_stats["count"], 2);
+    Ok(())
+}
+
+fn urlencode(raw: &str) -> String {
+    raw.replace('+', "%2B").replace(':', "%3A")
+}

@@ -1,0 +1,66 @@
+//! Bridge to LiveKit's official Node server SDK (`interop/livekit`, lockfile committed): one JSON
+//! request on stdin, one JSON answer on stdout. Installs the npm packages on first use (`npm ci`,
+//! which `.ci/run` also runs).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/livekit")
+}
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// `npm ci` once, if the SDK is not installed yet.
+fn ensure_installed() -> crate::Result {
+    let _guard = INSTALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if interop_dir()
+        .join("node_modules/livekit-server-sdk/package.json")
+        .exists()
+    {
+        return Ok(());
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(interop_dir())
+        .status()
+        .map_err(|e| format!("npm is needed for the LiveKit interop tests: {e}"))?;
+    if !status.success() {
+        return Err(format!("npm ci in {} failed: {status}", interop_dir().display()).into());
+    }
+    Ok(())
+}
+
+/// Runs one operation of `interop/livekit/interop.mjs` (`verify-tokens`, `sign-webhook`,
+/// `room-service`) with the official SDK and returns its answer.
+pub async fn livekit_node(request: Value) -> crate::Result<Value> {
+    ensure_installed()?;
+    let mut child = tokio::process::Command::new("node")
+        .arg("interop.mjs")
+        .current_dir(interop_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin.write_all(request.to_string().as_bytes()).await?;
+    drop(stdin);
+    let output = crate::within(
+        std::time::Duration::from_secs(30),
+        "the Node SDK",
+        child.wait_with_output(),
+    )
+    .await??;
+    let answer: Value = serde_json::from_slice(&output.stdout)?;
+    if !output.status.success() {
+        return Err(format!("node failed: {answer}").into());
+    }
+    Ok(answer)
+}
