@@ -99,7 +99,9 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
                 }
                 "room_finished" => {
                     calls::set_room_finished(conn, call.id, at).await?;
-                    Some(presence::settle(conn, &outbox, &call, Some("room_finished")).await?)
+                    // No end reason from webhooks: which of room_finished and the last
+                        // participant_left arrives first is chance, and the state must not be.
+                        Some(presence::settle(conn, &outbox, &call, None).await?)
                 }
                 "participant_joined" | "participant_left" => {
                     let Some(info) = event.participant.as_ref() else {
@@ -140,7 +142,7 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
                     calls::record_session(conn, call.id, &info.sid, &identity, joined, left)
                         .await?;
                     Some(
-                        presence::refresh(conn, &outbox, &call, &[identity.as_str()], Some("left"))
+                        presence::refresh(conn, &outbox, &call, &[identity.as_str()], None)
                             .await?,
                     )
                 }
