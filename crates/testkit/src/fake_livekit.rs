@@ -503,6 +503,14 @@ fn answer(
                 .iter_mut()
                 .find(|e| e.egress_id == request.egress_id)
                 .ok_or_else(|| not_found("egress"))?;
+            // Like the server: only a starting or active egress can be stopped.
+            if info.status > proto::EgressStatus::EgressActive as i32 {
+                return Err(Twirp(
+                    StatusCode::PRECONDITION_FAILED,
+                    "failed_precondition",
+                    format!("egress {} cannot be stopped in its state", info.egress_id),
+                ));
+            }
             info.status = proto::EgressStatus::EgressEnding as i32;
             Ok(encode(json, &info.clone()))
         }

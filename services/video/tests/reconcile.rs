@@ -1,0 +1,115 @@
+//! The reconciliation job against the fake LiveKit: calls whose departures never arrived,
+//! recordings LiveKit finished or forgot.
+
+mod common;
+
+use common::{TestAppointment, TestVideo, User};
+use sb_auth::Role;
+use sb_livekit::protocol::EgressStatus;
+use sb_testkit::Result;
+use serde_json::json;
+use uuid::Uuid;
+
+async fn ongoing_call(video: &TestVideo, host: &User) -> Result<(String, String)> {
+    let appointment = TestAppointment::new(host.org, host.id);
+    video.appointment(&appointment).await?;
+    let (status, joined) = video
+        .post_json(host, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .await?;
+    assert_eq!(status, 200, "{joined}");
+    Ok((
+        joined["callId"].as_str().unwrap_or_default().to_owned(),
+        joined["roomName"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn a_call_whose_room_is_empty_is_completed_and_its_recording_stopped() -> Result {
+    let video = TestVideo::spawn().await?;
+    let host = User::new(Uuid::now_v7(), Role::Closer);
+    let (call_id, room) = ongoing_call(&video, &host).await?;
+    let busy = User::new(host.org, Role::Closer);
+    let (busy_call, busy_room) = ongoing_call(&video, &busy).await?;
+    video.livekit.join(&busy_room, &format!("u_{}", busy.id), "Busy");
+    let (status, _) = video
+        .post_json(&host, &format!("/calls/{call_id}/start"), json!({"startRecording": true}))
+        .await?;
+    assert_eq!(status, 200);
+    // Nobody is in the LiveKit room and participant_left never came.
+    assert!(video.livekit.participants(&room).is_empty());
+    let state = video.state().await?;
+    let report = sb_video::reconcile_once(&state).await?;
+    assert_eq!(report.calls_completed, 1, "{report:?}");
+    let (_, call) = video.get_json(&host, &format!("/calls/{call_id}")).await?;
+    assert_eq!(call["status"], "COMPLETED", "{call}");
+    assert_eq!(call["endReason"], "reconciled");
+    assert_eq!(call["participants"][0]["active"], false);
+    assert!(video.livekit.calls().iter().any(|c| c.method == "StopEgress"));
+    // The call with someone in its room is left alone.
+    let (_, other) = video.get_json(&busy, &format!("/calls/{busy_call}")).await?;
+    assert_eq!(other["status"], "ONGOING");
+    // A second pass has nothing left to do for calls.
+    let again = sb_video::reconcile_once(&state).await?;
+    assert_eq!(again.calls_completed, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn recordings_follow_what_livekit_lists_or_fail_when_it_forgot_them() -> Result {
+    let video = TestVideo::spawn().await?;
+    let host = User::new(Uuid::now_v7(), Role::Closer);
+    let (call_id, room) = ongoing_call(&video, &host).await?;
+    // The host is in the room: this pass is about recordings, not the call.
+    video.livekit.join(&room, &format!("u_{}", host.id), "Host");
+    let (status, _) = video
+        .post_json(&host, &format!("/calls/{call_id}/start"), json!({"startRecording": true}))
+        .await?;
+    assert_eq!(status, 200);
+    let egress = video.livekit.egress();
+    assert_eq!(egress.len(), 1);
+    // The egress_ended webhook was lost; LiveKit lists the egress as complete.
+    video
+        .livekit
+        .set_egress_status(&egress[0].egress_id, EgressStatus::EgressComplete, "");
+    // A second recording LiveKit never heard of (its start answer got lost on the way back).
+    let now = chrono::Utc::now().timestamp();
+    let orphan = json!({"event": "egress_started", "id": "EV_orphan", "createdAt": now.to_string(),
+        "room": {"name": room}, "egressInfo": {"egressId": "EG_orphan", "roomName": room, "status": "EGRESS_ACTIVE"}});
+    let (status, _) = video.webhook(&orphan).await?;
+    assert_eq!(status, 200);
+
+    let state = video.state().await?;
+    let report = sb_video::reconcile_once(&state).await?;
+    assert_eq!((report.recordings_updated, report.recordings_failed), (1, 1), "{report:?}");
+    let (_, call) = video.get_json(&host, &format!("/calls/{call_id}")).await?;
+    let recordings = call["recordings"].as_array().cloned().unwrap_or_default();
+    let status_of = |egress_id: &str| {
+        recordings
+            .iter()
+            .find(|r| r["egressId"] == egress_id)
+            .map(|r| (r["status"].clone(), r["error"].clone()))
+    };
+    assert_eq!(
+        status_of(&egress[0].egress_id).map(|s| s.0),
+        Some(json!("COMPLETE"))
+    );
+    assert_eq!(
+        status_of("EG_orphan"),
+        Some((json!("FAILED"), json!("LiveKit no longer knows this recording")))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn livekit_unreachable_during_a_pass_changes_nothing() -> Result {
+    let video = TestVideo::spawn().await?;
+    let host = User::new(Uuid::now_v7(), Role::Closer);
+    let (call_id, _) = ongoing_call(&video, &host).await?;
+    video.livekit.fail("ListParticipants", "unavailable", 1);
+    let state = video.state().await?;
+    let report = sb_video::reconcile_once(&state).await?;
+    assert_eq!(report.calls_completed, 0);
+    let (_, call) = video.get_json(&host, &format!("/calls/{call_id}")).await?;
+    assert_eq!(call["status"], "ONGOING");
+    Ok(())
+}
