@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use sb_db::{DatabaseConfig, PostgresProbe};
-use sb_events::consumer::ConsumerRunner;
-use sb_events::projector::{self, AppointmentProjector};
 use sb_events::streams::{StreamSettings, ensure_streams};
-use sb_events::{Domain, EventMetrics, Namespace};
+use sb_events::{Domain, Namespace};
 use sb_platform::config::{HttpConfig, LogConfig, NatsConfig};
 use sb_platform::health::ReadinessProbe;
 use sb_platform::nats::NatsProbe;
@@ -26,6 +24,15 @@ pub struct Args {
     /// Publish the sample CRM appointments once the stack is up (see `switchboard seed`).
     #[arg(long)]
     seed: bool,
+}
+
+/// The port of the `n`th service: right after the overview's, so one `UP_PORT` moves the stack.
+fn service_port(base: u16, n: u16) -> anyhow::Result<u16> {
+    if base == 0 {
+        return Ok(0);
+    }
+    base.checked_add(n)
+        .ok_or_else(|| anyhow::anyhow!("UP_PORT {base} leaves no room for the services after it"))
 }
 
 /// A service of the stack as `up` prints it.
@@ -49,9 +56,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(client.clone());
     ensure_streams(&js, &ns, &Domain::ALL, &StreamSettings::from_env(&env)?).await?;
 
-    // Services register here as they land: each one is built from the same environment and
-    // gets its own port. None exists yet.
-    let services: Vec<Application> = Vec::new();
+    // Each service is built from the same environment as in production, on UP_PORT + n, and
+    // owns its background work (the video service projects CRM appointments, for instance).
+    let mut video = sb_video::VideoConfig::from_env(&env)?;
+    video.http.host = args.host.clone();
+    video.http.port = service_port(args.port, 1)?;
+    video.database.migrate_on_start = false;
+    let services: Vec<Application> = vec![sb_video::build(video).await?];
 
     let listed: Vec<Listed> = services
         .iter()
@@ -60,19 +71,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             port: s.port(),
         })
         .collect();
-    let mut overview = overview(&args, pool.clone(), client, &listed)?;
-    // Until the video and signaling services (which own the appointment projection) land, the
-    // stack projects CRM appointments itself, so `--seed` fills the `appointments` table.
-    let metrics = EventMetrics::register(overview.metrics().registry())?;
-    let projector = ConsumerRunner::new(
-        projector::consumer_config("switchboard"),
-        pool,
-        js.clone(),
-        ns.clone(),
-        AppointmentProjector,
-        metrics,
-    );
-    overview.spawn_background("appointment-projector", move |stop| projector.run(stop));
+    let overview = overview(&args, pool.clone(), client, &listed)?;
     let base = |port: u16| format!("http://{}:{port}", display_host(&args.host));
 
     println!();
@@ -99,15 +98,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!();
-    if listed.is_empty() {
-        println!(
-            "  No service is built yet: video, telephony, signaling and monitoring join this table"
-        );
-        println!(
-            "  as they land. The overview answers /healthz and /readyz (Postgres + NATS) meanwhile."
-        );
-        println!();
-    }
+    println!(
+        "  Telephony, signaling and monitoring join this table as they land. The overview answers"
+    );
+    println!("  /healthz and /readyz for the stack (Postgres + NATS).");
+    println!();
     if args.seed {
         let published =
             crate::seed::publish_all(&js, &ns, &crate::seed::events(chrono::Utc::now())).await?;
@@ -164,7 +159,6 @@ fn overview(
             "docs": format!("http://{host}:{}/docs/", s.port),
             "metrics": format!("http://{host}:{}/metrics", s.port),
         })).collect::<Vec<_>>(),
-        "note": if listed.is_empty() { "no service is built yet" } else { "" },
     });
     let spec = ServiceSpec {
         name: "switchboard",

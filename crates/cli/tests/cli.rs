@@ -63,7 +63,8 @@ async fn up_stops_on(signal: &str) -> Result {
         std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))?.count();
     let applied = format!("created, {migrations} migration(s) applied");
     assert!(printed.contains(&applied), "{printed}");
-    assert!(printed.contains("No service is built yet"), "{printed}");
+    let video = format!("http://127.0.0.1:{}", port + 1);
+    assert!(printed.contains(&format!("video        {video}")), "{printed}");
     // A dev token per role of the seeded org, accepted by the services' verifier.
     let verifier = sb_auth::JwtVerifier::new(&sb_auth::AuthConfig::hs256(sb_auth::DEV_JWT_SECRET))?;
     let roles: Vec<sb_auth::Role> = printed
@@ -87,7 +88,16 @@ async fn up_stops_on(signal: &str) -> Result {
         .await?;
     assert_eq!(ready["status"], "ready", "{ready}");
     let index: serde_json::Value = client.get(format!("{base}/")).send().await?.json().await?;
-    assert_eq!(index["note"], "no service is built yet");
+    assert_eq!(index["services"][0]["name"], "video", "{index}");
+    assert_eq!(index["services"][0]["url"], video, "{index}");
+    let ready: serde_json::Value = client
+        .get(format!("{video}/readyz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    // The video service projects CRM appointments itself now (durable video-appointments).
 
     let pid = child.id().ok_or("no pid")?;
     let status = Command::new("kill")
