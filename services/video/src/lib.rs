@@ -2,6 +2,7 @@
 //! (seed 003) on LiveKit, with lobby and guest links, recordings, statistics and webhooks.
 
 mod actions;
+mod consumers;
 pub mod config;
 mod domain;
 mod error;
@@ -17,7 +18,7 @@ use sb_auth::JwtVerifier;
 use sb_db::PostgresProbe;
 use sb_events::consumer::ConsumerRunner;
 use sb_events::outbox::{Outbox, Relay};
-use sb_events::projector::{self, AppointmentProjector};
+use sb_events::projector;
 use sb_events::streams::ensure_streams;
 use sb_events::{Domain, EventMetrics};
 use sb_platform::health::ReadinessProbe;
@@ -112,7 +113,7 @@ pub async fn build(config: VideoConfig) -> anyhow::Result<Application> {
         pool,
         js,
         config.namespace.clone(),
-        AppointmentProjector,
+        consumers::appointments::VideoAppointments,
         event_metrics,
     );
     app.spawn_background("appointment-projector", move |stop| projector.run(stop));

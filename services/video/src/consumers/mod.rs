@@ -1,0 +1,3 @@
+//! JetStream consumers of the video service.
+
+pub mod appointments;
