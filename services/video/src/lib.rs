@@ -43,8 +43,22 @@ pub const SERVICE: &str = "video";
 
 /// The service's OpenAPI document (paths are collected from the routes).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::{InfoBuilder, OpenApiBuilder};
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApiBuilder};
     OpenApiBuilder::new()
+        .components(Some(
+            ComponentsBuilder::new()
+                .security_scheme(
+                    "bearer",
+                    SecurityScheme::Http(
+                        HttpBuilder::new()
+                            .scheme(HttpAuthScheme::Bearer)
+                            .bearer_format("JWT")
+                            .build(),
+                    ),
+                )
+                .build(),
+        ))
         .info(
             InfoBuilder::new()
                 .title("Switchboard video")
