@@ -113,3 +113,37 @@ async fn crm_events_make_appointments_joinable_and_cancel_unjoined_calls() -> Re
     assert_eq!((status, body["code"].as_str()), (409, Some("appointment_cancelled")));
     Ok(())
 }
+
+#[tokio::test]
+async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let apt = common::TestAppointment::new(org, closer.id);
+    video.appointment(&apt).await?;
+    let (status, joined) = video
+        .post_json(&closer, &format!("/calls/appointments/{}/join", apt.id), json!({}))
+        .await?;
+    assert_eq!(status, 200, "{joined}");
+    let ns = Namespace::prefixed(video.nats.prefix());
+    let stream = video
+        .nats
+        .jetstream()
+        .get_stream(ns.stream(sb_events::Domain::Video))
+        .await?;
+    let subject = ns.subject("sb.video.call.started");
+    let message = sb_testkit::within(Duration::from_secs(10), "call.started on JetStream", async {
+        loop {
+            if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
+                return message;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?;
+    let event: sb_events::proto::VideoCallStarted = prost::Message::decode(message.payload)?;
+    assert_eq!(event.call_id, joined["callId"].as_str().unwrap_or_default());
+    assert_eq!(event.org_id, org.to_string());
+    assert_eq!(event.appointment_id, apt.id.to_string());
+    Ok(())
+}
