@@ -21,18 +21,12 @@ pub struct Args {
     /// Port of the stack overview (`/` lists the services; `/healthz`, `/readyz` for the stack).
     #[arg(long, env = "UP_PORT", default_value_t = 3100)]
     port: u16,
+    /// Port of the video service.
+    #[arg(long, env = "UP_VIDEO_PORT", default_value_t = sb_video::config::DEFAULT_PORT)]
+    video_port: u16,
     /// Publish the sample CRM appointments once the stack is up (see `switchboard seed`).
     #[arg(long)]
     seed: bool,
-}
-
-/// The port of the `n`th service: right after the overview's, so one `UP_PORT` moves the stack.
-fn service_port(base: u16, n: u16) -> anyhow::Result<u16> {
-    if base == 0 {
-        return Ok(0);
-    }
-    base.checked_add(n)
-        .ok_or_else(|| anyhow::anyhow!("UP_PORT {base} leaves no room for the services after it"))
 }
 
 /// A service of the stack as `up` prints it.
@@ -56,11 +50,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(client.clone());
     ensure_streams(&js, &ns, &Domain::ALL, &StreamSettings::from_env(&env)?).await?;
 
-    // Each service is built from the same environment as in production, on UP_PORT + n, and
+    // Each service is built from the same environment as in production, on its own port, and
     // owns its background work (the video service projects CRM appointments, for instance).
     let mut video = sb_video::VideoConfig::from_env(&env)?;
     video.http.host = args.host.clone();
-    video.http.port = service_port(args.port, 1)?;
+    video.http.port = args.video_port;
     video.database.migrate_on_start = false;
     let services: Vec<Application> = vec![sb_video::build(video).await?];
 

@@ -31,11 +31,13 @@ async fn up_stops_on(signal: &str) -> Result {
     // `up` creates this database itself; the guard drops it however the test ends.
     let database = TestDb::reserved()?;
     let port = free_port()?;
+    let video_port = free_port()?;
     let mut child = Command::new(BIN)
         .arg("up")
         .env("DATABASE_URL", database.url())
         .env("NATS_URL", sb_testkit::nats_url())
         .env("UP_PORT", port.to_string())
+        .env("UP_VIDEO_PORT", video_port.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -63,7 +65,7 @@ async fn up_stops_on(signal: &str) -> Result {
         std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))?.count();
     let applied = format!("created, {migrations} migration(s) applied");
     assert!(printed.contains(&applied), "{printed}");
-    let video = format!("http://127.0.0.1:{}", port + 1);
+    let video = format!("http://127.0.0.1:{video_port}");
     assert!(printed.contains(&format!("video        {video}")), "{printed}");
     // A dev token per role of the seeded org, accepted by the services' verifier.
     let verifier = sb_auth::JwtVerifier::new(&sb_auth::AuthConfig::hs256(sb_auth::DEV_JWT_SECRET))?;
@@ -125,6 +127,7 @@ async fn up_says_which_dependency_is_missing() -> Result {
             "postgres://postgres@127.0.0.1:1/switchboard",
         )
         .env("UP_PORT", free_port()?.to_string())
+        .env("UP_VIDEO_PORT", free_port()?.to_string())
         .output()
         .await?;
     assert!(!output.status.success());
@@ -143,6 +146,7 @@ async fn up_says_which_dependency_is_missing() -> Result {
         .env("NATS_URL", "nats://127.0.0.1:1")
         .env("NATS_CONNECT_TIMEOUT", "500ms")
         .env("UP_PORT", free_port()?.to_string())
+        .env("UP_VIDEO_PORT", free_port()?.to_string())
         .output()
         .await?;
     assert!(!output.status.success());
