@@ -66,7 +66,10 @@ async fn up_stops_on(signal: &str) -> Result {
     let applied = format!("created, {migrations} migration(s) applied");
     assert!(printed.contains(&applied), "{printed}");
     let video = format!("http://127.0.0.1:{video_port}");
-    assert!(printed.contains(&format!("video        {video}")), "{printed}");
+    assert!(
+        printed.contains(&format!("video        {video}")),
+        "{printed}"
+    );
     // A dev token per role of the seeded org, accepted by the services' verifier.
     let verifier = sb_auth::JwtVerifier::new(&sb_auth::AuthConfig::hs256(sb_auth::DEV_JWT_SECRET))?;
     let roles: Vec<sb_auth::Role> = printed

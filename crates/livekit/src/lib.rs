@@ -11,7 +11,9 @@ mod webhook;
 
 pub use config::{DEV_API_KEY, DEV_API_SECRET, LiveKitConfig, LiveKitConfigError};
 pub use grants::Preset;
-pub use rooms::{BoxFuture, LiveKitApi, LiveKitClient, LiveKitError, RoomOptions, permission};
+pub use rooms::{
+    BoxFuture, LiveKitApi, LiveKitClient, LiveKitError, RoomOptions, bounded, permission,
+};
 pub use token::{ParticipantToken, TokenError, TokenIssuer};
 pub use webhook::{WebhookError, WebhookVerifier};
 

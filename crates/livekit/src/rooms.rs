@@ -261,3 +261,17 @@ impl LiveKitApi for LiveKitClient {
         })
     }
 }
+
+/// Runs one server API call for at most `timeout`; running out counts as unavailable (the
+/// services answer 503 and their jobs retry).
+pub async fn bounded<T>(
+    timeout: std::time::Duration,
+    call: impl Future<Output = Result<T, LiveKitError>>,
+) -> Result<T, LiveKitError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(LiveKitError::Unavailable(format!(
+            "no answer within {timeout:?}"
+        ))),
+    }
+}

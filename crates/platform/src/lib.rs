@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod nats;
+pub mod request;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

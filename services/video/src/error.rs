@@ -16,11 +16,6 @@ pub enum VideoError {
     /// A request field is malformed; `field` is its JSON name.
     #[error("invalid {field}: {detail}")]
     Invalid { field: &'static str, detail: String },
-    /// Like `Invalid`, for a field found by its path in the body (`participants[2]`).
-    #[error("invalid {field}: {detail}")]
-    InvalidPath { field: String, detail: String },
-    #[error("request body too large")]
-    TooLarge,
     /// The request is valid but conflicts with the object's state (e.g. stopping a finished call).
     #[error("{code}: {detail}")]
     Conflict { code: &'static str, detail: String },
@@ -36,6 +31,9 @@ pub enum VideoError {
     DatabaseUnavailable(String),
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
+    /// A request the platform's parsers refused (a named field, a body too large).
+    #[error("{0}")]
+    Request(Box<Problem>),
     #[error("{}", error_chain(.0.as_ref()))]
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -64,16 +62,7 @@ impl VideoError {
             Self::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found")
                 .with_detail(format!("{what} not found")),
             Self::Forbidden(detail) => Problem::forbidden(detail.clone()),
-            Self::Invalid { field, detail } => {
-                Problem::bad_request("invalid_field", format!("{field}: {detail}"))
-                    .with_extension("field", *field)
-            }
-            Self::InvalidPath { field, detail } => {
-                Problem::bad_request("invalid_field", format!("{field}: {detail}"))
-                    .with_extension("field", field.clone())
-            }
-            Self::TooLarge => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-                .with_detail("the request body is too large"),
+            Self::Invalid { field, detail } => sb_platform::request::invalid_field(field, detail),
             Self::Conflict { code, detail } => Problem::conflict(*code, detail.clone()),
             Self::GuestLink { code, detail } => Problem::unauthorized(*code, detail.clone()),
             Self::LiveKitUnavailable(_) => {
@@ -88,10 +77,17 @@ impl VideoError {
                     .with_detail("the database is temporarily unavailable, retry shortly")
                     .with_retry_after(1)
             }
+            Self::Request(problem) => Problem::new(problem.status(), problem.code().to_owned()),
             Self::Database(_) | Self::Internal(_) => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         }
+    }
+}
+
+impl From<Problem> for VideoError {
+    fn from(problem: Problem) -> Self {
+        Self::Request(Box::new(problem))
     }
 }
 
@@ -117,10 +113,16 @@ impl From<sb_db::diesel_async::pooled_connection::deadpool::PoolError> for Video
 
 impl ResponseError for VideoError {
     fn status_code(&self) -> StatusCode {
-        self.problem().status()
+        match self {
+            Self::Request(problem) => problem.status(),
+            other => other.problem().status(),
+        }
     }
 
     fn error_response(&self) -> HttpResponse {
-        self.problem().error_response()
+        match self {
+            Self::Request(problem) => problem.error_response(),
+            other => other.problem().error_response(),
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! (seed 003) on LiveKit, with lobby and guest links, recordings, statistics and webhooks.
 
 mod actions;
-mod consumers;
 pub mod config;
+mod consumers;
 mod domain;
 mod error;
 mod jobs;

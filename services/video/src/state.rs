@@ -52,13 +52,7 @@ impl AppState {
         operation: &'static str,
         call: impl Future<Output = Result<T, LiveKitError>>,
     ) -> Result<T, LiveKitError> {
-        let outcome = match tokio::time::timeout(self.config.livekit_timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(LiveKitError::Unavailable(format!(
-                "no answer within {:?}",
-                self.config.livekit_timeout
-            ))),
-        };
+        let outcome = sb_livekit::bounded(self.config.livekit_timeout, call).await;
         self.metrics.livekit_call(operation, &outcome);
         outcome
     }

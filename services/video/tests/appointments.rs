@@ -10,12 +10,20 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use sb_auth::Role;
 use sb_events::Namespace;
-use sb_events::proto::{Appointment, AppointmentCancelled, AppointmentCreated, AppointmentKind, AppointmentStatus, Lead};
+use sb_events::proto::{
+    Appointment, AppointmentCancelled, AppointmentCreated, AppointmentKind, AppointmentStatus, Lead,
+};
 use sb_testkit::{Result, wait_until};
 use serde_json::json;
 use uuid::Uuid;
 
-fn appointment(id: Uuid, org: Uuid, host: Uuid, version: i64, status: AppointmentStatus) -> Appointment {
+fn appointment(
+    id: Uuid,
+    org: Uuid,
+    host: Uuid,
+    version: i64,
+    status: AppointmentStatus,
+) -> Appointment {
     Appointment {
         id: id.to_string(),
         org_id: org.to_string(),
@@ -49,31 +57,48 @@ async fn crm_events_make_appointments_joinable_and_cancel_unjoined_calls() -> Re
             &js,
             &ns,
             &AppointmentCreated {
-                appointment: Some(appointment(id, org, closer.id, 1, AppointmentStatus::Scheduled)),
+                appointment: Some(appointment(
+                    id,
+                    org,
+                    closer.id,
+                    1,
+                    AppointmentStatus::Scheduled,
+                )),
             },
         )
         .await?;
     }
     // Projected by the service's own consumer: the join works once it is there.
     let path = format!("/calls/appointments/{joinable}/join");
-    wait_until(Duration::from_secs(10), "the appointment to be projected", || async {
-        matches!(video.post_json(&closer, &path, json!({})).await, Ok((200, _)))
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the appointment to be projected",
+        || async {
+            matches!(
+                video.post_json(&closer, &path, json!({})).await,
+                Ok((200, _))
+            )
+        },
+    )
     .await?;
 
     // A call created for the other appointment, that nobody joined yet.
     {
         use sb_db::schema::video_calls;
         let mut conn = video.db.conn().await?;
-        wait_until(Duration::from_secs(10), "the second appointment", || async {
-            let Ok(mut conn) = video.db.conn().await else {
-                return false;
-            };
-            matches!(
-                sb_db::models::find_appointment(&mut conn, org, cancelled).await,
-                Ok(Some(_))
-            )
-        })
+        wait_until(
+            Duration::from_secs(10),
+            "the second appointment",
+            || async {
+                let Ok(mut conn) = video.db.conn().await else {
+                    return false;
+                };
+                matches!(
+                    sb_db::models::find_appointment(&mut conn, org, cancelled).await,
+                    Ok(Some(_))
+                )
+            },
+        )
         .await?;
         diesel::insert_into(video_calls::table)
             .values((
@@ -89,28 +114,45 @@ async fn crm_events_make_appointments_joinable_and_cancel_unjoined_calls() -> Re
         &js,
         &ns,
         &AppointmentCancelled {
-            appointment: Some(appointment(cancelled, org, closer.id, 2, AppointmentStatus::Cancelled)),
+            appointment: Some(appointment(
+                cancelled,
+                org,
+                closer.id,
+                2,
+                AppointmentStatus::Cancelled,
+            )),
             reason: "lead asked".into(),
         },
     )
     .await?;
-    wait_until(Duration::from_secs(10), "the call to be cancelled", || async {
-        let Ok(mut conn) = video.db.conn().await else {
-            return false;
-        };
-        use sb_db::schema::video_calls;
-        video_calls::table
-            .filter(video_calls::appointment_id.eq(cancelled))
-            .select(video_calls::status)
-            .first::<String>(&mut conn)
-            .await
-            .is_ok_and(|s| s == "CANCELLED")
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the call to be cancelled",
+        || async {
+            let Ok(mut conn) = video.db.conn().await else {
+                return false;
+            };
+            use sb_db::schema::video_calls;
+            video_calls::table
+                .filter(video_calls::appointment_id.eq(cancelled))
+                .select(video_calls::status)
+                .first::<String>(&mut conn)
+                .await
+                .is_ok_and(|s| s == "CANCELLED")
+        },
+    )
     .await?;
     let (status, body) = video
-        .post_json(&closer, &format!("/calls/appointments/{cancelled}/join"), json!({}))
+        .post_json(
+            &closer,
+            &format!("/calls/appointments/{cancelled}/join"),
+            json!({}),
+        )
         .await?;
-    assert_eq!((status, body["code"].as_str()), (409, Some("appointment_cancelled")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("appointment_cancelled"))
+    );
     Ok(())
 }
 
@@ -122,7 +164,11 @@ async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
     let apt = common::TestAppointment::new(org, closer.id);
     video.appointment(&apt).await?;
     let (status, joined) = video
-        .post_json(&closer, &format!("/calls/appointments/{}/join", apt.id), json!({}))
+        .post_json(
+            &closer,
+            &format!("/calls/appointments/{}/join", apt.id),
+            json!({}),
+        )
         .await?;
     assert_eq!(status, 200, "{joined}");
     let ns = Namespace::prefixed(video.nats.prefix());
@@ -132,14 +178,18 @@ async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
         .get_stream(ns.stream(sb_events::Domain::Video))
         .await?;
     let subject = ns.subject("sb.video.call.started");
-    let message = sb_testkit::within(Duration::from_secs(10), "call.started on JetStream", async {
-        loop {
-            if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
-                return message;
+    let message = sb_testkit::within(
+        Duration::from_secs(10),
+        "call.started on JetStream",
+        async {
+            loop {
+                if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
+                    return message;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+        },
+    )
     .await?;
     let event: sb_events::proto::VideoCallStarted = prost::Message::decode(message.payload)?;
     assert_eq!(event.call_id, joined["callId"].as_str().unwrap_or_default());

@@ -60,12 +60,22 @@ async fn twenty_concurrent_joins_make_one_call_and_one_room() -> Result {
     let appointment = TestAppointment::new(org, closer.id);
     video.appointment(&appointment).await?;
     // LiveKit answers slowly, so the joins really overlap while the first creates the room.
-    video.livekit.set_latency(std::time::Duration::from_millis(150));
+    video
+        .livekit
+        .set_latency(std::time::Duration::from_millis(150));
     let users: Vec<User> = (0..20)
-        .map(|i| if i == 0 { closer.clone() } else { User::new(org, Role::Ceo) })
+        .map(|i| {
+            if i == 0 {
+                closer.clone()
+            } else {
+                User::new(org, Role::Ceo)
+            }
+        })
         .collect();
     let path = format!("/calls/appointments/{}/join", appointment.id);
-    let joins = users.iter().map(|user| video.post_json(user, &path, json!({})));
+    let joins = users
+        .iter()
+        .map(|user| video.post_json(user, &path, json!({})));
     let answers = futures_util::future::join_all(joins).await;
     let mut call_ids = std::collections::BTreeSet::new();
     for answer in answers {
@@ -82,7 +92,9 @@ async fn twenty_concurrent_joins_make_one_call_and_one_room() -> Result {
         .count();
     assert_eq!(creates, 1);
     let call_id = call_ids.into_iter().next().unwrap_or_default();
-    let (status, call) = video.get_json(&closer, &format!("/calls/{call_id}")).await?;
+    let (status, call) = video
+        .get_json(&closer, &format!("/calls/{call_id}"))
+        .await?;
     assert_eq!(status, 200, "{call}");
     assert_eq!(call["participants"].as_array().map(Vec::len), Some(20));
     assert_eq!(call["status"], "ONGOING");
@@ -128,9 +140,17 @@ async fn access_follows_the_appointment_policy() -> Result {
     // Another org's appointment (even for its CEO) and an unknown one: 404, no difference.
     let outsider = User::new(Uuid::now_v7(), Role::Ceo);
     let (status, body) = video.post_json(&outsider, &path, json!({})).await?;
-    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
     let (status, _) = video
-        .post_json(&closer, &format!("/calls/appointments/{}/join", Uuid::now_v7()), json!({}))
+        .post_json(
+            &closer,
+            &format!("/calls/appointments/{}/join", Uuid::now_v7()),
+            json!({}),
+        )
         .await?;
     assert_eq!(status, 404);
     // The call itself is hidden from the outsider too.
@@ -140,7 +160,9 @@ async fn access_follows_the_appointment_policy() -> Result {
         let (status, _) = video.get_json(&outsider, &path).await?;
         assert_eq!(status, 404);
     }
-    let (status, _) = video.post_empty(&outsider, &format!("/calls/{call_id}/stop")).await?;
+    let (status, _) = video
+        .post_empty(&outsider, &format!("/calls/{call_id}/stop"))
+        .await?;
     assert_eq!(status, 404);
     // No token at all.
     let response = video.app.post(&path).send().await?;
@@ -233,7 +255,11 @@ async fn in_development_a_join_survives_livekit_and_the_job_creates_the_room() -
     video.appointment(&appointment).await?;
     video.livekit.fail("CreateRoom", "unavailable", 2);
     let (status, body) = video
-        .post_json(&closer, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .post_json(
+            &closer,
+            &format!("/calls/appointments/{}/join", appointment.id),
+            json!({}),
+        )
         .await?;
     assert_eq!(status, 200, "{body}");
     assert!(video.livekit.rooms().is_empty());
@@ -253,9 +279,16 @@ async fn a_cancelled_appointment_cannot_be_joined() -> Result {
     appointment.status = "cancelled".to_owned();
     video.appointment(&appointment).await?;
     let (status, body) = video
-        .post_json(&closer, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .post_json(
+            &closer,
+            &format!("/calls/appointments/{}/join", appointment.id),
+            json!({}),
+        )
         .await?;
-    assert_eq!((status, body["code"].as_str()), (409, Some("appointment_cancelled")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("appointment_cancelled"))
+    );
     Ok(())
 }
 
@@ -298,18 +331,34 @@ async fn a_call_records_and_completes_when_the_last_participant_stops() -> Resul
 
     // Only the host or a leader may record; the CEO is a leader.
     let (status, call) = video
-        .post_json(&ceo, &format!("/calls/{call_id}/start"), json!({"startRecording": true}))
+        .post_json(
+            &ceo,
+            &format!("/calls/{call_id}/start"),
+            json!({"startRecording": true}),
+        )
         .await?;
     assert_eq!(status, 200, "{call}");
     assert_eq!(call["recording"], true);
     assert_eq!(call["recordingStatus"], "STARTING");
     let requests = video.livekit.egress_requests();
     assert_eq!(requests.len(), 1);
-    let file = requests[0].file_outputs.first().cloned().unwrap_or_default();
-    assert!(file.filepath.starts_with(&format!("recordings/{org}/{call_id}/")), "{}", file.filepath);
+    let file = requests[0]
+        .file_outputs
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        file.filepath
+            .starts_with(&format!("recordings/{org}/{call_id}/")),
+        "{}",
+        file.filepath
+    );
     match file.output {
         Some(sb_livekit::protocol::encoded_file_output::Output::S3(s3)) => {
-            assert_eq!((s3.bucket.as_str(), s3.region.as_str()), ("calls", "eu-west-3"));
+            assert_eq!(
+                (s3.bucket.as_str(), s3.region.as_str()),
+                ("calls", "eu-west-3")
+            );
             assert_eq!(s3.endpoint, "https://s3.example.test");
             assert!(s3.force_path_style);
         }
@@ -317,19 +366,34 @@ async fn a_call_records_and_completes_when_the_last_participant_stops() -> Resul
     }
     // Starting again does not start a second egress.
     video
-        .post_json(&closer, &format!("/calls/{call_id}/start"), json!({"startRecording": true}))
+        .post_json(
+            &closer,
+            &format!("/calls/{call_id}/start"),
+            json!({"startRecording": true}),
+        )
         .await?;
     assert_eq!(video.livekit.egress_requests().len(), 1);
     let (_, joined_again) = video.post_json(&closer, &join, json!({})).await?;
-    assert_eq!(joined_again["recording"], true, "the join response carries the consent flag");
+    assert_eq!(
+        joined_again["recording"], true,
+        "the join response carries the consent flag"
+    );
 
     let (status, call) = video
-        .post_json(&ceo, &format!("/calls/{call_id}/stop"), json!({"reason": "bye"}))
+        .post_json(
+            &ceo,
+            &format!("/calls/{call_id}/stop"),
+            json!({"reason": "bye"}),
+        )
         .await?;
     assert_eq!(status, 200, "{call}");
     assert_eq!(call["status"], "ONGOING");
     let (status, call) = video
-        .post_json(&closer, &format!("/calls/{call_id}/stop"), json!({"reason": "Call ended"}))
+        .post_json(
+            &closer,
+            &format!("/calls/{call_id}/stop"),
+            json!({"reason": "Call ended"}),
+        )
         .await?;
     assert_eq!(status, 200, "{call}");
     assert_eq!(call["status"], "COMPLETED");
@@ -337,16 +401,33 @@ async fn a_call_records_and_completes_when_the_last_participant_stops() -> Resul
     assert!(call["endedAt"].is_string());
     assert!(call["durationSeconds"].as_i64().is_some_and(|d| d >= 0));
     // The recording was stopped with the call.
-    assert!(video.livekit.calls().iter().any(|c| c.method == "StopEgress"));
-    let (_, call) = video.get_json(&closer, &format!("/calls/{call_id}")).await?;
+    assert!(
+        video
+            .livekit
+            .calls()
+            .iter()
+            .any(|c| c.method == "StopEgress")
+    );
+    let (_, call) = video
+        .get_json(&closer, &format!("/calls/{call_id}"))
+        .await?;
     assert_eq!(call["recordingStatus"], "STOPPING");
     let participants = call["participants"].as_array().cloned().unwrap_or_default();
-    assert!(participants.iter().all(|p| p["active"] == false && p["leftAt"].is_string()));
+    assert!(
+        participants
+            .iter()
+            .all(|p| p["active"] == false && p["leftAt"].is_string())
+    );
     // Stopping again is harmless; joining a finished call is refused.
-    let (status, _) = video.post_empty(&closer, &format!("/calls/{call_id}/stop")).await?;
+    let (status, _) = video
+        .post_empty(&closer, &format!("/calls/{call_id}/stop"))
+        .await?;
     assert_eq!(status, 200);
     let (status, body) = video.post_json(&closer, &join, json!({})).await?;
-    assert_eq!((status, body["code"].as_str()), (409, Some("call_finished")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("call_finished"))
+    );
 
     let subjects = outbox_subjects(&video).await?;
     assert_eq!(
@@ -373,16 +454,32 @@ async fn recording_needs_the_host_and_a_refused_egress_is_visible() -> Result {
     appointment.setter = Some(setter.id);
     video.appointment(&appointment).await?;
     let (_, joined) = video
-        .post_json(&closer, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .post_json(
+            &closer,
+            &format!("/calls/appointments/{}/join", appointment.id),
+            json!({}),
+        )
         .await?;
     let call_id = joined["callId"].as_str().unwrap_or_default().to_owned();
     let start = format!("/calls/{call_id}/start");
-    let (status, _) = video.post_json(&setter, &start, json!({"startRecording": true})).await?;
+    let (status, _) = video
+        .post_json(&setter, &start, json!({"startRecording": true}))
+        .await?;
     assert_eq!(status, 403);
-    video.livekit.fail("StartRoomCompositeEgress", "resource_exhausted", 1);
-    let (status, body) = video.post_json(&closer, &start, json!({"startRecording": true})).await?;
-    assert_eq!((status, body["code"].as_str()), (502, Some("livekit_error")), "{body}");
-    let (_, call) = video.get_json(&closer, &format!("/calls/{call_id}")).await?;
+    video
+        .livekit
+        .fail("StartRoomCompositeEgress", "resource_exhausted", 1);
+    let (status, body) = video
+        .post_json(&closer, &start, json!({"startRecording": true}))
+        .await?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("livekit_error")),
+        "{body}"
+    );
+    let (_, call) = video
+        .get_json(&closer, &format!("/calls/{call_id}"))
+        .await?;
     assert_eq!(call["recordingStatus"], "FAILED");
     assert_eq!(call["recording"], false);
     Ok(())
@@ -405,18 +502,28 @@ async fn lists_and_statistics_are_scoped_like_access() -> Result {
         }
         video.appointment(&appointment).await?;
         let (_, joined) = video
-            .post_json(host, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+            .post_json(
+                host,
+                &format!("/calls/appointments/{}/join", appointment.id),
+                json!({}),
+            )
             .await?;
         ids.push(joined["callId"].as_str().unwrap_or_default().to_owned());
     }
     // Complete the first call.
-    video.post_empty(&closer, &format!("/calls/{}/stop", ids[0])).await?;
+    video
+        .post_empty(&closer, &format!("/calls/{}/stop", ids[0]))
+        .await?;
     // Another org's calls never show.
     let stranger = User::new(Uuid::now_v7(), Role::Closer);
     let apt = TestAppointment::new(stranger.org, stranger.id);
     video.appointment(&apt).await?;
     video
-        .post_json(&stranger, &format!("/calls/appointments/{}/join", apt.id), json!({}))
+        .post_json(
+            &stranger,
+            &format!("/calls/appointments/{}/join", apt.id),
+            json!({}),
+        )
         .await?;
 
     let count = |body: &serde_json::Value| body["total"].as_i64().unwrap_or(-1);

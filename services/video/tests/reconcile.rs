@@ -14,7 +14,11 @@ async fn ongoing_call(video: &TestVideo, host: &User) -> Result<(String, String)
     let appointment = TestAppointment::new(host.org, host.id);
     video.appointment(&appointment).await?;
     let (status, joined) = video
-        .post_json(host, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .post_json(
+            host,
+            &format!("/calls/appointments/{}/join", appointment.id),
+            json!({}),
+        )
         .await?;
     assert_eq!(status, 200, "{joined}");
     Ok((
@@ -30,9 +34,15 @@ async fn a_call_whose_room_is_empty_is_completed_and_its_recording_stopped() -> 
     let (call_id, room) = ongoing_call(&video, &host).await?;
     let busy = User::new(host.org, Role::Closer);
     let (busy_call, busy_room) = ongoing_call(&video, &busy).await?;
-    video.livekit.join(&busy_room, &format!("u_{}", busy.id), "Busy");
+    video
+        .livekit
+        .join(&busy_room, &format!("u_{}", busy.id), "Busy");
     let (status, _) = video
-        .post_json(&host, &format!("/calls/{call_id}/start"), json!({"startRecording": true}))
+        .post_json(
+            &host,
+            &format!("/calls/{call_id}/start"),
+            json!({"startRecording": true}),
+        )
         .await?;
     assert_eq!(status, 200);
     // Nobody is in the LiveKit room and participant_left never came.
@@ -44,9 +54,17 @@ async fn a_call_whose_room_is_empty_is_completed_and_its_recording_stopped() -> 
     assert_eq!(call["status"], "COMPLETED", "{call}");
     assert_eq!(call["endReason"], "reconciled");
     assert_eq!(call["participants"][0]["active"], false);
-    assert!(video.livekit.calls().iter().any(|c| c.method == "StopEgress"));
+    assert!(
+        video
+            .livekit
+            .calls()
+            .iter()
+            .any(|c| c.method == "StopEgress")
+    );
     // The call with someone in its room is left alone.
-    let (_, other) = video.get_json(&busy, &format!("/calls/{busy_call}")).await?;
+    let (_, other) = video
+        .get_json(&busy, &format!("/calls/{busy_call}"))
+        .await?;
     assert_eq!(other["status"], "ONGOING");
     // A second pass has nothing left to do for calls.
     let again = sb_video::reconcile_once(&state).await?;
@@ -62,7 +80,11 @@ async fn recordings_follow_what_livekit_lists_or_fail_when_it_forgot_them() -> R
     // The host is in the room: this pass is about recordings, not the call.
     video.livekit.join(&room, &format!("u_{}", host.id), "Host");
     let (status, _) = video
-        .post_json(&host, &format!("/calls/{call_id}/start"), json!({"startRecording": true}))
+        .post_json(
+            &host,
+            &format!("/calls/{call_id}/start"),
+            json!({"startRecording": true}),
+        )
         .await?;
     assert_eq!(status, 200);
     let egress = video.livekit.egress();
@@ -80,7 +102,11 @@ async fn recordings_follow_what_livekit_lists_or_fail_when_it_forgot_them() -> R
 
     let state = video.state().await?;
     let report = sb_video::reconcile_once(&state).await?;
-    assert_eq!((report.recordings_updated, report.recordings_failed), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.recordings_updated, report.recordings_failed),
+        (1, 1),
+        "{report:?}"
+    );
     let (_, call) = video.get_json(&host, &format!("/calls/{call_id}")).await?;
     let recordings = call["recordings"].as_array().cloned().unwrap_or_default();
     let status_of = |egress_id: &str| {
@@ -95,7 +121,10 @@ async fn recordings_follow_what_livekit_lists_or_fail_when_it_forgot_them() -> R
     );
     assert_eq!(
         status_of("EG_orphan"),
-        Some((json!("FAILED"), json!("LiveKit no longer knows this recording")))
+        Some((
+            json!("FAILED"),
+            json!("LiveKit no longer knows this recording")
+        ))
     );
     Ok(())
 }

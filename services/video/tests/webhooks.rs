@@ -22,7 +22,11 @@ async fn call(video: &TestVideo, host: &User) -> Result<Scenario> {
     let appointment = TestAppointment::new(host.org, host.id);
     video.appointment(&appointment).await?;
     let (status, joined) = video
-        .post_json(host, &format!("/calls/appointments/{}/join", appointment.id), json!({}))
+        .post_json(
+            host,
+            &format!("/calls/appointments/{}/join", appointment.id),
+            json!({}),
+        )
         .await?;
     assert_eq!(status, 200, "{joined}");
     Ok(Scenario {
@@ -32,7 +36,15 @@ async fn call(video: &TestVideo, host: &User) -> Result<Scenario> {
     })
 }
 
-fn participant_event(kind: &str, id: &str, room: &str, at: i64, sid: &str, identity: &str, joined_at: i64) -> Value {
+fn participant_event(
+    kind: &str,
+    id: &str,
+    room: &str,
+    at: i64,
+    sid: &str,
+    identity: &str,
+    joined_at: i64,
+) -> Value {
     json!({
         "event": kind,
         "id": id,
@@ -65,14 +77,76 @@ fn script(run: &str, room: &str, host: &User, guest: &User, base: i64) -> Vec<Va
     let egress = format!("EG_{run}");
     vec![
         json!({"event": "room_started", "id": id(0), "createdAt": base.to_string(), "room": {"name": room}}),
-        participant_event("participant_joined", &id(1), room, base + 1, "PA_h1", &h, base + 1),
-        participant_event("participant_joined", &id(2), room, base + 2, "PA_g1", &g, base + 2),
-        egress_event("egress_started", &id(3), room, base + 3, &egress, "EGRESS_ACTIVE"),
-        participant_event("participant_left", &id(4), room, base + 60, "PA_g1", &g, base + 2),
-        participant_event("participant_joined", &id(5), room, base + 70, "PA_g2", &g, base + 70),
-        participant_event("participant_left", &id(6), room, base + 400, "PA_g2", &g, base + 70),
-        participant_event("participant_left", &id(7), room, base + 420, "PA_h1", &h, base + 1),
-        egress_event("egress_ended", &id(8), room, base + 425, &egress, "EGRESS_COMPLETE"),
+        participant_event(
+            "participant_joined",
+            &id(1),
+            room,
+            base + 1,
+            "PA_h1",
+            &h,
+            base + 1,
+        ),
+        participant_event(
+            "participant_joined",
+            &id(2),
+            room,
+            base + 2,
+            "PA_g1",
+            &g,
+            base + 2,
+        ),
+        egress_event(
+            "egress_started",
+            &id(3),
+            room,
+            base + 3,
+            &egress,
+            "EGRESS_ACTIVE",
+        ),
+        participant_event(
+            "participant_left",
+            &id(4),
+            room,
+            base + 60,
+            "PA_g1",
+            &g,
+            base + 2,
+        ),
+        participant_event(
+            "participant_joined",
+            &id(5),
+            room,
+            base + 70,
+            "PA_g2",
+            &g,
+            base + 70,
+        ),
+        participant_event(
+            "participant_left",
+            &id(6),
+            room,
+            base + 400,
+            "PA_g2",
+            &g,
+            base + 70,
+        ),
+        participant_event(
+            "participant_left",
+            &id(7),
+            room,
+            base + 420,
+            "PA_h1",
+            &h,
+            base + 1,
+        ),
+        egress_event(
+            "egress_ended",
+            &id(8),
+            room,
+            base + 425,
+            &egress,
+            "EGRESS_COMPLETE",
+        ),
         json!({"event": "room_finished", "id": id(9), "createdAt": (base + 720).to_string(), "room": {"name": room}}),
     ]
 }
@@ -82,7 +156,13 @@ fn script(run: &str, room: &str, host: &User, guest: &User, base: i64) -> Vec<Va
 async fn final_state(video: &TestVideo, user: &User, call_id: &str) -> Result<Value> {
     let (status, mut call) = video.get_json(user, &format!("/calls/{call_id}")).await?;
     assert_eq!(status, 200, "{call}");
-    for key in ["id", "appointmentId", "roomName", "createdAt", "appointment"] {
+    for key in [
+        "id",
+        "appointmentId",
+        "roomName",
+        "createdAt",
+        "appointment",
+    ] {
         call.as_object_mut().map(|c| c.remove(key));
     }
     if let Some(data) = call["recordingData"].as_object_mut() {
@@ -113,16 +193,27 @@ async fn replaying_a_calls_webhooks_three_times_in_any_order_gives_the_same_stat
     let baseline = call(&video, &host).await?;
     for event in script("base", &baseline.room, &host, &guest, base) {
         let (status, answer) = video.webhook(&event).await?;
-        assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")), "{event}: {answer}");
+        assert_eq!(
+            (status, answer["outcome"].as_str()),
+            (200, Some("applied")),
+            "{event}: {answer}"
+        );
     }
     let expected = final_state(&video, &host, &baseline.call_id).await?;
     assert_eq!(expected["status"], "COMPLETED", "{expected}");
     assert_eq!(expected["durationSeconds"], 419, "{expected}");
     assert_eq!(expected["recordingStatus"], "READY");
-    assert_eq!(expected["recordingUrl"], "https://s3.example.test/calls/recordings/call.mp4");
+    assert_eq!(
+        expected["recordingUrl"],
+        "https://s3.example.test/calls/recordings/call.mp4"
+    );
     let guest_row = &expected["participants"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["identity"] == format!("u_{}", guest.id)).cloned())
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p["identity"] == format!("u_{}", guest.id))
+                .cloned()
+        })
         .unwrap_or_default();
     assert_eq!(guest_row["totalSeconds"], 58 + 330, "{guest_row}");
     assert_eq!(guest_row["active"], false);
@@ -135,7 +226,12 @@ async fn replaying_a_calls_webhooks_three_times_in_any_order_gives_the_same_stat
     for run in 0..3 {
         let scenario = call(&video, &host).await?;
         let events = script(&format!("r{run}"), &scenario.room, &host, &guest, base);
-        let mut replay: Vec<Value> = events.iter().chain(&events).chain(&events).cloned().collect();
+        let mut replay: Vec<Value> = events
+            .iter()
+            .chain(&events)
+            .chain(&events)
+            .cloned()
+            .collect();
         replay.shuffle(&mut rng);
         let mut applied = 0;
         for event in &replay {
@@ -145,7 +241,11 @@ async fn replaying_a_calls_webhooks_three_times_in_any_order_gives_the_same_stat
                 applied += 1;
             }
         }
-        assert_eq!(applied, events.len(), "each event applied once (seed {seed})");
+        assert_eq!(
+            applied,
+            events.len(),
+            "each event applied once (seed {seed})"
+        );
         let state = final_state(&video, &host, &scenario.call_id).await?;
         assert_eq!(state, expected, "run {run} differs (SHUFFLE_SEED={seed})");
         let _ = &scenario.appointment;
@@ -158,13 +258,25 @@ async fn a_late_participant_joined_never_reopens_a_completed_call() -> Result {
     let video = TestVideo::spawn().await?;
     let host = User::new(Uuid::now_v7(), Role::Closer);
     let scenario = call(&video, &host).await?;
-    let (_, stopped) = video.post_empty(&host, &format!("/calls/{}/stop", scenario.call_id)).await?;
+    let (_, stopped) = video
+        .post_empty(&host, &format!("/calls/{}/stop", scenario.call_id))
+        .await?;
     assert_eq!(stopped["status"], "COMPLETED");
     let now = Utc::now().timestamp();
-    let late = participant_event("participant_joined", "EV_late", &scenario.room, now, "PA_late", &format!("u_{}", host.id), now);
+    let late = participant_event(
+        "participant_joined",
+        "EV_late",
+        &scenario.room,
+        now,
+        "PA_late",
+        &format!("u_{}", host.id),
+        now,
+    );
     let (status, answer) = video.webhook(&late).await?;
     assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
-    let (_, call) = video.get_json(&host, &format!("/calls/{}", scenario.call_id)).await?;
+    let (_, call) = video
+        .get_json(&host, &format!("/calls/{}", scenario.call_id))
+        .await?;
     assert_eq!(call["status"], "COMPLETED", "{call}");
     Ok(())
 }
@@ -177,7 +289,8 @@ async fn unsigned_tampered_or_foreign_webhooks_are_refused_and_nothing_is_writte
     let event = json!({"event": "room_finished", "id": "EV_x", "createdAt": Utc::now().timestamp().to_string(), "room": {"name": scenario.room}});
     let body = event.to_string();
     let signed = video.livekit.sign_webhook(&body)?;
-    let foreign = sb_testkit::sign_webhook("APIother", "another-secret-entirely-0123456789", &body)?;
+    let foreign =
+        sb_testkit::sign_webhook("APIother", "another-secret-entirely-0123456789", &body)?;
     let tampered = body.replace("room_finished", "room_started");
     for (authorization, payload) in [
         (None, body.clone()),
@@ -194,7 +307,9 @@ async fn unsigned_tampered_or_foreign_webhooks_are_refused_and_nothing_is_writte
         let problem: Value = response.json().await?;
         assert_eq!(problem["code"], "invalid_signature");
     }
-    let (_, call) = video.get_json(&host, &format!("/calls/{}", scenario.call_id)).await?;
+    let (_, call) = video
+        .get_json(&host, &format!("/calls/{}", scenario.call_id))
+        .await?;
     assert_eq!(call["status"], "ONGOING");
     let metrics = video.app.get("/metrics").send().await?.text().await?;
     assert!(
@@ -210,7 +325,16 @@ async fn webhooks_signed_by_the_official_node_sdk_are_accepted() -> Result {
     let host = User::new(Uuid::now_v7(), Role::Closer);
     let scenario = call(&video, &host).await?;
     let now = Utc::now().timestamp();
-    let body = participant_event("participant_joined", "EV_node", &scenario.room, now, "PA_n", &format!("u_{}", host.id), now).to_string();
+    let body = participant_event(
+        "participant_joined",
+        "EV_node",
+        &scenario.room,
+        now,
+        "PA_n",
+        &format!("u_{}", host.id),
+        now,
+    )
+    .to_string();
     let signed = sb_testkit::livekit_node(json!({
         "op": "sign-webhook",
         "apiKey": video.livekit.api_key,
@@ -218,7 +342,10 @@ async fn webhooks_signed_by_the_official_node_sdk_are_accepted() -> Result {
         "body": body,
     }))
     .await?;
-    let authorization = signed["authorization"].as_str().unwrap_or_default().to_owned();
+    let authorization = signed["authorization"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let send = |payload: String| {
         video
             .app
@@ -243,18 +370,36 @@ async fn a_failed_egress_shows_on_the_call() -> Result {
     let host = User::new(Uuid::now_v7(), Role::Closer);
     let scenario = call(&video, &host).await?;
     let now = Utc::now().timestamp();
-    let mut failed = egress_event("egress_ended", "EV_f", &scenario.room, now, "EG_f", "EGRESS_FAILED");
+    let mut failed = egress_event(
+        "egress_ended",
+        "EV_f",
+        &scenario.room,
+        now,
+        "EG_f",
+        "EGRESS_FAILED",
+    );
     failed["egressInfo"]["error"] = json!("storage refused the upload");
     video.webhook(&failed).await?;
-    let (_, call) = video.get_json(&host, &format!("/calls/{}", scenario.call_id)).await?;
+    let (_, call) = video
+        .get_json(&host, &format!("/calls/{}", scenario.call_id))
+        .await?;
     assert_eq!(call["recordingStatus"], "FAILED");
     assert_eq!(call["recordingData"]["error"], "storage refused the upload");
     assert_eq!(call["recordings"][0]["status"], "FAILED");
     // A late "active" report of the same egress does not resurrect it.
     video
-        .webhook(&egress_event("egress_updated", "EV_g", &scenario.room, now - 5, "EG_f", "EGRESS_ACTIVE"))
+        .webhook(&egress_event(
+            "egress_updated",
+            "EV_g",
+            &scenario.room,
+            now - 5,
+            "EG_f",
+            "EGRESS_ACTIVE",
+        ))
         .await?;
-    let (_, call) = video.get_json(&host, &format!("/calls/{}", scenario.call_id)).await?;
+    let (_, call) = video
+        .get_json(&host, &format!("/calls/{}", scenario.call_id))
+        .await?;
     assert_eq!(call["recordingStatus"], "FAILED");
     Ok(())
 }

@@ -100,8 +100,8 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
                 "room_finished" => {
                     calls::set_room_finished(conn, call.id, at).await?;
                     // No end reason from webhooks: which of room_finished and the last
-                        // participant_left arrives first is chance, and the state must not be.
-                        Some(presence::settle(conn, &outbox, &call, None).await?)
+                    // participant_left arrives first is chance, and the state must not be.
+                    Some(presence::settle(conn, &outbox, &call, None).await?)
                 }
                 "participant_joined" | "participant_left" => {
                     let Some(info) = event.participant.as_ref() else {
@@ -141,10 +141,7 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
                     let joined = joined.or(if left.is_none() { Some(at) } else { None });
                     calls::record_session(conn, call.id, &info.sid, &identity, joined, left)
                         .await?;
-                    Some(
-                        presence::refresh(conn, &outbox, &call, &[identity.as_str()], None)
-                            .await?,
-                    )
+                    Some(presence::refresh(conn, &outbox, &call, &[identity.as_str()], None).await?)
                 }
                 "egress_started" | "egress_updated" | "egress_ended" => {
                     if let Some(info) = &event.egress_info {

@@ -17,6 +17,8 @@ use crate::routes::OptionalJson;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, CallFilter, Participant};
 use crate::store::recordings::{self, Recording};
+use sb_platform::Problem;
+use sb_platform::request::Query;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     // `/calls/stats` before `/calls/{id}`, which would otherwise take "stats" as an id.
@@ -348,81 +350,16 @@ async fn get_call(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Query parameters are parsed by hand so a bad one is named in the 400.
-fn query_map(req: &HttpRequest) -> Result<Vec<(String, String)>, VideoError> {
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| VideoError::invalid("query", e.to_string()))
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-}
-
-fn time_param(
-    params: &[(String, String)],
-    name: &'static str,
-) -> Result<Option<DateTime<Utc>>, VideoError> {
-    param(params, name)
-        .map(|raw| {
-            DateTime::parse_from_rfc3339(raw)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| VideoError::invalid(name, format!("expected an RFC 3339 time: {e}")))
-        })
-        .transpose()
-}
-
-fn int_param(
-    params: &[(String, String)],
-    name: &'static str,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<i64, VideoError> {
-    let Some(raw) = param(params, name) else {
-        return Ok(default);
-    };
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| {
-            VideoError::invalid(
-                name,
-                format!(
-                    "expected an integer from {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            )
-        })
-}
-
-fn filter_and_org(params: &[(String, String)]) -> Result<(CallFilter, Option<Uuid>), VideoError> {
-    let status = param(params, "status")
-        .map(|s| {
-            s.parse::<CallStatus>()
-                .map_err(|e| VideoError::invalid("status", e))
-        })
-        .transpose()?;
-    let from = time_param(params, "from")?;
-    let to = time_param(params, "to")?;
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
-        return Err(VideoError::invalid("to", "must not be before from"));
-    }
-    let org = param(params, "orgId")
-        .map(|raw| Uuid::parse_str(raw).map_err(|e| VideoError::invalid("orgId", e.to_string())))
-        .transpose()?;
+fn filter_and_org(query: &Query) -> Result<(CallFilter, Option<Uuid>), Problem> {
+    let status = query.value::<CallStatus>("status")?;
+    let (from, to) = query.window()?;
     Ok((
         CallFilter {
             status: status.map(|s| s.as_str().to_owned()),
             from,
             to,
         },
-        org,
+        query.uuid("orgId")?,
     ))
 }
 
@@ -454,10 +391,10 @@ async fn list_calls(
     principal: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, VideoError> {
-    let params = query_map(&req)?;
-    let (filter, org) = filter_and_org(&params)?;
-    let page = int_param(&params, "page", 1, 1..=100_000)?;
-    let page_size = int_param(&params, "pageSize", 20, 1..=100)?;
+    let query = Query::parse(&req)?;
+    let (filter, org) = filter_and_org(&query)?;
+    let page = query.int("page", 1, 1..=100_000)?;
+    let page_size = query.int("pageSize", 20, 1..=100)?;
     let scope = access::scope(&principal, org);
     let mut conn = state.conn().await?;
     let (items, total) = calls::list(
@@ -496,8 +433,8 @@ async fn call_stats(
     principal: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, VideoError> {
-    let params = query_map(&req)?;
-    let (filter, org) = filter_and_org(&params)?;
+    let query = Query::parse(&req)?;
+    let (filter, org) = filter_and_org(&query)?;
     let scope = access::scope(&principal, org);
     let mut conn = state.conn().await?;
     let samples: Vec<CallSample> = calls::stats_rows(&mut conn, &scope, &filter)

@@ -1,12 +1,11 @@
 //! The route table of the video service, one file per resource.
 
-mod body;
 mod calls;
 mod webhooks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
-pub use body::{JsonBody, OptionalJson};
+pub use sb_platform::request::{JsonBody, OptionalJson};
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     calls::config(cfg);

@@ -1,0 +1,170 @@
+//! Request parsing every service shares: JSON bodies (optional where an API makes them
+//! optional) and query parameters, with a 400 `invalid_field` that names the field at fault
+//! (`displayName`, `participants[2]`, `pageSize`).
+
+use std::ops::RangeInclusive;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, web};
+use chrono::{DateTime, Utc};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::error::Problem;
+
+/// 400 `invalid_field` naming `field` (also in the `field` member, for clients).
+pub fn invalid_field(field: &str, detail: impl std::fmt::Display) -> Problem {
+    Problem::bad_request("invalid_field", format!("{field}: {detail}"))
+        .with_extension("field", field.to_owned())
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path.is_empty() || path == "." {
+            "body".to_owned()
+        } else {
+            path
+        };
+        invalid_field(&field, error.into_inner())
+    })
+}
+
+async fn read(req: HttpRequest, mut payload: Payload) -> Result<web::Bytes, Problem> {
+    web::Bytes::from_request(&req, &mut payload)
+        .await
+        .map_err(|error| {
+            if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                    .with_detail("the request body is too large")
+            } else {
+                invalid_field("body", error)
+            }
+        })
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// A JSON body that may be absent (empty), in which case `T::default()` is used.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
+    type Error = Problem;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let (req, payload) = (req.clone(), payload.take());
+        Box::pin(async move {
+            let bytes = read(req, payload).await?;
+            if is_blank(&bytes) {
+                return Ok(Self(T::default()));
+            }
+            parse(&bytes).map(Self)
+        })
+    }
+}
+
+/// A required JSON body.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = Problem;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let (req, payload) = (req.clone(), payload.take());
+        Box::pin(async move {
+            let bytes = read(req, payload).await?;
+            if is_blank(&bytes) {
+                return Err(invalid_field("body", "a JSON body is required"));
+            }
+            parse(&bytes).map(Self)
+        })
+    }
+}
+
+/// Query parameters, parsed one by one so a bad one is named in the 400.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(req: &HttpRequest) -> Result<Self, Problem> {
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(|q| Self(q.into_inner()))
+            .map_err(|e| invalid_field("query", e))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// An RFC 3339 time.
+    pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, Problem> {
+        self.get(name)
+            .map(|raw| {
+                DateTime::parse_from_rfc3339(raw)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| invalid_field(name, format!("expected an RFC 3339 time: {e}")))
+            })
+            .transpose()
+    }
+
+    /// An integer within `range`, `default` when absent.
+    pub fn int(
+        &self,
+        name: &str,
+        default: i64,
+        range: RangeInclusive<i64>,
+    ) -> Result<i64, Problem> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        raw.parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                invalid_field(
+                    name,
+                    format!(
+                        "expected an integer from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            })
+    }
+
+    /// A UUID.
+    pub fn uuid(&self, name: &str) -> Result<Option<uuid::Uuid>, Problem> {
+        self.get(name)
+            .map(|raw| uuid::Uuid::parse_str(raw).map_err(|e| invalid_field(name, e)))
+            .transpose()
+    }
+
+    /// Any `FromStr` value, its error shown to the client.
+    pub fn value<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, Problem>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get(name)
+            .map(|raw| raw.parse::<T>().map_err(|e| invalid_field(name, e)))
+            .transpose()
+    }
+
+    /// `from` and `to` times, `to` not before `from`.
+    pub fn window(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Problem> {
+        let (from, to) = (self.time("from")?, self.time("to")?);
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(invalid_field("to", "must not be before from"));
+        }
+        Ok((from, to))
+    }
+}
