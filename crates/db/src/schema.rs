@@ -44,6 +44,99 @@ diesel::table! {
 }
 
 diesel::table! {
+    monitoring_audit (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        session_id -> Uuid,
+        actor_id -> Nullable<Uuid>,
+        rep_id -> Uuid,
+        action -> Text,
+        mode -> Text,
+        detail -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    monitoring_rep_calls (rep_id, kind, call_id) {
+        rep_id -> Uuid,
+        org_id -> Uuid,
+        kind -> Text,
+        call_id -> Uuid,
+        started_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    monitoring_rep_connections (sid) {
+        sid -> Text,
+        rep_id -> Uuid,
+        joined_at -> Nullable<Timestamptz>,
+        left_at -> Nullable<Timestamptz>,
+        left_source -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    monitoring_rep_tracks (track_sid) {
+        track_sid -> Text,
+        sid -> Text,
+        rep_id -> Uuid,
+        published_at -> Nullable<Timestamptz>,
+        unpublished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    monitoring_reps (user_id) {
+        user_id -> Uuid,
+        org_id -> Uuid,
+        role -> Text,
+        teams -> Array<Nullable<Uuid>>,
+        name -> Text,
+        room_name -> Text,
+        status -> Text,
+        publishing -> Bool,
+        status_changed_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    monitoring_sessions (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        rep_id -> Uuid,
+        supervisor_id -> Uuid,
+        supervisor_role -> Text,
+        room_name -> Text,
+        identity -> Text,
+        status -> Text,
+        mode -> Text,
+        started_at -> Timestamptz,
+        stopped_at -> Nullable<Timestamptz>,
+        stop_reason -> Nullable<Text>,
+        token_expires_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    monitoring_settings (org_id) {
+        org_id -> Uuid,
+        notify_rep -> Bool,
+        allow_coach -> Bool,
+        allow_barge -> Bool,
+        max_supervisors_per_rep -> Int4,
+        updated_by -> Nullable<Uuid>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Uuid,
         source -> Text,
@@ -174,6 +267,9 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(monitoring_rep_connections -> monitoring_reps (rep_id));
+diesel::joinable!(monitoring_rep_tracks -> monitoring_reps (rep_id));
+diesel::joinable!(monitoring_sessions -> monitoring_reps (rep_id));
 diesel::joinable!(video_call_participants -> video_calls (call_id));
 diesel::joinable!(video_lobby_guests -> video_calls (call_id));
 diesel::joinable!(video_meeting_members -> video_meetings (meeting_id));
@@ -184,6 +280,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     appointments,
     dead_letters,
     inbox,
+    monitoring_audit,
+    monitoring_rep_calls,
+    monitoring_rep_connections,
+    monitoring_rep_tracks,
+    monitoring_reps,
+    monitoring_sessions,
+    monitoring_settings,
     outbox,
     video_call_participants,
     video_calls,

@@ -23,6 +23,11 @@ pub enum Preset {
     RepPublisher,
     /// A supervisor listening: subscribes only, invisible to the rep.
     SupervisorListen,
+    /// A supervisor listening where the org tells reps they are listened to: subscribes only,
+    /// visible in the participant list.
+    SupervisorListenVisible,
+    /// A paused monitoring session: hears nothing, says nothing, invisible.
+    SupervisorPaused,
     /// A supervisor coaching: speaks to the rep, still invisible in the participant list.
     SupervisorCoach,
     /// A supervisor barging in: a visible participant with a microphone.
@@ -37,7 +42,7 @@ const SCREEN_SHARE: &str = "screen_share";
 const SCREEN_SHARE_AUDIO: &str = "screen_share_audio";
 
 impl Preset {
-    pub const ALL: [Preset; 11] = [
+    pub const ALL: [Preset; 13] = [
         Preset::Host,
         Preset::Participant,
         Preset::Guest,
@@ -46,6 +51,8 @@ impl Preset {
         Preset::WebinarListener,
         Preset::RepPublisher,
         Preset::SupervisorListen,
+        Preset::SupervisorListenVisible,
+        Preset::SupervisorPaused,
         Preset::SupervisorCoach,
         Preset::SupervisorBarge,
         Preset::Recorder,
@@ -66,7 +73,10 @@ impl Preset {
                 Preset::AudioOnlyParticipant => (true, &[MICROPHONE], true, false, false),
                 Preset::WebinarListener => (false, &[], false, false, false),
                 Preset::RepPublisher => (true, &[MICROPHONE], false, false, false),
-                Preset::SupervisorListen => (false, &[], false, true, false),
+                Preset::SupervisorListen | Preset::SupervisorPaused => {
+                    (false, &[], false, true, false)
+                }
+                Preset::SupervisorListenVisible => (false, &[], false, false, false),
                 Preset::SupervisorCoach => (true, &[MICROPHONE], false, true, false),
                 Preset::SupervisorBarge => (true, &[MICROPHONE], false, false, false),
                 Preset::Recorder => (false, &[], false, true, true),
@@ -80,7 +90,7 @@ impl Preset {
             room: room.to_owned(),
             destination_room: String::new(),
             can_publish: Some(publish),
-            can_subscribe: Some(true),
+            can_subscribe: Some(self != Preset::SupervisorPaused),
             can_publish_data: Some(data),
             can_publish_sources: sources.iter().map(|s| (*s).to_owned()).collect(),
             // Names and metadata are set by the backend, never by the participant.

@@ -50,6 +50,11 @@ async fn the_official_sdk_reads_exactly_the_grants_of_each_preset() -> Result {
                "canPublishData": false, "canUpdateOwnMetadata": false, "hidden": true})
     );
     assert_eq!(
+        answer["SupervisorPaused"]["video"],
+        json!({"roomJoin": true, "room": "org_a_apt_b", "canPublish": false, "canSubscribe": false,
+               "canPublishData": false, "canUpdateOwnMetadata": false, "hidden": true})
+    );
+    assert_eq!(
         answer["RepPublisher"]["video"],
         json!({"roomJoin": true, "room": "org_a_apt_b", "canPublish": true, "canSubscribe": true,
                "canPublishData": false, "canPublishSources": ["microphone"], "canUpdateOwnMetadata": false})

@@ -64,7 +64,11 @@ fn every_preset_mints_a_token_the_server_accepts_with_explicit_permissions() -> 
             Value::Bool(preset.grants("x").can_publish == Some(true)),
             "{preset:?}: {json}"
         );
-        assert_eq!(video["canSubscribe"], Value::Bool(true), "{preset:?}");
+        assert_eq!(
+            video["canSubscribe"],
+            Value::Bool(preset != Preset::SupervisorPaused),
+            "{preset:?}: only a paused supervisor hears nothing"
+        );
         assert!(
             video["canPublishData"].is_boolean(),
             "{preset:?}: canPublishData must be explicit: {json}"
