@@ -1,0 +1,109 @@
+//! Which reps are on a call: `sb.video.participant.*` (durable `monitoring-video`) and
+//! `sb.telephony.call.*` (durable `monitoring-telephony`; NATS 2.9 allows one filter per
+//! consumer). Each event is a fact about one call; a rep is on a call while one has started and
+//! not ended, whatever order the facts arrive in.
+
+use chrono::{DateTime, TimeZone, Utc};
+use diesel_async::AsyncPgConnection;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sb_events::consumer::{ConsumerConfig, Handler, HandlerError};
+use sb_events::proto::{
+    PhoneCallCompleted, PhoneCallStatus, PhoneCallStatusChanged, VideoParticipantJoined,
+    VideoParticipantLeft,
+};
+use sb_events::outbox::Outbox;
+use sb_events::{Domain, EventEnvelope};
+use uuid::Uuid;
+
+use crate::actions::presence;
+use crate::store::reps;
+
+pub fn video_consumer() -> ConsumerConfig {
+    ConsumerConfig::new(crate::SERVICE, "video", Domain::Video, "sb.video.participant.>")
+}
+
+pub fn telephony_consumer() -> ConsumerConfig {
+    ConsumerConfig::new(crate::SERVICE, "telephony", Domain::Telephony, "sb.telephony.call.>")
+}
+
+fn time(unix_ms: i64) -> Option<DateTime<Utc>> {
+    (unix_ms > 0)
+        .then(|| Utc.timestamp_millis_opt(unix_ms).single())
+        .flatten()
+}
+
+fn uuid(value: &str) -> Option<Uuid> {
+    Uuid::parse_str(value).ok()
+}
+
+/// A call fact: (rep, org, kind, call, started, ended).
+type Fact = (Uuid, Uuid, &'static str, Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
+    let permanent = HandlerError::permanent;
+    if event.is::<VideoParticipantJoined>() {
+        let e = event.decode::<VideoParticipantJoined>().map_err(permanent)?;
+        return Ok(uuid(&e.user_id).zip(uuid(&e.org_id)).zip(uuid(&e.call_id)).map(
+            |((rep, org), call)| (rep, org, "video", call, time(e.joined_at_unix_ms).or(Some(Utc::now())), None),
+        ));
+    }
+    if event.is::<VideoParticipantLeft>() {
+        let e = event.decode::<VideoParticipantLeft>().map_err(permanent)?;
+        return Ok(uuid(&e.user_id).zip(uuid(&e.org_id)).zip(uuid(&e.call_id)).map(
+            |((rep, org), call)| (rep, org, "video", call, None, time(e.left_at_unix_ms).or(Some(Utc::now()))),
+        ));
+    }
+    if event.is::<PhoneCallStatusChanged>() {
+        let e = event.decode::<PhoneCallStatusChanged>().map_err(permanent)?;
+        let at = time(e.changed_at_unix_ms).or(Some(Utc::now()));
+        let (started, ended) = match PhoneCallStatus::try_from(e.status) {
+            Ok(PhoneCallStatus::InProgress) => (at, None),
+            Ok(
+                PhoneCallStatus::Completed
+                | PhoneCallStatus::Busy
+                | PhoneCallStatus::NoAnswer
+                | PhoneCallStatus::Failed
+                | PhoneCallStatus::Canceled,
+            ) => (None, at),
+            _ => return Ok(None),
+        };
+        return Ok(uuid(&e.user_id)
+            .zip(uuid(&e.org_id))
+            .zip(uuid(&e.call_id))
+            .map(|((rep, org), call)| (rep, org, "phone", call, started, ended)));
+    }
+    if event.is::<PhoneCallCompleted>() {
+        let e = event.decode::<PhoneCallCompleted>().map_err(permanent)?;
+        return Ok(uuid(&e.user_id).zip(uuid(&e.org_id)).zip(uuid(&e.call_id)).map(
+            |((rep, org), call)| {
+                (rep, org, "phone", call, time(e.started_at_unix_ms), time(e.ended_at_unix_ms).or(Some(Utc::now())))
+            },
+        ));
+    }
+    Ok(None)
+}
+
+pub struct RepCalls {
+    pub outbox: Outbox,
+}
+
+impl Handler for RepCalls {
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            let Some((rep, org, kind, call, started, ended)) = fact(event)? else {
+                return Ok(());
+            };
+            reps::record_call(conn, rep, org, kind, call, started, ended).await?;
+            presence::refresh(conn, &self.outbox, rep)
+                .await
+                .map_err(HandlerError::retry)?;
+            Ok(())
+        }
+        .boxed()
+    }
+}

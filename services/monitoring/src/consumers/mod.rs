@@ -1,0 +1,3 @@
+//! JetStream consumers of the monitoring service.
+
+pub mod calls;

@@ -1,0 +1,258 @@
+//! Monitoring rules, free of I/O: rooms and identities, modes, statuses, and presence derived
+//! from LiveKit's facts whatever order they arrived in.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sb_events::proto;
+use sb_livekit::Preset;
+use uuid::Uuid;
+
+/// The rep's own LiveKit room: `monitor_{orgId}_{repId}` (no personal data).
+pub fn rep_room(org: Uuid, rep: Uuid) -> String {
+    format!("monitor_{org}_{rep}")
+}
+
+/// Whether a LiveKit room is a monitoring room.
+pub fn is_rep_room(room: &str) -> bool {
+    room.starts_with("monitor_")
+}
+
+/// LiveKit identities in a rep's room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    Rep(Uuid),
+    Supervisor(Uuid),
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Rep(id) => write!(f, "rep_{id}"),
+            Identity::Supervisor(id) => write!(f, "sup_{id}"),
+        }
+    }
+}
+
+impl FromStr for Identity {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(id) = s.strip_prefix("rep_") {
+            Uuid::parse_str(id).map(Identity::Rep).map_err(|_| ())
+        } else if let Some(id) = s.strip_prefix("sup_") {
+            Uuid::parse_str(id).map(Identity::Supervisor).map_err(|_| ())
+        } else {
+            Err(())
+        }
+    }
+}
+
+/// What a supervisor does in the rep's room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Hears the rep; nobody hears the supervisor.
+    Listen,
+    /// Speaks to the rep only (the rep's app plays it to the rep, never to the customer).
+    Coach,
+    /// Joins the conversation as a visible, publishing participant.
+    Barge,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Listen => "listen",
+            Mode::Coach => "coach",
+            Mode::Barge => "barge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Mode::Listen, Mode::Coach, Mode::Barge]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+
+    /// The grants of a supervisor in this mode; `notify_rep` makes a listener visible.
+    pub fn preset(self, notify_rep: bool) -> Preset {
+        match (self, notify_rep) {
+            (Mode::Listen, false) => Preset::SupervisorListen,
+            (Mode::Listen, true) => Preset::SupervisorListenVisible,
+            (Mode::Coach, _) => Preset::SupervisorCoach,
+            (Mode::Barge, _) => Preset::SupervisorBarge,
+        }
+    }
+
+    pub fn proto(self) -> proto::MonitoringMode {
+        match self {
+            Mode::Listen => proto::MonitoringMode::Listen,
+            Mode::Coach => proto::MonitoringMode::Coach,
+            Mode::Barge => proto::MonitoringMode::Barge,
+        }
+    }
+}
+
+/// Seed 002's session statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SessionStatus {
+    Active,
+    Paused,
+    Stopped,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "ACTIVE",
+            SessionStatus::Paused => "PAUSED",
+            SessionStatus::Stopped => "STOPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [SessionStatus::Active, SessionStatus::Paused, SessionStatus::Stopped]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+impl FromStr for SessionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(&s.to_ascii_uppercase())
+            .ok_or_else(|| format!("expected ACTIVE, PAUSED or STOPPED, got {s:?}"))
+    }
+}
+
+/// A rep's status as supervisors see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RepStatus {
+    Offline,
+    /// Connected and publishing their microphone.
+    Online,
+    /// Online and listened to by at least one supervisor.
+    Listened,
+    /// On a phone or video call.
+    OnCall,
+}
+
+impl RepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepStatus::Offline => "OFFLINE",
+            RepStatus::Online => "ONLINE",
+            RepStatus::Listened => "LISTENED",
+            RepStatus::OnCall => "ON_CALL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "ONLINE" => RepStatus::Online,
+            "LISTENED" => RepStatus::Listened,
+            "ON_CALL" => RepStatus::OnCall,
+            _ => RepStatus::Offline,
+        }
+    }
+
+    /// Listened beats on-call beats online: the supervisor page shows the most telling one,
+    /// and the view carries each fact separately.
+    pub fn derive(publishing: bool, listened: bool, on_call: bool) -> Self {
+        if publishing && listened {
+            RepStatus::Listened
+        } else if on_call {
+            RepStatus::OnCall
+        } else if publishing {
+            RepStatus::Online
+        } else {
+            RepStatus::Offline
+        }
+    }
+
+    pub fn proto(self) -> proto::RepStatus {
+        match self {
+            RepStatus::Offline => proto::RepStatus::Offline,
+            RepStatus::Online => proto::RepStatus::Online,
+            RepStatus::Listened => proto::RepStatus::Listened,
+            RepStatus::OnCall => proto::RepStatus::OnCall,
+        }
+    }
+}
+
+/// A connection of the rep to their room, as LiveKit reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub sid: String,
+    pub left_at: Option<DateTime<Utc>>,
+}
+
+/// A microphone track the rep published on a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    pub sid: String,
+    pub published_at: Option<DateTime<Utc>>,
+    pub unpublished_at: Option<DateTime<Utc>>,
+}
+
+/// Publishing: some connection has not left and carries a microphone track that was published
+/// and not unpublished. A function of the facts, so their arrival order does not matter.
+pub fn publishing(connections: &[Connection], tracks: &[Track]) -> bool {
+    connections
+        .iter()
+        .filter(|c| c.left_at.is_none())
+        .any(|c| {
+            tracks
+                .iter()
+                .any(|t| t.sid == c.sid && t.published_at.is_some() && t.unpublished_at.is_none())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_round_trip() {
+        let id = Uuid::now_v7();
+        for identity in [Identity::Rep(id), Identity::Supervisor(id)] {
+            assert_eq!(identity.to_string().parse::<Identity>(), Ok(identity));
+        }
+        assert!("u_x".parse::<Identity>().is_err());
+    }
+
+    #[test]
+    fn status_precedence() {
+        assert_eq!(RepStatus::derive(false, false, false), RepStatus::Offline);
+        assert_eq!(RepStatus::derive(true, false, false), RepStatus::Online);
+        assert_eq!(RepStatus::derive(true, false, true), RepStatus::OnCall);
+        assert_eq!(RepStatus::derive(true, true, true), RepStatus::Listened);
+        assert_eq!(RepStatus::derive(false, true, true), RepStatus::OnCall);
+        assert_eq!(RepStatus::derive(false, true, false), RepStatus::Offline);
+    }
+
+    #[test]
+    fn publishing_needs_an_open_connection_with_a_live_microphone() {
+        let t = Utc::now();
+        let open = Connection { sid: "PA_1".into(), left_at: None };
+        let closed = Connection { sid: "PA_1".into(), left_at: Some(t) };
+        let live = Track { sid: "PA_1".into(), published_at: Some(t), unpublished_at: None };
+        let gone = Track { sid: "PA_1".into(), published_at: Some(t), unpublished_at: Some(t) };
+        let other = Track { sid: "PA_2".into(), published_at: Some(t), unpublished_at: None };
+        assert!(publishing(&[open.clone()], &[live.clone()]));
+        assert!(!publishing(&[closed], &[live]));
+        assert!(!publishing(&[open.clone()], &[gone]));
+        assert!(!publishing(&[open], &[other]));
+    }
+
+    #[test]
+    fn modes_map_to_presets() {
+        assert_eq!(Mode::Listen.preset(false), Preset::SupervisorListen);
+        assert_eq!(Mode::Listen.preset(true), Preset::SupervisorListenVisible);
+        assert_eq!(Mode::Coach.preset(false), Preset::SupervisorCoach);
+        assert_eq!(Mode::Barge.preset(true), Preset::SupervisorBarge);
+    }
+}

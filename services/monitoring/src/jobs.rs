@@ -1,0 +1,113 @@
+//! The reconciliation job: LiveKit may never send participant_left, so presence is checked
+//! against `ListParticipants`; sessions whose supervisor token expired unrenewed are stopped.
+
+use std::collections::HashSet;
+
+use chrono::{TimeZone, Utc};
+use diesel_async::AsyncConnection;
+use sb_livekit::protocol::TrackSource;
+use tokio_util::sync::CancellationToken;
+
+use crate::actions::{presence, sessions};
+use crate::domain::Identity;
+use crate::error::MonitoringError;
+use crate::state::AppState;
+use crate::store::{reps, sessions as session_store};
+
+const BATCH: i64 = 500;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub connections_closed: u64,
+    pub connections_found: u64,
+    pub sessions_expired: u64,
+}
+
+pub async fn run(state: AppState, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(state.config.reconcile_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        match reconcile_once(&state).await {
+            Ok(report) if report != ReconcileReport::default() => {
+                tracing::info!(?report, "monitoring reconciled with LiveKit");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "monitoring reconciliation failed; next pass retries"),
+        }
+    }
+}
+
+pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, MonitoringError> {
+    let mut report = ReconcileReport::default();
+    let mut conn = state.conn().await?;
+    let outbox = state.outbox;
+
+    for rep in reps::possibly_connected(&mut conn, BATCH).await? {
+        let present = match state
+            .livekit_call("list_participants", state.livekit.list_participants(&rep.room_name))
+            .await
+        {
+            Ok(list) => list,
+            Err(error) if error.is_not_found() => Vec::new(),
+            Err(error) => {
+                tracing::warn!(rep.id = %rep.user_id, error = %error, "cannot list the rep's room");
+                continue;
+            }
+        };
+        let identity = Identity::Rep(rep.user_id).to_string();
+        let live: Vec<_> = present.iter().filter(|p| p.identity == identity).collect();
+        let live_sids: HashSet<&str> = live.iter().map(|p| p.sid.as_str()).collect();
+        let (closed, found) = conn
+            .transaction::<_, MonitoringError, _>(async |conn| {
+                let now = Utc::now();
+                let known = reps::connections(conn, rep.user_id).await?;
+                let mut closed = 0;
+                for connection in known.iter().filter(|c| c.left_at.is_none()) {
+                    if !live_sids.contains(connection.sid.as_str()) {
+                        reps::record_connection(conn, rep.user_id, &connection.sid, None, Some((now, "reconciled")))
+                            .await?;
+                        closed += 1;
+                    }
+                }
+                let mut found = 0;
+                for participant in &live {
+                    if !known.iter().any(|c| c.sid == participant.sid) {
+                        found += 1;
+                    }
+                    let joined = Utc.timestamp_opt(participant.joined_at, 0).single().filter(|_| participant.joined_at > 0);
+                    reps::record_connection(conn, rep.user_id, &participant.sid, joined.or(Some(now)), None).await?;
+                    for track in participant.tracks.iter().filter(|t| t.source == TrackSource::Microphone as i32) {
+                        reps::record_track(conn, rep.user_id, &participant.sid, &track.sid, Some(now), None).await?;
+                    }
+                }
+                presence::refresh(conn, &outbox, rep.user_id).await?;
+                Ok((closed, found))
+            })
+            .await?;
+        report.connections_closed += closed;
+        report.connections_found += found;
+    }
+
+    for session in session_store::expired(&mut conn, Utc::now()).await? {
+        let stopped = conn
+            .transaction::<_, MonitoringError, _>(async |conn| {
+                let session = session_store::lock(conn, session.id).await?;
+                if session.token_expires_at >= Utc::now() {
+                    return Ok(false);
+                }
+                let stopped = sessions::stop_in(conn, &outbox, &session, None, "token_expired", None).await?;
+                presence::refresh(conn, &outbox, session.rep_id).await?;
+                Ok(stopped)
+            })
+            .await?;
+        if stopped {
+            report.sessions_expired += 1;
+            sessions::disconnect(state, &session).await;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,16 @@
+//! `sb-monitoring`: the monitoring service on its own (production, or `cargo run -p sb-monitoring`).
+
+use sb_platform::config::LogConfig;
+use sb_platform::{Env, ProcessEnv};
+use sb_monitoring::MonitoringConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::new(&ProcessEnv);
+    sb_platform::telemetry::init(&LogConfig::from_env(&env)?);
+    let config = MonitoringConfig::from_env(&env)?;
+    let app = sb_monitoring::build(config).await?;
+    tracing::info!(port = app.port(), "monitoring service listening");
+    app.run_until_signal().await?;
+    Ok(())
+}

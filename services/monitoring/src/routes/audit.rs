@@ -1,0 +1,57 @@
+//! `GET /monitoring/audit`: who listened to whom, when, in which mode, from where.
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use sb_auth::{Principal, Role};
+use sb_platform::request::Query;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::error::MonitoringError;
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEntry, AuditFilter};
+
+pub fn config(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(list_audit);
+}
+
+/// `GET /monitoring/audit`
+#[utoipa::path(get, path = "/monitoring/audit", tag = "audit",
+    params(
+        ("repId" = Option<uuid::Uuid>, Query),
+        ("actorId" = Option<uuid::Uuid>, Query),
+        ("sessionId" = Option<uuid::Uuid>, Query),
+        ("from" = Option<chrono::DateTime<chrono::Utc>>, Query),
+        ("to" = Option<chrono::DateTime<chrono::Utc>>, Query),
+        ("page" = Option<i64>, Query, description = "1-based"),
+        ("pageSize" = Option<i64>, Query, description = "1–500, default 100")),
+    responses(
+        (status = 200, body = Vec<AuditEntry>, description = "Newest first; append-only"),
+        (status = 403, description = "Only CEO, DIRECTOR, ADMIN", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[get("/monitoring/audit")]
+async fn list_audit(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+) -> Result<HttpResponse, MonitoringError> {
+    if !matches!(principal.role, Role::Admin | Role::Ceo | Role::Director) {
+        return Err(MonitoringError::forbidden(
+            "forbidden",
+            "the monitoring audit is for CEO, DIRECTOR and ADMIN",
+        ));
+    }
+    let query = Query::parse(&req)?;
+    let (from, to) = query.window()?;
+    let page = query.int("page", 1, 1..=100_000)?;
+    let page_size = query.int("pageSize", 100, 1..=500)?;
+    let filter = AuditFilter {
+        org: principal.org_id.as_uuid(),
+        rep_id: query.uuid("repId")?,
+        actor_id: query.uuid("actorId")?,
+        session_id: query.uuid("sessionId")?,
+        from,
+        to,
+    };
+    let mut conn = state.conn().await?;
+    let entries = audit::list(&mut conn, &filter, page_size, (page - 1) * page_size).await?;
+    Ok(HttpResponse::Ok().json(entries))
+}

@@ -1,0 +1,102 @@
+//! The supervisor's view of the reps in their scope.
+
+use actix_web::{HttpResponse, get, web};
+use chrono::{DateTime, Utc};
+use sb_auth::Principal;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use crate::actions::sessions::can_monitor;
+use crate::domain::RepStatus;
+use crate::error::MonitoringError;
+use crate::state::AppState;
+use crate::store::reps::{self, Rep};
+use crate::store::sessions;
+
+pub fn config(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(list_reps);
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnCall {
+    /// `phone` or `video`.
+    kind: String,
+    call_id: Uuid,
+    since: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepView {
+    user_id: Uuid,
+    name: String,
+    role: String,
+    teams: Vec<Uuid>,
+    status: RepStatus,
+    /// Connected with the microphone on.
+    online: bool,
+    /// Supervisors listening now.
+    listened_by: Vec<Uuid>,
+    on_call: Option<OnCall>,
+    status_changed_at: DateTime<Utc>,
+}
+
+pub async fn view(
+    conn: &mut diesel_async::AsyncPgConnection,
+    rep: Rep,
+) -> Result<RepView, MonitoringError> {
+    let listened_by = sessions::open_of_rep(conn, rep.user_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.status == "ACTIVE")
+        .map(|s| s.supervisor_id)
+        .collect();
+    let on_call = reps::current_call(conn, rep.user_id)
+        .await?
+        .map(|(kind, call_id, since)| OnCall {
+            kind,
+            call_id,
+            since,
+        });
+    Ok(RepView {
+        teams: rep.team_ids(),
+        status: RepStatus::parse(&rep.status),
+        online: rep.publishing,
+        user_id: rep.user_id,
+        name: rep.name,
+        role: rep.role,
+        listened_by,
+        on_call,
+        status_changed_at: rep.status_changed_at,
+    })
+}
+
+/// `GET /monitoring/reps`
+#[utoipa::path(get, path = "/monitoring/reps", tag = "supervisor",
+    responses(
+        (status = 200, body = Vec<RepView>, description = "Reps the caller may monitor, with their status (live changes: GET /monitoring/stream)"),
+        (status = 403, description = "Not a supervisor", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[get("/monitoring/reps")]
+async fn list_reps(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<HttpResponse, MonitoringError> {
+    if !principal.role.is_supervisor() {
+        return Err(MonitoringError::forbidden(
+            "forbidden",
+            "only supervisors (ADMIN, CEO, DIRECTOR, MANAGER) see reps",
+        ));
+    }
+    let mut conn = state.conn().await?;
+    let mut views = Vec::new();
+    for rep in reps::of_org(&mut conn, principal.org_id.as_uuid()).await? {
+        if can_monitor(&principal, &rep) {
+            views.push(view(&mut conn, rep).await?);
+        }
+    }
+    Ok(HttpResponse::Ok().json(views))
+}

@@ -1,0 +1,287 @@
+//! Reps, the LiveKit facts about their connections and microphones, and the calls they are on.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::schema::{
+    monitoring_rep_calls, monitoring_rep_connections, monitoring_rep_tracks, monitoring_reps,
+};
+use uuid::Uuid;
+
+use crate::domain::{Connection, Track};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = monitoring_reps, check_for_backend(diesel::pg::Pg))]
+pub struct Rep {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub role: String,
+    pub teams: Vec<Option<Uuid>>,
+    pub name: String,
+    pub room_name: String,
+    pub status: String,
+    pub publishing: bool,
+    pub status_changed_at: DateTime<Utc>,
+}
+
+impl Rep {
+    pub fn team_ids(&self) -> Vec<Uuid> {
+        self.teams.iter().flatten().copied().collect()
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = monitoring_reps)]
+pub struct NewRep<'a> {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub role: &'a str,
+    pub teams: Vec<Option<Uuid>>,
+    pub name: &'a str,
+    pub room_name: &'a str,
+}
+
+/// Creates the rep or refreshes what their JWT says (role, teams, name).
+pub async fn upsert(conn: &mut AsyncPgConnection, rep: &NewRep<'_>) -> QueryResult<Rep> {
+    diesel::insert_into(monitoring_reps::table)
+        .values(rep)
+        .on_conflict(monitoring_reps::user_id)
+        .do_update()
+        .set((
+            monitoring_reps::role.eq(rep.role),
+            monitoring_reps::teams.eq(&rep.teams),
+            monitoring_reps::name.eq(rep.name),
+            monitoring_reps::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Rep::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Rep>> {
+    monitoring_reps::table
+        .find(id)
+        .select(Rep::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the rep row: presence changes and session starts for one rep run one at a time.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Rep>> {
+    monitoring_reps::table
+        .find(id)
+        .select(Rep::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_room(conn: &mut AsyncPgConnection, room: &str) -> QueryResult<Option<Rep>> {
+    monitoring_reps::table
+        .filter(monitoring_reps::room_name.eq(room))
+        .select(Rep::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn of_org(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Vec<Rep>> {
+    monitoring_reps::table
+        .filter(monitoring_reps::org_id.eq(org))
+        .order(monitoring_reps::name.asc())
+        .select(Rep::as_select())
+        .load(conn)
+        .await
+}
+
+/// Reps LiveKit may still have in their room (the reconciliation job checks them).
+pub async fn possibly_connected(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Rep>> {
+    let open = monitoring_rep_connections::table
+        .filter(monitoring_rep_connections::rep_id.eq(monitoring_reps::user_id))
+        .filter(monitoring_rep_connections::left_at.is_null());
+    monitoring_reps::table
+        .filter(
+            diesel::dsl::exists(open).or(monitoring_reps::status.ne("OFFLINE")),
+        )
+        .order(monitoring_reps::updated_at.asc())
+        .limit(limit)
+        .select(Rep::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn write_status(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+    publishing: bool,
+) -> QueryResult<usize> {
+    diesel::update(monitoring_reps::table.find(id))
+        .set((
+            monitoring_reps::status.eq(status),
+            monitoring_reps::publishing.eq(publishing),
+            monitoring_reps::status_changed_at.eq(diesel::dsl::now),
+            monitoring_reps::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Records a connection fact (join and/or departure); earlier reports are kept, LiveKit's own
+/// departure beats the job's inference.
+pub async fn record_connection(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+    sid: &str,
+    joined_at: Option<DateTime<Utc>>,
+    left: Option<(DateTime<Utc>, &str)>,
+) -> QueryResult<usize> {
+    use monitoring_rep_connections as c;
+    let (left_at, left_source) = match left {
+        Some((at, source)) => (Some(at), Some(source)),
+        None => (None, None),
+    };
+    diesel::insert_into(c::table)
+        .values((
+            c::sid.eq(sid),
+            c::rep_id.eq(rep_id),
+            c::joined_at.eq(joined_at),
+            c::left_at.eq(left_at),
+            c::left_source.eq(left_source),
+        ))
+        .on_conflict(c::sid)
+        .do_update()
+        .set((
+            c::joined_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("COALESCE(monitoring_rep_connections.joined_at, excluded.joined_at)")),
+            c::left_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >(
+                "CASE WHEN excluded.left_source = 'webhook' THEN excluded.left_at \
+                 ELSE COALESCE(monitoring_rep_connections.left_at, excluded.left_at) END",
+            )),
+            c::left_source.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >(
+                "CASE WHEN excluded.left_source = 'webhook' THEN 'webhook' \
+                 ELSE COALESCE(monitoring_rep_connections.left_source, excluded.left_source) END",
+            )),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Records a microphone track fact (publication and/or unpublication).
+pub async fn record_track(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+    sid: &str,
+    track_sid: &str,
+    published_at: Option<DateTime<Utc>>,
+    unpublished_at: Option<DateTime<Utc>>,
+) -> QueryResult<usize> {
+    use monitoring_rep_tracks as t;
+    diesel::insert_into(t::table)
+        .values((
+            t::track_sid.eq(track_sid),
+            t::sid.eq(sid),
+            t::rep_id.eq(rep_id),
+            t::published_at.eq(published_at),
+            t::unpublished_at.eq(unpublished_at),
+        ))
+        .on_conflict(t::track_sid)
+        .do_update()
+        .set((
+            t::published_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("COALESCE(monitoring_rep_tracks.published_at, excluded.published_at)")),
+            t::unpublished_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("COALESCE(monitoring_rep_tracks.unpublished_at, excluded.unpublished_at)")),
+        ))
+        .execute(conn)
+        .await
+}
+
+pub async fn connections(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryResult<Vec<Connection>> {
+    use monitoring_rep_connections as c;
+    let rows: Vec<(String, Option<DateTime<Utc>>)> = c::table
+        .filter(c::rep_id.eq(rep_id))
+        .select((c::sid, c::left_at))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sid, left_at)| Connection { sid, left_at })
+        .collect())
+}
+
+pub async fn tracks(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryResult<Vec<Track>> {
+    use monitoring_rep_tracks as t;
+    let rows: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = t::table
+        .filter(t::rep_id.eq(rep_id))
+        .select((t::sid, t::published_at, t::unpublished_at))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sid, published_at, unpublished_at)| Track {
+            sid,
+            published_at,
+            unpublished_at,
+        })
+        .collect())
+}
+
+/// Records that a rep is on (or left) a call; earlier facts are kept.
+pub async fn record_call(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+    org_id: Uuid,
+    kind: &str,
+    call_id: Uuid,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+) -> QueryResult<usize> {
+    use monitoring_rep_calls as c;
+    diesel::insert_into(c::table)
+        .values((
+            c::rep_id.eq(rep_id),
+            c::org_id.eq(org_id),
+            c::kind.eq(kind),
+            c::call_id.eq(call_id),
+            c::started_at.eq(started_at),
+            c::ended_at.eq(ended_at),
+        ))
+        .on_conflict((c::rep_id, c::kind, c::call_id))
+        .do_update()
+        .set((
+            c::started_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("COALESCE(monitoring_rep_calls.started_at, excluded.started_at)")),
+            c::ended_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("COALESCE(monitoring_rep_calls.ended_at, excluded.ended_at)")),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// The call the rep is on now, if any: (kind, call id, since).
+pub async fn current_call(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+) -> QueryResult<Option<(String, Uuid, Option<DateTime<Utc>>)>> {
+    use monitoring_rep_calls as c;
+    c::table
+        .filter(c::rep_id.eq(rep_id))
+        .filter(c::ended_at.is_null())
+        .order(c::started_at.desc())
+        .select((c::kind, c::call_id, c::started_at))
+        .first(conn)
+        .await
+        .optional()
+}

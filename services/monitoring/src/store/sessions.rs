@@ -1,0 +1,197 @@
+//! Supervisors' monitoring sessions.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::schema::monitoring_sessions;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = monitoring_sessions, check_for_backend(diesel::pg::Pg))]
+pub struct Session {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub rep_id: Uuid,
+    pub supervisor_id: Uuid,
+    pub supervisor_role: String,
+    pub room_name: String,
+    pub identity: String,
+    pub status: String,
+    pub mode: String,
+    pub started_at: DateTime<Utc>,
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub stop_reason: Option<String>,
+    pub token_expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = monitoring_sessions)]
+pub struct NewSession<'a> {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub rep_id: Uuid,
+    pub supervisor_id: Uuid,
+    pub supervisor_role: &'a str,
+    pub room_name: &'a str,
+    pub identity: &'a str,
+    pub token_expires_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, session: &NewSession<'_>) -> QueryResult<Session> {
+    diesel::insert_into(monitoring_sessions::table)
+        .values(session)
+        .returning(Session::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Session>> {
+    monitoring_sessions::table
+        .find(id)
+        .select(Session::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Session> {
+    monitoring_sessions::table
+        .find(id)
+        .select(Session::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}
+
+/// Sessions of `rep_id` not stopped yet.
+pub async fn open_of_rep(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryResult<Vec<Session>> {
+    monitoring_sessions::table
+        .filter(monitoring_sessions::rep_id.eq(rep_id))
+        .filter(monitoring_sessions::status.ne("STOPPED"))
+        .order(monitoring_sessions::started_at.asc())
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn open_of(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+    supervisor_id: Uuid,
+) -> QueryResult<Option<Session>> {
+    monitoring_sessions::table
+        .filter(monitoring_sessions::rep_id.eq(rep_id))
+        .filter(monitoring_sessions::supervisor_id.eq(supervisor_id))
+        .filter(monitoring_sessions::status.ne("STOPPED"))
+        .select(Session::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Open sessions whose supervisor token has expired.
+pub async fn expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<Vec<Session>> {
+    monitoring_sessions::table
+        .filter(monitoring_sessions::status.ne("STOPPED"))
+        .filter(monitoring_sessions::token_expires_at.lt(now))
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn set_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str) -> QueryResult<usize> {
+    diesel::update(monitoring_sessions::table.find(id))
+        .set((
+            monitoring_sessions::status.eq(status),
+            monitoring_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+pub async fn set_mode(conn: &mut AsyncPgConnection, id: Uuid, mode: &str) -> QueryResult<usize> {
+    diesel::update(monitoring_sessions::table.find(id))
+        .set((
+            monitoring_sessions::mode.eq(mode),
+            monitoring_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+pub async fn set_token_expiry(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(monitoring_sessions::table.find(id))
+        .set((
+            monitoring_sessions::token_expires_at.eq(at),
+            monitoring_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+pub async fn stop(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        monitoring_sessions::table
+            .find(id)
+            .filter(monitoring_sessions::status.ne("STOPPED")),
+    )
+    .set((
+        monitoring_sessions::status.eq("STOPPED"),
+        monitoring_sessions::stopped_at.eq(at),
+        monitoring_sessions::stop_reason.eq(reason),
+        monitoring_sessions::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub org: Uuid,
+    pub status: Option<String>,
+    pub rep_id: Option<Uuid>,
+    pub supervisor_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Sessions of an org matching `filter`, newest first (the caller narrows to its scope).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &SessionFilter,
+    limit: i64,
+) -> QueryResult<Vec<Session>> {
+    let mut query = monitoring_sessions::table
+        .filter(monitoring_sessions::org_id.eq(filter.org))
+        .into_boxed();
+    if let Some(status) = &filter.status {
+        query = query.filter(monitoring_sessions::status.eq(status.clone()));
+    }
+    if let Some(rep) = filter.rep_id {
+        query = query.filter(monitoring_sessions::rep_id.eq(rep));
+    }
+    if let Some(supervisor) = filter.supervisor_id {
+        query = query.filter(monitoring_sessions::supervisor_id.eq(supervisor));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(monitoring_sessions::started_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(monitoring_sessions::started_at.lt(to));
+    }
+    query
+        .order((monitoring_sessions::started_at.desc(), monitoring_sessions::id.desc()))
+        .limit(limit)
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}
