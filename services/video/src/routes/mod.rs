@@ -2,6 +2,8 @@
 
 mod body;
 mod calls;
+mod controls;
+mod lobby;
 mod webhooks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -9,6 +11,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 pub use body::{JsonBody, OptionalJson};
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
+    lobby::config(cfg);
     calls::config(cfg);
+    controls::config(cfg);
     webhooks::config(cfg);
 }
