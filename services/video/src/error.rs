@@ -11,6 +11,10 @@ pub enum VideoError {
     /// Missing, or another org's: both answer 404 so ids cannot be probed across tenants.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// Something LiveKit does not know (a participant not connected, a track not published):
+    /// 404 with a `code` saying what, since the call itself exists.
+    #[error("{code}: {detail}")]
+    Absent { code: &'static str, detail: String },
     #[error("forbidden: {0}")]
     Forbidden(String),
     /// A request field is malformed; `field` is its JSON name.
@@ -61,6 +65,9 @@ impl VideoError {
         match self {
             Self::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found")
                 .with_detail(format!("{what} not found")),
+            Self::Absent { code, detail } => {
+                Problem::new(StatusCode::NOT_FOUND, *code).with_detail(detail.clone())
+            }
             Self::Forbidden(detail) => Problem::forbidden(detail.clone()),
             Self::Invalid { field, detail } => sb_platform::request::invalid_field(field, detail),
             Self::Conflict { code, detail } => Problem::conflict(*code, detail.clone()),

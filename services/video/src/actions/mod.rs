@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod calls;
+pub mod lobby;
 pub mod presence;
 pub mod recording;
 pub mod webhook;

@@ -424,13 +424,16 @@ pub async fn close_open_sessions(
     .await
 }
 
+/// A session as stored: sid, joined_at, left_at.
+type SessionRow = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 pub async fn sessions(
     conn: &mut AsyncPgConnection,
     call_id: Uuid,
     identity: &str,
 ) -> QueryResult<Vec<Session>> {
     use video_participant_sessions as s;
-    let rows: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = s::table
+    let rows: Vec<SessionRow> = s::table
         .filter(s::call_id.eq(call_id))
         .filter(s::identity.eq(identity))
         .select((s::sid, s::joined_at, s::left_at))

@@ -1,0 +1,354 @@
+//! Guest links, the lobby where external guests wait, and the host's controls over who is in.
+
+use chrono::{DateTime, Utc};
+use diesel::OptionalExtension;
+use diesel_async::AsyncConnection;
+use sb_auth::{GuestClaims, GuestLinkError, OrgId, Principal};
+use sb_livekit::protocol::TrackInfo;
+use sb_livekit::{ParticipantToken, Preset};
+use uuid::Uuid;
+
+use crate::actions::access;
+use crate::domain::call::{CallStatus, DisplayName, Identity, RecordingStatus};
+use crate::domain::lobby::{self as rules, Decision, LobbyStatus, MAX_WAITING_GUESTS, Outcome};
+use crate::error::VideoError;
+use crate::state::AppState;
+use crate::store::calls::{self, Call, NewParticipant};
+use crate::store::lobby::{self, LobbyGuest, NewLobbyGuest};
+
+/// The `role` of an admitted guest's participant row (platform users have their JWT role).
+const GUEST_ROLE: &str = "GUEST";
+
+/// How long an appointment without an end time is assumed to last.
+const DEFAULT_APPOINTMENT_LENGTH: chrono::Duration = chrono::Duration::hours(1);
+
+/// The 401 a refused guest link answers, with a code the guest page can explain.
+pub fn link_error(error: GuestLinkError) -> VideoError {
+    let (code, detail) = match error {
+        GuestLinkError::Expired => ("guest_link_expired", "this guest link has expired"),
+        GuestLinkError::NotYetValid => (
+            "guest_link_not_yet_valid",
+            "this guest link opens shortly before the appointment",
+        ),
+        GuestLinkError::WrongCall
+        | GuestLinkError::Invalid
+        | GuestLinkError::EmptyWindow
+        | GuestLinkError::Signing => ("guest_link_invalid", "this guest link is not valid"),
+    };
+    VideoError::GuestLink {
+        code,
+        detail: detail.to_owned(),
+    }
+}
+
+fn ensure_open(call: &Call) -> Result<(), VideoError> {
+    let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+    if status.is_final() {
+        return Err(VideoError::conflict(
+            "call_finished",
+            format!("this call is {}", status.as_str()),
+        ));
+    }
+    Ok(())
+}
+
+fn span(duration: std::time::Duration) -> Result<chrono::Duration, VideoError> {
+    chrono::Duration::from_std(duration).map_err(VideoError::internal)
+}
+
+/// `POST /calls/{id}/guest-links`: a link opening `open_before` the appointment and closing
+/// `close_after` its end. Links are stateless (signed, not stored): each one lets one guest
+/// into the lobby, and the host still decides who comes in.
+pub async fn mint_link(
+    state: &AppState,
+    principal: &Principal,
+    call_id: Uuid,
+) -> Result<(String, GuestClaims), VideoError> {
+    let mut conn = state.conn().await?;
+    let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
+    access::require_host(principal, &appointment)?;
+    ensure_open(&call)?;
+    let settings = &state.config.guest_links;
+    let end = appointment
+        .ends_at
+        .unwrap_or(appointment.scheduled_at + DEFAULT_APPOINTMENT_LENGTH);
+    let open = appointment.scheduled_at - span(settings.open_before)?;
+    let close = end + span(settings.close_after)?;
+    state
+        .guest_links
+        .mint(OrgId::from(call.org_id), call.id, open, close)
+        .map_err(|error| match error {
+            GuestLinkError::EmptyWindow => VideoError::conflict(
+                "appointment_window_empty",
+                "the appointment ends before a guest link for it would open",
+            ),
+            other => VideoError::internal(other),
+        })
+}
+
+/// `POST /calls/guest/join`: the guest presenting `token` waits in the call's lobby. The same
+/// link always answers the same lobby row, so a reloaded page keeps its place.
+pub async fn join(
+    state: &AppState,
+    token: &str,
+    display_name: &DisplayName,
+) -> Result<LobbyGuest, VideoError> {
+    let claims = state.guest_links.verify_link(token).map_err(link_error)?;
+    let expires_at = DateTime::from_timestamp(claims.exp, 0)
+        .ok_or_else(|| link_error(GuestLinkError::Invalid))?;
+    let org = claims.org.as_uuid();
+    let mut conn = state.conn().await?;
+    conn.transaction::<_, VideoError, _>(async |conn| {
+        // The call row's lock makes concurrent joins queue: one row per link and the waiting
+        // limit hold without a unique index on link_id.
+        let call = calls::lock(conn, claims.call)
+            .await
+            .optional()?
+            .filter(|call| call.org_id == org)
+            .ok_or(VideoError::NotFound("call"))?;
+        ensure_open(&call)?;
+        if let Some(guest) = lobby::find_by_link(conn, call.id, claims.sub).await? {
+            return Ok(guest);
+        }
+        if lobby::count_waiting(conn, call.id, Utc::now()).await? >= MAX_WAITING_GUESTS {
+            return Err(VideoError::conflict(
+                "lobby_full",
+                format!("{MAX_WAITING_GUESTS} guests are already waiting for this call"),
+            ));
+        }
+        Ok(lobby::insert(
+            conn,
+            &NewLobbyGuest {
+                id: Uuid::now_v7(),
+                call_id: call.id,
+                org_id: call.org_id,
+                link_id: claims.sub,
+                display_name: display_name.as_str(),
+                expires_at,
+            },
+        )
+        .await?)
+    })
+    .await
+}
+
+/// What an admitted guest connects with.
+pub struct Admission {
+    pub token: ParticipantToken,
+    /// Whether the call is being recorded: the guest page shows the consent notice.
+    pub recording: bool,
+}
+
+/// `GET /calls/guest/{guestId}`: the guest's place in the lobby and, once admitted, a fresh
+/// LiveKit token. Only the link that created the lobby row can read it.
+pub async fn poll(
+    state: &AppState,
+    token: &str,
+    guest_id: Uuid,
+) -> Result<(LobbyGuest, Option<Admission>), VideoError> {
+    let claims = state.guest_links.verify_link(token).map_err(link_error)?;
+    let mut conn = state.conn().await?;
+    let guest = lobby::find(&mut conn, claims.call, guest_id)
+        .await?
+        .filter(|g| g.link_id == claims.sub && g.org_id == claims.org.as_uuid())
+        .ok_or(VideoError::NotFound("guest"))?;
+    let call = calls::find(&mut conn, guest.call_id)
+        .await?
+        .ok_or(VideoError::NotFound("call"))?;
+    ensure_open(&call)?;
+    let status: LobbyStatus = guest.status.parse().map_err(VideoError::internal)?;
+    if status != LobbyStatus::Admitted {
+        return Ok((guest, None));
+    }
+    let token = state
+        .tokens
+        .issue(
+            &call.room_name,
+            &Identity::Guest(guest.id).to_string(),
+            &guest.display_name,
+            Preset::Guest,
+            None,
+            None,
+        )
+        .map_err(VideoError::internal)?;
+    let recording = RecordingStatus::parse(&call.recording_status).is_recording();
+    Ok((guest, Some(Admission { token, recording })))
+}
+
+/// `GET /calls/{id}/lobby`: every guest of the call, oldest first.
+pub async fn list(
+    state: &AppState,
+    principal: &Principal,
+    call_id: Uuid,
+) -> Result<Vec<LobbyGuest>, VideoError> {
+    let mut conn = state.conn().await?;
+    let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
+    access::require_host(principal, &appointment)?;
+    Ok(lobby::of_call(&mut conn, call.id).await?)
+}
+
+/// `POST /calls/{id}/lobby/{guestId}/admit|deny`. Admitting creates the guest's participant row
+/// in the same transaction, so an admitted guest is always one of the call's participants.
+pub async fn decide(
+    state: &AppState,
+    principal: &Principal,
+    call_id: Uuid,
+    guest_id: Uuid,
+    decision: Decision,
+) -> Result<LobbyGuest, VideoError> {
+    let mut conn = state.conn().await?;
+    let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
+    access::require_host(principal, &appointment)?;
+    let decided_by = principal.user_id.as_uuid();
+    let guest = conn
+        .transaction::<_, VideoError, _>(async |conn| {
+            // Call before guest: the one order in which any transaction takes both locks.
+            let call = calls::lock(conn, call.id).await?;
+            let guest = lobby::lock(conn, call.id, guest_id)
+                .await?
+                .ok_or(VideoError::NotFound("guest"))?;
+            let current: LobbyStatus = guest.status.parse().map_err(VideoError::internal)?;
+            let status = match rules::decide(current, decision) {
+                // The first decision's author and time stay: they are the audit trail.
+                Outcome::Unchanged => return Ok(guest),
+                Outcome::AlreadyDecided(done) => {
+                    return Err(VideoError::conflict(
+                        "already_decided",
+                        format!("this guest is already {}", done.as_str()),
+                    ));
+                }
+                Outcome::Apply(status) => status,
+            };
+            let now = Utc::now();
+            if decision == Decision::Admit {
+                ensure_open(&call)?;
+                if guest.expires_at <= now {
+                    return Err(VideoError::conflict(
+                        "guest_link_expired",
+                        "this guest's link has expired: send them a new one",
+                    ));
+                }
+                let identity = Identity::Guest(guest.id).to_string();
+                calls::ensure_participant(
+                    conn,
+                    &NewParticipant {
+                        id: Uuid::now_v7(),
+                        call_id: call.id,
+                        org_id: call.org_id,
+                        user_id: None,
+                        identity: &identity,
+                        role: GUEST_ROLE,
+                        display_name: &guest.display_name,
+                        is_host: false,
+                        is_guest: true,
+                    },
+                )
+                .await?;
+            }
+            Ok(lobby::set_status(conn, guest.id, status.as_str(), decided_by, now).await?)
+        })
+        .await?;
+    tracing::info!(
+        call.id = %call_id,
+        guest.id = %guest.id,
+        status = %guest.status,
+        decided_by = %decided_by,
+        "lobby decision"
+    );
+    Ok(guest)
+}
+
+/// `POST /calls/{id}/participants/{identity}/remove`: LiveKit disconnects the participant. A
+/// guest is also denied, in the same transaction, so they cannot fetch a new token; if LiveKit
+/// cannot be reached nothing changes (the host retries). If the guest is not connected, the
+/// denial still stands and the answer is 404 `participant_not_found`.
+pub async fn remove(
+    state: &AppState,
+    principal: &Principal,
+    call_id: Uuid,
+    identity: Identity,
+) -> Result<(), VideoError> {
+    let mut conn = state.conn().await?;
+    let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
+    access::require_host(principal, &appointment)?;
+    let decided_by = principal.user_id.as_uuid();
+    let name = identity.to_string();
+    let removed = conn
+        .transaction::<_, VideoError, _>(async |conn| {
+            if let Identity::Guest(guest_id) = identity
+                && let Some(guest) = lobby::lock(conn, call.id, guest_id).await?
+                && guest.status != LobbyStatus::Denied.as_str()
+            {
+                lobby::set_status(
+                    conn,
+                    guest.id,
+                    LobbyStatus::Denied.as_str(),
+                    decided_by,
+                    Utc::now(),
+                )
+                .await?;
+            }
+            match state
+                .livekit_call(
+                    "remove_participant",
+                    state.livekit.remove_participant(&call.room_name, &name),
+                )
+                .await
+            {
+                Ok(()) => Ok(true),
+                Err(error) if error.is_not_found() => Ok(false),
+                Err(error) => Err(error.into()),
+            }
+        })
+        .await?;
+    tracing::info!(
+        call.id = %call.id,
+        identity = %name,
+        removed,
+        by = %decided_by,
+        "participant removed by the host"
+    );
+    if removed {
+        Ok(())
+    } else {
+        Err(VideoError::Absent {
+            code: "participant_not_found",
+            detail: format!("{name} is not connected to this call"),
+        })
+    }
+}
+
+/// `POST /calls/{id}/participants/{identity}/mute`: LiveKit mutes (or unmutes) one published
+/// track of a participant.
+pub async fn mute(
+    state: &AppState,
+    principal: &Principal,
+    call_id: Uuid,
+    identity: Identity,
+    track_sid: &str,
+    muted: bool,
+) -> Result<TrackInfo, VideoError> {
+    let mut conn = state.conn().await?;
+    let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
+    access::require_host(principal, &appointment)?;
+    drop(conn);
+    let name = identity.to_string();
+    state
+        .livekit_call(
+            "mute_track",
+            state
+                .livekit
+                .mute_track(&call.room_name, &name, track_sid, muted),
+        )
+        .await
+        .map_err(|error| {
+            if error.is_not_found() {
+                VideoError::Absent {
+                    code: "track_not_found",
+                    detail: format!("{name} has no published track {track_sid} in this call"),
+                }
+            } else {
+                error.into()
+            }
+        })
+}

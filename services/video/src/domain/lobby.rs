@@ -1,0 +1,112 @@
+//! The lobby where external guests wait for the host: statuses, decisions and their limits.
+
+use std::str::FromStr;
+
+/// Most guests waiting in one call's lobby: a leaked link cannot flood the host's screen.
+pub const MAX_WAITING_GUESTS: i64 = 20;
+
+/// Where a guest stands. `WAITING` until the host decides; a decision is final, except that
+/// removing an admitted guest from the call denies them afterwards.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LobbyStatus {
+    Waiting,
+    Admitted,
+    Denied,
+}
+
+impl LobbyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LobbyStatus::Waiting => "WAITING",
+            LobbyStatus::Admitted => "ADMITTED",
+            LobbyStatus::Denied => "DENIED",
+        }
+    }
+}
+
+impl FromStr for LobbyStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            LobbyStatus::Waiting,
+            LobbyStatus::Admitted,
+            LobbyStatus::Denied,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| format!("expected WAITING, ADMITTED or DENIED, got {s:?}"))
+    }
+}
+
+/// What the host decides about a waiting guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Admit,
+    Deny,
+}
+
+impl Decision {
+    pub fn status(self) -> LobbyStatus {
+        match self {
+            Decision::Admit => LobbyStatus::Admitted,
+            Decision::Deny => LobbyStatus::Denied,
+        }
+    }
+}
+
+/// What a decision does to a guest in `current` status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest was waiting: record the decision.
+    Apply(LobbyStatus),
+    /// The same decision was already made (a retried click): nothing to do.
+    Unchanged,
+    /// The opposite decision was already made: refuse rather than flip it silently.
+    AlreadyDecided(LobbyStatus),
+}
+
+pub fn decide(current: LobbyStatus, decision: Decision) -> Outcome {
+    let wanted = decision.status();
+    match current {
+        LobbyStatus::Waiting => Outcome::Apply(wanted),
+        done if done == wanted => Outcome::Unchanged,
+        done => Outcome::AlreadyDecided(done),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_is_made_once_and_repeating_it_is_harmless() {
+        use LobbyStatus::*;
+        assert_eq!(decide(Waiting, Decision::Admit), Outcome::Apply(Admitted));
+        assert_eq!(decide(Waiting, Decision::Deny), Outcome::Apply(Denied));
+        assert_eq!(decide(Admitted, Decision::Admit), Outcome::Unchanged);
+        assert_eq!(decide(Denied, Decision::Deny), Outcome::Unchanged);
+        assert_eq!(
+            decide(Admitted, Decision::Deny),
+            Outcome::AlreadyDecided(Admitted)
+        );
+        assert_eq!(
+            decide(Denied, Decision::Admit),
+            Outcome::AlreadyDecided(Denied)
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in [
+            LobbyStatus::Waiting,
+            LobbyStatus::Admitted,
+            LobbyStatus::Denied,
+        ] {
+            assert_eq!(status.as_str().parse::<LobbyStatus>(), Ok(status));
+        }
+        assert!("waiting".parse::<LobbyStatus>().is_err());
+    }
+}
