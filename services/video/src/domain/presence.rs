@@ -137,7 +137,7 @@ mod tests {
             joined_at: Some(t(0)),
             left_at: None,
         };
-        assert!(presence(&[api.clone()]).active);
+        assert!(presence(std::slice::from_ref(&api)).active);
         let reported = presence(&[api, session(Some(3), Some(33))]);
         assert!(!reported.active);
         assert_eq!(reported.total_seconds, 30);

@@ -430,7 +430,8 @@ pub async fn sessions(
     identity: &str,
 ) -> QueryResult<Vec<Session>> {
     use video_participant_sessions as s;
-    let rows: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = s::table
+    type Row = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = s::table
         .filter(s::call_id.eq(call_id))
         .filter(s::identity.eq(identity))
         .select((s::sid, s::joined_at, s::left_at))
