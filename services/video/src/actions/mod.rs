@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod calls;
+pub mod meetings;
 pub mod presence;
 pub mod recording;
 pub mod webhook;
@@ -16,8 +17,8 @@ use webhook::WebhookOutcome;
 
 /// Webhooks about meeting rooms (`org_<orgId>_mtg_<id>`).
 pub async fn meeting_webhook(
-    _state: &AppState,
-    _event: &WebhookEvent,
+    state: &AppState,
+    event: &WebhookEvent,
 ) -> Result<WebhookOutcome, VideoError> {
-    Ok(WebhookOutcome::Ignored)
+    meetings::apply_webhook(state, event).await
 }

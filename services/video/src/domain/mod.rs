@@ -2,5 +2,6 @@
 //! presence is derived from LiveKit's sessions, and statistics.
 
 pub mod call;
+pub mod meeting;
 pub mod presence;
 pub mod stats;

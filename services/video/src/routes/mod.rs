@@ -2,6 +2,7 @@
 
 mod body;
 mod calls;
+mod meetings;
 mod webhooks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -10,5 +11,6 @@ pub use body::{JsonBody, OptionalJson};
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     calls::config(cfg);
+    meetings::config(cfg);
     webhooks::config(cfg);
 }

@@ -2,4 +2,5 @@
 //! `QueryResult`; callers own the transaction.
 
 pub mod calls;
+pub mod meetings;
 pub mod recordings;
