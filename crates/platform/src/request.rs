@@ -87,6 +87,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
+/// Optional `from` and `to` bounds.
+pub type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// Query parameters, parsed one by one so a bad one is named in the 400.
 pub struct Query(Vec<(String, String)>);
 
@@ -158,7 +161,7 @@ impl Query {
     }
 
     /// `from` and `to` times, `to` not before `from`.
-    pub fn window(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Problem> {
+    pub fn window(&self) -> Result<Window, Problem> {
         let (from, to) = (self.time("from")?, self.time("to")?);
         if let (Some(from), Some(to)) = (from, to)
             && from > to

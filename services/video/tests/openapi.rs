@@ -22,8 +22,32 @@ async fn the_openapi_document_matches_its_snapshot() -> Result {
         "/calls",
         "/calls/stats",
         "/webhooks/livekit",
+        "/calls/{id}/guest-links",
+        "/calls/guest/join",
+        "/calls/{id}/lobby",
+        "/calls/{id}/participants/{identity}/remove",
+        "/api/livekit/rooms",
+        "/api/livekit/rooms/{room_name}/join",
+        "/api/livekit/token",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the document");
+    }
+    // Public by design: probes, LiveKit's signed webhooks, and the guest routes (a guest link).
+    let public = [
+        "/healthz",
+        "/readyz",
+        "/webhooks/livekit",
+        "/calls/guest/join",
+        "/calls/guest/{guestId}",
+    ];
+    for (path, operations) in &paths {
+        for (method, operation) in operations.as_object().into_iter().flatten() {
+            assert_eq!(
+                operation.get("security").is_some(),
+                !public.contains(&path.as_str()),
+                "{method} {path}: authentication does not match the design"
+            );
+        }
     }
     insta::assert_json_snapshot!("video-openapi", document, {
         ".info.version" => "[version]",

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod calls;
 pub mod lobby;
+pub mod meetings;
 pub mod presence;
 pub mod recording;
 pub mod webhook;
@@ -17,8 +18,8 @@ use webhook::WebhookOutcome;
 
 /// Webhooks about meeting rooms (`org_<orgId>_mtg_<id>`).
 pub async fn meeting_webhook(
-    _state: &AppState,
-    _event: &WebhookEvent,
+    state: &AppState,
+    event: &WebhookEvent,
 ) -> Result<WebhookOutcome, VideoError> {
-    Ok(WebhookOutcome::Ignored)
+    meetings::apply_webhook(state, event).await
 }

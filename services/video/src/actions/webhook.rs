@@ -31,7 +31,8 @@ impl WebhookOutcome {
     }
 }
 
-fn event_time(event: &WebhookEvent) -> DateTime<Utc> {
+/// When LiveKit says the event happened (whole seconds), or now for an event without a time.
+pub(crate) fn event_time(event: &WebhookEvent) -> DateTime<Utc> {
     Utc.timestamp_opt(event.created_at, 0)
         .single()
         .filter(|_| event.created_at > 0)
@@ -48,7 +49,23 @@ fn joined_time(info: &ParticipantInfo) -> Option<DateTime<Utc>> {
     }
 }
 
-fn room_of(event: &WebhookEvent) -> &str {
+/// The key the event is recorded under in `webhook_receipts`.
+pub(crate) fn receipt_key(event: &WebhookEvent) -> String {
+    if event.id.is_empty() {
+        // Older servers send no id: the event's content identifies it.
+        format!(
+            "{}:{}:{}:{}",
+            event.event,
+            room_of(event),
+            event.participant.as_ref().map_or("", |p| p.sid.as_str()),
+            event.created_at
+        )
+    } else {
+        event.id.clone()
+    }
+}
+
+pub(crate) fn room_of(event: &WebhookEvent) -> &str {
     if let Some(egress) = &event.egress_info {
         return &egress.room_name;
     }
@@ -69,18 +86,7 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
     }
     let mut conn = state.conn().await?;
     let outbox = state.outbox;
-    let key = if event.id.is_empty() {
-        // Older servers send no id: the event's content identifies it.
-        format!(
-            "{}:{}:{}:{}",
-            event.event,
-            room,
-            event.participant.as_ref().map_or("", |p| p.sid.as_str()),
-            event.created_at
-        )
-    } else {
-        event.id.clone()
-    };
+    let key = receipt_key(event);
     let (outcome, completed_call) = conn
         .transaction::<_, VideoError, _>(async |conn| {
             let room = &room;

@@ -171,11 +171,6 @@ pub fn appointment_room(org: Uuid, appointment: Uuid) -> String {
 }
 
 /// LiveKit room of an ad-hoc meeting: `org_{orgId}_mtg_{meetingId}`.
-// Only the unit tests use it until the meetings routes (seed 003) do: then remove this.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the meetings routes (seed 003) will call it")
-)]
 pub fn meeting_room(org: Uuid, meeting: Uuid) -> String {
     format!("org_{org}_mtg_{meeting}")
 }

@@ -3,5 +3,6 @@
 
 pub mod call;
 pub mod lobby;
+pub mod meeting;
 pub mod presence;
 pub mod stats;

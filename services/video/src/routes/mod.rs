@@ -3,6 +3,7 @@
 mod calls;
 mod controls;
 mod lobby;
+mod meetings;
 mod webhooks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -13,5 +14,6 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
     lobby::config(cfg);
     calls::config(cfg);
     controls::config(cfg);
+    meetings::config(cfg);
     webhooks::config(cfg);
 }

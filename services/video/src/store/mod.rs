@@ -3,4 +3,5 @@
 
 pub mod calls;
 pub mod lobby;
+pub mod meetings;
 pub mod recordings;

@@ -1,0 +1,252 @@
+//! Ad-hoc meetings and their members.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::schema::{video_meeting_members, video_meetings};
+use uuid::Uuid;
+
+use crate::domain::meeting::{MeetingStatus, Presence};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = video_meetings, check_for_backend(diesel::pg::Pg))]
+pub struct Meeting {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub room_name: String,
+    pub livekit_room: String,
+    pub created_by: Uuid,
+    pub call_type: String,
+    pub mode: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl Meeting {
+    pub fn is_ended(&self) -> bool {
+        self.status == MeetingStatus::Ended.as_str()
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = video_meetings)]
+pub struct NewMeeting<'a> {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub room_name: &'a str,
+    pub livekit_room: &'a str,
+    pub created_by: Uuid,
+    pub call_type: &'a str,
+    pub mode: &'a str,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = video_meeting_members, check_for_backend(diesel::pg::Pg))]
+pub struct Member {
+    pub meeting_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+    pub joined_at: Option<DateTime<Utc>>,
+    pub left_at: Option<DateTime<Utc>>,
+    pub in_room: bool,
+}
+
+impl Member {
+    pub fn presence(&self) -> Presence {
+        Presence {
+            in_room: self.in_room,
+            joined_at: self.joined_at,
+            left_at: self.left_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = video_meeting_members)]
+pub struct NewMember<'a> {
+    pub meeting_id: Uuid,
+    pub user_id: Uuid,
+    pub role: &'a str,
+}
+
+/// A member's presence as written back.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = video_meeting_members, treat_none_as_null = true)]
+pub struct MemberChanges {
+    pub in_room: bool,
+    pub joined_at: Option<DateTime<Utc>>,
+    pub left_at: Option<DateTime<Utc>>,
+}
+
+impl From<Presence> for MemberChanges {
+    fn from(p: Presence) -> Self {
+        Self {
+            in_room: p.in_room,
+            joined_at: p.joined_at,
+            left_at: p.left_at,
+        }
+    }
+}
+
+/// Inserts the meeting unless its org already has one of that name (`None` then). A concurrent
+/// insert of the same name waits on the unique index, so exactly one wins.
+pub async fn insert_if_absent(
+    conn: &mut AsyncPgConnection,
+    meeting: &NewMeeting<'_>,
+) -> QueryResult<Option<Meeting>> {
+    diesel::insert_into(video_meetings::table)
+        .values(meeting)
+        .on_conflict((video_meetings::org_id, video_meetings::room_name))
+        .do_nothing()
+        .returning(Meeting::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub async fn insert_members(
+    conn: &mut AsyncPgConnection,
+    members: &[NewMember<'_>],
+) -> QueryResult<usize> {
+    diesel::insert_into(video_meeting_members::table)
+        .values(members)
+        .execute(conn)
+        .await
+}
+
+/// The org's meeting named `room_name`.
+pub async fn find_by_name(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    room_name: &str,
+) -> QueryResult<Option<Meeting>> {
+    video_meetings::table
+        .filter(video_meetings::org_id.eq(org_id))
+        .filter(video_meetings::room_name.eq(room_name))
+        .select(Meeting::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Meeting>> {
+    video_meetings::table
+        .find(id)
+        .select(Meeting::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The meeting behind a LiveKit room (webhooks name rooms, not meetings).
+pub async fn find_by_livekit_room(
+    conn: &mut AsyncPgConnection,
+    livekit_room: &str,
+) -> QueryResult<Option<Meeting>> {
+    video_meetings::table
+        .filter(video_meetings::livekit_room.eq(livekit_room))
+        .select(Meeting::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the meeting row until the transaction ends: presence changes and the end of a meeting
+/// apply one after the other.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Meeting> {
+    video_meetings::table
+        .find(id)
+        .select(Meeting::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}
+
+/// Open → ended; returns whether this call made the change.
+pub async fn end(conn: &mut AsyncPgConnection, id: Uuid, at: DateTime<Utc>) -> QueryResult<bool> {
+    let changed = diesel::update(
+        video_meetings::table
+            .find(id)
+            .filter(video_meetings::status.eq(MeetingStatus::Open.as_str())),
+    )
+    .set((
+        video_meetings::status.eq(MeetingStatus::Ended.as_str()),
+        video_meetings::ended_at.eq(at),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(changed == 1)
+}
+
+/// The meetings of `org_id` that `user_id` created or was invited to: open ones first, then
+/// newest first.
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    user_id: Uuid,
+    limit: i64,
+) -> QueryResult<Vec<Meeting>> {
+    let invited = video_meeting_members::table
+        .filter(video_meeting_members::user_id.eq(user_id))
+        .select(video_meeting_members::meeting_id);
+    video_meetings::table
+        .filter(video_meetings::org_id.eq(org_id))
+        .filter(
+            video_meetings::created_by
+                .eq(user_id)
+                .or(video_meetings::id.eq_any(invited)),
+        )
+        .order((
+            // false sorts before true: open meetings first.
+            video_meetings::status.ne(MeetingStatus::Open.as_str()),
+            video_meetings::created_at.desc(),
+            video_meetings::id.desc(),
+        ))
+        .limit(limit)
+        .select(Meeting::as_select())
+        .load(conn)
+        .await
+}
+
+/// Members of these meetings, the host first in each.
+pub async fn members_of(
+    conn: &mut AsyncPgConnection,
+    meeting_ids: &[Uuid],
+) -> QueryResult<Vec<Member>> {
+    video_meeting_members::table
+        .filter(video_meeting_members::meeting_id.eq_any(meeting_ids))
+        .order((
+            video_meeting_members::meeting_id,
+            video_meeting_members::role.ne("host"),
+            video_meeting_members::user_id,
+        ))
+        .select(Member::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn find_member(
+    conn: &mut AsyncPgConnection,
+    meeting_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Option<Member>> {
+    video_meeting_members::table
+        .find((meeting_id, user_id))
+        .select(Member::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn write_presence(
+    conn: &mut AsyncPgConnection,
+    meeting_id: Uuid,
+    user_id: Uuid,
+    changes: &MemberChanges,
+) -> QueryResult<usize> {
+    diesel::update(video_meeting_members::table.find((meeting_id, user_id)))
+        .set(changes)
+        .execute(conn)
+        .await
+}
