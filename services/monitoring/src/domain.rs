@@ -242,9 +242,9 @@ mod tests {
         let live = Track { sid: "PA_1".into(), published_at: Some(t), unpublished_at: None };
         let gone = Track { sid: "PA_1".into(), published_at: Some(t), unpublished_at: Some(t) };
         let other = Track { sid: "PA_2".into(), published_at: Some(t), unpublished_at: None };
-        assert!(publishing(&[open.clone()], &[live.clone()]));
+        assert!(publishing(std::slice::from_ref(&open), std::slice::from_ref(&live)));
         assert!(!publishing(&[closed], &[live]));
-        assert!(!publishing(&[open.clone()], &[gone]));
+        assert!(!publishing(std::slice::from_ref(&open), &[gone]));
         assert!(!publishing(&[open], &[other]));
     }
 

@@ -436,9 +436,9 @@ pub async fn stop(
     if stopped {
         disconnect(state, &session).await;
     }
-    Ok(sessions::find(&mut conn, id)
+    sessions::find(&mut conn, id)
         .await?
-        .ok_or(MonitoringError::NotFound("session"))?)
+        .ok_or(MonitoringError::NotFound("session"))
 }
 
 /// Takes the supervisor out of the rep's room once their session stopped. Best effort: their

@@ -221,7 +221,8 @@ pub async fn connections(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryRes
 
 pub async fn tracks(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryResult<Vec<Track>> {
     use monitoring_rep_tracks as t;
-    let rows: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = t::table
+    type Row = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = t::table
         .filter(t::rep_id.eq(rep_id))
         .select((t::sid, t::published_at, t::unpublished_at))
         .load(conn)

@@ -51,7 +51,7 @@ pub async fn save(
         monitoring_settings::updated_at.eq(diesel::dsl::now),
     );
     diesel::insert_into(monitoring_settings::table)
-        .values((monitoring_settings::org_id.eq(org), values.clone()))
+        .values((monitoring_settings::org_id.eq(org), values))
         .on_conflict(monitoring_settings::org_id)
         .do_update()
         .set(values)
