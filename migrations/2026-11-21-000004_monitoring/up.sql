@@ -23,24 +23,25 @@ CREATE INDEX monitoring_reps_org_idx ON monitoring_reps (org_id);
 
 -- What LiveKit reported about each connection of a rep (participant sid), in any order.
 CREATE TABLE monitoring_rep_connections (
-    sid          text        PRIMARY KEY,
     rep_id       uuid        NOT NULL REFERENCES monitoring_reps (user_id) ON DELETE CASCADE,
+    sid          text        NOT NULL,
     joined_at    timestamptz,
     left_at      timestamptz,
     -- 'webhook' when LiveKit said so, 'reconciled' when the job saw it gone.
-    left_source  text        CHECK (left_source IN ('webhook', 'reconciled'))
+    left_source  text        CHECK (left_source IN ('webhook', 'reconciled')),
+    PRIMARY KEY (rep_id, sid)
 );
 CREATE INDEX monitoring_rep_connections_open_idx ON monitoring_rep_connections (rep_id) WHERE left_at IS NULL;
 
 -- Microphone tracks the rep published, per connection.
 CREATE TABLE monitoring_rep_tracks (
-    track_sid        text        PRIMARY KEY,
-    sid              text        NOT NULL,
     rep_id           uuid        NOT NULL REFERENCES monitoring_reps (user_id) ON DELETE CASCADE,
+    track_sid        text        NOT NULL,
+    sid              text        NOT NULL,
     published_at     timestamptz,
-    unpublished_at   timestamptz
+    unpublished_at   timestamptz,
+    PRIMARY KEY (rep_id, track_sid)
 );
-CREATE INDEX monitoring_rep_tracks_rep_idx ON monitoring_rep_tracks (rep_id);
 
 -- Phone and video calls a rep is on, from sb.telephony.call.* and sb.video.participant.*.
 CREATE TABLE monitoring_rep_calls (

@@ -70,9 +70,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    monitoring_rep_connections (sid) {
-        sid -> Text,
+    monitoring_rep_connections (rep_id, sid) {
         rep_id -> Uuid,
+        sid -> Text,
         joined_at -> Nullable<Timestamptz>,
         left_at -> Nullable<Timestamptz>,
         left_source -> Nullable<Text>,
@@ -80,10 +80,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    monitoring_rep_tracks (track_sid) {
+    monitoring_rep_tracks (rep_id, track_sid) {
+        rep_id -> Uuid,
         track_sid -> Text,
         sid -> Text,
-        rep_id -> Uuid,
         published_at -> Nullable<Timestamptz>,
         unpublished_at -> Nullable<Timestamptz>,
     }

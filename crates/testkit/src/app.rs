@@ -50,6 +50,52 @@ impl TestApp {
         self.client.post(self.url(path))
     }
 
+    /// Sends `request` with `token` (if any) and returns the status and the body as JSON (a
+    /// body that is not JSON comes back as a JSON string).
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: Option<&str>,
+    ) -> crate::Result<(u16, serde_json::Value)> {
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Ok((status, body))
+    }
+
+    /// `POST path` with a JSON body and a bearer token.
+    pub async fn post_json(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> crate::Result<(u16, serde_json::Value)> {
+        self.send(self.post(path).json(body), Some(token)).await
+    }
+
+    /// `POST path` without a body.
+    pub async fn post_empty(
+        &self,
+        token: &str,
+        path: &str,
+    ) -> crate::Result<(u16, serde_json::Value)> {
+        self.send(self.post(path), Some(token)).await
+    }
+
+    /// `GET path` with a bearer token.
+    pub async fn get_json(
+        &self,
+        token: &str,
+        path: &str,
+    ) -> crate::Result<(u16, serde_json::Value)> {
+        self.send(self.get(path), Some(token)).await
+    }
+
     /// Stops the service gracefully and waits (bounded) until it has.
     pub async fn stop(mut self) -> crate::Result<()> {
         self.stop.cancel();

@@ -13,6 +13,7 @@ mod interop;
 mod nats;
 mod proxy;
 mod tokens;
+mod users;
 mod wait;
 
 pub use app::TestApp;
@@ -22,6 +23,7 @@ pub use interop::livekit_node;
 pub use nats::{NatsServer, TestNats, nats_url};
 pub use proxy::FaultProxy;
 pub use tokens::{TEST_JWT_SECRET, TestTokens};
+pub use users::TestUser;
 pub use wait::{WaitTimeout, run_until, wait_until, within};
 
 /// Error type of testkit helpers and of the tests that use them.

@@ -56,9 +56,12 @@ impl MonitoringConfig {
             auth: AuthConfig::from_env(env, environment)?,
             livekit: LiveKitConfig::from_env(env, environment)?,
             livekit_timeout: env.duration("LIVEKIT_TIMEOUT", Duration::from_secs(5))?,
-            rep_token_ttl: env.duration("MONITORING_REP_TOKEN_TTL", Duration::from_secs(15 * 60))?,
-            supervisor_token_ttl: env
-                .duration("MONITORING_SUPERVISOR_TOKEN_TTL", Duration::from_secs(5 * 60))?,
+            rep_token_ttl: env
+                .duration("MONITORING_REP_TOKEN_TTL", Duration::from_secs(15 * 60))?,
+            supervisor_token_ttl: env.duration(
+                "MONITORING_SUPERVISOR_TOKEN_TTL",
+                Duration::from_secs(5 * 60),
+            )?,
             reconcile_interval: env
                 .duration("MONITORING_RECONCILE_INTERVAL", Duration::from_secs(30))?,
             stream_keepalive: env

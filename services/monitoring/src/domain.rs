@@ -41,7 +41,9 @@ impl FromStr for Identity {
         if let Some(id) = s.strip_prefix("rep_") {
             Uuid::parse_str(id).map(Identity::Rep).map_err(|_| ())
         } else if let Some(id) = s.strip_prefix("sup_") {
-            Uuid::parse_str(id).map(Identity::Supervisor).map_err(|_| ())
+            Uuid::parse_str(id)
+                .map(Identity::Supervisor)
+                .map_err(|_| ())
         } else {
             Err(())
         }
@@ -49,7 +51,9 @@ impl FromStr for Identity {
 }
 
 /// What a supervisor does in the rep's room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Hears the rep; nobody hears the supervisor.
@@ -113,9 +117,13 @@ impl SessionStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [SessionStatus::Active, SessionStatus::Paused, SessionStatus::Stopped]
-            .into_iter()
-            .find(|m| m.as_str() == s)
+        [
+            SessionStatus::Active,
+            SessionStatus::Paused,
+            SessionStatus::Stopped,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
     }
 }
 
@@ -201,14 +209,11 @@ pub struct Track {
 /// Publishing: some connection has not left and carries a microphone track that was published
 /// and not unpublished. A function of the facts, so their arrival order does not matter.
 pub fn publishing(connections: &[Connection], tracks: &[Track]) -> bool {
-    connections
-        .iter()
-        .filter(|c| c.left_at.is_none())
-        .any(|c| {
-            tracks
-                .iter()
-                .any(|t| t.sid == c.sid && t.published_at.is_some() && t.unpublished_at.is_none())
-        })
+    connections.iter().filter(|c| c.left_at.is_none()).any(|c| {
+        tracks
+            .iter()
+            .any(|t| t.sid == c.sid && t.published_at.is_some() && t.unpublished_at.is_none())
+    })
 }
 
 #[cfg(test)]
@@ -237,12 +242,33 @@ mod tests {
     #[test]
     fn publishing_needs_an_open_connection_with_a_live_microphone() {
         let t = Utc::now();
-        let open = Connection { sid: "PA_1".into(), left_at: None };
-        let closed = Connection { sid: "PA_1".into(), left_at: Some(t) };
-        let live = Track { sid: "PA_1".into(), published_at: Some(t), unpublished_at: None };
-        let gone = Track { sid: "PA_1".into(), published_at: Some(t), unpublished_at: Some(t) };
-        let other = Track { sid: "PA_2".into(), published_at: Some(t), unpublished_at: None };
-        assert!(publishing(std::slice::from_ref(&open), std::slice::from_ref(&live)));
+        let open = Connection {
+            sid: "PA_1".into(),
+            left_at: None,
+        };
+        let closed = Connection {
+            sid: "PA_1".into(),
+            left_at: Some(t),
+        };
+        let live = Track {
+            sid: "PA_1".into(),
+            published_at: Some(t),
+            unpublished_at: None,
+        };
+        let gone = Track {
+            sid: "PA_1".into(),
+            published_at: Some(t),
+            unpublished_at: Some(t),
+        };
+        let other = Track {
+            sid: "PA_2".into(),
+            published_at: Some(t),
+            unpublished_at: None,
+        };
+        assert!(publishing(
+            std::slice::from_ref(&open),
+            std::slice::from_ref(&live)
+        ));
         assert!(!publishing(&[closed], &[live]));
         assert!(!publishing(std::slice::from_ref(&open), &[gone]));
         assert!(!publishing(&[open], &[other]));

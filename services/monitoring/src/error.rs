@@ -96,7 +96,9 @@ impl From<LiveKitError> for MonitoringError {
     fn from(error: LiveKitError) -> Self {
         match error {
             LiveKitError::Unavailable(_) => Self::LiveKitUnavailable(error),
-            LiveKitError::Refused { ref code, .. } if code == "unavailable" || code == "internal" => {
+            LiveKitError::Refused { ref code, .. }
+                if code == "unavailable" || code == "internal" =>
+            {
                 Self::LiveKitUnavailable(error)
             }
             LiveKitError::Refused { .. } => Self::LiveKitRefused(error),

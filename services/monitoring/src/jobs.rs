@@ -36,7 +36,9 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 tracing::info!(?report, "monitoring reconciled with LiveKit");
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(error = %error, "monitoring reconciliation failed; next pass retries"),
+            Err(error) => {
+                tracing::warn!(error = %error, "monitoring reconciliation failed; next pass retries")
+            }
         }
     }
 }
@@ -46,9 +48,15 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
     let mut conn = state.conn().await?;
     let outbox = state.outbox;
 
-    for rep in reps::possibly_connected(&mut conn, BATCH).await? {
+    let recent = Utc::now()
+        - chrono::Duration::from_std(state.config.rep_token_ttl)
+            .unwrap_or(chrono::Duration::minutes(15));
+    for rep in reps::possibly_connected(&mut conn, recent, BATCH).await? {
         let present = match state
-            .livekit_call("list_participants", state.livekit.list_participants(&rep.room_name))
+            .livekit_call(
+                "list_participants",
+                state.livekit.list_participants(&rep.room_name),
+            )
             .await
         {
             Ok(list) => list,
@@ -68,8 +76,14 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
                 let mut closed = 0;
                 for connection in known.iter().filter(|c| c.left_at.is_none()) {
                     if !live_sids.contains(connection.sid.as_str()) {
-                        reps::record_connection(conn, rep.user_id, &connection.sid, None, Some((now, "reconciled")))
-                            .await?;
+                        reps::record_connection(
+                            conn,
+                            rep.user_id,
+                            &connection.sid,
+                            None,
+                            Some((now, "reconciled")),
+                        )
+                        .await?;
                         closed += 1;
                     }
                 }
@@ -78,10 +92,32 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
                     if !known.iter().any(|c| c.sid == participant.sid) {
                         found += 1;
                     }
-                    let joined = Utc.timestamp_opt(participant.joined_at, 0).single().filter(|_| participant.joined_at > 0);
-                    reps::record_connection(conn, rep.user_id, &participant.sid, joined.or(Some(now)), None).await?;
-                    for track in participant.tracks.iter().filter(|t| t.source == TrackSource::Microphone as i32) {
-                        reps::record_track(conn, rep.user_id, &participant.sid, &track.sid, Some(now), None).await?;
+                    let joined = Utc
+                        .timestamp_opt(participant.joined_at, 0)
+                        .single()
+                        .filter(|_| participant.joined_at > 0);
+                    reps::record_connection(
+                        conn,
+                        rep.user_id,
+                        &participant.sid,
+                        joined.or(Some(now)),
+                        None,
+                    )
+                    .await?;
+                    for track in participant
+                        .tracks
+                        .iter()
+                        .filter(|t| t.source == TrackSource::Microphone as i32)
+                    {
+                        reps::record_track(
+                            conn,
+                            rep.user_id,
+                            &participant.sid,
+                            &track.sid,
+                            Some(now),
+                            None,
+                        )
+                        .await?;
                     }
                 }
                 presence::refresh(conn, &outbox, rep.user_id).await?;
@@ -99,7 +135,8 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
                 if session.token_expires_at >= Utc::now() {
                     return Ok(false);
                 }
-                let stopped = sessions::stop_in(conn, &outbox, &session, None, "token_expired", None).await?;
+                let stopped =
+                    sessions::stop_in(conn, &outbox, &session, None, "token_expired", None).await?;
                 presence::refresh(conn, &outbox, session.rep_id).await?;
                 Ok(stopped)
             })

@@ -89,7 +89,12 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
     let metrics = Metrics::new(SERVICE)?;
     let event_metrics = EventMetrics::register(metrics.registry())?;
     let config = Arc::new(config);
-    let state = AppState::new(config.clone(), pool.clone(), client.clone(), metrics.registry())?;
+    let state = AppState::new(
+        config.clone(),
+        pool.clone(),
+        client.clone(),
+        metrics.registry(),
+    )?;
     let verifier = actix_web::web::Data::new(JwtVerifier::new(&config.auth)?);
     let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
         Arc::new(PostgresProbe::new(pool.clone())),

@@ -1,8 +1,8 @@
 //! `sb-monitoring`: the monitoring service on its own (production, or `cargo run -p sb-monitoring`).
 
+use sb_monitoring::MonitoringConfig;
 use sb_platform::config::LogConfig;
 use sb_platform::{Env, ProcessEnv};
-use sb_monitoring::MonitoringConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

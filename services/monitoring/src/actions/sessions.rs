@@ -6,7 +6,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::policy::{self, MonitoredRep};
 use sb_auth::{Principal, Role};
 use sb_events::outbox::Outbox;
-use sb_events::proto::{MonitoringSessionModeChanged, MonitoringSessionStarted, MonitoringSessionStopped};
+use sb_events::proto::{
+    MonitoringSessionModeChanged, MonitoringSessionStarted, MonitoringSessionStopped,
+};
 use sb_livekit::{ParticipantToken, Preset};
 use uuid::Uuid;
 
@@ -156,7 +158,8 @@ fn preset_of(session: &Session, settings: &Settings) -> Preset {
 }
 
 fn ttl(state: &AppState) -> chrono::Duration {
-    chrono::Duration::from_std(state.config.supervisor_token_ttl).unwrap_or(chrono::Duration::minutes(5))
+    chrono::Duration::from_std(state.config.supervisor_token_ttl)
+        .unwrap_or(chrono::Duration::minutes(5))
 }
 
 /// `POST /monitoring/sessions {repId}`: starts listening (or hands back the open session of this
@@ -240,7 +243,10 @@ pub async fn start(
     state
         .metrics
         .transition(if created { "start" } else { "renew" });
-    let name = principal.name.clone().unwrap_or_else(|| "Supervisor".to_owned());
+    let name = principal
+        .name
+        .clone()
+        .unwrap_or_else(|| "Supervisor".to_owned());
     let token = token(state, &session, &name, preset_of(&session, &settings))?;
     Ok((
         Connected {
@@ -273,16 +279,31 @@ pub async fn renew(
         .transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
             if session.status == SessionStatus::Stopped.as_str() {
-                return Err(MonitoringError::conflict("session_stopped", "the session has stopped"));
+                return Err(MonitoringError::conflict(
+                    "session_stopped",
+                    "the session has stopped",
+                ));
             }
             sessions::set_token_expiry(conn, id, expires_at).await?;
-            audit_row(conn, &session, Some(principal.user_id.as_uuid()), "renew", mode_of(&session), None, ip).await?;
+            audit_row(
+                conn,
+                &session,
+                Some(principal.user_id.as_uuid()),
+                "renew",
+                mode_of(&session),
+                None,
+                ip,
+            )
+            .await?;
             let settings = settings::of_org(conn, session.org_id).await?;
             Ok((session, settings))
         })
         .await?;
     state.metrics.transition("renew");
-    let name = principal.name.clone().unwrap_or_else(|| "Supervisor".to_owned());
+    let name = principal
+        .name
+        .clone()
+        .unwrap_or_else(|| "Supervisor".to_owned());
     let token = token(state, &session, &name, preset_of(&session, &settings))?;
     Ok(Connected {
         session,
@@ -293,11 +314,17 @@ pub async fn renew(
 
 /// Applies `preset` to the supervisor if connected. Not connected is fine: the next token
 /// (renewal) carries the new grants. Unreachable LiveKit is a 503 and nothing changes.
-async fn apply_grants(state: &AppState, session: &Session, preset: Preset) -> Result<(), MonitoringError> {
+async fn apply_grants(
+    state: &AppState,
+    session: &Session,
+    preset: Preset,
+) -> Result<(), MonitoringError> {
     match state
         .livekit_call(
             "update_participant",
-            state.livekit.set_permissions(&session.room_name, &session.identity, preset),
+            state
+                .livekit
+                .set_permissions(&session.room_name, &session.identity, preset),
         )
         .await
     {
@@ -341,10 +368,22 @@ pub async fn set_paused(
         .transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
             if session.status != from.as_str() {
-                return Err(MonitoringError::conflict("invalid_transition", "the session changed meanwhile"));
+                return Err(MonitoringError::conflict(
+                    "invalid_transition",
+                    "the session changed meanwhile",
+                ));
             }
             sessions::set_status(conn, id, to.as_str()).await?;
-            audit_row(conn, &session, Some(principal.user_id.as_uuid()), action, mode_of(&session), None, ip).await?;
+            audit_row(
+                conn,
+                &session,
+                Some(principal.user_id.as_uuid()),
+                action,
+                mode_of(&session),
+                None,
+                ip,
+            )
+            .await?;
             presence::refresh(conn, &outbox, session.rep_id).await?;
             Ok(sessions::lock(conn, id).await?)
         })
@@ -392,7 +431,16 @@ pub async fn set_mode(
         .transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
             sessions::set_mode(conn, id, mode.as_str()).await?;
-            audit_row(conn, &session, Some(principal.user_id.as_uuid()), "mode_change", mode, Some(previous.as_str()), ip).await?;
+            audit_row(
+                conn,
+                &session,
+                Some(principal.user_id.as_uuid()),
+                "mode_change",
+                mode,
+                Some(previous.as_str()),
+                ip,
+            )
+            .await?;
             outbox
                 .enqueue(
                     conn,
@@ -428,7 +476,15 @@ pub async fn stop(
     let stopped = conn
         .transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
-            let stopped = stop_in(conn, &outbox, &session, Some(principal.user_id.as_uuid()), "supervisor", ip).await?;
+            let stopped = stop_in(
+                conn,
+                &outbox,
+                &session,
+                Some(principal.user_id.as_uuid()),
+                "supervisor",
+                ip,
+            )
+            .await?;
             presence::refresh(conn, &outbox, session.rep_id).await?;
             Ok(stopped)
         })
@@ -447,7 +503,9 @@ pub async fn disconnect(state: &AppState, session: &Session) {
     match state
         .livekit_call(
             "remove_participant",
-            state.livekit.remove_participant(&session.room_name, &session.identity),
+            state
+                .livekit
+                .remove_participant(&session.room_name, &session.identity),
         )
         .await
     {
@@ -472,7 +530,16 @@ pub async fn stop_in(
     if sessions::stop(conn, session.id, now, reason).await? == 0 {
         return Ok(false);
     }
-    audit_row(conn, session, actor, "stop", mode_of(session), Some(reason), ip).await?;
+    audit_row(
+        conn,
+        session,
+        actor,
+        "stop",
+        mode_of(session),
+        Some(reason),
+        ip,
+    )
+    .await?;
     outbox
         .enqueue(
             conn,

@@ -39,8 +39,15 @@ fn event_time(event: &WebhookEvent) -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
-pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutcome, MonitoringError> {
-    let room = event.room.as_ref().map_or("", |r| r.name.as_str()).to_owned();
+pub async fn apply(
+    state: &AppState,
+    event: &WebhookEvent,
+) -> Result<WebhookOutcome, MonitoringError> {
+    let room = event
+        .room
+        .as_ref()
+        .map_or("", |r| r.name.as_str())
+        .to_owned();
     if !domain::is_rep_room(&room) {
         return Ok(WebhookOutcome::Ignored);
     }
@@ -68,8 +75,14 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
         if event.event == "room_finished" {
             for connection in reps::connections(conn, rep.user_id).await? {
                 if connection.left_at.is_none() {
-                    reps::record_connection(conn, rep.user_id, &connection.sid, None, Some((at, "webhook")))
-                        .await?;
+                    reps::record_connection(
+                        conn,
+                        rep.user_id,
+                        &connection.sid,
+                        None,
+                        Some((at, "webhook")),
+                    )
+                    .await?;
                 }
             }
             presence::refresh(conn, &outbox, rep.user_id).await?;
@@ -87,12 +100,24 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
             .flatten();
         match event.event.as_str() {
             "participant_joined" => {
-                reps::record_connection(conn, rep.user_id, &participant.sid, joined.or(Some(at)), None)
-                    .await?;
+                reps::record_connection(
+                    conn,
+                    rep.user_id,
+                    &participant.sid,
+                    joined.or(Some(at)),
+                    None,
+                )
+                .await?;
             }
             "participant_left" => {
-                reps::record_connection(conn, rep.user_id, &participant.sid, joined, Some((at, "webhook")))
-                    .await?;
+                reps::record_connection(
+                    conn,
+                    rep.user_id,
+                    &participant.sid,
+                    joined,
+                    Some((at, "webhook")),
+                )
+                .await?;
             }
             "track_published" | "track_unpublished" => {
                 let Some(track) = event.track.as_ref() else {
@@ -106,8 +131,15 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
                 } else {
                     (None, Some(at))
                 };
-                reps::record_track(conn, rep.user_id, &participant.sid, &track.sid, published, unpublished)
-                    .await?;
+                reps::record_track(
+                    conn,
+                    rep.user_id,
+                    &participant.sid,
+                    &track.sid,
+                    published,
+                    unpublished,
+                )
+                .await?;
             }
             _ => return Ok(WebhookOutcome::Ignored),
         }

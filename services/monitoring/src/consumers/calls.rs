@@ -8,11 +8,11 @@ use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sb_events::consumer::{ConsumerConfig, Handler, HandlerError};
+use sb_events::outbox::Outbox;
 use sb_events::proto::{
     PhoneCallCompleted, PhoneCallStatus, PhoneCallStatusChanged, VideoParticipantJoined,
     VideoParticipantLeft,
 };
-use sb_events::outbox::Outbox;
 use sb_events::{Domain, EventEnvelope};
 use uuid::Uuid;
 
@@ -20,11 +20,21 @@ use crate::actions::presence;
 use crate::store::reps;
 
 pub fn video_consumer() -> ConsumerConfig {
-    ConsumerConfig::new(crate::SERVICE, "video", Domain::Video, "sb.video.participant.>")
+    ConsumerConfig::new(
+        crate::SERVICE,
+        "video",
+        Domain::Video,
+        "sb.video.participant.>",
+    )
 }
 
 pub fn telephony_consumer() -> ConsumerConfig {
-    ConsumerConfig::new(crate::SERVICE, "telephony", Domain::Telephony, "sb.telephony.call.>")
+    ConsumerConfig::new(
+        crate::SERVICE,
+        "telephony",
+        Domain::Telephony,
+        "sb.telephony.call.>",
+    )
 }
 
 fn time(unix_ms: i64) -> Option<DateTime<Utc>> {
@@ -38,24 +48,55 @@ fn uuid(value: &str) -> Option<Uuid> {
 }
 
 /// A call fact: (rep, org, kind, call, started, ended).
-type Fact = (Uuid, Uuid, &'static str, Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+type Fact = (
+    Uuid,
+    Uuid,
+    &'static str,
+    Uuid,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
 
 fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
     let permanent = HandlerError::permanent;
     if event.is::<VideoParticipantJoined>() {
-        let e = event.decode::<VideoParticipantJoined>().map_err(permanent)?;
-        return Ok(uuid(&e.user_id).zip(uuid(&e.org_id)).zip(uuid(&e.call_id)).map(
-            |((rep, org), call)| (rep, org, "video", call, time(e.joined_at_unix_ms).or(Some(Utc::now())), None),
-        ));
+        let e = event
+            .decode::<VideoParticipantJoined>()
+            .map_err(permanent)?;
+        return Ok(uuid(&e.user_id)
+            .zip(uuid(&e.org_id))
+            .zip(uuid(&e.call_id))
+            .map(|((rep, org), call)| {
+                (
+                    rep,
+                    org,
+                    "video",
+                    call,
+                    time(e.joined_at_unix_ms).or(Some(Utc::now())),
+                    None,
+                )
+            }));
     }
     if event.is::<VideoParticipantLeft>() {
         let e = event.decode::<VideoParticipantLeft>().map_err(permanent)?;
-        return Ok(uuid(&e.user_id).zip(uuid(&e.org_id)).zip(uuid(&e.call_id)).map(
-            |((rep, org), call)| (rep, org, "video", call, None, time(e.left_at_unix_ms).or(Some(Utc::now()))),
-        ));
+        return Ok(uuid(&e.user_id)
+            .zip(uuid(&e.org_id))
+            .zip(uuid(&e.call_id))
+            .map(|((rep, org), call)| {
+                (
+                    rep,
+                    org,
+                    "video",
+                    call,
+                    None,
+                    time(e.left_at_unix_ms).or(Some(Utc::now())),
+                )
+            }));
     }
     if event.is::<PhoneCallStatusChanged>() {
-        let e = event.decode::<PhoneCallStatusChanged>().map_err(permanent)?;
+        let e = event
+            .decode::<PhoneCallStatusChanged>()
+            .map_err(permanent)?;
         let at = time(e.changed_at_unix_ms).or(Some(Utc::now()));
         let (started, ended) = match PhoneCallStatus::try_from(e.status) {
             Ok(PhoneCallStatus::InProgress) => (at, None),
@@ -75,11 +116,19 @@ fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
     }
     if event.is::<PhoneCallCompleted>() {
         let e = event.decode::<PhoneCallCompleted>().map_err(permanent)?;
-        return Ok(uuid(&e.user_id).zip(uuid(&e.org_id)).zip(uuid(&e.call_id)).map(
-            |((rep, org), call)| {
-                (rep, org, "phone", call, time(e.started_at_unix_ms), time(e.ended_at_unix_ms).or(Some(Utc::now())))
-            },
-        ));
+        return Ok(uuid(&e.user_id)
+            .zip(uuid(&e.org_id))
+            .zip(uuid(&e.call_id))
+            .map(|((rep, org), call)| {
+                (
+                    rep,
+                    org,
+                    "phone",
+                    call,
+                    time(e.started_at_unix_ms),
+                    time(e.ended_at_unix_ms).or(Some(Utc::now())),
+                )
+            }));
     }
     Ok(None)
 }

@@ -95,7 +95,14 @@ async fn rep_session(
     let ttl = state.config.rep_token_ttl;
     let token = state
         .tokens
-        .issue(&room, &identity, &name, Preset::RepPublisher, Some(ttl), None)
+        .issue(
+            &room,
+            &identity,
+            &name,
+            Preset::RepPublisher,
+            Some(ttl),
+            None,
+        )
         .map_err(MonitoringError::internal)?;
     Ok(HttpResponse::Ok().json(RepConnection {
         server_url: token.server_url,

@@ -111,7 +111,8 @@ async fn start_session(
     req: HttpRequest,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<HttpResponse, MonitoringError> {
-    let (connected, created) = actions::start(&state, &principal, body.rep_id, client_ip(&req)).await?;
+    let (connected, created) =
+        actions::start(&state, &principal, body.rep_id, client_ip(&req)).await?;
     let body = SessionConnection::from(connected);
     Ok(if created {
         HttpResponse::Created().json(body)
@@ -141,13 +142,18 @@ async fn list_sessions(
     req: HttpRequest,
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
-        return Err(MonitoringError::forbidden("forbidden", "only supervisors list sessions"));
+        return Err(MonitoringError::forbidden(
+            "forbidden",
+            "only supervisors list sessions",
+        ));
     }
     let query = Query::parse(&req)?;
     let (from, to) = query.window()?;
     let filter = SessionFilter {
         org: principal.org_id.as_uuid(),
-        status: query.value::<SessionStatus>("status")?.map(|s| s.as_str().to_owned()),
+        status: query
+            .value::<SessionStatus>("status")?
+            .map(|s| s.as_str().to_owned()),
         rep_id: query.uuid("repId")?,
         supervisor_id: query.uuid("supervisorId")?,
         from,
@@ -184,7 +190,10 @@ async fn get_session(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
-        return Err(MonitoringError::forbidden("forbidden", "only supervisors see sessions"));
+        return Err(MonitoringError::forbidden(
+            "forbidden",
+            "only supervisors see sessions",
+        ));
     }
     let mut conn = state.conn().await?;
     let session = sessions::find(&mut conn, path.into_inner())
@@ -211,7 +220,8 @@ async fn pause_session(
     req: HttpRequest,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, MonitoringError> {
-    let session = actions::set_paused(&state, &principal, path.into_inner(), true, client_ip(&req)).await?;
+    let session =
+        actions::set_paused(&state, &principal, path.into_inner(), true, client_ip(&req)).await?;
     Ok(HttpResponse::Ok().json(SessionView::from(session)))
 }
 
@@ -229,7 +239,14 @@ async fn resume_session(
     req: HttpRequest,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, MonitoringError> {
-    let session = actions::set_paused(&state, &principal, path.into_inner(), false, client_ip(&req)).await?;
+    let session = actions::set_paused(
+        &state,
+        &principal,
+        path.into_inner(),
+        false,
+        client_ip(&req),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(SessionView::from(session)))
 }
 
@@ -279,7 +296,14 @@ async fn change_mode(
     path: web::Path<Uuid>,
     JsonBody(body): JsonBody<ModeBody>,
 ) -> Result<HttpResponse, MonitoringError> {
-    let session = actions::set_mode(&state, &principal, path.into_inner(), body.mode, client_ip(&req)).await?;
+    let session = actions::set_mode(
+        &state,
+        &principal,
+        path.into_inner(),
+        body.mode,
+        client_ip(&req),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(SessionView::from(session)))
 }
 

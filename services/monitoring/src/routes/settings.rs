@@ -76,7 +76,10 @@ async fn put_settings(
 ) -> Result<HttpResponse, MonitoringError> {
     require_leader(&principal)?;
     if !(1..=20).contains(&body.max_supervisors_per_rep) {
-        return Err(MonitoringError::invalid("maxSupervisorsPerRep", "must be from 1 to 20"));
+        return Err(MonitoringError::invalid(
+            "maxSupervisorsPerRep",
+            "must be from 1 to 20",
+        ));
     }
     let wanted = Settings {
         notify_rep: body.notify_rep,

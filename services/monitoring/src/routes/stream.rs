@@ -67,7 +67,10 @@ async fn live_stream(
     principal: Principal,
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
-        return Err(MonitoringError::forbidden("forbidden", "only supervisors follow reps live"));
+        return Err(MonitoringError::forbidden(
+            "forbidden",
+            "only supervisors follow reps live",
+        ));
     }
     let subject = state.namespace.subject("sb.monitoring.>");
     let mut subscriber = state
@@ -82,7 +85,11 @@ async fn live_stream(
     let open = Open(state.metrics.live_streams.clone());
     tokio::spawn(async move {
         let _open = open;
-        if tx.send(frame("ready", "0", &serde_json::json!({}))).await.is_err() {
+        if tx
+            .send(frame("ready", "0", &serde_json::json!({})))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut ticker = tokio::time::interval(keepalive.max(Duration::from_millis(100)));
@@ -110,7 +117,9 @@ async fn live_stream(
             let Some(Ok(json)) = sb_events::decode_json(&event_type, &message.payload) else {
                 continue;
             };
-            let rep = json["rep_user_id"].as_str().and_then(|r| Uuid::parse_str(r).ok());
+            let rep = json["rep_user_id"]
+                .as_str()
+                .and_then(|r| Uuid::parse_str(r).ok());
             if !visible(&state, &principal, &header(headers::ORG_ID), rep).await {
                 continue;
             }
@@ -119,13 +128,18 @@ async fn live_stream(
                 .strip(message.subject.as_str())
                 .trim_start_matches("sb.monitoring.")
                 .to_owned();
-            if tx.send(frame(&name, &header(headers::MSG_ID), &json)).await.is_err() {
+            if tx
+                .send(frame(&name, &header(headers::MSG_ID), &json))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
     });
     let body = futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|item| item.map(Ok::<_, actix_web::Error>))
+        rx.poll_recv(cx)
+            .map(|item| item.map(Ok::<_, actix_web::Error>))
     });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))

@@ -35,15 +35,18 @@ async fn livekit_webhook(
         Err(error) => {
             state.metrics.webhook("unknown", "rejected");
             tracing::warn!(error = %error, "LiveKit webhook refused");
-            return Err(Problem::new(actix_web::http::StatusCode::FORBIDDEN, "invalid_signature")
-                .with_detail("the webhook signature is missing or does not match the body")
-                .into());
+            return Err(
+                Problem::new(actix_web::http::StatusCode::FORBIDDEN, "invalid_signature")
+                    .with_detail("the webhook signature is missing or does not match the body")
+                    .into(),
+            );
         }
     };
     match webhook::apply(&state, &event).await {
         Ok(outcome) => {
             state.metrics.webhook(&event.event, outcome.as_str());
-            Ok(HttpResponse::Ok().json(serde_json::json!({"outcome": outcome.as_str(), "event": event.event})))
+            Ok(HttpResponse::Ok()
+                .json(serde_json::json!({"outcome": outcome.as_str(), "event": event.event})))
         }
         Err(error) => {
             state.metrics.webhook(&event.event, "failed");

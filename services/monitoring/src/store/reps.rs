@@ -96,14 +96,22 @@ pub async fn of_org(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Vec<
         .await
 }
 
-/// Reps LiveKit may still have in their room (the reconciliation job checks them).
-pub async fn possibly_connected(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Rep>> {
+/// Reps LiveKit may have in their room (the reconciliation job checks them): those we think are
+/// connected, and those active since `recent` (their token may still be valid even if no
+/// participant_joined reached us).
+pub async fn possibly_connected(
+    conn: &mut AsyncPgConnection,
+    recent: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Rep>> {
     let open = monitoring_rep_connections::table
         .filter(monitoring_rep_connections::rep_id.eq(monitoring_reps::user_id))
         .filter(monitoring_rep_connections::left_at.is_null());
     monitoring_reps::table
         .filter(
-            diesel::dsl::exists(open).or(monitoring_reps::status.ne("OFFLINE")),
+            diesel::dsl::exists(open)
+                .or(monitoring_reps::status.ne("OFFLINE"))
+                .or(monitoring_reps::updated_at.gt(recent)),
         )
         .order(monitoring_reps::updated_at.asc())
         .limit(limit)
@@ -151,12 +159,14 @@ pub async fn record_connection(
             c::left_at.eq(left_at),
             c::left_source.eq(left_source),
         ))
-        .on_conflict(c::sid)
+        .on_conflict((c::rep_id, c::sid))
         .do_update()
         .set((
             c::joined_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("COALESCE(monitoring_rep_connections.joined_at, excluded.joined_at)")),
+            >(
+                "COALESCE(monitoring_rep_connections.joined_at, excluded.joined_at)",
+            )),
             c::left_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
             >(
@@ -192,21 +202,28 @@ pub async fn record_track(
             t::published_at.eq(published_at),
             t::unpublished_at.eq(unpublished_at),
         ))
-        .on_conflict(t::track_sid)
+        .on_conflict((t::rep_id, t::track_sid))
         .do_update()
         .set((
             t::published_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("COALESCE(monitoring_rep_tracks.published_at, excluded.published_at)")),
+            >(
+                "COALESCE(monitoring_rep_tracks.published_at, excluded.published_at)",
+            )),
             t::unpublished_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("COALESCE(monitoring_rep_tracks.unpublished_at, excluded.unpublished_at)")),
+            >(
+                "COALESCE(monitoring_rep_tracks.unpublished_at, excluded.unpublished_at)",
+            )),
         ))
         .execute(conn)
         .await
 }
 
-pub async fn connections(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryResult<Vec<Connection>> {
+pub async fn connections(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+) -> QueryResult<Vec<Connection>> {
     use monitoring_rep_connections as c;
     let rows: Vec<(String, Option<DateTime<Utc>>)> = c::table
         .filter(c::rep_id.eq(rep_id))
@@ -262,10 +279,14 @@ pub async fn record_call(
         .set((
             c::started_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("COALESCE(monitoring_rep_calls.started_at, excluded.started_at)")),
+            >(
+                "COALESCE(monitoring_rep_calls.started_at, excluded.started_at)",
+            )),
             c::ended_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("COALESCE(monitoring_rep_calls.ended_at, excluded.ended_at)")),
+            >(
+                "COALESCE(monitoring_rep_calls.ended_at, excluded.ended_at)",
+            )),
         ))
         .execute(conn)
         .await

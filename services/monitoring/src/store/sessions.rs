@@ -37,7 +37,10 @@ pub struct NewSession<'a> {
     pub token_expires_at: DateTime<Utc>,
 }
 
-pub async fn insert(conn: &mut AsyncPgConnection, session: &NewSession<'_>) -> QueryResult<Session> {
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    session: &NewSession<'_>,
+) -> QueryResult<Session> {
     diesel::insert_into(monitoring_sessions::table)
         .values(session)
         .returning(Session::as_returning())
@@ -90,7 +93,10 @@ pub async fn open_of(
 }
 
 /// Open sessions whose supervisor token has expired.
-pub async fn expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<Vec<Session>> {
+pub async fn expired(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<Session>> {
     monitoring_sessions::table
         .filter(monitoring_sessions::status.ne("STOPPED"))
         .filter(monitoring_sessions::token_expires_at.lt(now))
@@ -99,7 +105,11 @@ pub async fn expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryR
         .await
 }
 
-pub async fn set_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str) -> QueryResult<usize> {
+pub async fn set_status(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+) -> QueryResult<usize> {
     diesel::update(monitoring_sessions::table.find(id))
         .set((
             monitoring_sessions::status.eq(status),
@@ -189,7 +199,10 @@ pub async fn list(
         query = query.filter(monitoring_sessions::started_at.lt(to));
     }
     query
-        .order((monitoring_sessions::started_at.desc(), monitoring_sessions::id.desc()))
+        .order((
+            monitoring_sessions::started_at.desc(),
+            monitoring_sessions::id.desc(),
+        ))
         .limit(limit)
         .select(Session::as_select())
         .load(conn)

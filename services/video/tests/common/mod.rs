@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sb_auth::{OrgId, Principal, Role, TeamId, UserId};
 use sb_db::models::{NewAppointment, upsert_appointment};
 use sb_events::Namespace;
 use sb_events::streams::StreamSettings;
@@ -104,49 +103,15 @@ impl TestVideo {
     }
 
     pub async fn post_json(&self, user: &User, path: &str, body: Value) -> Result<(u16, Value)> {
-        let response = self
-            .app
-            .post(path)
-            .bearer_auth(self.token(user))
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        self.app.post_json(&self.token(user), path, &body).await
     }
 
     pub async fn post_empty(&self, user: &User, path: &str) -> Result<(u16, Value)> {
-        let response = self
-            .app
-            .post(path)
-            .bearer_auth(self.token(user))
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        self.app.post_empty(&self.token(user), path).await
     }
 
     pub async fn get_json(&self, user: &User, path: &str) -> Result<(u16, Value)> {
-        let response = self
-            .app
-            .get(path)
-            .bearer_auth(self.token(user))
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        self.app.get_json(&self.token(user), path).await
     }
 
     /// Posts a webhook body signed like the LiveKit server signs it.
@@ -178,45 +143,7 @@ impl TestVideo {
 }
 
 /// A user as a JWT describes them.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub org: Uuid,
-    pub role: Role,
-    pub teams: Vec<Uuid>,
-    pub name: String,
-}
-
-impl User {
-    pub fn new(org: Uuid, role: Role) -> Self {
-        Self {
-            id: Uuid::now_v7(),
-            org,
-            role,
-            teams: Vec::new(),
-            name: format!(
-                "{} {}",
-                role.as_str(),
-                &Uuid::now_v7().simple().to_string()[24..]
-            ),
-        }
-    }
-
-    pub fn in_team(mut self, team: Uuid) -> Self {
-        self.teams.push(team);
-        self
-    }
-
-    pub fn principal(&self) -> Principal {
-        Principal {
-            user_id: UserId::from(self.id),
-            org_id: OrgId::from(self.org),
-            role: self.role,
-            teams: self.teams.iter().copied().map(TeamId::from).collect(),
-            name: Some(self.name.clone()),
-        }
-    }
-}
+pub type User = sb_testkit::TestUser;
 
 #[derive(Debug, Clone)]
 pub struct TestAppointment {
