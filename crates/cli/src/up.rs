@@ -24,6 +24,9 @@ pub struct Args {
     /// Port of the video service.
     #[arg(long, env = "UP_VIDEO_PORT", default_value_t = sb_video::config::DEFAULT_PORT)]
     video_port: u16,
+    /// Port of the monitoring service.
+    #[arg(long, env = "UP_MONITORING_PORT", default_value_t = sb_monitoring::config::DEFAULT_PORT)]
+    monitoring_port: u16,
     /// Publish the sample CRM appointments once the stack is up (see `switchboard seed`).
     #[arg(long)]
     seed: bool,
@@ -56,7 +59,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     video.http.host = args.host.clone();
     video.http.port = args.video_port;
     video.database.migrate_on_start = false;
-    let services: Vec<Application> = vec![sb_video::build(video).await?];
+    let mut monitoring = sb_monitoring::MonitoringConfig::from_env(&env)?;
+    monitoring.http.host = args.host.clone();
+    monitoring.http.port = args.monitoring_port;
+    monitoring.database.migrate_on_start = false;
+    let services: Vec<Application> = vec![
+        sb_video::build(video).await?,
+        sb_monitoring::build(monitoring).await?,
+    ];
 
     let listed: Vec<Listed> = services
         .iter()
@@ -92,9 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!(
-        "  Telephony, signaling and monitoring join this table as they land. The overview answers"
-    );
+    println!("  Telephony and signaling join this table as they land. The overview answers");
     println!("  /healthz and /readyz for the stack (Postgres + NATS).");
     println!();
     if args.seed {

@@ -32,12 +32,14 @@ async fn up_stops_on(signal: &str) -> Result {
     let database = TestDb::reserved()?;
     let port = free_port()?;
     let video_port = free_port()?;
+    let monitoring_port = free_port()?;
     let mut child = Command::new(BIN)
         .arg("up")
         .env("DATABASE_URL", database.url())
         .env("NATS_URL", sb_testkit::nats_url())
         .env("UP_PORT", port.to_string())
         .env("UP_VIDEO_PORT", video_port.to_string())
+        .env("UP_MONITORING_PORT", monitoring_port.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -102,6 +104,15 @@ async fn up_stops_on(signal: &str) -> Result {
         .json()
         .await?;
     assert_eq!(ready["status"], "ready", "{ready}");
+    let monitoring = format!("http://127.0.0.1:{monitoring_port}");
+    assert_eq!(index["services"][1]["name"], "monitoring", "{index}");
+    let ready: serde_json::Value = client
+        .get(format!("{monitoring}/readyz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["status"], "ready", "{ready}");
     // The video service projects CRM appointments itself now (durable video-appointments).
 
     let pid = child.id().ok_or("no pid")?;
@@ -131,6 +142,7 @@ async fn up_says_which_dependency_is_missing() -> Result {
         )
         .env("UP_PORT", free_port()?.to_string())
         .env("UP_VIDEO_PORT", free_port()?.to_string())
+        .env("UP_MONITORING_PORT", free_port()?.to_string())
         .output()
         .await?;
     assert!(!output.status.success());
@@ -150,6 +162,7 @@ async fn up_says_which_dependency_is_missing() -> Result {
         .env("NATS_CONNECT_TIMEOUT", "500ms")
         .env("UP_PORT", free_port()?.to_string())
         .env("UP_VIDEO_PORT", free_port()?.to_string())
+        .env("UP_MONITORING_PORT", free_port()?.to_string())
         .output()
         .await?;
     assert!(!output.status.success());

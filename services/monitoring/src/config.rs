@@ -29,6 +29,8 @@ pub struct MonitoringConfig {
     /// Lifetime of a supervisor's listen token; the session stops unless renewed in time.
     pub supervisor_token_ttl: Duration,
     pub reconcile_interval: Duration,
+    /// Connections younger than this are not closed by the job (its LiveKit list may predate them).
+    pub reconcile_min_age: Duration,
     /// Comment sent on idle live streams so proxies keep them open.
     pub stream_keepalive: Duration,
 }
@@ -64,6 +66,8 @@ impl MonitoringConfig {
             )?,
             reconcile_interval: env
                 .duration("MONITORING_RECONCILE_INTERVAL", Duration::from_secs(30))?,
+            reconcile_min_age: env
+                .duration("MONITORING_RECONCILE_MIN_AGE", Duration::from_secs(30))?,
             stream_keepalive: env
                 .duration("MONITORING_STREAM_KEEPALIVE", Duration::from_secs(15))?,
         })

@@ -195,6 +195,7 @@ impl RepStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub sid: String,
+    pub joined_at: Option<DateTime<Utc>>,
     pub left_at: Option<DateTime<Utc>>,
 }
 
@@ -244,10 +245,12 @@ mod tests {
         let t = Utc::now();
         let open = Connection {
             sid: "PA_1".into(),
+            joined_at: None,
             left_at: None,
         };
         let closed = Connection {
             sid: "PA_1".into(),
+            joined_at: None,
             left_at: Some(t),
         };
         let live = Track {

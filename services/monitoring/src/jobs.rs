@@ -24,7 +24,10 @@ pub struct ReconcileReport {
 }
 
 pub async fn run(state: AppState, stop: CancellationToken) {
-    let mut interval = tokio::time::interval(state.config.reconcile_interval);
+    // The first pass waits one period: at start-up the webhooks of the moment are still
+    // arriving, and there is nothing old to repair yet.
+    let period = state.config.reconcile_interval;
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -52,6 +55,10 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
         - chrono::Duration::from_std(state.config.rep_token_ttl)
             .unwrap_or(chrono::Duration::minutes(15));
     for rep in reps::possibly_connected(&mut conn, recent, BATCH).await? {
+        // A connection LiveKit reported after this moment may be missing from the list below
+        // only because the list is older: it is left for the next pass.
+        let listed_at = Utc::now()
+            - chrono::Duration::from_std(state.config.reconcile_min_age).unwrap_or_default();
         let present = match state
             .livekit_call(
                 "list_participants",
@@ -74,7 +81,10 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
                 let now = Utc::now();
                 let known = reps::connections(conn, rep.user_id).await?;
                 let mut closed = 0;
-                for connection in known.iter().filter(|c| c.left_at.is_none()) {
+                for connection in known
+                    .iter()
+                    .filter(|c| c.left_at.is_none() && c.joined_at.is_none_or(|at| at < listed_at))
+                {
                     if !live_sids.contains(connection.sid.as_str()) {
                         reps::record_connection(
                             conn,

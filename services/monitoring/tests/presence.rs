@@ -148,7 +148,7 @@ async fn presence_from_shuffled_and_duplicated_webhooks_matches_the_in_order_res
     let seed: u64 = std::env::var("SHUFFLE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random());
+        .unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut states = Vec::new();
     for run in 0..4 {

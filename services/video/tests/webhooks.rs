@@ -221,7 +221,7 @@ async fn replaying_a_calls_webhooks_three_times_in_any_order_gives_the_same_stat
     let seed: u64 = std::env::var("SHUFFLE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random());
+        .unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for run in 0..3 {
         let scenario = call(&video, &host).await?;

@@ -34,6 +34,47 @@ impl Drop for Open {
     }
 }
 
+/// The event as clients want it: camelCase keys, statuses and modes by name.
+fn client_json(value: Value) -> Value {
+    use sb_events::proto::{MonitoringMode, RepStatus};
+    let Value::Object(map) = value else {
+        return value;
+    };
+    let mut out = serde_json::Map::new();
+    for (key, value) in map {
+        let value = match (
+            key.as_str(),
+            value.as_i64().and_then(|n| i32::try_from(n).ok()),
+        ) {
+            ("status" | "previous_status", Some(n)) => RepStatus::try_from(n).map_or(value, |s| {
+                Value::from(s.as_str_name().trim_start_matches("REP_STATUS_"))
+            }),
+            ("mode" | "previous_mode", Some(n)) => MonitoringMode::try_from(n).map_or(value, |m| {
+                Value::from(
+                    m.as_str_name()
+                        .trim_start_matches("MONITORING_MODE_")
+                        .to_lowercase(),
+                )
+            }),
+            _ => value,
+        };
+        let mut camel = String::with_capacity(key.len());
+        let mut upper = false;
+        for c in key.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                camel.extend(c.to_uppercase());
+                upper = false;
+            } else {
+                camel.push(c);
+            }
+        }
+        out.insert(camel, value);
+    }
+    Value::Object(out)
+}
+
 fn frame(event: &str, id: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\nid: {id}\ndata: {data}\n\n"))
 }
@@ -57,7 +98,7 @@ async fn visible(state: &AppState, principal: &Principal, org: &str, rep: Option
 #[utoipa::path(get, path = "/monitoring/stream", tag = "supervisor",
     responses(
         (status = 200, content_type = "text/event-stream",
-            description = "`event: ready` once subscribed, then `rep.presence_changed`, `session.started`, `session.mode_changed`, `session.stopped` with the event as JSON; a comment every MONITORING_STREAM_KEEPALIVE"),
+            description = "`event: ready` once subscribed, then `rep.presence_changed`, `session.started`, `session.mode_changed`, `session.stopped`, each with the event as camelCase JSON (`repUserId`, `status: ONLINE`, `mode: coach`…); a comment every MONITORING_STREAM_KEEPALIVE"),
         (status = 403, description = "Not a supervisor", content_type = "application/problem+json"),
         (status = 503, description = "NATS unavailable", content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -128,8 +169,9 @@ async fn live_stream(
                 .strip(message.subject.as_str())
                 .trim_start_matches("sb.monitoring.")
                 .to_owned();
+            let data = client_json(json);
             if tx
-                .send(frame(&name, &header(headers::MSG_ID), &json))
+                .send(frame(&name, &header(headers::MSG_ID), &data))
                 .await
                 .is_err()
             {

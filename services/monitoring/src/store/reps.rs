@@ -225,14 +225,19 @@ pub async fn connections(
     rep_id: Uuid,
 ) -> QueryResult<Vec<Connection>> {
     use monitoring_rep_connections as c;
-    let rows: Vec<(String, Option<DateTime<Utc>>)> = c::table
+    type Row = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = c::table
         .filter(c::rep_id.eq(rep_id))
-        .select((c::sid, c::left_at))
+        .select((c::sid, c::joined_at, c::left_at))
         .load(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(sid, left_at)| Connection { sid, left_at })
+        .map(|(sid, joined_at, left_at)| Connection {
+            sid,
+            joined_at,
+            left_at,
+        })
         .collect())
 }
 

@@ -56,6 +56,7 @@ impl TestMonitoring {
             supervisor_token_ttl: Duration::from_secs(5 * 60),
             // Tests run passes themselves with `reconcile_once`.
             reconcile_interval: Duration::from_secs(3600),
+            reconcile_min_age: Duration::ZERO,
             stream_keepalive: Duration::from_secs(15),
         };
         adjust(&mut config);

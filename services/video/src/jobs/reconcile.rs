@@ -25,7 +25,10 @@ pub struct ReconcileReport {
 
 /// Runs a pass every `VIDEO_RECONCILE_INTERVAL` until `stop`.
 pub async fn run(state: AppState, stop: CancellationToken) {
-    let mut interval = tokio::time::interval(state.config.reconcile.interval);
+    // The first pass waits one period: at start-up the webhooks of the moment are still
+    // arriving, and there is nothing old to repair yet.
+    let period = state.config.reconcile.interval;
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -67,6 +70,9 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
         if call.status != "ONGOING" || !call.room_created || Utc::now() - call.updated_at < grace {
             continue;
         }
+        // Someone LiveKit reports joining after this moment may be missing from the list only
+        // because the list is older (a few seconds of clock skew allowed).
+        let listed_at = Utc::now() - chrono::Duration::seconds(5);
         let present = match state
             .livekit_call(
                 "list_participants",
@@ -90,7 +96,8 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
         let completed = conn
             .transaction::<_, VideoError, _>(async |conn| {
                 let call = calls::lock(conn, call.id).await?;
-                if call.status != "ONGOING" {
+                if call.status != "ONGOING" || calls::joined_since(conn, call.id, listed_at).await?
+                {
                     return Ok(false);
                 }
                 calls::close_open_sessions(conn, call.id, None, Utc::now(), "reconciled").await?;

@@ -396,6 +396,23 @@ pub async fn record_session(
         .await
 }
 
+/// Whether LiveKit reported a connection to the call that joined at or after `since`.
+pub async fn joined_since(
+    conn: &mut AsyncPgConnection,
+    call_id: Uuid,
+    since: DateTime<Utc>,
+) -> QueryResult<bool> {
+    use video_participant_sessions as s;
+    diesel::select(diesel::dsl::exists(
+        s::table
+            .filter(s::call_id.eq(call_id))
+            .filter(s::sid.not_like(format!("{API_SESSION_PREFIX}%")))
+            .filter(s::joined_at.ge(since)),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// Closes `identity`'s open sessions at `at` (a stop from the API, or the job's inference).
 pub async fn close_open_sessions(
     conn: &mut AsyncPgConnection,
