@@ -4,12 +4,14 @@
 //! implementation is [`LiveKitClient`], and testkit has a fake Twirp server for tests.
 
 mod config;
+mod extract;
 pub mod grants;
 mod rooms;
 mod token;
 mod webhook;
 
 pub use config::{DEV_API_KEY, DEV_API_SECRET, LiveKitConfig, LiveKitConfigError};
+pub use extract::{RejectedWebhooks, SignedWebhook};
 pub use grants::Preset;
 pub use rooms::{
     BoxFuture, LiveKitApi, LiveKitClient, LiveKitError, RoomOptions, bounded, permission,

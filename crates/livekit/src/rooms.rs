@@ -31,6 +31,28 @@ impl LiveKitError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, LiveKitError::Refused { code, .. } if code == "not_found")
     }
+
+    /// Worth retrying: unreachable, timed out, or the server says it is unavailable.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            LiveKitError::Unavailable(_) => true,
+            LiveKitError::Refused { code, .. } => code == "unavailable" || code == "internal",
+        }
+    }
+
+    /// What a client is told: 503 `livekit_unavailable` (retry) or 502 `livekit_error`.
+    pub fn problem(&self) -> sb_platform::Problem {
+        use sb_platform::Problem;
+        use sb_platform::error::StatusCode;
+        if self.is_unavailable() {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "livekit_unavailable")
+                .with_detail("the media server is temporarily unavailable, retry shortly")
+                .with_retry_after(2)
+        } else {
+            Problem::new(StatusCode::BAD_GATEWAY, "livekit_error")
+                .with_detail("the media server refused the request")
+        }
+    }
 }
 
 impl From<ServiceError> for LiveKitError {

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use actix_web::http::StatusCode;
+pub use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Map, Value};

@@ -68,6 +68,21 @@ impl TestApp {
         Ok((status, body))
     }
 
+    /// Posts `body` to `/webhooks/livekit` signed like `livekit`'s server signs webhooks.
+    pub async fn livekit_webhook(
+        &self,
+        livekit: &crate::FakeLiveKit,
+        body: &serde_json::Value,
+    ) -> crate::Result<(u16, serde_json::Value)> {
+        let raw = body.to_string();
+        let request = self
+            .post("/webhooks/livekit")
+            .header("Authorization", livekit.sign_webhook(&raw)?)
+            .header("Content-Type", "application/webhook+json")
+            .body(raw);
+        self.send(request, None).await
+    }
+
     /// `POST path` with a JSON body and a bearer token.
     pub async fn post_json(
         &self,

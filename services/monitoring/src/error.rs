@@ -17,10 +17,9 @@ pub enum MonitoringError {
     Invalid { field: &'static str, detail: String },
     #[error("{code}: {detail}")]
     Conflict { code: &'static str, detail: String },
-    #[error("LiveKit is unavailable: {0}")]
-    LiveKitUnavailable(#[source] LiveKitError),
-    #[error("LiveKit refused the request: {0}")]
-    LiveKitRefused(#[source] LiveKitError),
+    /// LiveKit unreachable (503) or refusing (502).
+    #[error("LiveKit: {0}")]
+    LiveKit(#[source] LiveKitError),
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
     #[error("database error: {0}")]
@@ -66,13 +65,7 @@ impl MonitoringError {
             }
             Self::Invalid { field, detail } => sb_platform::request::invalid_field(field, detail),
             Self::Conflict { code, detail } => Problem::conflict(*code, detail.clone()),
-            Self::LiveKitUnavailable(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "livekit_unavailable")
-                    .with_detail("the media server is temporarily unavailable, retry shortly")
-                    .with_retry_after(2)
-            }
-            Self::LiveKitRefused(_) => Problem::new(StatusCode::BAD_GATEWAY, "livekit_error")
-                .with_detail("the media server refused the request"),
+            Self::LiveKit(error) => error.problem(),
             Self::DatabaseUnavailable(_) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
                     .with_detail("the database is temporarily unavailable, retry shortly")
@@ -94,15 +87,7 @@ impl From<Problem> for MonitoringError {
 
 impl From<LiveKitError> for MonitoringError {
     fn from(error: LiveKitError) -> Self {
-        match error {
-            LiveKitError::Unavailable(_) => Self::LiveKitUnavailable(error),
-            LiveKitError::Refused { ref code, .. }
-                if code == "unavailable" || code == "internal" =>
-            {
-                Self::LiveKitUnavailable(error)
-            }
-            LiveKitError::Refused { .. } => Self::LiveKitRefused(error),
-        }
+        Self::LiveKit(error)
     }
 }
 

@@ -34,34 +34,11 @@ pub use state::AppState;
 pub const SERVICE: &str = "monitoring";
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-    use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApiBuilder};
-    OpenApiBuilder::new()
-        .components(Some(
-            ComponentsBuilder::new()
-                .security_scheme(
-                    "bearer",
-                    SecurityScheme::Http(
-                        HttpBuilder::new()
-                            .scheme(HttpAuthScheme::Bearer)
-                            .bearer_format("JWT")
-                            .build(),
-                    ),
-                )
-                .build(),
-        ))
-        .info(
-            InfoBuilder::new()
-                .title("Switchboard monitoring")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some(
-                    "Supervisors listen live to sales reps, then coach or barge in. Every route \
-                     takes `Authorization: Bearer <JWT>` except `POST /webhooks/livekit` \
-                     (LiveKit's signature).",
-                ))
-                .build(),
-        )
-        .build()
+    sb_platform::server::openapi_document(
+        "Switchboard monitoring",
+        "Supervisors listen live to sales reps, then coach or barge in. Every route takes \
+         `Authorization: Bearer <JWT>` except `POST /webhooks/livekit` (LiveKit's signature).",
+    )
 }
 
 /// A state outside the HTTP app (jobs run by hand, tests).
@@ -108,9 +85,13 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
         openapi: openapi(),
     };
     let data = actix_web::web::Data::new(state.clone());
+    let webhooks = actix_web::web::Data::from(state.webhooks.clone());
+    let rejected = actix_web::web::Data::new(state.metrics.rejected_webhooks());
     let mut app = Application::build(spec, move |cfg| {
         cfg.app_data(verifier.clone());
         cfg.app_data(data.clone());
+        cfg.app_data(webhooks.clone());
+        cfg.app_data(rejected.clone());
         routes::config(cfg);
     })?;
     let relay = Relay::new(

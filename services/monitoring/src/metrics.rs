@@ -50,6 +50,11 @@ impl MonitoringMetrics {
         })
     }
 
+    /// The counter of webhooks refused for their signature (`event="unknown"`).
+    pub fn rejected_webhooks(&self) -> sb_livekit::RejectedWebhooks {
+        sb_livekit::RejectedWebhooks(self.webhooks.with_label_values(&["unknown", "rejected"]))
+    }
+
     pub fn webhook(&self, event: &str, outcome: &str) {
         self.webhooks.with_label_values(&[event, outcome]).inc();
     }

@@ -26,11 +26,9 @@ pub enum VideoError {
     /// A guest link that is invalid, expired or not yet open.
     #[error("guest link refused ({code})")]
     GuestLink { code: &'static str, detail: String },
-    #[error("LiveKit is unavailable: {0}")]
-    LiveKitUnavailable(#[source] LiveKitError),
-    /// LiveKit answered with an error we did not expect (credentials, bad request).
-    #[error("LiveKit refused the request: {0}")]
-    LiveKitRefused(#[source] LiveKitError),
+    /// LiveKit unreachable (503) or refusing (502).
+    #[error("LiveKit: {0}")]
+    LiveKit(#[source] LiveKitError),
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
     #[error("database error: {0}")]
@@ -72,13 +70,7 @@ impl VideoError {
             Self::Invalid { field, detail } => sb_platform::request::invalid_field(field, detail),
             Self::Conflict { code, detail } => Problem::conflict(*code, detail.clone()),
             Self::GuestLink { code, detail } => Problem::unauthorized(*code, detail.clone()),
-            Self::LiveKitUnavailable(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "livekit_unavailable")
-                    .with_detail("the video server is temporarily unavailable, retry shortly")
-                    .with_retry_after(2)
-            }
-            Self::LiveKitRefused(_) => Problem::new(StatusCode::BAD_GATEWAY, "livekit_error")
-                .with_detail("the video server refused the request"),
+            Self::LiveKit(error) => error.problem(),
             Self::DatabaseUnavailable(_) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
                     .with_detail("the database is temporarily unavailable, retry shortly")
@@ -100,15 +92,7 @@ impl From<Problem> for VideoError {
 
 impl From<LiveKitError> for VideoError {
     fn from(error: LiveKitError) -> Self {
-        match error {
-            LiveKitError::Unavailable(_) => Self::LiveKitUnavailable(error),
-            LiveKitError::Refused { ref code, .. }
-                if code == "unavailable" || code == "internal" =>
-            {
-                Self::LiveKitUnavailable(error)
-            }
-            LiveKitError::Refused { .. } => Self::LiveKitRefused(error),
-        }
+        Self::LiveKit(error)
     }
 }
 

@@ -43,34 +43,12 @@ pub const SERVICE: &str = "video";
 
 /// The service's OpenAPI document (paths are collected from the routes).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-    use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApiBuilder};
-    OpenApiBuilder::new()
-        .components(Some(
-            ComponentsBuilder::new()
-                .security_scheme(
-                    "bearer",
-                    SecurityScheme::Http(
-                        HttpBuilder::new()
-                            .scheme(HttpAuthScheme::Bearer)
-                            .bearer_format("JWT")
-                            .build(),
-                    ),
-                )
-                .build(),
-        ))
-        .info(
-            InfoBuilder::new()
-                .title("Switchboard video")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some(
-                    "Video calls tied to CRM appointments and ad-hoc meetings on LiveKit. Every \
-                     route takes `Authorization: Bearer <JWT>` except `POST /webhooks/livekit` \
-                     (LiveKit's signature) and the guest routes (a guest-link token).",
-                ))
-                .build(),
-        )
-        .build()
+    sb_platform::server::openapi_document(
+        "Switchboard video",
+        "Video calls tied to CRM appointments and ad-hoc meetings on LiveKit. Every route takes \
+         `Authorization: Bearer <JWT>` except `POST /webhooks/livekit` (LiveKit's signature) and \
+         the guest routes (a guest-link token).",
+    )
 }
 
 /// Builds the service from its configuration: migrates when asked, connects to NATS, makes sure
@@ -107,9 +85,13 @@ pub async fn build(config: VideoConfig) -> anyhow::Result<Application> {
         openapi: openapi(),
     };
     let data = actix_web::web::Data::new(state.clone());
+    let webhooks = actix_web::web::Data::from(state.webhooks.clone());
+    let rejected = actix_web::web::Data::new(state.metrics.rejected_webhooks());
     let mut app = Application::build(spec, move |cfg| {
         cfg.app_data(verifier.clone());
         cfg.app_data(data.clone());
+        cfg.app_data(webhooks.clone());
+        cfg.app_data(rejected.clone());
         routes::config(cfg);
     })?;
 

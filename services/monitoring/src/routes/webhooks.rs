@@ -1,12 +1,12 @@
 //! `POST /webhooks/livekit`: public, authenticated by LiveKit's signature only. Point the LiveKit
 //! server's webhook list at this service as well as at the video service.
 
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, post, web};
-use sb_platform::Problem;
+use actix_web::{HttpResponse, post, web};
+use sb_livekit::SignedWebhook;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::actions::webhook;
+use crate::error::MonitoringError;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
@@ -23,25 +23,8 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
 #[post("/webhooks/livekit")]
 async fn livekit_webhook(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let event = match state.webhooks.verify(auth, &body) {
-        Ok(event) => event,
-        Err(error) => {
-            state.metrics.webhook("unknown", "rejected");
-            tracing::warn!(error = %error, "LiveKit webhook refused");
-            return Err(
-                Problem::new(actix_web::http::StatusCode::FORBIDDEN, "invalid_signature")
-                    .with_detail("the webhook signature is missing or does not match the body")
-                    .into(),
-            );
-        }
-    };
+    SignedWebhook(event): SignedWebhook,
+) -> Result<HttpResponse, MonitoringError> {
     match webhook::apply(&state, &event).await {
         Ok(outcome) => {
             state.metrics.webhook(&event.event, outcome.as_str());
@@ -50,7 +33,7 @@ async fn livekit_webhook(
         }
         Err(error) => {
             state.metrics.webhook(&event.event, "failed");
-            Err(error.into())
+            Err(error)
         }
     }
 }

@@ -93,15 +93,7 @@ impl TestMonitoring {
 
     /// Posts a webhook body signed like the LiveKit server signs it.
     pub async fn webhook(&self, body: &Value) -> Result<(u16, Value)> {
-        let raw = body.to_string();
-        let signature = self.livekit.sign_webhook(&raw)?;
-        let request = self
-            .app
-            .post("/webhooks/livekit")
-            .header("Authorization", signature)
-            .header("Content-Type", "application/webhook+json")
-            .body(raw);
-        self.app.send(request, None).await
+        self.app.livekit_webhook(&self.livekit, body).await
     }
 
     /// The rep asks for their token (registering them), then LiveKit reports them connected

@@ -73,8 +73,7 @@ pub async fn start(
     {
         Ok(info) => info,
         Err(error) => {
-            let error = VideoError::from(error);
-            if matches!(error, VideoError::LiveKitRefused(_)) {
+            if !error.is_unavailable() {
                 let data = serde_json::json!({ "error": error.to_string() });
                 calls::set_recording_result(
                     conn,
@@ -85,7 +84,7 @@ pub async fn start(
                 )
                 .await?;
             }
-            return Err(error);
+            return Err(error.into());
         }
     };
     let state_now = EgressState::from_livekit(info.status);

@@ -25,26 +25,8 @@ pub struct ReconcileReport {
 
 /// Runs a pass every `VIDEO_RECONCILE_INTERVAL` until `stop`.
 pub async fn run(state: AppState, stop: CancellationToken) {
-    // The first pass waits one period: at start-up the webhooks of the moment are still
-    // arriving, and there is nothing old to repair yet.
     let period = state.config.reconcile.interval;
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        match reconcile_once(&state).await {
-            Ok(report) if report != ReconcileReport::default() => {
-                tracing::info!(?report, "reconciled with LiveKit");
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(error = %error, "reconciliation pass failed; next pass retries")
-            }
-        }
-    }
+    sb_platform::server::every("video-reconcile", period, stop, || reconcile_once(&state)).await;
 }
 
 /// One reconciliation pass.

@@ -1,8 +1,7 @@
 //! `POST /webhooks/livekit`: public, authenticated by LiveKit's signature only.
 
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, post, web};
-use sb_platform::Problem;
+use actix_web::{HttpResponse, post, web};
+use sb_livekit::SignedWebhook;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::actions::webhook;
@@ -24,30 +23,13 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
 #[post("/webhooks/livekit")]
 async fn livekit_webhook(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let event = match state.webhooks.verify(auth, &body) {
-        Ok(event) => event,
-        Err(error) => {
-            state.metrics.webhook("unknown", "rejected");
-            tracing::warn!(error = %error, "LiveKit webhook refused");
-            return Err(
-                Problem::new(actix_web::http::StatusCode::FORBIDDEN, "invalid_signature")
-                    .with_detail("the webhook signature is missing or does not match the body")
-                    .into(),
-            );
-        }
-    };
+    SignedWebhook(event): SignedWebhook,
+) -> Result<HttpResponse, VideoError> {
     let outcome = match webhook::apply(&state, &event).await {
         Ok(outcome) => outcome,
         Err(error) => {
             state.metrics.webhook(&event.event, "failed");
-            return Err(into_actix(error));
+            return Err(error);
         }
     };
     state.metrics.webhook(&event.event, outcome.as_str());
@@ -56,8 +38,4 @@ async fn livekit_webhook(
         "outcome": outcome.as_str(),
         "event": event.event,
     })))
-}
-
-fn into_actix(error: VideoError) -> actix_web::Error {
-    error.into()
 }

@@ -116,22 +116,7 @@ impl TestVideo {
 
     /// Posts a webhook body signed like the LiveKit server signs it.
     pub async fn webhook(&self, body: &Value) -> Result<(u16, Value)> {
-        let raw = body.to_string();
-        let signature = self.livekit.sign_webhook(&raw)?;
-        let response = self
-            .app
-            .post("/webhooks/livekit")
-            .header("Authorization", signature)
-            .header("Content-Type", "application/webhook+json")
-            .body(raw)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        self.app.livekit_webhook(&self.livekit, body).await
     }
 
     /// Inserts an appointment into the read model, as the projector would.
