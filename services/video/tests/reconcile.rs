@@ -142,3 +142,41 @@ async fn livekit_unreachable_during_a_pass_changes_nothing() -> Result {
     assert_eq!(call["status"], "ONGOING");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_meeting_member_livekit_no_longer_has_is_marked_out() -> Result {
+    let video = TestVideo::spawn().await?;
+    let host = User::new(Uuid::now_v7(), Role::Closer);
+    let (status, created) = video
+        .post_json(
+            &host,
+            "/api/livekit/rooms",
+            json!({"room_name": "standup", "participants": []}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = video
+        .post_empty(&host, "/api/livekit/rooms/standup/join")
+        .await?;
+    assert_eq!(status, 200);
+    // A minute later, the member's tab is gone and no participant_left came.
+    {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use sb_db::schema::video_meeting_members as m;
+        let mut conn = video.db.conn().await?;
+        diesel::update(m::table.filter(m::user_id.eq(host.id)))
+            .set(m::joined_at.eq(chrono::Utc::now() - chrono::Duration::minutes(1)))
+            .execute(&mut conn)
+            .await?;
+    }
+    let in_room = |body: &serde_json::Value| body["participants"][0]["in_room"].clone();
+    let (_, meeting) = video.get_json(&host, "/api/livekit/rooms/standup").await?;
+    assert_eq!(in_room(&meeting), json!(true), "{meeting}");
+    let state = video.state().await?;
+    let report = sb_video::reconcile_once(&state).await?;
+    assert_eq!(report.meeting_members_left, 1, "{report:?}");
+    let (_, meeting) = video.get_json(&host, "/api/livekit/rooms/standup").await?;
+    assert_eq!(in_room(&meeting), json!(false), "{meeting}");
+    Ok(())
+}

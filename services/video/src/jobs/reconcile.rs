@@ -7,9 +7,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::{calls as call_actions, presence, recording};
 use crate::domain::call::EgressState;
+use crate::domain::call::Identity;
 use crate::error::VideoError;
 use crate::state::AppState;
-use crate::store::{calls, recordings};
+use crate::store::{calls, meetings, recordings};
 
 /// How many calls and recordings one pass looks at.
 const BATCH: i64 = 200;
@@ -21,6 +22,8 @@ pub struct ReconcileReport {
     pub calls_completed: u64,
     pub recordings_updated: u64,
     pub recordings_failed: u64,
+    /// Meeting members marked out because LiveKit no longer had them.
+    pub meeting_members_left: u64,
 }
 
 /// Runs a pass every `VIDEO_RECONCILE_INTERVAL` until `stop`.
@@ -164,6 +167,10 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
             }
         }
     }
+    report.meeting_members_left = meeting_presence(state, &mut conn).await?;
+    state
+        .metrics
+        .reconciled("meeting_member_left", report.meeting_members_left);
     state
         .metrics
         .reconciled("room_created", report.rooms_created);
@@ -177,4 +184,45 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
         .metrics
         .reconciled("recording_failed", report.recordings_failed);
     Ok(report)
+}
+
+/// Meeting members whose participant_left never came: marked out when their meeting's room no
+/// longer has them (and they joined before the list was taken).
+async fn meeting_presence(state: &AppState, conn: &mut sb_db::DbConn) -> Result<u64, VideoError> {
+    let mut rooms: std::collections::BTreeMap<String, Vec<meetings::Member>> =
+        std::collections::BTreeMap::new();
+    for (member, room) in meetings::members_in_room(conn, BATCH).await? {
+        rooms.entry(room).or_default().push(member);
+    }
+    let mut left = 0;
+    for (room, members) in rooms {
+        let listed_at = Utc::now() - chrono::Duration::seconds(5);
+        let present: Vec<String> = match state
+            .livekit_call("list_participants", state.livekit.list_participants(&room))
+            .await
+        {
+            Ok(list) => list.into_iter().map(|p| p.identity).collect(),
+            Err(error) if error.is_not_found() => Vec::new(),
+            Err(error) => {
+                tracing::warn!(room = %room, error = %error, "cannot list a meeting's participants");
+                continue;
+            }
+        };
+        for member in members {
+            let identity = Identity::User(member.user_id).to_string();
+            let joined_before = member.joined_at.is_none_or(|at| at < listed_at);
+            if present.contains(&identity) || !joined_before {
+                continue;
+            }
+            let changes = meetings::MemberChanges {
+                in_room: false,
+                joined_at: member.joined_at,
+                left_at: Some(Utc::now()),
+            };
+            let written =
+                meetings::write_presence(conn, member.meeting_id, member.user_id, &changes).await?;
+            left += u64::try_from(written).unwrap_or(0);
+        }
+    }
+    Ok(left)
 }

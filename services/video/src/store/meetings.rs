@@ -250,3 +250,19 @@ pub async fn write_presence(
         .execute(conn)
         .await
 }
+
+/// Members the service thinks are in an open meeting's room, with that LiveKit room.
+pub async fn members_in_room(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Vec<(Member, String)>> {
+    video_meeting_members::table
+        .inner_join(video_meetings::table)
+        .filter(video_meeting_members::in_room.eq(true))
+        .filter(video_meetings::status.eq("open"))
+        .order(video_meeting_members::joined_at.asc())
+        .limit(limit)
+        .select((Member::as_select(), video_meetings::livekit_room))
+        .load(conn)
+        .await
+}
