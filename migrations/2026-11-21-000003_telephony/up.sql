@@ -62,16 +62,9 @@ CREATE TABLE telephony_calls (
     voicemail             boolean     NOT NULL DEFAULT false,
     -- The <Dial> records both parties (dual channel).
     record                boolean     NOT NULL DEFAULT false,
-    -- Twilio's price as it gives it (negative = charged), filled by the cost job.
+    -- Twilio's price as it gives it (negative = charged), filled by the follow-up job.
     price                 text        CHECK (price ~ '^-?[0-9]+(\.[0-9]+)?$'),
     price_unit            text        CHECK (price_unit ~ '^[A-Z]{3}$'),
-    cost_status           text        NOT NULL DEFAULT 'NONE' CHECK (cost_status IN ('NONE', 'PENDING', 'KNOWN', 'GAVE_UP')),
-    cost_attempts         integer     NOT NULL DEFAULT 0 CHECK (cost_attempts >= 0),
-    cost_next_at          timestamptz,
-    quality_status        text        NOT NULL DEFAULT 'NONE'
-                          CHECK (quality_status IN ('NONE', 'PENDING', 'PARTIAL', 'COMPLETE', 'GAVE_UP')),
-    quality_attempts      integer     NOT NULL DEFAULT 0 CHECK (quality_attempts >= 0),
-    quality_next_at       timestamptz,
     -- Set once, when the call's quality first crossed a threshold (one degraded event per call).
     quality_degraded_at   timestamptz,
     -- Last time the job fetched the call from Twilio (lost status callbacks).
@@ -87,8 +80,22 @@ CREATE INDEX telephony_calls_user_created_idx ON telephony_calls (user_id, creat
 CREATE INDEX telephony_calls_team_created_idx ON telephony_calls (team_id, created_at DESC) WHERE team_id IS NOT NULL;
 CREATE INDEX telephony_calls_open_idx ON telephony_calls (updated_at)
     WHERE status IN ('QUEUED', 'INITIATED', 'RINGING', 'IN_PROGRESS');
-CREATE INDEX telephony_calls_cost_due_idx ON telephony_calls (cost_next_at) WHERE cost_status = 'PENDING';
-CREATE INDEX telephony_calls_quality_due_idx ON telephony_calls (quality_next_at) WHERE quality_status IN ('PENDING', 'PARTIAL');
+
+-- What the follow-up job still has to learn about an ended call, with its backoff: the price
+-- (COST: Twilio fills it minutes after the call) and the Voice Insights summary (QUALITY:
+-- partial within minutes, complete within half an hour).
+CREATE TABLE telephony_followups (
+    call_id     uuid        NOT NULL REFERENCES telephony_calls (id) ON DELETE CASCADE,
+    kind        text        NOT NULL CHECK (kind IN ('COST', 'QUALITY')),
+    status      text        NOT NULL CHECK (status IN ('PENDING', 'PARTIAL', 'DONE', 'GAVE_UP')),
+    attempts    integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    -- When to ask next; NULL once DONE or GAVE_UP.
+    next_at     timestamptz CHECK ((next_at IS NULL) = (status IN ('DONE', 'GAVE_UP'))),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (call_id, kind)
+);
+CREATE INDEX telephony_followups_due_idx ON telephony_followups (kind, next_at) WHERE status IN ('PENDING', 'PARTIAL');
 
 -- Twilio recordings: voicemails (<Record>) and dual-channel call recordings (<Dial record>).
 CREATE TABLE telephony_recordings (

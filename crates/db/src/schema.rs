@@ -97,16 +97,22 @@ diesel::table! {
         record -> Bool,
         price -> Nullable<Text>,
         price_unit -> Nullable<Text>,
-        cost_status -> Text,
-        cost_attempts -> Int4,
-        cost_next_at -> Nullable<Timestamptz>,
-        quality_status -> Text,
-        quality_attempts -> Int4,
-        quality_next_at -> Nullable<Timestamptz>,
         quality_degraded_at -> Nullable<Timestamptz>,
         synced_at -> Nullable<Timestamptz>,
         error_code -> Nullable<Int4>,
         error_message -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    telephony_followups (call_id, kind) {
+        call_id -> Uuid,
+        kind -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
@@ -269,6 +275,7 @@ diesel::table! {
 
 diesel::joinable!(telephony_call_quality -> telephony_calls (call_id));
 diesel::joinable!(telephony_calls -> telephony_phone_numbers (phone_number_id));
+diesel::joinable!(telephony_followups -> telephony_calls (call_id));
 diesel::joinable!(telephony_recordings -> telephony_calls (call_id));
 diesel::joinable!(video_call_participants -> video_calls (call_id));
 diesel::joinable!(video_lobby_guests -> video_calls (call_id));
@@ -283,6 +290,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     telephony_call_quality,
     telephony_calls,
+    telephony_followups,
     telephony_phone_numbers,
     telephony_recordings,
     video_call_participants,
