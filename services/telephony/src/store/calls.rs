@@ -129,9 +129,9 @@ pub async fn set_sid(conn: &mut AsyncPgConnection, id: Uuid, sid: &str) -> Query
         .await
 }
 
-/// What one status report writes: each time and the duration are first-report-wins (every
-/// report of one status carries the same facts, so replays in any order agree); `status` only
-/// when the report advances the call.
+/// What one status report writes: each status's time is the first reported (every report of one
+/// status carries the same facts, so replays in any order agree); `status`, and with a terminal
+/// status the end time and duration, only when the report advances the call.
 #[derive(Debug, Clone)]
 pub struct StatusWrite {
     pub status: Option<(CallStatus, Option<i32>)>,
@@ -152,18 +152,21 @@ pub async fn write_status(
         call.answered_at,
         call.ended_at,
     );
+    // The terminal report that wins (see `status::advances`) brings the end time and duration,
+    // whatever terminal report was applied before it.
+    let terminal_wins = write.status.is_some() && write.reported.is_final();
+    let mut duration = call.duration_seconds;
     match write.reported {
         CallStatus::Queued => {}
         CallStatus::Initiated => initiated = initiated.or(at),
         CallStatus::Ringing => ringing = ringing.or(at),
         CallStatus::InProgress => answered = answered.or(at),
-        _ => ended = ended.or(at),
+        _ if terminal_wins => {
+            ended = at;
+            duration = write.duration_seconds;
+        }
+        _ => {}
     }
-    let duration = if write.reported.is_final() {
-        call.duration_seconds.or(write.duration_seconds)
-    } else {
-        call.duration_seconds
-    };
     let (status, sequence) = match write.status {
         Some((status, sequence)) => (status.as_str().to_owned(), sequence),
         None => (call.status.clone(), call.status_sequence),
