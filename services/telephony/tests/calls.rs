@@ -504,3 +504,32 @@ async fn voice_tokens_carry_the_callers_identity_and_grants() -> Result {
     assert_eq!((refused.status, refused.body["code"].as_str()), (503, Some("voice_tokens_unavailable")));
     Ok(())
 }
+
+#[tokio::test]
+async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
+    let telephony = TestTelephony::spawn().await?;
+    let (_, rep) = org_with_rep(&telephony).await?;
+    let started = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let ns = sb_events::Namespace::prefixed(telephony.nats.prefix());
+    let stream = telephony
+        .nats
+        .jetstream()
+        .get_stream(ns.stream(sb_events::Domain::Telephony))
+        .await?;
+    let subject = ns.subject("sb.telephony.call.status_changed");
+    let message = sb_testkit::within(Duration::from_secs(10), "status_changed on JetStream", async {
+        loop {
+            if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
+                return message;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?;
+    let event: PhoneCallStatusChanged = prost::Message::decode(message.payload)?;
+    assert_eq!(event.call_id, started.body["callId"].as_str().unwrap_or_default());
+    assert_eq!(event.org_id, rep.org.to_string());
+    assert_eq!(event.status, PhoneCallStatus::Initiated as i32);
+    Ok(())
+}
