@@ -24,6 +24,9 @@ pub struct Args {
     /// Port of the video service.
     #[arg(long, env = "UP_VIDEO_PORT", default_value_t = sb_video::config::DEFAULT_PORT)]
     video_port: u16,
+    /// Port of the telephony service.
+    #[arg(long, env = "UP_TELEPHONY_PORT", default_value_t = sb_telephony::config::DEFAULT_PORT)]
+    telephony_port: u16,
     /// Publish the sample CRM appointments once the stack is up (see `switchboard seed`).
     #[arg(long)]
     seed: bool,
@@ -56,7 +59,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     video.http.host = args.host.clone();
     video.http.port = args.video_port;
     video.database.migrate_on_start = false;
-    let services: Vec<Application> = vec![sb_video::build(video).await?];
+    let mut telephony = sb_telephony::TelephonyConfig::from_env(&env)?;
+    telephony.http.host = args.host.clone();
+    telephony.http.port = args.telephony_port;
+    telephony.database.migrate_on_start = false;
+    let public_base_url: Option<String> = env.optional("PUBLIC_BASE_URL")?;
+    if public_base_url.is_none() {
+        // Webhooks (`switchboard telephony simulate`) are signed for the URL the service is on.
+        telephony.public_base_url = format!(
+            "http://{}:{}",
+            display_host(&args.host),
+            args.telephony_port
+        );
+    }
+    let services: Vec<Application> = vec![
+        sb_video::build(video).await?,
+        sb_telephony::build(telephony).await?,
+    ];
 
     let listed: Vec<Listed> = services
         .iter()
@@ -93,9 +112,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "  Telephony, signaling and monitoring join this table as they land. The overview answers"
+        "  Signaling and monitoring join this table as they land. The overview answers /healthz"
     );
-    println!("  /healthz and /readyz for the stack (Postgres + NATS).");
+    println!("  and /readyz for the stack (Postgres + NATS).");
+    println!(
+        "  Play a phone call: cargo run -p switchboard -- telephony simulate inbound --from +447911123456 --to <a number of yours>"
+    );
     println!();
     if args.seed {
         let published =
