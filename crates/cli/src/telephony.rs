@@ -136,7 +136,10 @@ async fn post(target: &Target, path: &str, form: Vec<(String, String)>) -> anyho
         .post(&destination)
         .header("Content-Type", "application/x-www-form-urlencoded")
         .header(signature::HEADER, signature)
-        .header("User-Agent", "TwilioProxy/1.1 (switchboard telephony simulate)")
+        .header(
+            "User-Agent",
+            "TwilioProxy/1.1 (switchboard telephony simulate)",
+        )
         .body(body)
         .send()
         .await

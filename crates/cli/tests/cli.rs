@@ -70,9 +70,15 @@ async fn up_stops_on(signal: &str) -> Result {
     let applied = format!("created, {migrations} migration(s) applied");
     assert!(printed.contains(&applied), "{printed}");
     let video = format!("http://127.0.0.1:{video_port}");
-    assert!(printed.contains(&format!("video        {video}")), "{printed}");
+    assert!(
+        printed.contains(&format!("video        {video}")),
+        "{printed}"
+    );
     let telephony = format!("http://127.0.0.1:{telephony_port}");
-    assert!(printed.contains(&format!("telephony    {telephony}")), "{printed}");
+    assert!(
+        printed.contains(&format!("telephony    {telephony}")),
+        "{printed}"
+    );
     // A dev token per role of the seeded org, accepted by the services' verifier.
     let verifier = sb_auth::JwtVerifier::new(&sb_auth::AuthConfig::hs256(sb_auth::DEV_JWT_SECRET))?;
     let roles: Vec<sb_auth::Role> = printed
@@ -118,17 +124,37 @@ async fn up_stops_on(signal: &str) -> Result {
     // The dev tool plays a call into it, signed for the URL `up` gave it: a number no org has
     // gets the polite message.
     let simulated = Command::new(BIN)
-        .args(["telephony", "simulate", "inbound", "--from", "+447911123456", "--to", "+33123456789"])
+        .args([
+            "telephony",
+            "simulate",
+            "inbound",
+            "--from",
+            "+447911123456",
+            "--to",
+            "+33123456789",
+        ])
         .env("PUBLIC_BASE_URL", &telephony)
         .env_remove("TWILIO_AUTH_TOKEN")
         .output()
         .await?;
     let said = String::from_utf8_lossy(&simulated.stdout);
-    assert!(simulated.status.success(), "{said} {}", String::from_utf8_lossy(&simulated.stderr));
+    assert!(
+        simulated.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&simulated.stderr)
+    );
     assert!(said.contains("200 OK text/xml"), "{said}");
     assert!(said.contains("<Hangup"), "{said}");
     let refused = Command::new(BIN)
-        .args(["telephony", "simulate", "status", "--call-sid", "CA0123456789abcdef0123456789abcdef", "--status", "ringing"])
+        .args([
+            "telephony",
+            "simulate",
+            "status",
+            "--call-sid",
+            "CA0123456789abcdef0123456789abcdef",
+            "--status",
+            "ringing",
+        ])
         .env("PUBLIC_BASE_URL", &telephony)
         .env("TWILIO_AUTH_TOKEN", "not-the-services-token")
         .output()

@@ -132,7 +132,11 @@ impl FakeTwilio {
                 )
                 .route("/v1/Voice/{sid}/Summary", web::get().to(call_summary))
                 .default_service(web::to(|| async {
-                    error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found")
+                    error(
+                        StatusCode::NOT_FOUND,
+                        20404,
+                        "The requested resource was not found",
+                    )
                 }))
         })
         .workers(1)
@@ -193,7 +197,9 @@ impl FakeTwilio {
             let end = chrono::Utc::now();
             call.status = status.to_owned();
             call.duration = Some(duration);
-            call.start_time = Some(twilio_date(end - chrono::Duration::seconds(i64::from(duration))));
+            call.start_time = Some(twilio_date(
+                end - chrono::Duration::seconds(i64::from(duration)),
+            ));
             call.end_time = Some(twilio_date(end));
         }
     }
@@ -208,7 +214,10 @@ impl FakeTwilio {
 
     /// Voice Insights has a summary for the call.
     pub fn set_summary(&self, sid: &str, summary: Value) {
-        self.shared.state().summaries.insert(sid.to_owned(), summary);
+        self.shared
+            .state()
+            .summaries
+            .insert(sid.to_owned(), summary);
     }
 
     /// The next `times` create requests are refused with Twilio error `code` (21211, 20003,
@@ -265,8 +274,9 @@ fn error(status: StatusCode, code: i64, message: &str) -> HttpResponse {
     }))
 }
 
-/// Checks Basic auth against the account; Twilio answers 401 with code 20003 otherwise.
-fn authenticate(req: &HttpRequest, shared: &Shared, account: &str) -> Result<(), HttpResponse> {
+/// Whether the request carries the account's Basic auth (Twilio answers 401 with code 20003
+/// otherwise).
+fn authenticated(req: &HttpRequest, shared: &Shared, account: &str) -> bool {
     let expected = format!("{}:{}", shared.account_sid, shared.auth_token);
     let given = req
         .headers()
@@ -275,10 +285,11 @@ fn authenticate(req: &HttpRequest, shared: &Shared, account: &str) -> Result<(),
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
-    if given.as_deref() != Some(expected.as_str()) || account != shared.account_sid {
-        return Err(error(StatusCode::UNAUTHORIZED, 20003, "Authenticate"));
-    }
-    Ok(())
+    given.as_deref() == Some(expected.as_str()) && account == shared.account_sid
+}
+
+fn unauthenticated() -> HttpResponse {
+    error(StatusCode::UNAUTHORIZED, 20003, "Authenticate")
 }
 
 fn call_json(shared: &Shared, call: &FakeCall, created: &str) -> Value {
@@ -353,8 +364,8 @@ async fn create_call(
     pause(&shared).await;
     let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     record(&shared, &req, params.clone());
-    if let Err(refused) = authenticate(&req, &shared, &path) {
-        return refused;
+    if !authenticated(&req, &shared, &path) {
+        return unauthenticated();
     }
     let injected = {
         let mut state = shared.state();
@@ -385,7 +396,11 @@ async fn create_call(
             .map(|(_, v)| v.clone())
     };
     let (Some(to), Some(from)) = (get("To"), get("From")) else {
-        return error(StatusCode::BAD_REQUEST, 21201, "No 'To' number is specified");
+        return error(
+            StatusCode::BAD_REQUEST,
+            21201,
+            "No 'To' number is specified",
+        );
     };
     if get("Url").is_none() && get("Twiml").is_none() && get("ApplicationSid").is_none() {
         return error(StatusCode::BAD_REQUEST, 21205, "Url parameter is required.");
@@ -420,8 +435,8 @@ async fn fetch_call(
     pause(&shared).await;
     record(&shared, &req, Vec::new());
     let (account, sid) = path.into_inner();
-    if let Err(refused) = authenticate(&req, &shared, &account) {
-        return refused;
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
     }
     let call = shared.state().calls.get(&sid).cloned();
     match call {
@@ -444,8 +459,8 @@ async fn call_summary(
     pause(&shared).await;
     record(&shared, &req, Vec::new());
     let account = shared.account_sid.clone();
-    if let Err(refused) = authenticate(&req, &shared, &account) {
-        return refused;
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
     }
     let sid = path.into_inner();
     let summary = shared.state().summaries.get(&sid).cloned();
@@ -476,7 +491,11 @@ mod tests {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
         assert_eq!(
-            sign_twilio_webhook("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params),
+            sign_twilio_webhook(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &params
+            ),
             "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
         );
     }

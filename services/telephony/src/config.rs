@@ -176,8 +176,10 @@ impl TelephonyConfig {
                 interval: env.duration("TELEPHONY_FOLLOWUP_INTERVAL", Duration::from_secs(30))?,
                 first_delay: env
                     .duration("TELEPHONY_FOLLOWUP_FIRST_DELAY", Duration::from_secs(30))?,
-                cost_give_up_after: env
-                    .duration("TELEPHONY_COST_GIVE_UP_AFTER", Duration::from_secs(6 * 3600))?,
+                cost_give_up_after: env.duration(
+                    "TELEPHONY_COST_GIVE_UP_AFTER",
+                    Duration::from_secs(6 * 3600),
+                )?,
                 quality_give_up_after: env
                     .duration("TELEPHONY_QUALITY_GIVE_UP_AFTER", Duration::from_secs(3600))?,
                 stale_after: env
@@ -215,18 +217,23 @@ impl TwilioConfig {
         let account_sid: String = env.or("TWILIO_ACCOUNT_SID", DEV_ACCOUNT_SID.to_owned())?;
         let auth_token: String = env.or("TWILIO_AUTH_TOKEN", DEV_AUTH_TOKEN.to_owned())?;
         if production && account_sid == DEV_ACCOUNT_SID {
-            return Err(TelephonyConfigError::DevValueInProduction("TWILIO_ACCOUNT_SID"));
+            return Err(TelephonyConfigError::DevValueInProduction(
+                "TWILIO_ACCOUNT_SID",
+            ));
         }
         if production && auth_token == DEV_AUTH_TOKEN {
-            return Err(TelephonyConfigError::DevValueInProduction("TWILIO_AUTH_TOKEN"));
+            return Err(TelephonyConfigError::DevValueInProduction(
+                "TWILIO_AUTH_TOKEN",
+            ));
         }
         let key_sid: Option<String> = env.optional("TWILIO_API_KEY_SID")?;
         let key_secret: Option<String> = env.optional("TWILIO_API_KEY_SECRET")?;
         let api_key = match (key_sid, key_secret) {
             (Some(sid), Some(secret)) => Some((sid, secret.into())),
-            (None, None) if !production => {
-                Some((DEV_API_KEY_SID.to_owned(), DEV_API_KEY_SECRET.to_owned().into()))
-            }
+            (None, None) if !production => Some((
+                DEV_API_KEY_SID.to_owned(),
+                DEV_API_KEY_SECRET.to_owned().into(),
+            )),
             (None, None) => None,
             _ => return Err(TelephonyConfigError::ApiKeyIncomplete),
         };
@@ -239,7 +246,10 @@ impl TwilioConfig {
             )?,
             insights_base: base_url(
                 "TWILIO_INSIGHTS_BASE",
-                env.or("TWILIO_INSIGHTS_BASE", "https://insights.twilio.com".to_owned())?,
+                env.or(
+                    "TWILIO_INSIGHTS_BASE",
+                    "https://insights.twilio.com".to_owned(),
+                )?,
             )?,
             timeout: env.duration("TWILIO_TIMEOUT", Duration::from_secs(5))?,
             voice: VoiceTokenConfig {
@@ -260,7 +270,10 @@ mod tests {
 
     #[test]
     fn production_refuses_dev_credentials_and_needs_a_public_url() {
-        let src = [("APP_ENV", "production"), ("JWT_SECRET", "a-production-secret-that-is-long-enough")];
+        let src = [
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "a-production-secret-that-is-long-enough"),
+        ];
         let err = TelephonyConfig::from_env(&Env::new(&src)).unwrap_err();
         assert!(err.to_string().contains("PUBLIC_BASE_URL"), "{err}");
         let src = [

@@ -83,7 +83,13 @@ pub async fn build(config: TelephonyConfig) -> anyhow::Result<Application> {
     let pool = sb_db::prepare(&config.database).await?;
     let client = sb_platform::nats::connect(&config.nats, SERVICE).await?;
     let js = async_nats::jetstream::new(client.clone());
-    ensure_streams(&js, &config.namespace, &[Domain::Telephony], &config.streams).await?;
+    ensure_streams(
+        &js,
+        &config.namespace,
+        &[Domain::Telephony],
+        &config.streams,
+    )
+    .await?;
 
     let metrics = Metrics::new(SERVICE)?;
     let event_metrics = EventMetrics::register(metrics.registry())?;

@@ -48,7 +48,9 @@ impl AppState {
         let limit = self.config.twilio.timeout;
         let outcome = match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
-            Err(_) => Err(TwilioError::Unavailable(format!("no answer within {limit:?}"))),
+            Err(_) => Err(TwilioError::Unavailable(format!(
+                "no answer within {limit:?}"
+            ))),
         };
         self.metrics.twilio_call(operation, &outcome);
         outcome

@@ -21,7 +21,11 @@ async fn org_with_rep(telephony: &TestTelephony) -> Result<(User, User)> {
     let ceo = User::new(org, Role::Ceo);
     let rep = User::new(org, Role::Closer);
     telephony
-        .number(&ceo, FROM, json!({"ownerUserId": rep.id, "language": "fr-FR"}))
+        .number(
+            &ceo,
+            FROM,
+            json!({"ownerUserId": rep.id, "language": "fr-FR"}),
+        )
         .await?;
     Ok((ceo, rep))
 }
@@ -34,10 +38,18 @@ async fn initiate(telephony: &TestTelephony, user: &User, body: Value) -> Result
 async fn initiate_rings_the_callers_app_then_dials_the_destination() -> Result {
     let telephony = TestTelephony::spawn().await?;
     let (_, rep) = org_with_rep(&telephony).await?;
-    let started = initiate(&telephony, &rep, json!({"from": "+33 1 23 45 67 89", "to": TO})).await?;
+    let started = initiate(
+        &telephony,
+        &rep,
+        json!({"from": "+33 1 23 45 67 89", "to": TO}),
+    )
+    .await?;
     assert_eq!(started.status, 201, "{}", started.text);
     assert_eq!(started.body["status"], "initiated");
-    let call_id = started.body["callId"].as_str().unwrap_or_default().to_owned();
+    let call_id = started.body["callId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let sid = started.body["sid"].as_str().unwrap_or_default().to_owned();
     assert!(sid.starts_with("CA") && sid.len() == 34, "{sid}");
 
@@ -50,17 +62,35 @@ async fn initiate_rings_the_callers_app_then_dials_the_destination() -> Result {
         .ok_or("no create request")?;
     assert_eq!(
         request.path,
-        format!("/2010-04-01/Accounts/{}/Calls.json", telephony.twilio.account_sid)
+        format!(
+            "/2010-04-01/Accounts/{}/Calls.json",
+            telephony.twilio.account_sid
+        )
     );
-    assert_eq!(request.param("To"), Some(format!("client:{}", rep.identity()).as_str()));
+    assert_eq!(
+        request.param("To"),
+        Some(format!("client:{}", rep.identity()).as_str())
+    );
     assert_eq!(request.param("From"), Some(FROM));
     assert_eq!(
         request.param("Url"),
-        Some(format!("{}/webhook/voice/outbound?callId={call_id}", common::PUBLIC_BASE_URL).as_str())
+        Some(
+            format!(
+                "{}/webhook/voice/outbound?callId={call_id}",
+                common::PUBLIC_BASE_URL
+            )
+            .as_str()
+        )
     );
     assert_eq!(
         request.param("StatusCallback"),
-        Some(format!("{}/webhook/voice/status?callId={call_id}", common::PUBLIC_BASE_URL).as_str())
+        Some(
+            format!(
+                "{}/webhook/voice/status?callId={call_id}",
+                common::PUBLIC_BASE_URL
+            )
+            .as_str()
+        )
     );
     assert_eq!(
         request.params_named("StatusCallbackEvent"),
@@ -69,7 +99,9 @@ async fn initiate_rings_the_callers_app_then_dials_the_destination() -> Result {
     assert_eq!(request.param("Timeout"), Some("30"));
 
     // Saved INITIATED before answering, and announced.
-    let call = telephony.get(&rep, &format!("/api/calls/{call_id}")).await?;
+    let call = telephony
+        .get(&rep, &format!("/api/calls/{call_id}"))
+        .await?;
     assert_eq!(call.status, 200, "{}", call.text);
     assert_eq!(call.body["status"], "INITIATED");
     assert_eq!(call.body["direction"], "OUTBOUND");
@@ -82,19 +114,39 @@ async fn initiate_rings_the_callers_app_then_dials_the_destination() -> Result {
         .await?;
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].status, PhoneCallStatus::Initiated as i32);
-    assert_eq!(changes[0].previous_status, PhoneCallStatus::Unspecified as i32);
+    assert_eq!(
+        changes[0].previous_status,
+        PhoneCallStatus::Unspecified as i32
+    );
 
     // When the app answers, Twilio fetches the TwiML that dials the destination.
     let twiml = telephony
         .webhook(
             &format!("/webhook/voice/outbound?callId={call_id}"),
-            &params(&[("CallSid", &sid), ("CallStatus", "in-progress"), ("From", FROM), ("To", &format!("client:{}", rep.identity()))]),
+            &params(&[
+                ("CallSid", &sid),
+                ("CallStatus", "in-progress"),
+                ("From", FROM),
+                ("To", &format!("client:{}", rep.identity())),
+            ]),
         )
         .await?;
     assert_eq!(twiml.status, 200, "{}", twiml.text);
-    assert!(twiml.content_type.starts_with("text/xml"), "{}", twiml.content_type);
-    assert!(twiml.text.contains(&format!("callerId=\"{FROM}\"")), "{}", twiml.text);
-    assert!(twiml.text.contains(&format!("<Number>{TO}</Number>")), "{}", twiml.text);
+    assert!(
+        twiml.content_type.starts_with("text/xml"),
+        "{}",
+        twiml.content_type
+    );
+    assert!(
+        twiml.text.contains(&format!("callerId=\"{FROM}\"")),
+        "{}",
+        twiml.text
+    );
+    assert!(
+        twiml.text.contains(&format!("<Number>{TO}</Number>")),
+        "{}",
+        twiml.text
+    );
     assert!(!twiml.text.contains("record="), "{}", twiml.text);
     Ok(())
 }
@@ -103,7 +155,12 @@ async fn initiate_rings_the_callers_app_then_dials_the_destination() -> Result {
 async fn recorded_calls_dial_with_dual_channel_recording_and_a_callback() -> Result {
     let telephony = TestTelephony::spawn().await?;
     let (_, rep) = org_with_rep(&telephony).await?;
-    let started = initiate(&telephony, &rep, json!({"from": FROM, "to": TO, "record": true})).await?;
+    let started = initiate(
+        &telephony,
+        &rep,
+        json!({"from": FROM, "to": TO, "record": true}),
+    )
+    .await?;
     assert_eq!(started.status, 201, "{}", started.text);
     let call_id = started.body["callId"].as_str().unwrap_or_default();
     let sid = started.body["sid"].as_str().unwrap_or_default();
@@ -113,9 +170,16 @@ async fn recorded_calls_dial_with_dual_channel_recording_and_a_callback() -> Res
             &params(&[("CallSid", sid), ("CallStatus", "in-progress")]),
         )
         .await?;
-    assert!(twiml.text.contains("record=\"record-from-answer-dual\""), "{}", twiml.text);
     assert!(
-        twiml.text.contains(&format!("recordingStatusCallback=\"{}/webhook/voice/recording\"", common::PUBLIC_BASE_URL)),
+        twiml.text.contains("record=\"record-from-answer-dual\""),
+        "{}",
+        twiml.text
+    );
+    assert!(
+        twiml.text.contains(&format!(
+            "recordingStatusCallback=\"{}/webhook/voice/recording\"",
+            common::PUBLIC_BASE_URL
+        )),
         "{}",
         twiml.text
     );
@@ -134,12 +198,22 @@ async fn numbers_are_validated_with_a_phone_number_library() -> Result {
     ] {
         let refused = initiate(&telephony, &rep, body.clone()).await?;
         assert_eq!(refused.status, 400, "{body}: {}", refused.text);
-        assert_eq!(refused.body["code"], "invalid_phone_number", "{}", refused.text);
+        assert_eq!(
+            refused.body["code"], "invalid_phone_number",
+            "{}",
+            refused.text
+        );
         assert_eq!(refused.body["field"], field);
     }
     let malformed = initiate(&telephony, &rep, json!({"from": FROM})).await?;
-    assert_eq!((malformed.status, malformed.body["code"].as_str()), (400, Some("invalid_field")));
-    assert!(telephony.twilio.requests().is_empty(), "Twilio was never asked");
+    assert_eq!(
+        (malformed.status, malformed.body["code"].as_str()),
+        (400, Some("invalid_field"))
+    );
+    assert!(
+        telephony.twilio.requests().is_empty(),
+        "Twilio was never asked"
+    );
     Ok(())
 }
 
@@ -195,11 +269,17 @@ async fn twilio_refusals_map_to_stable_codes_and_fail_the_call() -> Result {
 
 #[tokio::test]
 async fn twilio_unreachable_or_slow_answers_503_and_leaves_the_call_initiated() -> Result {
-    let telephony = TestTelephony::spawn_with(|c| c.twilio.timeout = Duration::from_millis(300)).await?;
+    let telephony =
+        TestTelephony::spawn_with(|c| c.twilio.timeout = Duration::from_millis(300)).await?;
     let (_, rep) = org_with_rep(&telephony).await?;
     telephony.twilio.fail_next_creates(503, 1);
     let down = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
-    assert_eq!((down.status, down.body["code"].as_str()), (503, Some("provider_unavailable")), "{}", down.text);
+    assert_eq!(
+        (down.status, down.body["code"].as_str()),
+        (503, Some("provider_unavailable")),
+        "{}",
+        down.text
+    );
     assert!(down.retry_after.is_some());
     telephony.twilio.set_latency(Duration::from_millis(1500));
     let slow = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
@@ -208,13 +288,22 @@ async fn twilio_unreachable_or_slow_answers_503_and_leaves_the_call_initiated() 
     let history = telephony.get(&rep, "/api/calls").await?;
     for call in history.body["items"].as_array().into_iter().flatten() {
         assert_eq!(call["status"], "INITIATED", "{call}");
-        assert!(call["errorMessage"].as_str().is_some_and(|m| m.contains("unavailable")), "{call}");
+        assert!(
+            call["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("unavailable")),
+            "{call}"
+        );
     }
 
-    let nowhere = TestTelephony::spawn_with(|c| c.twilio.api_base = "http://127.0.0.1:9".to_owned()).await?;
+    let nowhere =
+        TestTelephony::spawn_with(|c| c.twilio.api_base = "http://127.0.0.1:9".to_owned()).await?;
     let (_, rep) = org_with_rep(&nowhere).await?;
     let refused = initiate(&nowhere, &rep, json!({"from": FROM, "to": TO})).await?;
-    assert_eq!((refused.status, refused.body["code"].as_str()), (503, Some("provider_unavailable")));
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (503, Some("provider_unavailable"))
+    );
     Ok(())
 }
 
@@ -244,7 +333,12 @@ async fn the_rate_limit_is_per_user_counted_in_postgres_with_retry_after() -> Re
     telephony
         .number(&ceo, "+33155667788", json!({"ownerUserId": other.id}))
         .await?;
-    let allowed = initiate(&telephony, &other, json!({"from": "+33155667788", "to": TO})).await?;
+    let allowed = initiate(
+        &telephony,
+        &other,
+        json!({"from": "+33155667788", "to": TO}),
+    )
+    .await?;
     assert_eq!(allowed.status, 201, "{}", allowed.text);
     Ok(())
 }
@@ -256,17 +350,29 @@ async fn a_number_without_app_rings_its_forward_number_first() -> Result {
     let ceo = User::new(org, Role::Ceo);
     let rep = User::new(org, Role::Closer);
     telephony
-        .number(&ceo, FROM, json!({"ownerUserId": rep.id, "ringApp": false, "forwardTo": "+33 6 12 34 56 78"}))
+        .number(
+            &ceo,
+            FROM,
+            json!({"ownerUserId": rep.id, "ringApp": false, "forwardTo": "+33 6 12 34 56 78"}),
+        )
         .await?;
     let started = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
     assert_eq!(started.status, 201, "{}", started.text);
-    let request = telephony.twilio.requests().into_iter().next().ok_or("no request")?;
+    let request = telephony
+        .twilio
+        .requests()
+        .into_iter()
+        .next()
+        .ok_or("no request")?;
     assert_eq!(request.param("To"), Some("+33612345678"));
     telephony
         .number(&ceo, FROM, json!({"ownerUserId": rep.id, "ringApp": false}))
         .await?;
     let nowhere = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
-    assert_eq!((nowhere.status, nowhere.body["code"].as_str()), (409, Some("no_device")));
+    assert_eq!(
+        (nowhere.status, nowhere.body["code"].as_str()),
+        (409, Some("no_device"))
+    );
     Ok(())
 }
 
@@ -283,33 +389,64 @@ async fn history_is_scoped_by_role_and_filtered() -> Result {
     let admin = User::new(Uuid::now_v7(), Role::Admin);
     let stranger = User::new(Uuid::now_v7(), Role::Ceo);
     telephony
-        .number(&ceo, "+33123456789", json!({"ownerUserId": rep_a.id, "teamId": team_a}))
+        .number(
+            &ceo,
+            "+33123456789",
+            json!({"ownerUserId": rep_a.id, "teamId": team_a}),
+        )
         .await?;
     telephony
-        .number(&ceo, "+33155667788", json!({"ownerUserId": rep_b.id, "teamId": team_b}))
+        .number(
+            &ceo,
+            "+33155667788",
+            json!({"ownerUserId": rep_b.id, "teamId": team_b}),
+        )
         .await?;
     let mut ids = Vec::new();
-    for (user, from) in [(&rep_a, "+33123456789"), (&rep_a, "+33123456789"), (&rep_b, "+33155667788")] {
+    for (user, from) in [
+        (&rep_a, "+33123456789"),
+        (&rep_a, "+33123456789"),
+        (&rep_b, "+33155667788"),
+    ] {
         let started = initiate(&telephony, user, json!({"from": from, "to": TO})).await?;
         assert_eq!(started.status, 201, "{}", started.text);
-        ids.push(started.body["callId"].as_str().unwrap_or_default().to_owned());
+        ids.push(
+            started.body["callId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     // An inbound call to rep_b's number.
     let sid = common::call_sid();
     let inbound = telephony
-        .webhook("/webhook/voice", &common::inbound_form(&sid, "+447911123456", "+33155667788"))
+        .webhook(
+            "/webhook/voice",
+            &common::inbound_form(&sid, "+447911123456", "+33155667788"),
+        )
         .await?;
     assert_eq!(inbound.status, 200, "{}", inbound.text);
 
     let total = |answer: &common::Answer| answer.body["total"].as_i64().unwrap_or(-1);
-    for (user, expected) in [(&ceo, 4), (&director, 4), (&manager, 2), (&rep_a, 2), (&rep_b, 2), (&stranger, 0)] {
+    for (user, expected) in [
+        (&ceo, 4),
+        (&director, 4),
+        (&manager, 2),
+        (&rep_a, 2),
+        (&rep_b, 2),
+        (&stranger, 0),
+    ] {
         let page = telephony.get(user, "/api/calls").await?;
         assert_eq!(page.status, 200, "{}", page.text);
         assert_eq!(total(&page), expected, "{:?}: {}", user.role, page.text);
     }
-    let across = telephony.get(&admin, &format!("/api/calls?orgId={org}")).await?;
+    let across = telephony
+        .get(&admin, &format!("/api/calls?orgId={org}"))
+        .await?;
     assert_eq!(total(&across), 4);
-    let refused = telephony.get(&ceo, &format!("/api/calls?orgId={}", Uuid::now_v7())).await?;
+    let refused = telephony
+        .get(&ceo, &format!("/api/calls?orgId={}", Uuid::now_v7()))
+        .await?;
     assert_eq!(refused.status, 403);
 
     for (query, expected) in [
@@ -329,7 +466,16 @@ async fn history_is_scoped_by_role_and_filtered() -> Result {
     let page = telephony.get(&ceo, "/api/calls?limit=2&offset=2").await?;
     assert_eq!(page.body["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(page.body["items"][1]["id"], ids[0].as_str(), "newest first");
-    for bad in ["limit=0", "limit=101", "offset=-1", "direction=sideways", "status=sleeping", "from=yesterday", "number=12", "from=2026-02-01&to=2026-01-01"] {
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "offset=-1",
+        "direction=sideways",
+        "status=sleeping",
+        "from=yesterday",
+        "number=12",
+        "from=2026-02-01&to=2026-01-01",
+    ] {
         let refused = telephony.get(&ceo, &format!("/api/calls?{bad}")).await?;
         assert_eq!(refused.status, 400, "{bad}: {}", refused.text);
     }
@@ -338,12 +484,26 @@ async fn history_is_scoped_by_role_and_filtered() -> Result {
     // another org cannot tell it exists.
     let path = format!("/api/calls/{}", ids[0]);
     for user in [&rep_a, &manager, &ceo, &director, &admin] {
-        assert_eq!(telephony.get(user, &path).await?.status, 200, "{:?}", user.role);
+        assert_eq!(
+            telephony.get(user, &path).await?.status,
+            200,
+            "{:?}",
+            user.role
+        );
     }
     assert_eq!(telephony.get(&rep_b, &path).await?.status, 403);
     assert_eq!(telephony.get(&stranger, &path).await?.status, 404);
-    assert_eq!(telephony.get(&ceo, &format!("/api/calls/{}", Uuid::now_v7())).await?.status, 404);
-    assert_eq!(telephony.get(&ceo, "/api/calls/not-a-uuid").await?.status, 400);
+    assert_eq!(
+        telephony
+            .get(&ceo, &format!("/api/calls/{}", Uuid::now_v7()))
+            .await?
+            .status,
+        404
+    );
+    assert_eq!(
+        telephony.get(&ceo, "/api/calls/not-a-uuid").await?.status,
+        400
+    );
     let unauthenticated = telephony.app.get("/api/calls").send().await?;
     assert_eq!(unauthenticated.status(), 401);
     Ok(())
@@ -376,13 +536,36 @@ async fn calls_for_an_appointment_need_access_to_it() -> Result {
         )
         .await?;
     }
-    let ok = initiate(&telephony, &rep, json!({"from": FROM, "to": TO, "appointmentId": mine})).await?;
+    let ok = initiate(
+        &telephony,
+        &rep,
+        json!({"from": FROM, "to": TO, "appointmentId": mine}),
+    )
+    .await?;
     assert_eq!(ok.status, 201, "{}", ok.text);
-    let call = telephony.get(&rep, &format!("/api/calls/{}", ok.body["callId"].as_str().unwrap_or_default())).await?;
+    let call = telephony
+        .get(
+            &rep,
+            &format!(
+                "/api/calls/{}",
+                ok.body["callId"].as_str().unwrap_or_default()
+            ),
+        )
+        .await?;
     assert_eq!(call.body["appointmentId"], mine.to_string());
-    let refused = initiate(&telephony, &rep, json!({"from": FROM, "to": TO, "appointmentId": theirs})).await?;
+    let refused = initiate(
+        &telephony,
+        &rep,
+        json!({"from": FROM, "to": TO, "appointmentId": theirs}),
+    )
+    .await?;
     assert_eq!(refused.status, 403);
-    let missing = initiate(&telephony, &rep, json!({"from": FROM, "to": TO, "appointmentId": Uuid::now_v7()})).await?;
+    let missing = initiate(
+        &telephony,
+        &rep,
+        json!({"from": FROM, "to": TO, "appointmentId": Uuid::now_v7()}),
+    )
+    .await?;
     assert_eq!(missing.status, 404);
     Ok(())
 }
@@ -411,44 +594,129 @@ async fn org_leaders_manage_numbers() -> Result {
     assert_eq!(created.body["ringApp"], true);
     assert_eq!(created.body["ringTimeoutSeconds"], 20);
     // `+` may come percent-encoded; PUT replaces every setting.
-    let replaced = telephony.put(&director, "/api/numbers/%2B33123456789", &json!({"ownerUserId": rep.id})).await?;
+    let replaced = telephony
+        .put(
+            &director,
+            "/api/numbers/%2B33123456789",
+            &json!({"ownerUserId": rep.id}),
+        )
+        .await?;
     assert_eq!(replaced.status, 200, "{}", replaced.text);
     assert_eq!(replaced.body["forwardTo"], Value::Null);
     assert_eq!(replaced.body["language"], "en-US");
     assert_eq!(replaced.body["id"], created.body["id"]);
 
     for user in [&manager, &rep] {
-        let refused = telephony.put(user, "/api/numbers/+33123456789", &json!({})).await?;
+        let refused = telephony
+            .put(user, "/api/numbers/+33123456789", &json!({}))
+            .await?;
         assert_eq!(refused.status, 403, "{:?}", user.role);
-        assert_eq!(telephony.delete(user, "/api/numbers/+33123456789").await?.status, 403);
+        assert_eq!(
+            telephony
+                .delete(user, "/api/numbers/+33123456789")
+                .await?
+                .status,
+            403
+        );
     }
     // The owner reads their number and sees it in their list; a manager does not see it.
-    assert_eq!(telephony.get(&rep, "/api/numbers/+33123456789").await?.status, 200);
-    assert_eq!(telephony.get(&manager, "/api/numbers/+33123456789").await?.status, 403);
+    assert_eq!(
+        telephony
+            .get(&rep, "/api/numbers/+33123456789")
+            .await?
+            .status,
+        200
+    );
+    assert_eq!(
+        telephony
+            .get(&manager, "/api/numbers/+33123456789")
+            .await?
+            .status,
+        403
+    );
     let mine = telephony.get(&rep, "/api/numbers").await?;
     assert_eq!(mine.body.as_array().map(Vec::len), Some(1));
-    assert_eq!(telephony.get(&manager, "/api/numbers").await?.body.as_array().map(Vec::len), Some(0));
-    assert_eq!(telephony.get(&ceo, "/api/numbers").await?.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        telephony
+            .get(&manager, "/api/numbers")
+            .await?
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        telephony
+            .get(&ceo, "/api/numbers")
+            .await?
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 
     // Another org: cannot see it, cannot take it.
-    assert_eq!(telephony.get(&other_ceo, "/api/numbers/+33123456789").await?.status, 404);
-    let taken = telephony.put(&other_ceo, "/api/numbers/+33123456789", &json!({})).await?;
-    assert_eq!((taken.status, taken.body["code"].as_str()), (409, Some("number_taken")));
+    assert_eq!(
+        telephony
+            .get(&other_ceo, "/api/numbers/+33123456789")
+            .await?
+            .status,
+        404
+    );
+    let taken = telephony
+        .put(&other_ceo, "/api/numbers/+33123456789", &json!({}))
+        .await?;
+    assert_eq!(
+        (taken.status, taken.body["code"].as_str()),
+        (409, Some("number_taken"))
+    );
     // ADMIN acts on any org with orgId.
-    let listed = telephony.get(&admin, &format!("/api/numbers?orgId={org}")).await?;
+    let listed = telephony
+        .get(&admin, &format!("/api/numbers?orgId={org}"))
+        .await?;
     assert_eq!(listed.body.as_array().map(Vec::len), Some(1));
-    let assigned = telephony.put(&admin, &format!("/api/numbers/+33155667788?orgId={org}"), &json!({})).await?;
+    let assigned = telephony
+        .put(
+            &admin,
+            &format!("/api/numbers/+33155667788?orgId={org}"),
+            &json!({}),
+        )
+        .await?;
     assert_eq!(assigned.status, 201);
     assert_eq!(assigned.body["orgId"], org.to_string());
 
     for (path, body, field) in [
         ("/api/numbers/0123456789", json!({}), "e164"),
-        ("/api/numbers/+33123456789", json!({"forwardTo": "nope"}), "forwardTo"),
-        ("/api/numbers/+33123456789", json!({"language": "French"}), "language"),
-        ("/api/numbers/+33123456789", json!({"ringTimeoutSeconds": 2}), "ringTimeoutSeconds"),
-        ("/api/numbers/+33123456789", json!({"voice": "<Hangup/>"}), "voice"),
-        ("/api/numbers/+33123456789", json!({"greeting": "x".repeat(501)}), "greeting"),
-        ("/api/numbers/+33123456789", json!({"colour": "red"}), "body"),
+        (
+            "/api/numbers/+33123456789",
+            json!({"forwardTo": "nope"}),
+            "forwardTo",
+        ),
+        (
+            "/api/numbers/+33123456789",
+            json!({"language": "French"}),
+            "language",
+        ),
+        (
+            "/api/numbers/+33123456789",
+            json!({"ringTimeoutSeconds": 2}),
+            "ringTimeoutSeconds",
+        ),
+        (
+            "/api/numbers/+33123456789",
+            json!({"voice": "<Hangup/>"}),
+            "voice",
+        ),
+        (
+            "/api/numbers/+33123456789",
+            json!({"greeting": "x".repeat(501)}),
+            "greeting",
+        ),
+        (
+            "/api/numbers/+33123456789",
+            json!({"colour": "red"}),
+            "body",
+        ),
     ] {
         let refused = telephony.put(&ceo, path, &body).await?;
         assert_eq!(refused.status, 400, "{body}: {}", refused.text);
@@ -459,8 +727,20 @@ async fn org_leaders_manage_numbers() -> Result {
 
     let deleted = telephony.delete(&ceo, "/api/numbers/+33123456789").await?;
     assert_eq!(deleted.status, 204);
-    assert_eq!(telephony.get(&ceo, "/api/numbers/+33123456789").await?.status, 404);
-    assert_eq!(telephony.delete(&ceo, "/api/numbers/+33123456789").await?.status, 404);
+    assert_eq!(
+        telephony
+            .get(&ceo, "/api/numbers/+33123456789")
+            .await?
+            .status,
+        404
+    );
+    assert_eq!(
+        telephony
+            .delete(&ceo, "/api/numbers/+33123456789")
+            .await?
+            .status,
+        404
+    );
     Ok(())
 }
 
@@ -486,9 +766,17 @@ async fn voice_tokens_carry_the_callers_identity_and_grants() -> Result {
     assert_eq!(claims["sub"], telephony.twilio.account_sid.as_str());
     assert_eq!(claims["grants"]["identity"], rep.identity());
     assert_eq!(claims["grants"]["voice"]["incoming"]["allow"], true);
-    assert_eq!(claims["grants"]["voice"]["outgoing"]["application_sid"], common::TWIML_APP_SID);
-    assert_eq!(claims["grants"]["voice"]["push_credential_sid"], common::PUSH_APNS);
-    let android = telephony.get(&rep, "/api/voice/token?platform=android").await?;
+    assert_eq!(
+        claims["grants"]["voice"]["outgoing"]["application_sid"],
+        common::TWIML_APP_SID
+    );
+    assert_eq!(
+        claims["grants"]["voice"]["push_credential_sid"],
+        common::PUSH_APNS
+    );
+    let android = telephony
+        .get(&rep, "/api/voice/token?platform=android")
+        .await?;
     let android = android.body["token"].as_str().unwrap_or_default();
     let claims = jsonwebtoken::decode::<Value>(
         android,
@@ -496,12 +784,24 @@ async fn voice_tokens_carry_the_callers_identity_and_grants() -> Result {
         &validation,
     )?
     .claims;
-    assert_eq!(claims["grants"]["voice"]["push_credential_sid"], common::PUSH_FCM);
-    assert_eq!(telephony.get(&rep, "/api/voice/token?platform=windows").await?.status, 400);
+    assert_eq!(
+        claims["grants"]["voice"]["push_credential_sid"],
+        common::PUSH_FCM
+    );
+    assert_eq!(
+        telephony
+            .get(&rep, "/api/voice/token?platform=windows")
+            .await?
+            .status,
+        400
+    );
 
     let unconfigured = TestTelephony::spawn_with(|c| c.twilio.voice.api_key = None).await?;
     let refused = unconfigured.get(&rep, "/api/voice/token").await?;
-    assert_eq!((refused.status, refused.body["code"].as_str()), (503, Some("voice_tokens_unavailable")));
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (503, Some("voice_tokens_unavailable"))
+    );
     Ok(())
 }
 
@@ -518,17 +818,24 @@ async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
         .get_stream(ns.stream(sb_events::Domain::Telephony))
         .await?;
     let subject = ns.subject("sb.telephony.call.status_changed");
-    let message = sb_testkit::within(Duration::from_secs(10), "status_changed on JetStream", async {
-        loop {
-            if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
-                return message;
+    let message = sb_testkit::within(
+        Duration::from_secs(10),
+        "status_changed on JetStream",
+        async {
+            loop {
+                if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
+                    return message;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+        },
+    )
     .await?;
     let event: PhoneCallStatusChanged = prost::Message::decode(message.payload)?;
-    assert_eq!(event.call_id, started.body["callId"].as_str().unwrap_or_default());
+    assert_eq!(
+        event.call_id,
+        started.body["callId"].as_str().unwrap_or_default()
+    );
     assert_eq!(event.org_id, rep.org.to_string());
     assert_eq!(event.status, PhoneCallStatus::Initiated as i32);
     Ok(())

@@ -30,8 +30,30 @@ fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
 /// the BMP, characters between the surrogates and U+FFFF), spaces, `+`, `&`, `=`, empty.
 fn text(rng: &mut StdRng) -> String {
     let pieces = [
-        "", "a", "Z", "0", "42", " ", "+", "&", "=", "%", "é", "ß", "日本", "😀", "🎉x", "\u{FF5E}",
-        "\u{E000}", "Ω", "+33123456789", "CA0123456789abcdef", "hello world", "a+b", "x&y=z", "\"'<>",
+        "",
+        "a",
+        "Z",
+        "0",
+        "42",
+        " ",
+        "+",
+        "&",
+        "=",
+        "%",
+        "é",
+        "ß",
+        "日本",
+        "😀",
+        "🎉x",
+        "\u{FF5E}",
+        "\u{E000}",
+        "Ω",
+        "+33123456789",
+        "CA0123456789abcdef",
+        "hello world",
+        "a+b",
+        "x&y=z",
+        "\"'<>",
     ];
     let n = rng.random_range(0..4);
     (0..n).map(|_| pick(rng, &pieces)).collect()
@@ -39,8 +61,27 @@ fn text(rng: &mut StdRng) -> String {
 
 fn name(rng: &mut StdRng) -> String {
     let names = [
-        "CallSid", "From", "To", "Digits", "CallStatus", "Caller", "a", "A", "b", "_", "10", "9",
-        "ÄÖ", "Ωmega", "😀key", "\u{FF5E}k", "\u{E000}k", "key with space", "", "x+y", "bodySHA256",
+        "CallSid",
+        "From",
+        "To",
+        "Digits",
+        "CallStatus",
+        "Caller",
+        "a",
+        "A",
+        "b",
+        "_",
+        "10",
+        "9",
+        "ÄÖ",
+        "Ωmega",
+        "😀key",
+        "\u{FF5E}k",
+        "\u{E000}k",
+        "key with space",
+        "",
+        "x+y",
+        "bodySHA256",
     ];
     pick(rng, &names).to_owned()
 }
@@ -56,8 +97,22 @@ struct Case {
 fn url_of(rng: &mut StdRng, json_body: Option<&str>) -> (String, String) {
     let https = rng.random_bool(0.6);
     let scheme = if https { "https" } else { "http" };
-    let host = pick(rng, &["example.com", "voice.example.test", "127.0.0.1", "[::1]", "xn--bcher-kva.example", "api.twilio-test.io"]);
-    let user = if rng.random_bool(0.05) { "user:secret@" } else { "" };
+    let host = pick(
+        rng,
+        &[
+            "example.com",
+            "voice.example.test",
+            "127.0.0.1",
+            "[::1]",
+            "xn--bcher-kva.example",
+            "api.twilio-test.io",
+        ],
+    );
+    let user = if rng.random_bool(0.05) {
+        "user:secret@"
+    } else {
+        ""
+    };
     let default_port = if https { ":443" } else { ":80" };
     let port = match rng.random_range(0..10) {
         0..=4 => "",
@@ -66,15 +121,44 @@ fn url_of(rng: &mut StdRng, json_body: Option<&str>) -> (String, String) {
         8 => ":3005",
         _ => ":8080",
     };
-    let segments = ["webhook", "voice", "status", "%C3%A9t%C3%A9", "é", "日本", "a+b", "a%20b", "~x", "😀", "telephony"];
+    let segments = [
+        "webhook",
+        "voice",
+        "status",
+        "%C3%A9t%C3%A9",
+        "é",
+        "日本",
+        "a+b",
+        "a%20b",
+        "~x",
+        "😀",
+        "telephony",
+    ];
     let path: String = (0..rng.random_range(0..4))
         .map(|_| format!("/{}", pick(rng, &segments)))
         .collect();
-    let path = if path.is_empty() { "/".to_owned() } else { path };
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
     let mut query: Vec<String> = Vec::new();
     for _ in 0..rng.random_range(0..4) {
         let key = pick(rng, &["callId", "a", "a", "foo", "bar", "é", "empty", "q"]);
-        let value = pick(rng, &["1", "2", "", "x%20y", "%C3%A9", "é", "a+b", "😀", "0190a000-0000-7000"]);
+        let value = pick(
+            rng,
+            &[
+                "1",
+                "2",
+                "",
+                "x%20y",
+                "%C3%A9",
+                "é",
+                "a+b",
+                "😀",
+                "0190a000-0000-7000",
+            ],
+        );
         query.push(format!("{key}={value}"));
     }
     if let Some(body) = json_body {
@@ -106,7 +190,8 @@ fn url_of(rng: &mut StdRng, json_body: Option<&str>) -> (String, String) {
 fn generate(rng: &mut StdRng) -> Case {
     let token = Uuid::new_v4().simple().to_string();
     let json = rng.random_bool(0.15).then(|| {
-        json!({"event": text(rng), "n": rng.random_range(0..1000), "nested": {"k": text(rng)}}).to_string()
+        json!({"event": text(rng), "n": rng.random_range(0..1000), "nested": {"k": text(rng)}})
+            .to_string()
     });
     let (url, sign_url) = url_of(rng, json.as_deref());
     let mut params = Vec::new();
@@ -198,16 +283,28 @@ async fn signatures_agree_with_the_official_library_both_ways_on_1000_cases() ->
     assert_eq!(answers.len(), CASES);
     let (mut accepted, mut refused, mut json_cases, mut repeated) = (0, 0, 0, 0);
     for ((case, candidates), answer) in cases.iter().zip(&candidates_of).zip(answers) {
-        let context = || format!("seed {seed}: {} signed as {} with {:?} / {:?}", case.url, case.sign_url, case.params, case.json);
+        let context = || {
+            format!(
+                "seed {seed}: {} signed as {} with {:?} / {:?}",
+                case.url, case.sign_url, case.params, case.json
+            )
+        };
         assert!(answer.get("error").is_none(), "{}: {answer}", context());
         // The same signature computed both sides…
-        assert_eq!(answer["expected"].as_str(), Some(candidates[0].as_str()), "{}", context());
+        assert_eq!(
+            answer["expected"].as_str(),
+            Some(candidates[0].as_str()),
+            "{}",
+            context()
+        );
         // …and every candidate judged alike: the library's signature by our check, ours by the
         // library's, and refusals of tampered, foreign and empty ones.
         for (index, candidate) in candidates.iter().enumerate() {
             let theirs = answer["valid"][index].as_bool().ok_or("a verdict")?;
             let ours = match &case.json {
-                Some(body) => signature::verify_json(&case.token, candidate, &case.url, body.as_bytes()),
+                Some(body) => {
+                    signature::verify_json(&case.token, candidate, &case.url, body.as_bytes())
+                }
                 None => signature::verify(&case.token, candidate, &case.url, &case.params),
             };
             assert_eq!(ours, theirs, "candidate {index}: {}", context());
@@ -228,8 +325,13 @@ async fn signatures_agree_with_the_official_library_both_ways_on_1000_cases() ->
         names.dedup();
         repeated += usize::from(names.len() < total);
     }
-    println!("seed {seed}: {accepted} accepted and {refused} refused by both, {json_cases} JSON bodies, {repeated} with repeated names");
-    assert!(accepted > 700 && refused > 50, "{accepted} accepted, {refused} refused");
+    println!(
+        "seed {seed}: {accepted} accepted and {refused} refused by both, {json_cases} JSON bodies, {repeated} with repeated names"
+    );
+    assert!(
+        accepted > 700 && refused > 50,
+        "{accepted} accepted, {refused} refused"
+    );
     assert!(json_cases > 50 && repeated > 50);
     Ok(())
 }
@@ -258,7 +360,11 @@ fn element(node: roxmltree::Node<'_, '_>) -> Element {
             .collect::<String>()
             .trim()
             .to_owned(),
-        children: node.children().filter(|c| c.is_element()).map(element).collect(),
+        children: node
+            .children()
+            .filter(|c| c.is_element())
+            .map(element)
+            .collect(),
     }
 }
 
@@ -286,38 +392,85 @@ async fn every_twiml_answer_matches_the_official_voice_response() -> Result {
     let mut documents: Vec<(&str, String, Value)> = Vec::new();
 
     let sid = call_sid();
-    let inbound = telephony.webhook("/webhook/voice", &inbound_form(&sid, caller, number)).await?;
+    let inbound = telephony
+        .webhook("/webhook/voice", &inbound_form(&sid, caller, number))
+        .await?;
     documents.push(("inbound", inbound.text, json!([
         {"verb": "say", "attrs": fr, "text": "Bonjour & bienvenue <chez nous>"},
         {"verb": "dial", "attrs": {"action": completed_url, "method": "POST", "timeout": 25},
          "nouns": [{"noun": "client", "text": rep.identity()}, {"noun": "number", "text": forward}]},
     ])));
     let voicemail = telephony
-        .webhook("/webhook/voice/completed", &params(&[("CallSid", &sid), ("DialCallStatus", "no-answer")]))
+        .webhook(
+            "/webhook/voice/completed",
+            &params(&[("CallSid", &sid), ("DialCallStatus", "no-answer")]),
+        )
         .await?;
     documents.push(("voicemail", voicemail.text, json!([
         {"verb": "say", "attrs": fr, "text": prompts("fr-FR").voicemail},
         {"verb": "record", "attrs": {"action": recording_url, "method": "POST", "maxLength": VOICEMAIL_MAX_SECONDS}},
     ])));
     let recorded = telephony
-        .webhook("/webhook/voice/recording", &params(&[("CallSid", &sid), ("RecordingSid", &sb_testkit::twilio_sid("RE")), ("RecordingUrl", "https://api.twilio.com/r"), ("RecordingDuration", "4")]))
+        .webhook(
+            "/webhook/voice/recording",
+            &params(&[
+                ("CallSid", &sid),
+                ("RecordingSid", &sb_testkit::twilio_sid("RE")),
+                ("RecordingUrl", "https://api.twilio.com/r"),
+                ("RecordingDuration", "4"),
+            ]),
+        )
         .await?;
-    documents.push(("after the voicemail", recorded.text, json!([{"verb": "hangup"}])));
+    documents.push((
+        "after the voicemail",
+        recorded.text,
+        json!([{"verb": "hangup"}]),
+    ));
     let other = call_sid();
-    telephony.webhook("/webhook/voice", &inbound_form(&other, caller, number)).await?;
+    telephony
+        .webhook("/webhook/voice", &inbound_form(&other, caller, number))
+        .await?;
     let answered = telephony
-        .webhook("/webhook/voice/completed", &params(&[("CallSid", &other), ("DialCallStatus", "completed"), ("DialCallDuration", "40")]))
+        .webhook(
+            "/webhook/voice/completed",
+            &params(&[
+                ("CallSid", &other),
+                ("DialCallStatus", "completed"),
+                ("DialCallDuration", "40"),
+            ]),
+        )
         .await?;
     documents.push(("answered", answered.text, json!([{"verb": "hangup"}])));
-    let unknown = telephony.webhook("/webhook/voice", &inbound_form(&call_sid(), caller, "+33199887766")).await?;
-    documents.push(("unknown number", unknown.text, json!([
-        {"verb": "say", "attrs": en, "text": prompts("en").not_in_service},
-        {"verb": "hangup"},
-    ])));
-    let started = telephony.post(&rep, "/api/calls/initiate", &json!({"from": number, "to": caller})).await?;
-    let (call_id, call) = (started.body["callId"].as_str().unwrap_or_default(), started.body["sid"].as_str().unwrap_or_default());
+    let unknown = telephony
+        .webhook(
+            "/webhook/voice",
+            &inbound_form(&call_sid(), caller, "+33199887766"),
+        )
+        .await?;
+    documents.push((
+        "unknown number",
+        unknown.text,
+        json!([
+            {"verb": "say", "attrs": en, "text": prompts("en").not_in_service},
+            {"verb": "hangup"},
+        ]),
+    ));
+    let started = telephony
+        .post(
+            &rep,
+            "/api/calls/initiate",
+            &json!({"from": number, "to": caller}),
+        )
+        .await?;
+    let (call_id, call) = (
+        started.body["callId"].as_str().unwrap_or_default(),
+        started.body["sid"].as_str().unwrap_or_default(),
+    );
     let outbound = telephony
-        .webhook(&format!("/webhook/voice/outbound?callId={call_id}"), &params(&[("CallSid", call), ("CallStatus", "in-progress")]))
+        .webhook(
+            &format!("/webhook/voice/outbound?callId={call_id}"),
+            &params(&[("CallSid", call), ("CallStatus", "in-progress")]),
+        )
         .await?;
     documents.push(("outbound", outbound.text, json!([
         {"verb": "dial", "attrs": {"action": completed_url, "method": "POST", "callerId": number, "record": "record-from-answer-dual",
@@ -325,7 +478,10 @@ async fn every_twiml_answer_matches_the_official_voice_response() -> Result {
          "nouns": [{"noun": "number", "text": caller}]},
     ])));
     let status = telephony
-        .webhook(&format!("/webhook/voice/status?callId={call_id}"), &params(&[("CallSid", call), ("CallStatus", "ringing")]))
+        .webhook(
+            &format!("/webhook/voice/status?callId={call_id}"),
+            &params(&[("CallSid", call), ("CallStatus", "ringing")]),
+        )
         .await?;
     documents.push(("status callback", status.text, json!([])));
 
@@ -334,8 +490,15 @@ async fn every_twiml_answer_matches_the_official_voice_response() -> Result {
     assert_eq!(theirs.len(), documents.len());
     for ((what, ours, _), theirs) in documents.iter().zip(theirs) {
         let theirs = theirs.as_str().ok_or("a document")?;
-        assert!(ours.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"), "{what}: {ours}");
-        assert_eq!(normalised(ours)?, normalised(theirs)?, "{what}:\nours   {ours}\ntheirs {theirs}");
+        assert!(
+            ours.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+            "{what}: {ours}"
+        );
+        assert_eq!(
+            normalised(ours)?,
+            normalised(theirs)?,
+            "{what}:\nours   {ours}\ntheirs {theirs}"
+        );
     }
     Ok(())
 }
@@ -378,13 +541,30 @@ async fn the_voice_token_matches_the_official_access_token() -> Result {
         assert_eq!(claims["exp"].as_i64(), Some(iat + 3600));
         assert_eq!(claims["jti"], format!("{}-{iat}", common::API_KEY_SID));
     }
-    let keys = |claims: &Value| claims.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
-    assert_eq!(keys(&our_claims).map(|mut k| { k.sort(); k }), keys(&their_claims).map(|mut k| { k.sort(); k }));
+    let keys = |claims: &Value| {
+        claims
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+    };
+    assert_eq!(
+        keys(&our_claims).map(|mut k| {
+            k.sort();
+            k
+        }),
+        keys(&their_claims).map(|mut k| {
+            k.sort();
+            k
+        })
+    );
 
     // Each side accepts the other's signature.
-    let verified = twilio_node(json!({"op": "verify-token", "token": ours, "secret": common::API_KEY_SECRET})).await?;
+    let verified =
+        twilio_node(json!({"op": "verify-token", "token": ours, "secret": common::API_KEY_SECRET}))
+            .await?;
     assert_eq!(verified["ok"], true, "{verified}");
-    let wrong = twilio_node(json!({"op": "verify-token", "token": ours, "secret": "not-the-secret"})).await?;
+    let wrong =
+        twilio_node(json!({"op": "verify-token", "token": ours, "secret": "not-the-secret"}))
+            .await?;
     assert_eq!(wrong["ok"], false);
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.set_required_spec_claims(&["exp"]);
@@ -401,19 +581,32 @@ async fn webhooks_signed_by_the_official_library_are_accepted_by_the_service() -
     let telephony = TestTelephony::spawn().await?;
     let org = Uuid::now_v7();
     let ceo = User::new(org, Role::Ceo);
-    telephony.number(&ceo, "+33123456789", json!({"ownerUserId": User::new(org, Role::Closer).id})).await?;
+    telephony
+        .number(
+            &ceo,
+            "+33123456789",
+            json!({"ownerUserId": User::new(org, Role::Closer).id}),
+        )
+        .await?;
     let form = inbound_form(&call_sid(), "+447911123456", "+33123456789");
     let url = format!("{PUBLIC_BASE_URL}/webhook/voice");
     let signed = twilio_node(json!({"op": "signatures", "cases": [{
         "authToken": telephony.twilio.auth_token, "url": url, "params": params_object(&form), "json": false, "candidates": [],
     }]}))
     .await?;
-    let signature = signed[0]["expected"].as_str().ok_or("a signature")?.to_owned();
-    let accepted = telephony.webhook_signed("/webhook/voice", &form, Some(&signature)).await?;
+    let signature = signed[0]["expected"]
+        .as_str()
+        .ok_or("a signature")?
+        .to_owned();
+    let accepted = telephony
+        .webhook_signed("/webhook/voice", &form, Some(&signature))
+        .await?;
     assert_eq!(accepted.status, 200, "{}", accepted.text);
     let mut tampered = form.clone();
     tampered[5].1 = "+15005550006".to_owned();
-    let refused = telephony.webhook_signed("/webhook/voice", &tampered, Some(&signature)).await?;
+    let refused = telephony
+        .webhook_signed("/webhook/voice", &tampered, Some(&signature))
+        .await?;
     assert_eq!(refused.status, 403);
     Ok(())
 }

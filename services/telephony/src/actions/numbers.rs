@@ -41,7 +41,10 @@ pub async fn put(
                     "this number belongs to another organisation",
                 )),
                 Some(existing) => Ok((numbers::update(conn, existing.id, settings).await?, false)),
-                None => Ok((numbers::insert(conn, org, e164.as_str(), settings).await?, true)),
+                None => Ok((
+                    numbers::insert(conn, org, e164.as_str(), settings).await?,
+                    true,
+                )),
             }
         })
         .await;
@@ -71,7 +74,9 @@ pub async fn get(
         .await?
         .filter(|n| n.org_id == org)
         .ok_or(TelephonyError::NotFound("number"))?;
-    if access::is_number_admin(principal) || number.owner_user_id == Some(principal.user_id.as_uuid()) {
+    if access::is_number_admin(principal)
+        || number.owner_user_id == Some(principal.user_id.as_uuid())
+    {
         Ok(number)
     } else {
         Err(TelephonyError::Forbidden(

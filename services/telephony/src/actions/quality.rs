@@ -85,7 +85,8 @@ pub async fn report(
     metrics: Metrics,
     measured_at: Option<DateTime<Utc>>,
 ) -> Result<Summary, TelephonyError> {
-    quality::validate(&metrics).map_err(|(field, detail)| TelephonyError::invalid(field, detail))?;
+    quality::validate(&metrics)
+        .map_err(|(field, detail)| TelephonyError::invalid(field, detail))?;
     let mut conn = state.conn().await?;
     let call = access::call(&mut conn, principal, call_id).await?;
     if call.user_id != Some(principal.user_id.as_uuid()) {
@@ -96,7 +97,10 @@ pub async fn report(
     let now = Utc::now();
     // A client clock far off is not trusted further than the call's own span.
     let measured_at = measured_at
-        .filter(|t| *t <= now + chrono::Duration::minutes(5) && *t >= call.created_at - chrono::Duration::minutes(5))
+        .filter(|t| {
+            *t <= now + chrono::Duration::minutes(5)
+                && *t >= call.created_at - chrono::Duration::minutes(5)
+        })
         .unwrap_or(now);
     let metrics = quality::with_estimated_mos(metrics);
     conn.transaction::<_, TelephonyError, _>(async |conn| {
@@ -107,7 +111,15 @@ pub async fn report(
                 format!("a call keeps at most {MAX_SAMPLES} samples"),
             ));
         }
-        store::insert(conn, call.org_id, call.id, store::SDK, &metrics, measured_at).await?;
+        store::insert(
+            conn,
+            call.org_id,
+            call.id,
+            store::SDK,
+            &metrics,
+            measured_at,
+        )
+        .await?;
         evaluate(conn, state, &call, "sdk").await?;
         Ok(())
     })
@@ -135,7 +147,14 @@ pub async fn store_insights(
     metrics: &Metrics,
 ) -> Result<(), TelephonyError> {
     let call = calls::lock(conn, call.id).await?;
-    store::replace_insights(conn, call.org_id, call.id, metrics, call.ended_at.unwrap_or_else(Utc::now)).await?;
+    store::replace_insights(
+        conn,
+        call.org_id,
+        call.id,
+        metrics,
+        call.ended_at.unwrap_or_else(Utc::now),
+    )
+    .await?;
     evaluate(conn, state, &call, "insights").await?;
     Ok(())
 }

@@ -33,7 +33,8 @@ pub fn valid_price(price: &str) -> bool {
     !whole.is_empty()
         && whole.len() <= 12
         && whole.chars().all(|c| c.is_ascii_digit())
-        && fraction.is_none_or(|f| !f.is_empty() && f.len() <= 12 && f.chars().all(|c| c.is_ascii_digit()))
+        && fraction
+            .is_none_or(|f| !f.is_empty() && f.len() <= 12 && f.chars().all(|c| c.is_ascii_digit()))
 }
 
 pub fn valid_price_unit(unit: &str) -> bool {
@@ -78,8 +79,14 @@ pub async fn apply(
     )
     .await?;
     if advanced {
-        events::status_changed(conn, &state.outbox, &written, Some(current.status), report.at)
-            .await?;
+        events::status_changed(
+            conn,
+            &state.outbox,
+            &written,
+            Some(current.status),
+            report.at,
+        )
+        .await?;
         if next.status.is_final() && !current.status.is_final() {
             events::completed(conn, &state.outbox, &written).await?;
             schedule_followup(conn, state, &written).await?;

@@ -74,7 +74,10 @@ fn voicemail_twiml(state: &AppState, number: &PhoneNumber) -> String {
 /// `POST /webhook/voice`: a call to one of the org's numbers. Saves it (INBOUND), announces it
 /// for push consumers, and rings the owner's app and/or forward number after the greeting.
 pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, TelephonyError> {
-    if params.get("From").is_some_and(|from| from.starts_with("client:")) {
+    if params
+        .get("From")
+        .is_some_and(|from| from.starts_with("client:"))
+    {
         // The TwiML app of the mobile apps may point here too: that is a call placed from the app.
         return from_app(state, params).await;
     }
@@ -169,7 +172,8 @@ pub async fn dial_completed(state: &AppState, params: &Params) -> Result<Answer,
         tracing::warn!(call.sid = %sid, "Dial action for an unknown call");
         return Ok(Answer::new(twiml::hang_up(), "unknown_call"));
     };
-    let voicemail = call.direction == Direction::Inbound.as_str() && dial.is_some_and(DialStatus::unanswered);
+    let voicemail =
+        call.direction == Direction::Inbound.as_str() && dial.is_some_and(DialStatus::unanswered);
     conn.transaction::<_, TelephonyError, _>(async |conn| {
         calls::lock(conn, call.id).await?;
         if let Some(dial) = dial {
@@ -245,7 +249,9 @@ fn dial_twiml(state: &AppState, call: &Call) -> String {
 /// number dialled, `CallerId` (optional, a parameter the app passes) one of the user's numbers.
 async fn from_app(state: &AppState, params: &Params) -> Result<Answer, TelephonyError> {
     let sid = call_sid(params)?.to_owned();
-    let sorry = |text: &'static str, outcome| Answer::new(twiml::say_and_hang_up(&default_speech(), text), outcome);
+    let sorry = |text: &'static str, outcome| {
+        Answer::new(twiml::say_and_hang_up(&default_speech(), text), outcome)
+    };
     let Some(user) = params.get("From").and_then(phone::user_of_client) else {
         return Ok(sorry(twiml::prompts("en").unavailable, "rejected"));
     };
@@ -295,7 +301,9 @@ async fn from_app(state: &AppState, params: &Params) -> Result<Answer, Telephony
     .await;
     match inserted {
         Ok(call) => Ok(Answer::new(dial_twiml(state, &call), "applied")),
-        Err(TelephonyError::RateLimited { .. }) => Ok(sorry(twiml::prompts("en").unavailable, "rate_limited")),
+        Err(TelephonyError::RateLimited { .. }) => {
+            Ok(sorry(twiml::prompts("en").unavailable, "rate_limited"))
+        }
         Err(error) => Err(error),
     }
 }
@@ -370,21 +378,33 @@ pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, Tele
     let recording_sid = params
         .get("RecordingSid")
         .filter(|s| valid_recording_sid(s))
-        .ok_or_else(|| TelephonyError::invalid("RecordingSid", "missing or not a Twilio RecordingSid"))?
+        .ok_or_else(|| {
+            TelephonyError::invalid("RecordingSid", "missing or not a Twilio RecordingSid")
+        })?
         .to_owned();
     let record_action = params.get("RecordingStatus").is_none();
-    let answer = if record_action { twiml::hang_up() } else { twiml::empty() };
+    let answer = if record_action {
+        twiml::hang_up()
+    } else {
+        twiml::empty()
+    };
     let status = if record_action {
         RecordingStatus::Completed
     } else {
-        match params.get("RecordingStatus").and_then(RecordingStatus::parse) {
+        match params
+            .get("RecordingStatus")
+            .and_then(RecordingStatus::parse)
+        {
             Some(status) => status,
             None => return Ok(Answer::new(answer, "ignored")),
         }
     };
     let voicemail = record_action || params.get("RecordingSource") == Some("RecordVerb");
     let kind = if voicemail { "VOICEMAIL" } else { "CALL" };
-    let url = params.get("RecordingUrl").filter(|u| u.len() <= 2000).map(str::to_owned);
+    let url = params
+        .get("RecordingUrl")
+        .filter(|u| u.len() <= 2000)
+        .map(str::to_owned);
     let duration = params
         .get("RecordingDuration")
         .and_then(|d| d.parse::<i32>().ok())
@@ -426,7 +446,15 @@ pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, Tele
                     if before.is_some_and(RecordingStatus::is_final) {
                         return Ok("duplicate");
                     }
-                    let written = recordings::update(conn, known.id, status.as_str(), url, duration, channels).await?;
+                    let written = recordings::update(
+                        conn,
+                        known.id,
+                        status.as_str(),
+                        url,
+                        duration,
+                        channels,
+                    )
+                    .await?;
                     (written, status == RecordingStatus::Completed)
                 }
             };

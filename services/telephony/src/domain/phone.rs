@@ -19,7 +19,9 @@ impl E164 {
             return Err("must not be empty".to_owned());
         }
         if !trimmed.starts_with('+') {
-            return Err("must be in international form, starting with + and the country code".to_owned());
+            return Err(
+                "must be in international form, starting with + and the country code".to_owned(),
+            );
         }
         if trimmed.chars().count() > 32 {
             return Err("is too long for a phone number".to_owned());
@@ -86,7 +88,11 @@ mod tests {
             ("+1 (415) 555-2671", "+14155552671"),
             (" +447911123456 ", "+447911123456"),
         ] {
-            assert_eq!(E164::parse(raw).map(E164::into_inner), Ok(e164.to_owned()), "{raw}");
+            assert_eq!(
+                E164::parse(raw).map(E164::into_inner),
+                Ok(e164.to_owned()),
+                "{raw}"
+            );
         }
         for bad in [
             "",
@@ -112,7 +118,11 @@ mod tests {
     fn client_identities_round_trip() {
         let user = Uuid::now_v7();
         let identity = client_identity(user);
-        assert!(identity.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        assert!(
+            identity
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        );
         assert_eq!(user_of_client(&identity), Some(user));
         assert_eq!(user_of_client(&format!("client:{identity}")), Some(user));
         assert_eq!(user_of_client("client:alice"), None);

@@ -47,7 +47,10 @@ impl Thresholds {
         {
             crossed.push("packetLoss");
         }
-        if metrics.jitter_ms.is_some_and(|jitter| jitter > self.max_jitter_ms) {
+        if metrics
+            .jitter_ms
+            .is_some_and(|jitter| jitter > self.max_jitter_ms)
+        {
             crossed.push("jitter");
         }
         crossed
@@ -74,14 +77,20 @@ pub fn validate(metrics: &Metrics) -> Result<(), (&'static str, String)> {
         .as_ref()
         .is_some_and(|c| c.is_empty() || c.len() > 32 || !c.chars().all(|ch| ch.is_ascii_graphic()))
     {
-        return Err(("codec", "must be 1–32 printable ASCII characters".to_owned()));
+        return Err((
+            "codec",
+            "must be 1–32 printable ASCII characters".to_owned(),
+        ));
     }
     if metrics.jitter_ms.is_none()
         && metrics.latency_ms.is_none()
         && metrics.packet_loss_percent.is_none()
         && metrics.mos.is_none()
     {
-        return Err(("body", "at least one of jitter, latency, packetLoss, mos is required".to_owned()));
+        return Err((
+            "body",
+            "at least one of jitter, latency, packetLoss, mos is required".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -170,13 +179,17 @@ pub fn from_summary(summary: &Value) -> Option<(Metrics, SummaryState)> {
         directions
             .iter()
             .filter_map(|d| stat(d, name))
-            .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))))
+            .fold(None, |acc: Option<f64>, v| {
+                Some(acc.map_or(v, |a| a.max(v)))
+            })
     };
     let lowest = |name: &str| {
         directions
             .iter()
             .filter_map(|d| stat(d, name))
-            .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.min(v))))
+            .fold(None, |acc: Option<f64>, v| {
+                Some(acc.map_or(v, |a| a.min(v)))
+            })
     };
     let codec = directions
         .iter()

@@ -304,13 +304,31 @@ mod tests {
     fn statuses_only_move_forward_and_terminal_ones_absorb() {
         use CallStatus::*;
         assert!(advances(report(Initiated, None), report(Ringing, Some(1))));
-        assert!(advances(report(Ringing, Some(1)), report(Completed, Some(3))));
-        assert!(!advances(report(Completed, Some(3)), report(Ringing, Some(1))));
-        assert!(!advances(report(Completed, Some(3)), report(InProgress, Some(2))));
-        assert!(!advances(report(Ringing, Some(1)), report(Ringing, Some(1))));
+        assert!(advances(
+            report(Ringing, Some(1)),
+            report(Completed, Some(3))
+        ));
+        assert!(!advances(
+            report(Completed, Some(3)),
+            report(Ringing, Some(1))
+        ));
+        assert!(!advances(
+            report(Completed, Some(3)),
+            report(InProgress, Some(2))
+        ));
+        assert!(!advances(
+            report(Ringing, Some(1)),
+            report(Ringing, Some(1))
+        ));
         // Two terminal reports: the later one of Twilio's wins whichever arrives first.
-        assert!(advances(report(NoAnswer, Some(2)), report(Canceled, Some(3))));
-        assert!(!advances(report(Canceled, Some(3)), report(NoAnswer, Some(2))));
+        assert!(advances(
+            report(NoAnswer, Some(2)),
+            report(Canceled, Some(3))
+        ));
+        assert!(!advances(
+            report(Canceled, Some(3)),
+            report(NoAnswer, Some(2))
+        ));
         assert!(!advances(report(Completed, None), report(Busy, None)));
     }
 

@@ -235,7 +235,10 @@ mod tests {
                 action: "https://voice.example.test/webhook/voice/completed".to_owned(),
             },
         );
-        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"), "{xml}");
+        assert!(
+            xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+            "{xml}"
+        );
         assert!(xml.contains("<Say voice=\"alice\" language=\"fr-FR\">Vous avez un appel entrant. Connexion en cours.</Say>"), "{xml}");
         assert!(xml.contains("timeout=\"30\""), "{xml}");
         assert!(xml.contains("<Client>u_abc</Client>"), "{xml}");
@@ -257,7 +260,10 @@ mod tests {
 
     #[test]
     fn prompts_follow_the_language_and_fall_back_to_english() {
-        assert_eq!(prompts("fr-CA").voicemail, "Veuillez laisser un message après le bip.");
+        assert_eq!(
+            prompts("fr-CA").voicemail,
+            "Veuillez laisser un message après le bip."
+        );
         assert_eq!(prompts("ja-JP"), prompts("en-US"));
     }
 }

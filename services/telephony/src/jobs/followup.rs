@@ -50,7 +50,9 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 tracing::info!(?report, "followed calls up");
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(error = %error, "follow-up pass failed; next pass retries"),
+            Err(error) => {
+                tracing::warn!(error = %error, "follow-up pass failed; next pass retries")
+            }
         }
     }
 }
@@ -71,7 +73,10 @@ fn next_attempt(
     if now - ended >= chrono(give_up_after) {
         return None;
     }
-    let delay = backoff::delay(state.config.followup.first_delay, u32::try_from(attempts).unwrap_or(u32::MAX));
+    let delay = backoff::delay(
+        state.config.followup.first_delay,
+        u32::try_from(attempts).unwrap_or(u32::MAX),
+    );
     Some(now + chrono(delay))
 }
 
@@ -84,12 +89,28 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
     for (followup, call) in followups::due(&mut conn, followups::COST, now, BATCH).await? {
         let attempts = followup.attempts.saturating_add(1);
         let Some(sid) = call.call_sid.clone() else {
-            followups::record(&mut conn, call.id, followups::COST, "GAVE_UP", attempts, None).await?;
+            followups::record(
+                &mut conn,
+                call.id,
+                followups::COST,
+                "GAVE_UP",
+                attempts,
+                None,
+            )
+            .await?;
             continue;
         };
         if call.price.is_some() {
             // A status callback carried it meanwhile.
-            followups::record(&mut conn, call.id, followups::COST, "DONE", followup.attempts, None).await?;
+            followups::record(
+                &mut conn,
+                call.id,
+                followups::COST,
+                "DONE",
+                followup.attempts,
+                None,
+            )
+            .await?;
             continue;
         }
         let fetched = state
@@ -111,19 +132,41 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
                 let unit = unit.filter(|u| status::valid_price_unit(u));
                 conn.transaction::<_, TelephonyError, _>(async |conn| {
                     calls::set_price(conn, call.id, &price, unit.as_deref()).await?;
-                    followups::record(conn, call.id, followups::COST, "DONE", attempts, None).await?;
+                    followups::record(conn, call.id, followups::COST, "DONE", attempts, None)
+                        .await?;
                     Ok(())
                 })
                 .await?;
                 report.prices_stored += 1;
             }
-            None => match next_attempt(state, &call, attempts, state.config.followup.cost_give_up_after) {
+            None => match next_attempt(
+                state,
+                &call,
+                attempts,
+                state.config.followup.cost_give_up_after,
+            ) {
                 Some(next) => {
-                    followups::record(&mut conn, call.id, followups::COST, "PENDING", attempts, Some(next)).await?;
+                    followups::record(
+                        &mut conn,
+                        call.id,
+                        followups::COST,
+                        "PENDING",
+                        attempts,
+                        Some(next),
+                    )
+                    .await?;
                 }
                 None => {
                     tracing::info!(call.id = %call.id, attempts, "Twilio never priced the call; giving up");
-                    followups::record(&mut conn, call.id, followups::COST, "GAVE_UP", attempts, None).await?;
+                    followups::record(
+                        &mut conn,
+                        call.id,
+                        followups::COST,
+                        "GAVE_UP",
+                        attempts,
+                        None,
+                    )
+                    .await?;
                     report.prices_given_up += 1;
                 }
             },
@@ -133,7 +176,15 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
     for (followup, call) in followups::due(&mut conn, followups::QUALITY, now, BATCH).await? {
         let attempts = followup.attempts.saturating_add(1);
         let Some(sid) = call.call_sid.clone() else {
-            followups::record(&mut conn, call.id, followups::QUALITY, "GAVE_UP", attempts, None).await?;
+            followups::record(
+                &mut conn,
+                call.id,
+                followups::QUALITY,
+                "GAVE_UP",
+                attempts,
+                None,
+            )
+            .await?;
             continue;
         };
         let summary = state
@@ -158,7 +209,8 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
             };
             conn.transaction::<_, TelephonyError, _>(async |conn| {
                 quality::store_insights(conn, state, &call, &metrics).await?;
-                followups::record(conn, call.id, followups::QUALITY, status, attempts, next).await?;
+                followups::record(conn, call.id, followups::QUALITY, status, attempts, next)
+                    .await?;
                 Ok(())
             })
             .await?;
@@ -169,13 +221,37 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
         match next {
             Some(next) => {
                 let status = if partial { "PARTIAL" } else { "PENDING" };
-                followups::record(&mut conn, call.id, followups::QUALITY, status, attempts, Some(next)).await?;
+                followups::record(
+                    &mut conn,
+                    call.id,
+                    followups::QUALITY,
+                    status,
+                    attempts,
+                    Some(next),
+                )
+                .await?;
             }
             None if partial => {
-                followups::record(&mut conn, call.id, followups::QUALITY, "DONE", attempts, None).await?;
+                followups::record(
+                    &mut conn,
+                    call.id,
+                    followups::QUALITY,
+                    "DONE",
+                    attempts,
+                    None,
+                )
+                .await?;
             }
             None => {
-                followups::record(&mut conn, call.id, followups::QUALITY, "GAVE_UP", attempts, None).await?;
+                followups::record(
+                    &mut conn,
+                    call.id,
+                    followups::QUALITY,
+                    "GAVE_UP",
+                    attempts,
+                    None,
+                )
+                .await?;
                 report.quality_given_up += 1;
             }
         }
@@ -183,8 +259,13 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
 
     let stale_before = now - chrono(state.config.followup.stale_after);
     for call in calls::stale(&mut conn, stale_before, BATCH).await? {
-        let Some(sid) = call.call_sid.clone() else { continue };
-        let resource = match state.twilio_call("fetch_call", state.twilio.fetch_call(&sid)).await {
+        let Some(sid) = call.call_sid.clone() else {
+            continue;
+        };
+        let resource = match state
+            .twilio_call("fetch_call", state.twilio.fetch_call(&sid))
+            .await
+        {
             Ok(resource) => resource,
             Err(TwilioError::Rejected { status: 404, .. }) => CallResource {
                 sid: sid.clone(),
@@ -235,11 +316,21 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
     }
 
     state.metrics.followup("price_stored", report.prices_stored);
-    state.metrics.followup("price_gave_up", report.prices_given_up);
-    state.metrics.followup("quality_stored", report.quality_stored);
-    state.metrics.followup("quality_gave_up", report.quality_given_up);
-    state.metrics.followup("status_synced", report.statuses_synced);
-    state.metrics.followup("orphan_failed", report.orphans_failed);
+    state
+        .metrics
+        .followup("price_gave_up", report.prices_given_up);
+    state
+        .metrics
+        .followup("quality_stored", report.quality_stored);
+    state
+        .metrics
+        .followup("quality_gave_up", report.quality_given_up);
+    state
+        .metrics
+        .followup("status_synced", report.statuses_synced);
+    state
+        .metrics
+        .followup("orphan_failed", report.orphans_failed);
     Ok(report)
 }
 

@@ -243,11 +243,17 @@ async fn list_calls(
     let offset = query.int("offset", 0, 0..=1_000_000)?;
     let direction = query
         .get("direction")
-        .map(|d| d.parse::<Direction>().map_err(|e| TelephonyError::invalid("direction", e)))
+        .map(|d| {
+            d.parse::<Direction>()
+                .map_err(|e| TelephonyError::invalid("direction", e))
+        })
         .transpose()?;
     let status = query
         .get("status")
-        .map(|s| s.parse::<CallStatus>().map_err(|e| TelephonyError::invalid("status", e)))
+        .map(|s| {
+            s.parse::<CallStatus>()
+                .map_err(|e| TelephonyError::invalid("status", e))
+        })
         .transpose()?;
     let from = query.time("from")?;
     let to = query.time("to")?;
@@ -421,6 +427,7 @@ async fn post_quality(
         mos_estimated: false,
         codec: body.codec,
     };
-    let summary = actions::quality::report(&state, &principal, id, metrics, body.measured_at).await?;
+    let summary =
+        actions::quality::report(&state, &principal, id, metrics, body.measured_at).await?;
     Ok(HttpResponse::Created().json(QualityView::new(id, summary)))
 }

@@ -73,23 +73,35 @@ impl NumberBody {
             .transpose()?;
         let language = self.language.unwrap_or_else(|| "en-US".to_owned());
         let mut parts = language.split('-');
-        let primary_ok = parts
-            .next()
-            .is_some_and(|p| (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_lowercase()));
-        let rest_ok = parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        let primary_ok = parts.next().is_some_and(|p| {
+            (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_lowercase())
+        });
+        let rest_ok = parts
+            .all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
         if !(primary_ok && rest_ok) {
-            return Err(TelephonyError::invalid("language", "expected a BCP 47 tag such as fr-FR"));
+            return Err(TelephonyError::invalid(
+                "language",
+                "expected a BCP 47 tag such as fr-FR",
+            ));
         }
         let voice = self.voice.unwrap_or_else(|| "alice".to_owned());
         if voice.is_empty()
             || voice.len() > 64
-            || !voice.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            || !voice
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
-            return Err(TelephonyError::invalid("voice", "expected a Twilio voice name such as alice or Polly.Lea"));
+            return Err(TelephonyError::invalid(
+                "voice",
+                "expected a Twilio voice name such as alice or Polly.Lea",
+            ));
         }
         let ring_timeout_seconds = self.ring_timeout_seconds.unwrap_or(30);
         if !(5..=600).contains(&ring_timeout_seconds) {
-            return Err(TelephonyError::invalid("ringTimeoutSeconds", "must be from 5 to 600"));
+            return Err(TelephonyError::invalid(
+                "ringTimeoutSeconds",
+                "must be from 5 to 600",
+            ));
         }
         Ok(NumberSettings {
             owner_user_id: self.owner_user_id,
@@ -166,7 +178,12 @@ async fn list_numbers(
 ) -> Result<HttpResponse, TelephonyError> {
     let org = Query::of(&req)?.uuid("orgId")?;
     let numbers = actions::numbers::list(&state, &principal, org).await?;
-    Ok(HttpResponse::Ok().json(numbers.into_iter().map(NumberView::from).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(
+        numbers
+            .into_iter()
+            .map(NumberView::from)
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// `PUT /api/numbers/{e164}`

@@ -38,7 +38,11 @@ impl Query {
             .ok_or_else(|| {
                 TelephonyError::invalid(
                     name,
-                    format!("expected an integer from {} to {}", range.start(), range.end()),
+                    format!(
+                        "expected an integer from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
                 )
             })
     }
@@ -54,7 +58,10 @@ impl Query {
                             .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
                     })
                     .map_err(|_| {
-                        TelephonyError::invalid(name, "expected an RFC 3339 time or a YYYY-MM-DD date")
+                        TelephonyError::invalid(
+                            name,
+                            "expected an RFC 3339 time or a YYYY-MM-DD date",
+                        )
                     })
             })
             .transpose()
@@ -62,7 +69,9 @@ impl Query {
 
     pub fn uuid(&self, name: &'static str) -> Result<Option<Uuid>, TelephonyError> {
         self.get(name)
-            .map(|raw| Uuid::parse_str(raw).map_err(|e| TelephonyError::invalid(name, e.to_string())))
+            .map(|raw| {
+                Uuid::parse_str(raw).map_err(|e| TelephonyError::invalid(name, e.to_string()))
+            })
             .transpose()
     }
 }

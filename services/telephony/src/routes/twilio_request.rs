@@ -35,7 +35,11 @@ fn refuse(state: Option<&AppState>, req: &HttpRequest, why: &str) -> actix_web::
     if let Some(state) = state {
         state.metrics.webhook(req.path(), "rejected");
     }
-    tracing::warn!(http.path = req.path(), reason = why, "Twilio webhook refused");
+    tracing::warn!(
+        http.path = req.path(),
+        reason = why,
+        "Twilio webhook refused"
+    );
     Problem::new(StatusCode::FORBIDDEN, "invalid_signature")
         .with_detail("the X-Twilio-Signature header is missing or does not match the request")
         .into()
@@ -74,7 +78,10 @@ impl FromRequest for TwilioRequest {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("application/json"));
             let (valid, params) = if json {
-                (signature::verify_json(token, given, &url, &body), Params::default())
+                (
+                    signature::verify_json(token, given, &url, &body),
+                    Params::default(),
+                )
             } else {
                 let params = Params::parse_form(&body);
                 (signature::verify(token, given, &url, &params.0), params)

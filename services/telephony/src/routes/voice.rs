@@ -47,7 +47,12 @@ async fn voice_token(
         None => None,
         Some("ios") => voice.push_credential_apns.as_deref(),
         Some("android") => voice.push_credential_fcm.as_deref(),
-        Some(_) => return Err(TelephonyError::invalid("platform", "expected ios or android")),
+        Some(_) => {
+            return Err(TelephonyError::invalid(
+                "platform",
+                "expected ios or android",
+            ));
+        }
     };
     let (key_sid, key_secret) = voice
         .api_key

@@ -20,7 +20,9 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
 pub const TWIML_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 
 fn twiml(body: String) -> HttpResponse {
-    HttpResponse::Ok().content_type(TWIML_CONTENT_TYPE).body(body)
+    HttpResponse::Ok()
+        .content_type(TWIML_CONTENT_TYPE)
+        .body(body)
 }
 
 /// Counts the webhook's outcome (a failure too) and answers its TwiML.

@@ -22,7 +22,6 @@ pub struct Followup {
     pub attempts: i32,
 }
 
-
 /// Schedules the first attempt of `kind` for `call` (kept if already scheduled).
 pub async fn schedule(
     conn: &mut AsyncPgConnection,

@@ -88,7 +88,10 @@ pub struct CallResource {
 /// The Twilio operations the service uses; `Arc<dyn TwilioApi>` in the state so tests could swap
 /// the implementation (they use the real client against the fake server instead).
 pub trait TwilioApi: Send + Sync {
-    fn create_call<'a>(&'a self, call: &'a NewCall) -> BoxFuture<'a, Result<CallResource, TwilioError>>;
+    fn create_call<'a>(
+        &'a self,
+        call: &'a NewCall,
+    ) -> BoxFuture<'a, Result<CallResource, TwilioError>>;
     fn fetch_call<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<CallResource, TwilioError>>;
     /// Voice Insights' call summary; `None` while there is none yet (404).
     fn call_summary<'a>(
@@ -128,10 +131,16 @@ impl TwilioClient {
     }
 
     fn calls_url(&self) -> String {
-        format!("{}/2010-04-01/Accounts/{}/Calls", self.api_base, self.account_sid)
+        format!(
+            "{}/2010-04-01/Accounts/{}/Calls",
+            self.api_base, self.account_sid
+        )
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, TwilioError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, TwilioError> {
         let response = request
             .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
             .send()
@@ -155,7 +164,9 @@ impl TwilioClient {
         })
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, TwilioError> {
+    async fn json<T: serde::de::DeserializeOwned>(
+        response: reqwest::Response,
+    ) -> Result<T, TwilioError> {
         response
             .json()
             .await
@@ -164,7 +175,10 @@ impl TwilioClient {
 }
 
 impl TwilioApi for TwilioClient {
-    fn create_call<'a>(&'a self, call: &'a NewCall) -> BoxFuture<'a, Result<CallResource, TwilioError>> {
+    fn create_call<'a>(
+        &'a self,
+        call: &'a NewCall,
+    ) -> BoxFuture<'a, Result<CallResource, TwilioError>> {
         Box::pin(async move {
             let timeout = call.timeout_seconds.to_string();
             let form: Vec<(&str, &str)> = vec![
@@ -180,7 +194,10 @@ impl TwilioApi for TwilioClient {
                 ("StatusCallbackEvent", "completed"),
                 ("Timeout", timeout.as_str()),
             ];
-            let request = self.http.post(format!("{}.json", self.calls_url())).form(&form);
+            let request = self
+                .http
+                .post(format!("{}.json", self.calls_url()))
+                .form(&form);
             Self::json(self.send(request).await?).await
         })
     }

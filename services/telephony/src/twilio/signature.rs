@@ -179,18 +179,45 @@ mod tests {
 
     #[test]
     fn matches_the_published_test_vector() {
-        assert_eq!(sign(TOKEN, URL, &doc_params()), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
-        assert!(verify(TOKEN, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", URL, &doc_params()));
-        assert!(!verify(TOKEN, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", URL, &params(&[])));
-        assert!(!verify("54321", "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", URL, &doc_params()));
+        assert_eq!(
+            sign(TOKEN, URL, &doc_params()),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
+        assert!(verify(
+            TOKEN,
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ=",
+            URL,
+            &doc_params()
+        ));
+        assert!(!verify(
+            TOKEN,
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ=",
+            URL,
+            &params(&[])
+        ));
+        assert!(!verify(
+            "54321",
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ=",
+            URL,
+            &doc_params()
+        ));
     }
 
     #[test]
     fn the_default_port_may_be_there_or_not() {
-        let signed_with = sign(TOKEN, "https://mycompany.com:443/myapp.php?foo=1&bar=2", &doc_params());
+        let signed_with = sign(
+            TOKEN,
+            "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+            &doc_params(),
+        );
         assert!(verify(TOKEN, &signed_with, URL, &doc_params()));
         let signed_without = sign(TOKEN, URL, &doc_params());
-        assert!(verify(TOKEN, &signed_without, "https://mycompany.com:443/myapp.php?foo=1&bar=2", &doc_params()));
+        assert!(verify(
+            TOKEN,
+            &signed_without,
+            "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+            &doc_params()
+        ));
         let http = sign(TOKEN, "http://example.test:80/hook", &[]);
         assert!(verify(TOKEN, &http, "http://example.test/hook", &[]));
     }
@@ -199,7 +226,10 @@ mod tests {
     fn json_bodies_are_checked_by_their_hash() {
         let body = br#"{"property": "value", "boolean": true}"#;
         let hash = body_sha256(body);
-        assert_eq!(hash, "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620");
+        assert_eq!(
+            hash,
+            "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+        );
         let url = format!("https://mycompany.com/myapp.php?foo=1&bar=2&bodySHA256={hash}");
         let signature = sign(TOKEN, &url, &[]);
         assert!(verify_json(TOKEN, &signature, &url, body));
@@ -216,7 +246,10 @@ mod tests {
 
     #[test]
     fn urls_split_like_the_node_library() {
-        assert_eq!(without_port("https://user:pw@h.test:8443/p?q=1"), "https://user:pw@h.test/p?q=1");
+        assert_eq!(
+            without_port("https://user:pw@h.test:8443/p?q=1"),
+            "https://user:pw@h.test/p?q=1"
+        );
         assert_eq!(with_port("https://h.test/p"), "https://h.test:443/p");
         assert_eq!(with_port("http://[::1]/p"), "http://[::1]:80/p");
         assert_eq!(without_port("http://[::1]:8080"), "http://[::1]");

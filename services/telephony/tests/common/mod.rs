@@ -37,7 +37,12 @@ pub struct TestTelephony {
     pub config: TelephonyConfig,
 }
 
-pub fn config(db: &TestDb, nats: &TestNats, twilio: &FakeTwilio, tokens: &TestTokens) -> TelephonyConfig {
+pub fn config(
+    db: &TestDb,
+    nats: &TestNats,
+    twilio: &FakeTwilio,
+    tokens: &TestTokens,
+) -> TelephonyConfig {
     TelephonyConfig {
         environment: Environment::Production,
         http: HttpConfig::ephemeral(),
@@ -153,7 +158,14 @@ impl TestTelephony {
     }
 
     pub async fn get(&self, user: &User, path: &str) -> Result<Answer> {
-        answer(self.app.get(path).bearer_auth(self.token(user)).send().await?).await
+        answer(
+            self.app
+                .get(path)
+                .bearer_auth(self.token(user))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn post(&self, user: &User, path: &str, body: &Value) -> Result<Answer> {
@@ -198,7 +210,8 @@ impl TestTelephony {
         let signature = self
             .twilio
             .sign(&format!("{PUBLIC_BASE_URL}{path_and_query}"), form);
-        self.webhook_signed(path_and_query, form, Some(&signature)).await
+        self.webhook_signed(path_and_query, form, Some(&signature))
+            .await
     }
 
     /// Posts a webhook with the given signature header (or none).
@@ -226,7 +239,9 @@ impl TestTelephony {
     /// Assigns `e164` to `owner` (the org leader `admin` does it), with `settings` on top of the
     /// defaults.
     pub async fn number(&self, admin: &User, e164: &str, settings: Value) -> Result<Value> {
-        let answer = self.put(admin, &format!("/api/numbers/{e164}"), &settings).await?;
+        let answer = self
+            .put(admin, &format!("/api/numbers/{e164}"), &settings)
+            .await?;
         assert!(
             answer.status == 200 || answer.status == 201,
             "PUT number: {} {}",
