@@ -4,6 +4,7 @@ mod bench;
 mod events;
 mod migrate;
 mod seed;
+mod telephony;
 mod token;
 mod up;
 
@@ -22,6 +23,7 @@ use clap::{Parser, Subcommand};
         switchboard token --role CEO            print a dev JWT to call the APIs with\n  \
         switchboard seed                        publish sample CRM appointments\n  \
         switchboard events tail                 watch events as they are published\n  \
+        switchboard telephony simulate inbound  play a Twilio call into the telephony service\n  \
         switchboard migrate                     apply database migrations"
 )]
 struct Cli {
@@ -45,6 +47,9 @@ enum Command {
     /// Benchmarks (build with --release).
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Telephony dev tools: `simulate inbound|status|dial|recording` posts signed Twilio webhooks.
+    #[command(subcommand)]
+    Telephony(telephony::Command),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             Command::Seed(args) => seed::run(args).await,
             Command::Events(command) => events::run(command).await,
             Command::Bench(command) => bench::run(command).await,
+            Command::Telephony(command) => telephony::run(command).await,
         }
     })
 }

@@ -27,6 +27,9 @@ pub struct Args {
     /// Port of the monitoring service.
     #[arg(long, env = "UP_MONITORING_PORT", default_value_t = sb_monitoring::config::DEFAULT_PORT)]
     monitoring_port: u16,
+    /// Port of the telephony service.
+    #[arg(long, env = "UP_TELEPHONY_PORT", default_value_t = sb_telephony::config::DEFAULT_PORT)]
+    telephony_port: u16,
     /// Publish the sample CRM appointments once the stack is up (see `switchboard seed`).
     #[arg(long)]
     seed: bool,
@@ -63,9 +66,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     monitoring.http.host = args.host.clone();
     monitoring.http.port = args.monitoring_port;
     monitoring.database.migrate_on_start = false;
+    let mut telephony = sb_telephony::TelephonyConfig::from_env(&env)?;
+    telephony.http.host = args.host.clone();
+    telephony.http.port = args.telephony_port;
+    telephony.database.migrate_on_start = false;
+    let public_base_url: Option<String> = env.optional("PUBLIC_BASE_URL")?;
+    if public_base_url.is_none() {
+        // Webhooks (`switchboard telephony simulate`) are signed for the URL the service is on.
+        telephony.public_base_url = format!(
+            "http://{}:{}",
+            display_host(&args.host),
+            args.telephony_port
+        );
+    }
     let services: Vec<Application> = vec![
         sb_video::build(video).await?,
         sb_monitoring::build(monitoring).await?,
+        sb_telephony::build(telephony).await?,
     ];
 
     let listed: Vec<Listed> = services
@@ -102,8 +119,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("  Telephony and signaling join this table as they land. The overview answers");
-    println!("  /healthz and /readyz for the stack (Postgres + NATS).");
+    println!(
+        "  Signaling joins this table when it lands. The overview answers /healthz and /readyz"
+    );
+    println!("  for the stack (Postgres + NATS).");
+    println!(
+        "  Play a phone call: cargo run -p switchboard -- telephony simulate inbound --from +447911123456 --to <a number of yours>"
+    );
     println!();
     if args.seed {
         let published =

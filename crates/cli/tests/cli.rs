@@ -33,6 +33,7 @@ async fn up_stops_on(signal: &str) -> Result {
     let port = free_port()?;
     let video_port = free_port()?;
     let monitoring_port = free_port()?;
+    let telephony_port = free_port()?;
     let mut child = Command::new(BIN)
         .arg("up")
         .env("DATABASE_URL", database.url())
@@ -40,6 +41,9 @@ async fn up_stops_on(signal: &str) -> Result {
         .env("UP_PORT", port.to_string())
         .env("UP_VIDEO_PORT", video_port.to_string())
         .env("UP_MONITORING_PORT", monitoring_port.to_string())
+        .env("UP_TELEPHONY_PORT", telephony_port.to_string())
+        .env_remove("PUBLIC_BASE_URL")
+        .env_remove("TWILIO_AUTH_TOKEN")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -70,6 +74,11 @@ async fn up_stops_on(signal: &str) -> Result {
     let video = format!("http://127.0.0.1:{video_port}");
     assert!(
         printed.contains(&format!("video        {video}")),
+        "{printed}"
+    );
+    let telephony = format!("http://127.0.0.1:{telephony_port}");
+    assert!(
+        printed.contains(&format!("telephony    {telephony}")),
         "{printed}"
     );
     // A dev token per role of the seeded org, accepted by the services' verifier.
@@ -114,6 +123,55 @@ async fn up_stops_on(signal: &str) -> Result {
         .await?;
     assert_eq!(ready["status"], "ready", "{ready}");
     // The video service projects CRM appointments itself now (durable video-appointments).
+    assert_eq!(index["services"][1]["name"], "telephony", "{index}");
+    assert_eq!(index["services"][1]["url"], telephony, "{index}");
+    let ready: serde_json::Value = client
+        .get(format!("{telephony}/readyz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    // The dev tool plays a call into it, signed for the URL `up` gave it: a number no org has
+    // gets the polite message.
+    let simulated = Command::new(BIN)
+        .args([
+            "telephony",
+            "simulate",
+            "inbound",
+            "--from",
+            "+447911123456",
+            "--to",
+            "+33123456789",
+        ])
+        .env("PUBLIC_BASE_URL", &telephony)
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .output()
+        .await?;
+    let said = String::from_utf8_lossy(&simulated.stdout);
+    assert!(
+        simulated.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&simulated.stderr)
+    );
+    assert!(said.contains("200 OK text/xml"), "{said}");
+    assert!(said.contains("<Hangup"), "{said}");
+    let refused = Command::new(BIN)
+        .args([
+            "telephony",
+            "simulate",
+            "status",
+            "--call-sid",
+            "CA0123456789abcdef0123456789abcdef",
+            "--status",
+            "ringing",
+        ])
+        .env("PUBLIC_BASE_URL", &telephony)
+        .env("TWILIO_AUTH_TOKEN", "not-the-services-token")
+        .output()
+        .await?;
+    assert!(!refused.status.success(), "a wrong token is refused");
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("403"));
 
     let pid = child.id().ok_or("no pid")?;
     let status = Command::new("kill")
@@ -143,6 +201,7 @@ async fn up_says_which_dependency_is_missing() -> Result {
         .env("UP_PORT", free_port()?.to_string())
         .env("UP_VIDEO_PORT", free_port()?.to_string())
         .env("UP_MONITORING_PORT", free_port()?.to_string())
+        .env("UP_TELEPHONY_PORT", free_port()?.to_string())
         .output()
         .await?;
     assert!(!output.status.success());
@@ -163,6 +222,7 @@ async fn up_says_which_dependency_is_missing() -> Result {
         .env("UP_PORT", free_port()?.to_string())
         .env("UP_VIDEO_PORT", free_port()?.to_string())
         .env("UP_MONITORING_PORT", free_port()?.to_string())
+        .env("UP_TELEPHONY_PORT", free_port()?.to_string())
         .output()
         .await?;
     assert!(!output.status.success());

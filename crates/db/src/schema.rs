@@ -149,6 +149,105 @@ diesel::table! {
 }
 
 diesel::table! {
+    telephony_call_quality (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        call_id -> Uuid,
+        source -> Text,
+        jitter_ms -> Nullable<Float8>,
+        latency_ms -> Nullable<Float8>,
+        packet_loss_percent -> Nullable<Float8>,
+        mos -> Nullable<Float8>,
+        mos_estimated -> Bool,
+        codec -> Nullable<Text>,
+        measured_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    telephony_calls (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        team_id -> Nullable<Uuid>,
+        phone_number_id -> Nullable<Uuid>,
+        appointment_id -> Nullable<Uuid>,
+        direction -> Text,
+        call_sid -> Nullable<Text>,
+        from_number -> Text,
+        to_number -> Text,
+        status -> Text,
+        status_sequence -> Nullable<Int4>,
+        initiated_at -> Nullable<Timestamptz>,
+        ringing_at -> Nullable<Timestamptz>,
+        answered_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        duration_seconds -> Nullable<Int4>,
+        dial_status -> Nullable<Text>,
+        talk_seconds -> Nullable<Int4>,
+        voicemail -> Bool,
+        record -> Bool,
+        price -> Nullable<Text>,
+        price_unit -> Nullable<Text>,
+        quality_degraded_at -> Nullable<Timestamptz>,
+        synced_at -> Nullable<Timestamptz>,
+        error_code -> Nullable<Int4>,
+        error_message -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    telephony_followups (call_id, kind) {
+        call_id -> Uuid,
+        kind -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    telephony_phone_numbers (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        e164 -> Text,
+        owner_user_id -> Nullable<Uuid>,
+        team_id -> Nullable<Uuid>,
+        ring_app -> Bool,
+        forward_to -> Nullable<Text>,
+        greeting -> Nullable<Text>,
+        voicemail_greeting -> Nullable<Text>,
+        language -> Text,
+        voice -> Text,
+        ring_timeout_seconds -> Int4,
+        record_calls -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    telephony_recordings (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        call_id -> Uuid,
+        recording_sid -> Text,
+        kind -> Text,
+        status -> Text,
+        url -> Nullable<Text>,
+        duration_seconds -> Nullable<Int4>,
+        channels -> Nullable<Int4>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     video_call_participants (id) {
         id -> Uuid,
         call_id -> Uuid,
@@ -270,6 +369,10 @@ diesel::table! {
 diesel::joinable!(monitoring_rep_connections -> monitoring_reps (rep_id));
 diesel::joinable!(monitoring_rep_tracks -> monitoring_reps (rep_id));
 diesel::joinable!(monitoring_sessions -> monitoring_reps (rep_id));
+diesel::joinable!(telephony_call_quality -> telephony_calls (call_id));
+diesel::joinable!(telephony_calls -> telephony_phone_numbers (phone_number_id));
+diesel::joinable!(telephony_followups -> telephony_calls (call_id));
+diesel::joinable!(telephony_recordings -> telephony_calls (call_id));
 diesel::joinable!(video_call_participants -> video_calls (call_id));
 diesel::joinable!(video_lobby_guests -> video_calls (call_id));
 diesel::joinable!(video_meeting_members -> video_meetings (meeting_id));
@@ -288,6 +391,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     monitoring_sessions,
     monitoring_settings,
     outbox,
+    telephony_call_quality,
+    telephony_calls,
+    telephony_followups,
+    telephony_phone_numbers,
+    telephony_recordings,
     video_call_participants,
     video_calls,
     video_lobby_guests,

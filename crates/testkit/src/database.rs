@@ -172,6 +172,12 @@ impl TestDb {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }
+                // Another checkout with other migrations building its template drops templates
+                // nobody is using at that moment, ours included: build it again.
+                Err(error) if attempt < 20 && error.to_string().contains("does not exist") => {
+                    attempt += 1;
+                    ensure_template().await?;
+                }
                 Err(error) => return Err(error.into()),
             }
         }

@@ -1,6 +1,7 @@
 //! Test-only helpers shared by every crate's integration tests: start an `Application` on port 0,
 //! a fresh database per test cloned from a migrated template, NATS isolation (a unique prefix on the
-//! shared server, or a private `nats-server` for fault tests), tokens, and bounded waits.
+//! shared server, or a private `nats-server` for fault tests), tokens, bounded waits, fakes of
+//! LiveKit and Twilio, and bridges to their official Node SDKs.
 //!
 //! Tests using it run in parallel (nextest runs each test in its own process) without sharing
 //! state: nothing here is process-global except the template database, which is built once under
@@ -9,6 +10,7 @@
 mod app;
 mod database;
 mod fake_livekit;
+mod fake_twilio;
 mod interop;
 mod nats;
 mod proxy;
@@ -19,7 +21,8 @@ mod wait;
 pub use app::TestApp;
 pub use database::{TestDb, admin_url, postgres_server_url};
 pub use fake_livekit::{FakeLiveKit, RecordedCall, sign_webhook};
-pub use interop::livekit_node;
+pub use fake_twilio::{FakeCall, FakeTwilio, TwilioRequest, sign_twilio_webhook, twilio_sid};
+pub use interop::{livekit_node, twilio_node};
 pub use nats::{NatsServer, TestNats, nats_url};
 pub use proxy::FaultProxy;
 pub use tokens::{TEST_JWT_SECRET, TestTokens};

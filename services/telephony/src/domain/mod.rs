@@ -1,0 +1,8 @@
+//! The telephony service's rules, with no I/O: call statuses and their order, phone numbers and
+//! identities, TwiML documents, quality thresholds and the job's backoff.
+
+pub mod backoff;
+pub mod phone;
+pub mod quality;
+pub mod status;
+pub mod twiml;

@@ -1,0 +1,269 @@
+//! The TwiML documents the webhooks answer, built with `twiml-rust` (its `Dial::number` shortcut
+//! writes the number unescaped, so numbers always go through the escaped `<Number>` noun).
+
+use twiml_rust::voice::{Dial, DialAttributes, DialClient, DialNumber, Record, Say};
+use twiml_rust::{TwiML, VoiceResponse};
+
+/// How long a voicemail may last, seconds (the seed's `maxLength="60"`).
+pub const VOICEMAIL_MAX_SECONDS: u32 = 60;
+
+/// How `<Say>` speaks: Twilio voice name and BCP 47 language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Speech {
+    pub voice: String,
+    pub language: String,
+}
+
+impl Speech {
+    fn say(&self, text: &str) -> Say {
+        Say::new(text)
+            .voice(self.voice.clone())
+            .language(self.language.clone())
+    }
+}
+
+/// The texts callers hear when a number has none of its own, by language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prompts {
+    pub connecting: &'static str,
+    pub voicemail: &'static str,
+    pub not_in_service: &'static str,
+    pub unavailable: &'static str,
+}
+
+const PROMPTS: &[(&str, Prompts)] = &[
+    (
+        "en",
+        Prompts {
+            connecting: "Please hold while we connect your call.",
+            voicemail: "Nobody is available to take your call. Please leave a message after the beep.",
+            not_in_service: "Sorry, the number you have called is not in service. Goodbye.",
+            unavailable: "Sorry, we cannot connect your call right now. Please try again later. Goodbye.",
+        },
+    ),
+    (
+        "fr",
+        Prompts {
+            connecting: "Vous avez un appel entrant. Connexion en cours.",
+            voicemail: "Veuillez laisser un message après le bip.",
+            not_in_service: "Désolé, le numéro que vous avez composé n'est pas attribué. Au revoir.",
+            unavailable: "Désolé, votre appel ne peut pas aboutir pour le moment. Veuillez réessayer plus tard. Au revoir.",
+        },
+    ),
+    (
+        "es",
+        Prompts {
+            connecting: "Un momento, por favor. Estamos conectando su llamada.",
+            voicemail: "Por favor, deje su mensaje después de la señal.",
+            not_in_service: "Lo sentimos, el número marcado no está en servicio. Adiós.",
+            unavailable: "Lo sentimos, no podemos conectar su llamada en este momento. Adiós.",
+        },
+    ),
+    (
+        "de",
+        Prompts {
+            connecting: "Bitte warten Sie, Ihr Anruf wird verbunden.",
+            voicemail: "Bitte hinterlassen Sie eine Nachricht nach dem Signalton.",
+            not_in_service: "Die gewählte Rufnummer ist nicht vergeben. Auf Wiederhören.",
+            unavailable: "Ihr Anruf kann im Moment nicht verbunden werden. Bitte versuchen Sie es später erneut.",
+        },
+    ),
+    (
+        "it",
+        Prompts {
+            connecting: "Attenda in linea, stiamo collegando la sua chiamata.",
+            voicemail: "Lasci un messaggio dopo il segnale acustico.",
+            not_in_service: "Il numero chiamato non è attivo. Arrivederci.",
+            unavailable: "Non è possibile collegare la chiamata in questo momento. Arrivederci.",
+        },
+    ),
+    (
+        "pt",
+        Prompts {
+            connecting: "Aguarde, estamos a ligar a sua chamada.",
+            voicemail: "Por favor, deixe a sua mensagem após o sinal.",
+            not_in_service: "O número marcado não está atribuído. Adeus.",
+            unavailable: "Não é possível ligar a sua chamada neste momento. Adeus.",
+        },
+    ),
+    (
+        "nl",
+        Prompts {
+            connecting: "Een moment geduld, uw gesprek wordt doorverbonden.",
+            voicemail: "Laat een bericht achter na de pieptoon.",
+            not_in_service: "Het gekozen nummer is niet in gebruik. Tot ziens.",
+            unavailable: "Uw gesprek kan nu niet worden doorverbonden. Tot ziens.",
+        },
+    ),
+];
+
+/// The default prompts of `language` (`fr-FR` → French), English when there are none.
+pub fn prompts(language: &str) -> Prompts {
+    let primary = language
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    PROMPTS
+        .iter()
+        .find(|(code, _)| *code == primary)
+        .or_else(|| PROMPTS.first())
+        .map_or(
+            Prompts {
+                connecting: "",
+                voicemail: "",
+                not_in_service: "",
+                unavailable: "",
+            },
+            |(_, prompts)| *prompts,
+        )
+}
+
+/// Who an inbound call rings, with its `<Dial>` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ring {
+    /// The owner's Voice SDK identity (`<Client>`).
+    pub client: Option<String>,
+    /// A number the call is forwarded to (`<Number>`).
+    pub forward_to: Option<String>,
+    pub timeout_seconds: u32,
+    /// Absolute URL of `/webhook/voice/completed`.
+    pub action: String,
+}
+
+/// `POST /webhook/voice` for a known number: the greeting, then every device of the owner rings
+/// at once until `timeout`, then Twilio asks `action` what next.
+pub fn inbound(speech: &Speech, greeting: &str, ring: &Ring) -> String {
+    let mut dial = Dial::with_attributes(DialAttributes {
+        action: Some(ring.action.clone()),
+        method: Some("POST".to_owned()),
+        timeout: Some(ring.timeout_seconds),
+        ..DialAttributes::default()
+    });
+    if let Some(identity) = &ring.client {
+        dial = dial.add_client(DialClient::new(identity.clone()));
+    }
+    if let Some(number) = &ring.forward_to {
+        dial = dial.add_number(DialNumber::new(number.clone()));
+    }
+    VoiceResponse::new()
+        .say_with(speech.say(greeting))
+        .dial_with(dial)
+        .to_xml()
+}
+
+/// Voicemail: the greeting, then a recording of at most a minute posted to `action`.
+pub fn voicemail(speech: &Speech, greeting: &str, action: &str) -> String {
+    VoiceResponse::new()
+        .say_with(speech.say(greeting))
+        .record_with(
+            Record::new()
+                .action(action.to_owned())
+                .method("POST")
+                .max_length(VOICEMAIL_MAX_SECONDS),
+        )
+        .to_xml()
+}
+
+/// A message, then hang up (unknown number, call we cannot place).
+pub fn say_and_hang_up(speech: &Speech, text: &str) -> String {
+    VoiceResponse::new()
+        .say_with(speech.say(text))
+        .hangup()
+        .to_xml()
+}
+
+pub fn hang_up() -> String {
+    VoiceResponse::new().hangup().to_xml()
+}
+
+/// An empty document: the answer to status callbacks, whose body Twilio ignores.
+pub fn empty() -> String {
+    VoiceResponse::new().to_xml()
+}
+
+/// The second half of click-to-call (and of calls placed from the app): once the rep's device
+/// answers, dial `to` showing `caller_id`; with `recording`, both parties are recorded on
+/// separate channels and Twilio reports the file to that URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub caller_id: String,
+    pub to: String,
+    /// Absolute URL of `/webhook/voice/completed`.
+    pub action: String,
+    /// Absolute URL of `/webhook/voice/recording`, when the call is recorded.
+    pub recording_callback: Option<String>,
+}
+
+pub fn outbound(call: &Outbound) -> String {
+    let mut attributes = DialAttributes {
+        action: Some(call.action.clone()),
+        method: Some("POST".to_owned()),
+        caller_id: Some(call.caller_id.clone()),
+        ..DialAttributes::default()
+    };
+    if let Some(callback) = &call.recording_callback {
+        attributes.record = Some("record-from-answer-dual".to_owned());
+        attributes.recording_status_callback = Some(callback.clone());
+        attributes.recording_status_callback_method = Some("POST".to_owned());
+    }
+    VoiceResponse::new()
+        .dial_with(Dial::with_attributes(attributes).add_number(DialNumber::new(call.to.clone())))
+        .to_xml()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn speech() -> Speech {
+        Speech {
+            voice: "alice".to_owned(),
+            language: "fr-FR".to_owned(),
+        }
+    }
+
+    #[test]
+    fn inbound_rings_the_app_and_the_forward_number() {
+        let xml = inbound(
+            &speech(),
+            prompts("fr-FR").connecting,
+            &Ring {
+                client: Some("u_abc".to_owned()),
+                forward_to: Some("+33987654321".to_owned()),
+                timeout_seconds: 30,
+                action: "https://voice.example.test/webhook/voice/completed".to_owned(),
+            },
+        );
+        assert!(
+            xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+            "{xml}"
+        );
+        assert!(xml.contains("<Say voice=\"alice\" language=\"fr-FR\">Vous avez un appel entrant. Connexion en cours.</Say>"), "{xml}");
+        assert!(xml.contains("timeout=\"30\""), "{xml}");
+        assert!(xml.contains("<Client>u_abc</Client>"), "{xml}");
+        assert!(xml.contains("<Number>+33987654321</Number>"), "{xml}");
+    }
+
+    #[test]
+    fn text_and_attributes_are_escaped() {
+        let xml = say_and_hang_up(&speech(), "<Hangup/> & \"bye\"");
+        assert!(xml.contains("&lt;Hangup/&gt; &amp;"), "{xml}");
+        let xml = outbound(&Outbound {
+            caller_id: "+33123456789".to_owned(),
+            to: "+33987654321".to_owned(),
+            action: "https://x.test/webhook/voice/completed?a=1&b=2".to_owned(),
+            recording_callback: None,
+        });
+        assert!(xml.contains("?a=1&amp;b=2"), "{xml}");
+    }
+
+    #[test]
+    fn prompts_follow_the_language_and_fall_back_to_english() {
+        assert_eq!(
+            prompts("fr-CA").voicemail,
+            "Veuillez laisser un message après le bip."
+        );
+        assert_eq!(prompts("ja-JP"), prompts("en-US"));
+    }
+}

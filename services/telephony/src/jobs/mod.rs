@@ -1,0 +1,3 @@
+//! Periodic work of the telephony service.
+
+pub mod followup;

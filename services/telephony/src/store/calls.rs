@@ -1,0 +1,433 @@
+//! Calls: their monotonic status, times, dial outcome and price.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::schema::telephony_calls as c;
+use uuid::Uuid;
+
+use crate::domain::status::CallStatus;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = c, check_for_backend(diesel::pg::Pg))]
+pub struct Call {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub phone_number_id: Option<Uuid>,
+    pub appointment_id: Option<Uuid>,
+    pub direction: String,
+    pub call_sid: Option<String>,
+    pub from_number: String,
+    pub to_number: String,
+    pub status: String,
+    pub status_sequence: Option<i32>,
+    pub initiated_at: Option<DateTime<Utc>>,
+    pub ringing_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i32>,
+    pub dial_status: Option<String>,
+    pub talk_seconds: Option<i32>,
+    pub voicemail: bool,
+    pub record: bool,
+    pub price: Option<String>,
+    pub price_unit: Option<String>,
+    pub quality_degraded_at: Option<DateTime<Utc>>,
+    pub error_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Call {
+    /// The stored status (the CHECK constraint keeps it one of ours).
+    pub fn status(&self) -> CallStatus {
+        self.status.parse().unwrap_or(CallStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = c)]
+pub struct NewCall<'a> {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub phone_number_id: Option<Uuid>,
+    pub appointment_id: Option<Uuid>,
+    pub direction: &'a str,
+    pub call_sid: Option<&'a str>,
+    pub from_number: &'a str,
+    pub to_number: &'a str,
+    pub status: &'a str,
+    pub initiated_at: Option<DateTime<Utc>>,
+    pub ringing_at: Option<DateTime<Utc>>,
+    pub record: bool,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, call: &NewCall<'_>) -> QueryResult<Call> {
+    diesel::insert_into(c::table)
+        .values(call)
+        .returning(Call::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Inserts a call Twilio told us about unless its CallSid is known; `None` when it was (a
+/// retried webhook).
+pub async fn insert_if_new_sid(
+    conn: &mut AsyncPgConnection,
+    call: &NewCall<'_>,
+) -> QueryResult<Option<Call>> {
+    diesel::insert_into(c::table)
+        .values(call)
+        .on_conflict(c::call_sid)
+        .do_nothing()
+        .returning(Call::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// The call `id` whatever its org: callers check access.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Call>> {
+    c::table
+        .find(id)
+        .select(Call::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_sid(conn: &mut AsyncPgConnection, sid: &str) -> QueryResult<Option<Call>> {
+    c::table
+        .filter(c::call_sid.eq(sid))
+        .select(Call::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the call until the transaction ends: every change of a call happens under this lock,
+/// so concurrent callbacks apply one after the other.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Call> {
+    c::table
+        .find(id)
+        .select(Call::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}
+
+/// Records Twilio's CallSid once known (the create answer or the first callback).
+pub async fn set_sid(conn: &mut AsyncPgConnection, id: Uuid, sid: &str) -> QueryResult<usize> {
+    diesel::update(c::table.find(id).filter(c::call_sid.is_null()))
+        .set((c::call_sid.eq(sid), c::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+}
+
+/// What one status report writes: each status's time is the first reported (every report of one
+/// status carries the same facts, so replays in any order agree); `status`, and with a terminal
+/// status the end time and duration, only when the report advances the call.
+#[derive(Debug, Clone)]
+pub struct StatusWrite {
+    pub status: Option<(CallStatus, Option<i32>)>,
+    pub reported: CallStatus,
+    pub at: DateTime<Utc>,
+    pub duration_seconds: Option<i32>,
+}
+
+pub async fn write_status(
+    conn: &mut AsyncPgConnection,
+    call: &Call,
+    write: &StatusWrite,
+) -> QueryResult<Call> {
+    let at = Some(write.at);
+    let (mut initiated, mut ringing, mut answered, mut ended) = (
+        call.initiated_at,
+        call.ringing_at,
+        call.answered_at,
+        call.ended_at,
+    );
+    // The terminal report that wins (see `status::advances`) brings the end time and duration,
+    // whatever terminal report was applied before it.
+    let terminal_wins = write.status.is_some() && write.reported.is_final();
+    let mut duration = call.duration_seconds;
+    match write.reported {
+        CallStatus::Queued => {}
+        CallStatus::Initiated => initiated = initiated.or(at),
+        CallStatus::Ringing => ringing = ringing.or(at),
+        CallStatus::InProgress => answered = answered.or(at),
+        _ if terminal_wins => {
+            ended = at;
+            duration = write.duration_seconds;
+        }
+        _ => {}
+    }
+    let (status, sequence) = match write.status {
+        Some((status, sequence)) => (status.as_str().to_owned(), sequence),
+        None => (call.status.clone(), call.status_sequence),
+    };
+    diesel::update(c::table.find(call.id))
+        .set((
+            c::status.eq(status),
+            c::status_sequence.eq(sequence),
+            c::initiated_at.eq(initiated),
+            c::ringing_at.eq(ringing),
+            c::answered_at.eq(answered),
+            c::ended_at.eq(ended),
+            c::duration_seconds.eq(duration),
+            c::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Call::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The `<Dial>` outcome (first report wins).
+pub async fn set_dial_outcome(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    dial_status: &str,
+    talk_seconds: Option<i32>,
+) -> QueryResult<usize> {
+    diesel::update(c::table.find(id).filter(c::dial_status.is_null()))
+        .set((
+            c::dial_status.eq(dial_status),
+            c::talk_seconds.eq(talk_seconds),
+            c::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+pub async fn set_voicemail(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::update(c::table.find(id))
+        .set((c::voicemail.eq(true), c::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+}
+
+pub async fn set_error(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    code: Option<i32>,
+    message: &str,
+) -> QueryResult<usize> {
+    let message: String = message.chars().take(1000).collect();
+    diesel::update(c::table.find(id))
+        .set((
+            c::error_code.eq(code),
+            c::error_message.eq(message),
+            c::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Stores the price (first known wins).
+pub async fn set_price(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    price: &str,
+    unit: Option<&str>,
+) -> QueryResult<usize> {
+    diesel::update(c::table.find(id).filter(c::price.is_null()))
+        .set((
+            c::price.eq(price),
+            c::price_unit.eq(unit),
+            c::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Marks the call degraded; `false` when it already was (one event per call).
+pub async fn mark_degraded(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let changed = diesel::update(c::table.find(id).filter(c::quality_degraded_at.is_null()))
+        .set(c::quality_degraded_at.eq(at))
+        .execute(conn)
+        .await?;
+    Ok(changed == 1)
+}
+
+pub async fn set_synced(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::update(c::table.find(id))
+        .set(c::synced_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+}
+
+/// Serialises the rate-limit check and insert of one user's calls across replicas: a
+/// transaction-scoped advisory lock on the user id.
+pub async fn lock_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<()> {
+    let [a, b] = [user.as_u64_pair().0, user.as_u64_pair().1];
+    // The two halves folded into one key; collisions only make two users wait for each other.
+    let key = i64::from_ne_bytes((a ^ b).to_ne_bytes());
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Outbound calls `user` started since `since`, and the oldest of them.
+pub async fn outbound_since(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    since: DateTime<Utc>,
+) -> QueryResult<(i64, Option<DateTime<Utc>>)> {
+    let recent = c::table
+        .filter(c::user_id.eq(user))
+        .filter(c::direction.eq("OUTBOUND"))
+        .filter(c::created_at.ge(since));
+    let count = recent.count().get_result(conn).await?;
+    let oldest = recent
+        .select(diesel::dsl::min(c::created_at))
+        .first(conn)
+        .await?;
+    Ok((count, oldest))
+}
+
+/// Who may see which calls.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The whole org (CEO, DIRECTOR, ADMIN).
+    Org(Uuid),
+    /// The org's calls of these teams, and the user's own (MANAGER).
+    Teams {
+        org: Uuid,
+        user: Uuid,
+        teams: Vec<Uuid>,
+    },
+    /// The user's own calls (reps and everyone else).
+    Own { org: Uuid, user: Uuid },
+}
+
+impl Scope {
+    pub fn org(&self) -> Uuid {
+        match self {
+            Scope::Org(org) | Scope::Teams { org, .. } | Scope::Own { org, .. } => *org,
+        }
+    }
+
+    /// Whether a call of `org`, `user`, `team` is in the scope.
+    pub fn contains(&self, call: &Call) -> bool {
+        if call.org_id != self.org() {
+            return false;
+        }
+        match self {
+            Scope::Org(_) => true,
+            Scope::Teams { user, teams, .. } => {
+                call.user_id == Some(*user) || call.team_id.is_some_and(|t| teams.contains(&t))
+            }
+            Scope::Own { user, .. } => call.user_id == Some(*user),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub direction: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Either party's number.
+    pub number: Option<String>,
+    pub user: Option<Uuid>,
+}
+
+fn scoped<'a>(scope: &Scope, filter: &CallFilter) -> c::BoxedQuery<'a, diesel::pg::Pg> {
+    let mut query = c::table.filter(c::org_id.eq(scope.org())).into_boxed();
+    match scope {
+        Scope::Org(_) => {}
+        Scope::Teams { user, teams, .. } => {
+            query = query.filter(c::user_id.eq(*user).or(c::team_id.eq_any(teams.clone())));
+        }
+        Scope::Own { user, .. } => query = query.filter(c::user_id.eq(*user)),
+    }
+    if let Some(direction) = &filter.direction {
+        query = query.filter(c::direction.eq(direction.clone()));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(c::status.eq(status.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(c::created_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(c::created_at.lt(to));
+    }
+    if let Some(number) = &filter.number {
+        query = query.filter(
+            c::from_number
+                .eq(number.clone())
+                .or(c::to_number.eq(number.clone())),
+        );
+    }
+    if let Some(user) = filter.user {
+        query = query.filter(c::user_id.eq(user));
+    }
+    query
+}
+
+/// A page of the calls `scope` may see, newest first, and the total matching.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    scope: &Scope,
+    filter: &CallFilter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<(Vec<Call>, i64)> {
+    let total = scoped(scope, filter).count().get_result(conn).await?;
+    let calls = scoped(scope, filter)
+        .order((c::created_at.desc(), c::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .select(Call::as_select())
+        .load(conn)
+        .await?;
+    Ok((calls, total))
+}
+
+/// Unfinished calls with a CallSid and no news (nor sync) since `before`.
+pub async fn stale(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Call>> {
+    c::table
+        .filter(c::status.eq_any(["QUEUED", "INITIATED", "RINGING", "IN_PROGRESS"]))
+        .filter(c::call_sid.is_not_null())
+        .filter(c::updated_at.lt(before))
+        .filter(c::synced_at.is_null().or(c::synced_at.lt(before)))
+        .order(c::updated_at.asc())
+        .limit(limit)
+        .select(Call::as_select())
+        .load(conn)
+        .await
+}
+
+/// Calls created before `before` that never got a CallSid (Twilio never confirmed them).
+pub async fn orphans(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Call>> {
+    c::table
+        .filter(c::status.eq_any(["QUEUED", "INITIATED"]))
+        .filter(c::call_sid.is_null())
+        .filter(c::created_at.lt(before))
+        .order(c::created_at.asc())
+        .limit(limit)
+        .select(Call::as_select())
+        .load(conn)
+        .await
+}
