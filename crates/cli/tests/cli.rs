@@ -122,9 +122,8 @@ async fn up_stops_on(signal: &str) -> Result {
         .json()
         .await?;
     assert_eq!(ready["status"], "ready", "{ready}");
-    // The video service projects CRM appointments itself now (durable video-appointments).
-    assert_eq!(index["services"][1]["name"], "telephony", "{index}");
-    assert_eq!(index["services"][1]["url"], telephony, "{index}");
+    assert_eq!(index["services"][2]["name"], "telephony", "{index}");
+    assert_eq!(index["services"][2]["url"], telephony, "{index}");
     let ready: serde_json::Value = client
         .get(format!("{telephony}/readyz"))
         .send()
