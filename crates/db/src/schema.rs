@@ -149,6 +149,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    signaling_rooms (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        room_id -> Text,
+        appointment_id -> Uuid,
+        status -> Text,
+        practitioner_joined -> Bool,
+        patient_joined -> Bool,
+        started_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     video_call_participants (id) {
         id -> Uuid,
         call_id -> Uuid,
@@ -270,6 +286,7 @@ diesel::table! {
 diesel::joinable!(monitoring_rep_connections -> monitoring_reps (rep_id));
 diesel::joinable!(monitoring_rep_tracks -> monitoring_reps (rep_id));
 diesel::joinable!(monitoring_sessions -> monitoring_reps (rep_id));
+diesel::joinable!(signaling_rooms -> appointments (appointment_id));
 diesel::joinable!(video_call_participants -> video_calls (call_id));
 diesel::joinable!(video_lobby_guests -> video_calls (call_id));
 diesel::joinable!(video_meeting_members -> video_meetings (meeting_id));
@@ -288,6 +305,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     monitoring_sessions,
     monitoring_settings,
     outbox,
+    signaling_rooms,
     video_call_participants,
     video_calls,
     video_lobby_guests,

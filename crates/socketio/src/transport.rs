@@ -37,13 +37,32 @@ impl EngineError {
 impl SocketIo {
     /// Registers the transports at `config.path` (with and without the trailing slash).
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.data());
+        for (path, route) in self.routes() {
+            cfg.route(&path, route);
+        }
+    }
+
+    /// The server as actix app data (the transports' handlers read it), for route tables that
+    /// are not a plain [`web::ServiceConfig`].
+    pub fn data(&self) -> web::Data<SocketIo> {
+        web::Data::new(self.clone())
+    }
+
+    /// The transports' routes: GET, POST and OPTIONS at `config.path`, with and without the
+    /// trailing slash.
+    pub fn routes(&self) -> Vec<(String, actix_web::Route)> {
         let path = self.config().path.trim_end_matches('/').to_owned();
-        cfg.app_data(web::Data::new(self.clone())).service(
-            web::resource([format!("{path}/"), path])
-                .route(web::get().to(get))
-                .route(web::post().to(post))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(preflight)),
-        );
+        let mut routes = Vec::new();
+        for path in [format!("{path}/"), path] {
+            routes.push((path.clone(), web::get().to(get)));
+            routes.push((path.clone(), web::post().to(post)));
+            routes.push((
+                path,
+                web::method(actix_web::http::Method::OPTIONS).to(preflight),
+            ));
+        }
+        routes
     }
 }
 
