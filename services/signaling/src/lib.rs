@@ -4,6 +4,7 @@
 mod actions;
 pub mod config;
 mod consumers;
+mod demo;
 pub mod domain;
 mod error;
 mod jobs;
@@ -133,6 +134,9 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         cfg.app_data(io.data());
         for (path, route) in io.routes() {
             cfg.route(&path, route);
+        }
+        for (path, route) in demo::routes() {
+            cfg.route(path, route);
         }
         routes::config(cfg);
     })?;

@@ -425,3 +425,26 @@ async fn a_short_reconnect_does_not_flap_and_a_long_one_is_a_leave() -> Result {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_demo_page_and_its_client_bundle_are_served() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let page = signaling.app.get("/demo").send().await?;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await?;
+    for event in [
+        "join-room",
+        "webrtc-signal",
+        "toggle-audio",
+        "toggle-video",
+        "screen-share-start",
+        "screen-share-stop",
+        "end-call",
+    ] {
+        assert!(html.contains(&format!("\"{event}\"")), "{event}");
+    }
+    let bundle = signaling.app.get("/demo/socket.io.min.js").send().await?;
+    assert_eq!(bundle.status(), 200);
+    assert!(bundle.text().await?.contains("Socket.IO v4.8.1"));
+    Ok(())
+}
