@@ -54,10 +54,24 @@ fn ensure_package_installed(dir: &Path, marker: &str) -> crate::Result {
 /// two clients; `cluster`: a signal between clients on two instances) with the official
 /// socket.io-client and returns its answer.
 pub async fn socketio_node(request: Value) -> crate::Result<Value> {
+    socketio_script("interop.mjs", request, std::time::Duration::from_secs(60)).await
+}
+
+/// Runs `interop/socketio/e2e.mjs`: the signaling service's `/demo` page opened twice in
+/// headless Chromium (`/usr/bin/chromium`, or `CHROMIUM_PATH`) with fake media.
+pub async fn demo_in_chromium(request: Value) -> crate::Result<Value> {
+    socketio_script("e2e.mjs", request, std::time::Duration::from_secs(120)).await
+}
+
+async fn socketio_script(
+    script: &str,
+    request: Value,
+    limit: std::time::Duration,
+) -> crate::Result<Value> {
     let dir = package_dir("socketio");
-    ensure_package_installed(&dir, "socket.io-client")?;
+    ensure_package_installed(&dir, "playwright-core")?;
     let mut child = tokio::process::Command::new("node")
-        .arg("interop.mjs")
+        .arg(script)
         .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -67,12 +81,7 @@ pub async fn socketio_node(request: Value) -> crate::Result<Value> {
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     stdin.write_all(request.to_string().as_bytes()).await?;
     drop(stdin);
-    let output = crate::within(
-        std::time::Duration::from_secs(60),
-        "socket.io-client",
-        child.wait_with_output(),
-    )
-    .await??;
+    let output = crate::within(limit, script, child.wait_with_output()).await??;
     let answer: Value = serde_json::from_slice(&output.stdout)?;
     if !output.status.success() {
         return Err(format!("node failed: {answer}").into());

@@ -19,7 +19,7 @@ mod wait;
 pub use app::TestApp;
 pub use database::{TestDb, admin_url, postgres_server_url};
 pub use fake_livekit::{FakeLiveKit, RecordedCall, sign_webhook};
-pub use interop::{livekit_node, socketio_node};
+pub use interop::{demo_in_chromium, livekit_node, socketio_node};
 pub use nats::{NatsServer, TestNats, nats_url};
 pub use proxy::FaultProxy;
 pub use tokens::{TEST_JWT_SECRET, TestTokens};
