@@ -78,7 +78,13 @@ fn serve(port: u16) -> std::io::Result<()> {
             let io = io.clone();
             actix_web::App::new().configure(move |cfg| io.configure(cfg))
         })
-        .workers(2)
+        // BENCH_WORKERS: actix workers of the Rust server (default 2, one per core here)
+        .workers(
+            std::env::var("BENCH_WORKERS")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(2),
+        )
         .backlog(4096)
         .bind(("127.0.0.1", port))?
         .run();
