@@ -448,3 +448,48 @@ async fn the_demo_page_and_its_client_bundle_are_served() -> Result {
     assert!(bundle.text().await?.contains("Socket.IO v4.8.1"));
     Ok(())
 }
+
+#[tokio::test]
+async fn cleanup_ends_rooms_of_past_appointments_only() -> Result {
+    use sb_db::schema::appointments;
+    let signaling = TestSignaling::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let past = signaling.appointment(org, host.id, guest.id).await?;
+    let current = signaling.appointment(org, host.id, guest.id).await?;
+    for id in [past, current] {
+        let (status, _) = signaling
+            .post_empty(&host, &format!("/video-call/room/appointment/{id}/create"))
+            .await?;
+        assert_eq!(status, 200);
+    }
+    {
+        let mut conn = signaling.db.conn().await?;
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(10);
+        diesel::update(appointments::table.find(past))
+            .set((
+                appointments::scheduled_at.eq(long_ago),
+                appointments::ends_at.eq(Some(long_ago + chrono::Duration::minutes(30))),
+            ))
+            .execute(&mut conn)
+            .await?;
+    }
+    let state = sb_signaling::AppState {
+        pool: signaling.db.pool(),
+        outbox: sb_events::outbox::Outbox::new(sb_signaling::SERVICE),
+        verifier: std::sync::Arc::new(signaling.tokens.verifier()),
+        config: std::sync::Arc::new(signaling.config.clone()),
+    };
+    assert_eq!(sb_signaling::cleanup_once(&state).await?, 1);
+    let (_, room) = signaling
+        .get_json(&host, &format!("/video-call/room/appointment/{past}"))
+        .await?;
+    assert_eq!(room["status"], "Ended");
+    let (_, room) = signaling
+        .get_json(&host, &format!("/video-call/room/appointment/{current}"))
+        .await?;
+    assert_eq!(room["status"], "Waiting");
+    assert_eq!(sb_signaling::cleanup_once(&state).await?, 0);
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! The signaling service under test: real Postgres (own database) and NATS (own prefix), users
 //! with tokens, appointments in the read model, and a raw Socket.IO websocket client.
 
-#![expect(dead_code, reason = "each test binary uses a part of the harness")]
+#![allow(dead_code, reason = "each test binary uses a part of the harness")]
 
 use std::time::Duration;
 
