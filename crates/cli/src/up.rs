@@ -21,6 +21,9 @@ pub struct Args {
     /// Port of the stack overview (`/` lists the services; `/healthz`, `/readyz` for the stack).
     #[arg(long, env = "UP_PORT", default_value_t = 3100)]
     port: u16,
+    /// Port of the signaling service.
+    #[arg(long, env = "UP_SIGNALING_PORT", default_value_t = sb_signaling::config::DEFAULT_PORT)]
+    signaling_port: u16,
     /// Port of the video service.
     #[arg(long, env = "UP_VIDEO_PORT", default_value_t = sb_video::config::DEFAULT_PORT)]
     video_port: u16,
@@ -79,7 +82,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.telephony_port
         );
     }
+    let mut signaling = sb_signaling::SignalingConfig::from_env(&env)?;
+    signaling.http.host = args.host.clone();
+    signaling.http.port = args.signaling_port;
+    signaling.database.migrate_on_start = false;
     let services: Vec<Application> = vec![
+        sb_signaling::build(signaling).await?,
         sb_video::build(video).await?,
         sb_monitoring::build(monitoring).await?,
         sb_telephony::build(telephony).await?,
@@ -119,10 +127,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!("  The overview answers /healthz and /readyz for the stack (Postgres + NATS).");
     println!(
-        "  Signaling joins this table when it lands. The overview answers /healthz and /readyz"
+        "  Signaling demo (open it in two tabs with two tokens): {}/demo",
+        base(args.signaling_port)
     );
-    println!("  for the stack (Postgres + NATS).");
     println!(
         "  Play a phone call: cargo run -p switchboard -- telephony simulate inbound --from +447911123456 --to <a number of yours>"
     );

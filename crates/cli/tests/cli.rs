@@ -34,12 +34,14 @@ async fn up_stops_on(signal: &str) -> Result {
     let video_port = free_port()?;
     let monitoring_port = free_port()?;
     let telephony_port = free_port()?;
+    let signaling_port = free_port()?;
     let mut child = Command::new(BIN)
         .arg("up")
         .env("DATABASE_URL", database.url())
         .env("NATS_URL", sb_testkit::nats_url())
         .env("UP_PORT", port.to_string())
         .env("UP_VIDEO_PORT", video_port.to_string())
+        .env("UP_SIGNALING_PORT", signaling_port.to_string())
         .env("UP_MONITORING_PORT", monitoring_port.to_string())
         .env("UP_TELEPHONY_PORT", telephony_port.to_string())
         .env_remove("PUBLIC_BASE_URL")
@@ -104,8 +106,14 @@ async fn up_stops_on(signal: &str) -> Result {
         .await?;
     assert_eq!(ready["status"], "ready", "{ready}");
     let index: serde_json::Value = client.get(format!("{base}/")).send().await?.json().await?;
-    assert_eq!(index["services"][0]["name"], "video", "{index}");
-    assert_eq!(index["services"][0]["url"], video, "{index}");
+    let listed = |name: &str| {
+        index["services"]
+            .as_array()
+            .and_then(|list| list.iter().find(|s| s["name"] == name))
+            .map(|s| s["url"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(listed("video"), video, "{index}");
     let ready: serde_json::Value = client
         .get(format!("{video}/readyz"))
         .send()
@@ -114,7 +122,7 @@ async fn up_stops_on(signal: &str) -> Result {
         .await?;
     assert_eq!(ready["status"], "ready", "{ready}");
     let monitoring = format!("http://127.0.0.1:{monitoring_port}");
-    assert_eq!(index["services"][1]["name"], "monitoring", "{index}");
+    assert_eq!(listed("monitoring"), monitoring, "{index}");
     let ready: serde_json::Value = client
         .get(format!("{monitoring}/readyz"))
         .send()
@@ -122,8 +130,17 @@ async fn up_stops_on(signal: &str) -> Result {
         .json()
         .await?;
     assert_eq!(ready["status"], "ready", "{ready}");
-    assert_eq!(index["services"][2]["name"], "telephony", "{index}");
-    assert_eq!(index["services"][2]["url"], telephony, "{index}");
+    assert_eq!(listed("telephony"), telephony, "{index}");
+    let signaling = format!("http://127.0.0.1:{signaling_port}");
+    assert_eq!(listed("signaling"), signaling, "{index}");
+    assert!(printed.contains(&format!("{signaling}/demo")), "{printed}");
+    let ready: serde_json::Value = client
+        .get(format!("{signaling}/readyz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["status"], "ready", "{ready}");
     let ready: serde_json::Value = client
         .get(format!("{telephony}/readyz"))
         .send()
@@ -199,6 +216,7 @@ async fn up_says_which_dependency_is_missing() -> Result {
         )
         .env("UP_PORT", free_port()?.to_string())
         .env("UP_VIDEO_PORT", free_port()?.to_string())
+        .env("UP_SIGNALING_PORT", free_port()?.to_string())
         .env("UP_MONITORING_PORT", free_port()?.to_string())
         .env("UP_TELEPHONY_PORT", free_port()?.to_string())
         .output()
@@ -220,6 +238,7 @@ async fn up_says_which_dependency_is_missing() -> Result {
         .env("NATS_CONNECT_TIMEOUT", "500ms")
         .env("UP_PORT", free_port()?.to_string())
         .env("UP_VIDEO_PORT", free_port()?.to_string())
+        .env("UP_SIGNALING_PORT", free_port()?.to_string())
         .env("UP_MONITORING_PORT", free_port()?.to_string())
         .env("UP_TELEPHONY_PORT", free_port()?.to_string())
         .output()

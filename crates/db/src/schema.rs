@@ -149,6 +149,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    signaling_rooms (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        room_id -> Text,
+        appointment_id -> Uuid,
+        status -> Text,
+        practitioner_joined -> Bool,
+        patient_joined -> Bool,
+        started_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     telephony_call_quality (id) {
         id -> Uuid,
         org_id -> Uuid,
@@ -369,6 +385,7 @@ diesel::table! {
 diesel::joinable!(monitoring_rep_connections -> monitoring_reps (rep_id));
 diesel::joinable!(monitoring_rep_tracks -> monitoring_reps (rep_id));
 diesel::joinable!(monitoring_sessions -> monitoring_reps (rep_id));
+diesel::joinable!(signaling_rooms -> appointments (appointment_id));
 diesel::joinable!(telephony_call_quality -> telephony_calls (call_id));
 diesel::joinable!(telephony_calls -> telephony_phone_numbers (phone_number_id));
 diesel::joinable!(telephony_followups -> telephony_calls (call_id));
@@ -391,6 +408,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     monitoring_sessions,
     monitoring_settings,
     outbox,
+    signaling_rooms,
     telephony_call_quality,
     telephony_calls,
     telephony_followups,

@@ -1,0 +1,15 @@
+//! A Socket.IO v5 / Engine.IO v4 server for actix-web: websocket and long-polling transports,
+//! namespaces with authenticated CONNECT, events, acknowledgements, rooms, rate limits, and a
+//! cluster adapter over core NATS.
+
+mod cluster;
+mod config;
+pub mod packet;
+mod server;
+mod socket;
+mod transport;
+
+pub use cluster::ClusterError;
+pub use config::Config;
+pub use server::{Builder, ConnectContext, ConnectError, Handshake, Namespace, SocketIo};
+pub use socket::{Ack, AckError, DisconnectReason, Socket, SocketData};

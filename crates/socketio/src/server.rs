@@ -1,0 +1,545 @@
+//! The server: Engine.IO sessions, namespace dispatch, heartbeats, rooms and broadcasts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::packet::{self, EnginePacket, Packet, PacketType};
+use crate::socket::{Ack, DisconnectReason, Socket, SocketData};
+
+/// Locks a mutex; a panic elsewhere while holding it leaves plain data that is still usable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What the client sent when it opened its session.
+#[derive(Debug, Clone, Default)]
+pub struct Handshake {
+    /// Query parameters of the first request (`token` for clients that cannot send `auth`).
+    pub query: HashMap<String, String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+}
+
+/// What a namespace's connect hook is given.
+#[derive(Debug)]
+pub struct ConnectContext<'a> {
+    /// The CONNECT packet's `auth` payload.
+    pub auth: Option<Value>,
+    pub handshake: &'a Handshake,
+}
+
+/// A refused CONNECT: the client's `connect_error` gets this message.
+#[derive(Debug, Clone)]
+pub struct ConnectError {
+    pub message: String,
+}
+
+impl ConnectError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// The behaviour of one namespace.
+pub trait Namespace: Send + Sync + 'static {
+    /// Accepts (with the data to attach) or refuses a CONNECT.
+    fn connect(
+        &self,
+        ctx: ConnectContext<'_>,
+    ) -> BoxFuture<'static, Result<SocketData, ConnectError>>;
+
+    /// Runs once the client has its CONNECT answer.
+    fn connected(&self, _socket: Socket) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+
+    /// Handles one event. Events of a session are handled one after the other in the order they
+    /// were sent (signals must not overtake each other), so the session's next packet waits for
+    /// this future: spawn whatever waits on the client (`emit_with_ack`).
+    fn event(
+        &self,
+        socket: Socket,
+        event: String,
+        args: Vec<Value>,
+        ack: Option<Ack>,
+    ) -> BoxFuture<'static, ()>;
+
+    /// Runs after the socket has left the namespace and all its rooms.
+    fn disconnect(&self, _socket: Socket, _reason: DisconnectReason) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// One client's Engine.IO session, whichever transport carries it.
+pub(crate) struct Session {
+    sid: String,
+    tx: mpsc::Sender<String>,
+    pub(crate) rx: tokio::sync::Mutex<mpsc::Receiver<String>>,
+    pub(crate) upgraded: AtomicBool,
+    pub(crate) closed: CancellationToken,
+    closing: AtomicBool,
+    pub(crate) pong: Notify,
+    sockets: Mutex<HashMap<String, Socket>>,
+    handshake: Handshake,
+}
+
+impl Session {
+    pub(crate) fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    pub(crate) fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    pub(crate) fn socket(&self, nsp: &str) -> Option<Socket> {
+        lock(&self.sockets).get(nsp).cloned()
+    }
+}
+
+/// A Socket.IO server. Cheap to clone; every clone is the same server.
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    /// Tells this instance's broadcasts apart from the cluster's.
+    uid: String,
+    namespaces: HashMap<String, Arc<dyn Namespace>>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    rooms: Mutex<Rooms>,
+    cluster: OnceLock<Cluster>,
+}
+
+#[derive(Default)]
+struct Rooms {
+    /// (namespace, room) → socket ids
+    members: HashMap<(String, String), HashSet<String>>,
+    /// socket id → socket, for this instance's sockets
+    sockets: HashMap<String, Socket>,
+}
+
+/// Builds a [`SocketIo`] with its namespaces.
+pub struct Builder {
+    config: Config,
+    namespaces: HashMap<String, Arc<dyn Namespace>>,
+}
+
+impl Builder {
+    pub fn namespace(mut self, path: &str, handler: impl Namespace) -> Self {
+        self.namespaces.insert(path.to_owned(), Arc::new(handler));
+        self
+    }
+
+    pub fn build(self) -> SocketIo {
+        SocketIo {
+            inner: Arc::new(Inner {
+                config: self.config,
+                uid: new_id(),
+                namespaces: self.namespaces,
+                sessions: Mutex::new(HashMap::new()),
+                rooms: Mutex::new(Rooms::default()),
+                cluster: OnceLock::new(),
+            }),
+        }
+    }
+}
+
+impl SocketIo {
+    pub fn builder(config: Config) -> Builder {
+        Builder {
+            config,
+            namespaces: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Open Engine.IO sessions on this instance.
+    pub fn session_count(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+
+    /// This instance's sockets in a room of a namespace.
+    pub fn local_sockets(&self, nsp: &str, room: &str) -> Vec<Socket> {
+        let rooms = lock(&self.inner.rooms);
+        rooms
+            .members
+            .get(&(nsp.to_owned(), room.to_owned()))
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| rooms.sockets.get(id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sends an event to the sockets of a namespace in any of `rooms` (all of its sockets when
+    /// `rooms` is empty) except those in `except`, on every instance of the cluster.
+    pub fn emit_to(&self, nsp: &str, rooms: &[&str], except: &[&str], event: &str, args: &[Value]) {
+        let text = packet::encode_event(nsp, event, args, None);
+        let rooms: Vec<String> = rooms.iter().map(|r| (*r).to_owned()).collect();
+        let except: Vec<String> = except.iter().map(|r| (*r).to_owned()).collect();
+        self.deliver_local(nsp, &rooms, &except, &text);
+        if let Some(cluster) = self.inner.cluster.get() {
+            cluster.publish(&self.inner.uid, nsp, rooms, except, text);
+        }
+    }
+
+    pub(crate) fn uid(&self) -> &str {
+        &self.inner.uid
+    }
+
+    pub(crate) fn set_cluster(&self, cluster: Cluster) -> bool {
+        self.inner.cluster.set(cluster).is_ok()
+    }
+
+    pub(crate) fn deliver_local(&self, nsp: &str, rooms: &[String], except: &[String], text: &str) {
+        let targets: Vec<Socket> = {
+            let state = lock(&self.inner.rooms);
+            let mut ids: HashSet<&String> = HashSet::new();
+            if rooms.is_empty() {
+                ids.extend(
+                    state
+                        .sockets
+                        .iter()
+                        .filter(|(_, s)| s.namespace() == nsp)
+                        .map(|(id, _)| id),
+                );
+            } else {
+                for room in rooms {
+                    if let Some(members) = state.members.get(&(nsp.to_owned(), room.clone())) {
+                        ids.extend(members.iter());
+                    }
+                }
+            }
+            ids.into_iter()
+                .filter(|id| !except.contains(id))
+                .filter_map(|id| state.sockets.get(id).cloned())
+                .collect()
+        };
+        for socket in targets {
+            self.send(&socket.inner.session, text.to_owned());
+        }
+    }
+
+    pub(crate) fn add_to_room(&self, socket: &Socket, room: &str) {
+        lock(&self.inner.rooms)
+            .members
+            .entry((socket.namespace().to_owned(), room.to_owned()))
+            .or_default()
+            .insert(socket.id().to_owned());
+    }
+
+    pub(crate) fn remove_from_room(&self, socket: &Socket, room: &str) {
+        let mut rooms = lock(&self.inner.rooms);
+        let key = (socket.namespace().to_owned(), room.to_owned());
+        if let Some(members) = rooms.members.get_mut(&key) {
+            members.remove(socket.id());
+            if members.is_empty() {
+                rooms.members.remove(&key);
+            }
+        }
+    }
+
+    /// Queues an Engine.IO packet for a session; a client whose queue is full is dropped.
+    pub(crate) fn send(&self, session: &Arc<Session>, text: String) -> bool {
+        match session.tx.try_send(text) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(socketio.sid = %session.sid, "client too slow, closing its session");
+                self.close_session(session, DisconnectReason::SlowClient);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub(crate) fn session(&self, sid: &str) -> Option<Arc<Session>> {
+        lock(&self.inner.sessions).get(sid).cloned()
+    }
+
+    /// Opens a session and starts its heartbeat.
+    pub(crate) fn new_session(&self, handshake: Handshake) -> Arc<Session> {
+        let (tx, rx) = mpsc::channel(self.inner.config.outbound_buffer.max(8));
+        let session = Arc::new(Session {
+            sid: new_id(),
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            upgraded: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+            closing: AtomicBool::new(false),
+            pong: Notify::new(),
+            sockets: Mutex::new(HashMap::new()),
+            handshake,
+        });
+        lock(&self.inner.sessions).insert(session.sid.clone(), session.clone());
+        tokio::spawn(heartbeat(self.clone(), session.clone()));
+        session
+    }
+
+    /// The Engine.IO OPEN packet of a session.
+    pub(crate) fn open_packet(&self, session: &Session, upgrades: bool) -> String {
+        let config = &self.inner.config;
+        let upgrades: &[&str] = if upgrades { &["websocket"] } else { &[] };
+        format!(
+            "0{}",
+            json!({
+                "sid": session.sid,
+                "upgrades": upgrades,
+                "pingInterval": config.ping_interval.as_millis(),
+                "pingTimeout": config.ping_timeout.as_millis(),
+                "maxPayload": config.max_payload,
+            })
+        )
+    }
+
+    /// Ends a session: its sockets leave their namespaces, its transport closes.
+    pub(crate) fn close_session(&self, session: &Arc<Session>, reason: DisconnectReason) {
+        if session.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        lock(&self.inner.sessions).remove(&session.sid);
+        let sockets: Vec<Socket> = lock(&session.sockets).drain().map(|(_, s)| s).collect();
+        for socket in sockets {
+            self.forget_socket(&socket, reason);
+        }
+        session.closed.cancel();
+    }
+
+    /// Removes a socket from its namespace; `notify` tells the client with a DISCONNECT packet.
+    pub(crate) fn disconnect_socket(
+        &self,
+        socket: &Socket,
+        reason: DisconnectReason,
+        notify: bool,
+    ) {
+        let session = &socket.inner.session;
+        let removed = {
+            let mut sockets = lock(&session.sockets);
+            match sockets.get(socket.namespace()) {
+                Some(s) if s.id() == socket.id() => sockets.remove(socket.namespace()).is_some(),
+                _ => false,
+            }
+        };
+        if !removed {
+            return;
+        }
+        if notify {
+            self.send(
+                session,
+                packet::encode(PacketType::Disconnect, socket.namespace(), None, None),
+            );
+        }
+        self.forget_socket(socket, reason);
+        // the server let the client go: a session left with no namespace has no use
+        if notify && lock(&session.sockets).is_empty() {
+            self.close_session(session, reason);
+        }
+    }
+
+    fn forget_socket(&self, socket: &Socket, reason: DisconnectReason) {
+        {
+            let mut rooms = lock(&self.inner.rooms);
+            rooms.sockets.remove(socket.id());
+            for room in lock(&socket.inner.rooms).iter() {
+                let key = (socket.namespace().to_owned(), room.clone());
+                if let Some(members) = rooms.members.get_mut(&key) {
+                    members.remove(socket.id());
+                    if members.is_empty() {
+                        rooms.members.remove(&key);
+                    }
+                }
+            }
+        }
+        if let Some(handler) = self.inner.namespaces.get(socket.namespace()) {
+            tokio::spawn(handler.disconnect(socket.clone(), reason));
+        }
+    }
+
+    /// Handles one Engine.IO packet from a client.
+    pub(crate) async fn on_engine_text(&self, session: &Arc<Session>, text: &str) {
+        match EnginePacket::parse(text) {
+            Ok(EnginePacket::Ping(data)) => {
+                self.send(session, format!("3{data}"));
+            }
+            Ok(EnginePacket::Pong(_)) => session.pong.notify_one(),
+            Ok(EnginePacket::Message(message)) => self.on_message(session, message).await,
+            Ok(EnginePacket::Close) => {
+                self.close_session(session, DisconnectReason::TransportClose)
+            }
+            Ok(EnginePacket::Upgrade | EnginePacket::Noop) => {}
+            Err(_) => self.close_session(session, DisconnectReason::TransportError),
+        }
+    }
+
+    async fn on_message(&self, session: &Arc<Session>, message: &str) {
+        match Packet::parse(message) {
+            Err(bad) => {
+                let socket = bad.nsp.as_deref().and_then(|nsp| session.socket(nsp));
+                match socket {
+                    Some(socket) => {
+                        socket.emit(
+                            "error",
+                            &[json!({"message": format!("invalid packet: {}", bad.error)})],
+                        );
+                    }
+                    None => {
+                        tracing::debug!(socketio.sid = %session.sid, error = %bad.error, "unreadable packet")
+                    }
+                }
+            }
+            Ok(Packet::Connect { nsp, auth }) => self.on_connect(session, nsp, auth).await,
+            Ok(Packet::Disconnect { nsp }) => {
+                if let Some(socket) = session.socket(&nsp) {
+                    self.disconnect_socket(
+                        &socket,
+                        DisconnectReason::ClientNamespaceDisconnect,
+                        false,
+                    );
+                }
+            }
+            Ok(Packet::Event {
+                nsp,
+                id,
+                event,
+                args,
+            }) => {
+                let Some(socket) = session.socket(&nsp) else {
+                    return;
+                };
+                if !socket.take_token() {
+                    socket.emit("error", &[json!({"message": "rate limit exceeded"})]);
+                    self.disconnect_socket(&socket, DisconnectReason::RateLimited, true);
+                    return;
+                }
+                let Some(handler) = self.inner.namespaces.get(&nsp).cloned() else {
+                    return;
+                };
+                let ack = id.map(|id| Ack {
+                    socket: socket.clone(),
+                    id,
+                });
+                handler.event(socket, event, args, ack).await;
+            }
+            Ok(Packet::Ack { nsp, id, args }) => {
+                if let Some(socket) = session.socket(&nsp) {
+                    socket.on_ack(id, args);
+                }
+            }
+        }
+    }
+
+    async fn on_connect(&self, session: &Arc<Session>, nsp: String, auth: Option<Value>) {
+        let Some(handler) = self.inner.namespaces.get(&nsp).cloned() else {
+            self.send(
+                session,
+                packet::encode(
+                    PacketType::ConnectError,
+                    &nsp,
+                    None,
+                    Some(&json!({"message": "Invalid namespace"})),
+                ),
+            );
+            return;
+        };
+        if session.socket(&nsp).is_some() {
+            return;
+        }
+        let verdict = handler
+            .connect(ConnectContext {
+                auth,
+                handshake: &session.handshake,
+            })
+            .await;
+        match verdict {
+            Ok(data) => {
+                if session.closed.is_cancelled() {
+                    return;
+                }
+                let socket = Socket::new(self.clone(), session.clone(), nsp.clone(), data);
+                lock(&session.sockets).insert(nsp.clone(), socket.clone());
+                lock(&self.inner.rooms)
+                    .sockets
+                    .insert(socket.id().to_owned(), socket.clone());
+                socket.join(socket.id());
+                self.send(
+                    session,
+                    packet::encode(
+                        PacketType::Connect,
+                        &nsp,
+                        None,
+                        Some(&json!({"sid": socket.id()})),
+                    ),
+                );
+                handler.connected(socket).await;
+            }
+            Err(refusal) => {
+                self.send(
+                    session,
+                    packet::encode(
+                        PacketType::ConnectError,
+                        &nsp,
+                        None,
+                        Some(&json!({"message": refusal.message})),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Pings every `ping_interval` and closes the session when a pong is late; closes a session
+/// that joined no namespace within `connect_timeout`.
+async fn heartbeat(io: SocketIo, session: Arc<Session>) {
+    let config = io.config().clone();
+    let connect_deadline = tokio::time::Instant::now() + config.connect_timeout;
+    let mut connect_checked = false;
+    loop {
+        let next_ping = tokio::time::sleep(config.ping_interval);
+        let connect_check = tokio::time::sleep_until(connect_deadline);
+        tokio::select! {
+            () = session.closed.cancelled() => return,
+            () = next_ping => {}
+            () = connect_check, if !connect_checked => {
+                connect_checked = true;
+                if lock(&session.sockets).is_empty() {
+                    io.close_session(&session, DisconnectReason::TransportClose);
+                    return;
+                }
+                continue;
+            }
+        }
+        if !io.send(&session, "2".to_owned()) {
+            return;
+        }
+        tokio::select! {
+            () = session.closed.cancelled() => return,
+            () = session.pong.notified() => {}
+            () = tokio::time::sleep(config.ping_timeout) => {
+                io.close_session(&session, DisconnectReason::PingTimeout);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! `sb-signaling`: the signaling service on its own (production, or `cargo run -p sb-signaling`).
+
+use sb_platform::config::LogConfig;
+use sb_platform::{Env, ProcessEnv};
+use sb_signaling::SignalingConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::new(&ProcessEnv);
+    sb_platform::telemetry::init(&LogConfig::from_env(&env)?);
+    let config = SignalingConfig::from_env(&env)?;
+    let app = sb_signaling::build(config).await?;
+    tracing::info!(port = app.port(), "signaling service listening");
+    app.run_until_signal().await?;
+    Ok(())
+}

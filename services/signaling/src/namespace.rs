@@ -1,0 +1,366 @@
+//! The `/video-call` namespace: JWT at CONNECT, and every seed 004 event.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use sb_auth::Principal;
+use sb_socketio::{
+    Ack, ConnectContext, ConnectError, DisconnectReason, Namespace, Socket, SocketData,
+};
+use serde_json::{Map, Value, json};
+
+use crate::actions::{self, Change};
+use crate::domain::{self, RoomStatus, Side};
+use crate::state::AppState;
+use crate::store;
+
+pub const NAMESPACE: &str = "/video-call";
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Who a socket is (from its token, never from payloads) and the rooms it joined.
+struct Member {
+    principal: Principal,
+    user_id: String,
+    rooms: Mutex<HashMap<String, Side>>,
+}
+
+#[derive(Clone)]
+pub struct VideoCall {
+    state: AppState,
+    /// Leaves waiting out the reconnect grace: (room, user) → generation.
+    pending: Arc<Mutex<HashMap<(String, String), u64>>>,
+    generation: Arc<AtomicU64>,
+}
+
+impl VideoCall {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state,
+            pending: Arc::default(),
+            generation: Arc::default(),
+        }
+    }
+}
+
+fn member(socket: &Socket) -> Option<&Member> {
+    socket.data::<Member>()
+}
+
+/// The bearer token of a CONNECT: `auth.token`, else the `token` query parameter (older
+/// clients), else the `Authorization` header.
+fn token(ctx: &ConnectContext<'_>) -> Option<String> {
+    ctx.auth
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .map(|t| t.trim_start_matches("Bearer ").to_owned())
+        .or_else(|| ctx.handshake.query.get("token").cloned())
+        .or_else(|| {
+            ctx.handshake
+                .authorization
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::to_owned)
+        })
+}
+
+type Outcome = Result<Value, String>;
+
+impl Namespace for VideoCall {
+    fn connect(
+        &self,
+        ctx: ConnectContext<'_>,
+    ) -> BoxFuture<'static, Result<SocketData, ConnectError>> {
+        let verdict = match token(&ctx) {
+            None => Err(ConnectError::new("unauthorized: no token")),
+            Some(token) => match self.state.verifier.verify(&token) {
+                Ok(principal) => {
+                    let user_id = principal.user_id.as_uuid().to_string();
+                    Ok(Arc::new(Member {
+                        principal,
+                        user_id,
+                        rooms: Mutex::new(HashMap::new()),
+                    }) as SocketData)
+                }
+                Err(_) => Err(ConnectError::new("unauthorized: invalid token")),
+            },
+        };
+        Box::pin(async move { verdict })
+    }
+
+    fn event(
+        &self,
+        socket: Socket,
+        event: String,
+        args: Vec<Value>,
+        ack: Option<Ack>,
+    ) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            let payload = args.into_iter().next();
+            match this.dispatch(&socket, &event, payload).await {
+                Ok(reply) => {
+                    if let Some(ack) = ack {
+                        ack.send(&[reply]);
+                    }
+                }
+                Err(message) => {
+                    socket.emit("error", &[json!({"event": event, "message": message})]);
+                    if let Some(ack) = ack {
+                        ack.send(&[json!({"ok": false, "error": message})]);
+                    }
+                }
+            }
+        })
+    }
+
+    fn disconnect(&self, socket: Socket, _reason: DisconnectReason) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            let rooms: Vec<String> = member(&socket)
+                .map(|m| lock(&m.rooms).keys().cloned().collect())
+                .unwrap_or_default();
+            for room in rooms {
+                this.leave(&socket, &room, false).await;
+            }
+        })
+    }
+}
+
+impl VideoCall {
+    async fn dispatch(&self, socket: &Socket, event: &str, payload: Option<Value>) -> Outcome {
+        let Some(Value::Object(payload)) = payload else {
+            return Err("the payload must be an object".to_owned());
+        };
+        let Some(room) = payload
+            .get("roomId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return Err("roomId must be a string".to_owned());
+        };
+        let me = member(socket).ok_or("not authenticated")?;
+        if event == "join-room" {
+            return self.join(socket, me, &room).await;
+        }
+        let joined = lock(&me.rooms).contains_key(&room);
+        if !joined {
+            return Err(format!("not in room {room}"));
+        }
+        let base = |extra: &[(&str, Value)]| {
+            let mut out = Map::new();
+            out.insert("roomId".to_owned(), json!(room));
+            out.insert("userId".to_owned(), json!(me.user_id));
+            for (key, value) in extra {
+                out.insert((*key).to_owned(), value.clone());
+            }
+            Value::Object(out)
+        };
+        match event {
+            "leave-room" => {
+                self.leave(socket, &room, true).await;
+            }
+            "webrtc-signal" => {
+                let signal = payload
+                    .get("signal")
+                    .filter(|s| !s.is_null())
+                    .ok_or("signal is required")?;
+                match payload.get("to") {
+                    None | Some(Value::Null) => {
+                        socket.broadcast_to(
+                            &room,
+                            "webrtc-signal",
+                            &[base(&[("signal", signal.clone())])],
+                        );
+                    }
+                    Some(Value::String(to)) => {
+                        let out = base(&[("signal", signal.clone()), ("to", json!(to))]);
+                        socket.io().emit_to(
+                            NAMESPACE,
+                            &[&format!("{room}:{to}")],
+                            &[socket.id()],
+                            "webrtc-signal",
+                            &[out],
+                        );
+                    }
+                    Some(_) => return Err("to must be a user id".to_owned()),
+                }
+            }
+            "screen-share-start" => {
+                socket.broadcast_to(&room, "screen-share-started", &[base(&[])])
+            }
+            "screen-share-stop" => socket.broadcast_to(&room, "screen-share-stopped", &[base(&[])]),
+            "toggle-video" | "toggle-audio" => {
+                let enabled = payload
+                    .get("isEnabled")
+                    .and_then(Value::as_bool)
+                    .ok_or("isEnabled must be a boolean")?;
+                let name = if event == "toggle-video" {
+                    "video-toggled"
+                } else {
+                    "audio-toggled"
+                };
+                socket.broadcast_to(&room, name, &[base(&[("isEnabled", json!(enabled))])]);
+            }
+            "end-call" => {
+                actions::change(&self.state, &room, Change::End)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "cannot end the room");
+                        "the call could not be ended, retry".to_owned()
+                    })?;
+                socket
+                    .io()
+                    .emit_to(NAMESPACE, &[&room], &[], "call-ended", &[base(&[])]);
+                for peer in socket.io().local_sockets(NAMESPACE, &room) {
+                    if let Some(m) = member(&peer) {
+                        lock(&m.rooms).remove(&room);
+                        peer.leave(&room);
+                        peer.leave(&format!("{room}:{}", m.user_id));
+                    }
+                }
+            }
+            other => return Err(format!("unknown event {other}")),
+        }
+        Ok(json!({"ok": true}))
+    }
+
+    async fn join(&self, socket: &Socket, me: &Member, room_id: &str) -> Outcome {
+        let unavailable = |e: crate::error::SignalingError| {
+            tracing::error!(error = %e, "join-room failed");
+            "the room is unavailable, retry".to_owned()
+        };
+        let mut conn = self.state.conn().await.map_err(unavailable)?;
+        let room = store::by_room_id(&mut conn, room_id)
+            .await
+            .map_err(|e| unavailable(e.into()))?
+            .ok_or_else(|| format!("room {room_id} not found"))?;
+        if RoomStatus::parse(&room.status) == RoomStatus::Ended {
+            return Err("the call has ended".to_owned());
+        }
+        let appointment = store::appointment(&mut conn, room.appointment_id)
+            .await
+            .map_err(|e| unavailable(e.into()))?
+            .filter(|a| actions::may_access(&me.principal, a))
+            .ok_or_else(|| format!("not allowed to join room {room_id}"))?;
+        drop(conn);
+        let side = actions::side(me.principal.user_id.as_uuid(), &appointment);
+        let already = lock(&me.rooms).insert(room_id.to_owned(), side).is_some();
+        socket.join(room_id);
+        socket.join(&format!("{room_id}:{}", me.user_id));
+        let peers = socket.io().local_sockets(NAMESPACE, room_id);
+        let mut members: Vec<Value> = Vec::new();
+        let mut present_elsewhere = false;
+        for peer in &peers {
+            let Some(m) = member(peer) else { continue };
+            if peer.id() != socket.id() && m.user_id == me.user_id {
+                present_elsewhere = true;
+            }
+            let role = lock(&m.rooms)
+                .get(room_id)
+                .map_or("observer", |s| s.as_str());
+            let entry = json!({"userId": m.user_id, "role": role});
+            if !members.contains(&entry) {
+                members.push(entry);
+            }
+        }
+        // back within the reconnect grace: the peer never saw this user leave
+        let returning = lock(&self.pending)
+            .remove(&(room_id.to_owned(), me.user_id.clone()))
+            .is_some();
+        let mut status = room.status.clone();
+        if !already && !returning && !present_elsewhere {
+            socket.broadcast_to(
+                room_id,
+                "user-joined",
+                &[json!({"roomId": room_id, "userId": me.user_id, "role": side.as_str()})],
+            );
+            if let Some(updated) =
+                actions::change(&self.state, room_id, Change::Present(side, true))
+                    .await
+                    .map_err(unavailable)?
+            {
+                status = updated.status;
+            }
+        }
+        let ice = domain::ice_servers(&self.state.config.ice, &me.user_id, SystemTime::now());
+        let joined = json!({
+            "roomId": room_id,
+            "userId": me.user_id,
+            "role": side.as_str(),
+            "status": status,
+            "appointmentId": room.appointment_id,
+            "members": members,
+            "iceServers": ice,
+        });
+        socket.emit("joined-room", std::slice::from_ref(&joined));
+        Ok(joined)
+    }
+
+    /// Leaves a room: at once when asked, after the reconnect grace when the connection dropped.
+    async fn leave(&self, socket: &Socket, room_id: &str, explicit: bool) {
+        let Some(me) = member(socket) else { return };
+        let Some(side) = lock(&me.rooms).remove(room_id) else {
+            return;
+        };
+        socket.leave(room_id);
+        socket.leave(&format!("{room_id}:{}", me.user_id));
+        let still_here = socket
+            .io()
+            .local_sockets(NAMESPACE, room_id)
+            .iter()
+            .any(|s| member(s).is_some_and(|m| m.user_id == me.user_id));
+        if still_here {
+            return;
+        }
+        let user = me.user_id.clone();
+        if explicit {
+            self.announce_left(socket, room_id, &user, side).await;
+            return;
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let key = (room_id.to_owned(), user.clone());
+        lock(&self.pending).insert(key.clone(), generation);
+        let this = self.clone();
+        let socket = socket.clone();
+        let room_id = room_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.state.config.reconnect_grace).await;
+            let expired = {
+                let mut pending = lock(&this.pending);
+                if pending.get(&key) == Some(&generation) {
+                    pending.remove(&key);
+                    true
+                } else {
+                    false
+                }
+            };
+            if expired {
+                this.announce_left(&socket, &room_id, &user, side).await;
+            }
+        });
+    }
+
+    async fn announce_left(&self, socket: &Socket, room_id: &str, user: &str, side: Side) {
+        socket.io().emit_to(
+            NAMESPACE,
+            &[room_id],
+            &[socket.id()],
+            "user-left",
+            &[json!({"roomId": room_id, "userId": user})],
+        );
+        if let Err(error) =
+            actions::change(&self.state, room_id, Change::Present(side, false)).await
+        {
+            tracing::error!(%error, room.id = room_id, "presence not recorded");
+        }
+    }
+}

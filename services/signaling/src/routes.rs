@@ -1,0 +1,148 @@
+//! The REST routes of seed 004: read an appointment's room, create it by hand.
+
+use actix_web::{get, post, web};
+use chrono::{DateTime, Utc};
+use sb_auth::Principal;
+use sb_db::models::Appointment;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use crate::actions;
+use crate::error::SignalingError;
+use crate::state::AppState;
+use crate::store::{self, Room};
+
+pub fn config(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(get_room).service(create_room);
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonView {
+    id: Option<Uuid>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppointmentView {
+    id: Uuid,
+    scheduled_date: DateTime<Utc>,
+    /// The guest: names come from the CRM lead.
+    patient: PersonView,
+    /// The host: the CRM does not share user names, only the id.
+    practitioner: PersonView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomView {
+    id: Uuid,
+    room_id: String,
+    appointment_id: Uuid,
+    /// `Waiting`, `InProgress` or `Ended`.
+    status: String,
+    practitioner_joined: bool,
+    patient_joined: bool,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    appointment: AppointmentView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedRoom {
+    room_id: String,
+}
+
+fn view(room: Room, appointment: &Appointment) -> RoomView {
+    let lead = appointment.lead();
+    let (first_name, last_name) = match lead.name.as_deref().map(str::trim) {
+        Some(name) => match name.split_once(' ') {
+            Some((first, last)) => (Some(first.to_owned()), Some(last.trim().to_owned())),
+            None => (Some(name.to_owned()), None),
+        },
+        None => (None, None),
+    };
+    RoomView {
+        id: room.id,
+        room_id: room.room_id,
+        appointment_id: room.appointment_id,
+        status: room.status,
+        practitioner_joined: room.practitioner_joined,
+        patient_joined: room.patient_joined,
+        started_at: room.started_at,
+        ended_at: room.ended_at,
+        appointment: AppointmentView {
+            id: appointment.id,
+            scheduled_date: appointment.scheduled_at,
+            patient: PersonView {
+                id: appointment.guest_user_id,
+                first_name,
+                last_name,
+            },
+            practitioner: PersonView {
+                id: Some(appointment.host_user_id),
+                first_name: None,
+                last_name: None,
+            },
+        },
+    }
+}
+
+/// The appointment if the caller may see it; 404 otherwise so ids cannot be probed.
+async fn visible_appointment(
+    conn: &mut sb_db::diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Appointment, SignalingError> {
+    match store::appointment(conn, id).await? {
+        Some(appointment) if actions::may_access(principal, &appointment) => Ok(appointment),
+        _ => Err(SignalingError::NotFound("appointment")),
+    }
+}
+
+#[utoipa::path(get, path = "/video-call/room/appointment/{appointmentId}", tag = "video-call",
+    params(("appointmentId" = Uuid, Path, description = "CRM appointment id")),
+    responses(
+        (status = 200, body = RoomView),
+        (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
+        (status = 404, description = "No room, or an appointment the caller cannot see", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[get("/video-call/room/appointment/{appointmentId}")]
+async fn get_room(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+) -> Result<web::Json<RoomView>, SignalingError> {
+    let mut conn = state.conn().await?;
+    let appointment = visible_appointment(&mut conn, &principal, path.into_inner()).await?;
+    let room = store::by_appointment(&mut conn, appointment.id)
+        .await?
+        .ok_or(SignalingError::NotFound("room"))?;
+    Ok(web::Json(view(room, &appointment)))
+}
+
+#[utoipa::path(post, path = "/video-call/room/appointment/{appointmentId}/create", tag = "video-call",
+    params(("appointmentId" = Uuid, Path, description = "CRM appointment id")),
+    responses(
+        (status = 200, body = CreatedRoom, description = "The room (created, or the existing one)"),
+        (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
+        (status = 404, description = "An appointment the caller cannot see", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[post("/video-call/room/appointment/{appointmentId}/create")]
+async fn create_room(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+) -> Result<web::Json<CreatedRoom>, SignalingError> {
+    let mut conn = state.conn().await?;
+    let appointment = visible_appointment(&mut conn, &principal, path.into_inner()).await?;
+    let room = actions::ensure_room(&mut conn, &appointment).await?;
+    Ok(web::Json(CreatedRoom {
+        room_id: room.room_id,
+    }))
+}

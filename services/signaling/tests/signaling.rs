@@ -1,0 +1,495 @@
+//! The signaling service end to end with a raw Socket.IO client: REST rooms, CRM-driven rooms,
+//! every seed 004 event, status transitions with their events, reconnect grace.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestSignaling, User, WAIT};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use sb_auth::Role;
+use sb_events::Namespace;
+use sb_events::proto::{
+    Appointment, AppointmentCancelled, AppointmentCreated, AppointmentKind, AppointmentStatus, Lead,
+};
+use sb_testkit::{Result, wait_until};
+use serde_json::json;
+use uuid::Uuid;
+
+async fn status_events(signaling: &TestSignaling) -> Result<i64> {
+    use sb_db::schema::outbox;
+    let mut conn = signaling.db.conn().await?;
+    Ok(outbox::table
+        .filter(outbox::subject.eq("sb.signaling.room.status_changed"))
+        .count()
+        .get_result(&mut conn)
+        .await?)
+}
+
+#[tokio::test]
+async fn rooms_are_created_and_read_by_those_who_may_see_the_appointment() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let stranger = User::new(org, Role::Closer);
+    let outsider = User::new(Uuid::now_v7(), Role::Ceo);
+    let appointment = signaling.appointment(org, host.id, guest.id).await?;
+    let path = format!("/video-call/room/appointment/{appointment}");
+
+    let (status, _) = signaling.get_json(&host, &path).await?;
+    assert_eq!(status, 404, "no room yet");
+    let (status, created) = signaling
+        .post_empty(&host, &format!("{path}/create"))
+        .await?;
+    assert_eq!(status, 200);
+    let room_id = created["roomId"].as_str().ok_or("no roomId")?;
+    assert!(room_id.starts_with("room_"));
+    // idempotent
+    let (_, again) = signaling
+        .post_empty(&guest, &format!("{path}/create"))
+        .await?;
+    assert_eq!(again["roomId"], created["roomId"]);
+
+    let (status, room) = signaling.get_json(&guest, &path).await?;
+    assert_eq!(status, 200);
+    assert_eq!(room["roomId"], created["roomId"]);
+    assert_eq!(room["appointmentId"], json!(appointment));
+    assert_eq!(room["status"], "Waiting");
+    assert_eq!(room["practitionerJoined"], false);
+    assert_eq!(room["patientJoined"], false);
+    assert_eq!(room["startedAt"], json!(null));
+    assert_eq!(room["appointment"]["patient"]["id"], json!(guest.id));
+    assert_eq!(room["appointment"]["patient"]["firstName"], "John");
+    assert_eq!(room["appointment"]["patient"]["lastName"], "Doe");
+    assert_eq!(room["appointment"]["practitioner"]["id"], json!(host.id));
+
+    for user in [&stranger, &outsider] {
+        let (status, _) = signaling.get_json(user, &path).await?;
+        assert_eq!(status, 404);
+        let (status, _) = signaling
+            .post_empty(user, &format!("{path}/create"))
+            .await?;
+        assert_eq!(status, 404);
+    }
+    let response = signaling.app.get(&path).send().await?;
+    assert_eq!(response.status(), 401);
+    Ok(())
+}
+
+fn crm_appointment(
+    id: Uuid,
+    org: Uuid,
+    host: Uuid,
+    guest: Uuid,
+    version: i64,
+    status: AppointmentStatus,
+) -> Appointment {
+    Appointment {
+        id: id.to_string(),
+        org_id: org.to_string(),
+        host_user_id: host.to_string(),
+        guest_user_id: guest.to_string(),
+        setter_user_id: String::new(),
+        team_id: String::new(),
+        lead: Some(Lead {
+            name: "Jane Roe".into(),
+            phone: String::new(),
+            email: String::new(),
+        }),
+        scheduled_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+        ends_at_unix_ms: 0,
+        kind: AppointmentKind::Remote as i32,
+        status: status as i32,
+        version,
+    }
+}
+
+#[tokio::test]
+async fn crm_events_create_rooms_and_cancellations_end_them() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let js = signaling.nats.jetstream();
+    let ns = Namespace::prefixed(signaling.nats.prefix());
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let id = Uuid::now_v7();
+    let appointment = crm_appointment(id, org, host.id, guest.id, 1, AppointmentStatus::Scheduled);
+    // twice: the room is created once
+    for _ in 0..2 {
+        sb_events::publish::publish(
+            &js,
+            &ns,
+            &AppointmentCreated {
+                appointment: Some(appointment.clone()),
+            },
+        )
+        .await?;
+    }
+    let path = format!("/video-call/room/appointment/{id}");
+    wait_until(WAIT, "the room of the remote appointment", || async {
+        signaling
+            .get_json(&host, &path)
+            .await
+            .is_ok_and(|(s, _)| s == 200)
+    })
+    .await?;
+    let (_, room) = signaling.get_json(&host, &path).await?;
+    assert_eq!(room["status"], "Waiting");
+
+    let cancelled = crm_appointment(id, org, host.id, guest.id, 2, AppointmentStatus::Cancelled);
+    sb_events::publish::publish(
+        &js,
+        &ns,
+        &AppointmentCancelled {
+            appointment: Some(cancelled),
+            ..Default::default()
+        },
+    )
+    .await?;
+    wait_until(WAIT, "the room to end", || async {
+        signaling
+            .get_json(&host, &path)
+            .await
+            .is_ok_and(|(_, room)| room["status"] == "Ended")
+    })
+    .await?;
+    assert_eq!(status_events(&signaling).await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn connect_needs_a_valid_token() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let mut socket = signaling.raw_socket().await?;
+    socket.send("40/video-call,").await?;
+    assert_eq!(
+        socket.recv().await?,
+        "44/video-call,{\"message\":\"unauthorized: no token\"}"
+    );
+    socket
+        .send("40/video-call,{\"token\":\"not.a.jwt\"}")
+        .await?;
+    assert_eq!(
+        socket.recv().await?,
+        "44/video-call,{\"message\":\"unauthorized: invalid token\"}"
+    );
+    socket.send("40/elsewhere,").await?;
+    assert_eq!(
+        socket.recv().await?,
+        "44/elsewhere,{\"message\":\"Invalid namespace\"}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_seed_event_flows_between_practitioner_and_patient() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let stranger = User::new(org, Role::Closer);
+    let room = signaling.room(&host, &guest).await?;
+    let (hid, gid) = (host.id.to_string(), guest.id.to_string());
+
+    let mut practitioner = signaling.socket(&host).await?;
+    // the payload's userId is ignored: the token says who this is
+    practitioner
+        .emit("join-room", json!({"roomId": room, "userId": gid}))
+        .await?;
+    let joined = practitioner.expect("joined-room").await?;
+    assert_eq!(joined["userId"], json!(hid));
+    assert_eq!(joined["role"], "practitioner");
+    assert_eq!(joined["status"], "Waiting");
+    assert_eq!(
+        joined["members"],
+        json!([{"userId": hid, "role": "practitioner"}])
+    );
+    assert_eq!(
+        joined["iceServers"][0]["urls"],
+        json!(["stun:stun.example.test:3478"])
+    );
+    let turn = &joined["iceServers"][1];
+    assert!(
+        turn["username"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!(":{hid}")))
+    );
+    assert!(turn["credential"].as_str().is_some_and(|c| c.len() == 28));
+
+    let mut patient = signaling.socket(&guest).await?;
+    patient
+        .emit("join-room", json!({"roomId": room, "userId": "forged"}))
+        .await?;
+    let joined = patient.expect("joined-room").await?;
+    assert_eq!(joined["role"], "patient");
+    assert_eq!(joined["status"], "InProgress");
+    assert_eq!(joined["members"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        practitioner.expect("user-joined").await?,
+        json!({"roomId": room, "userId": gid, "role": "patient"})
+    );
+
+    let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
+    practitioner
+        .emit(
+            "webrtc-signal",
+            json!({"roomId": room, "userId": "x", "signal": offer}),
+        )
+        .await?;
+    assert_eq!(
+        patient.expect("webrtc-signal").await?,
+        json!({"roomId": room, "userId": hid, "signal": offer})
+    );
+    let answer = json!({"type": "answer", "sdp": "v=0\r\n"});
+    patient
+        .emit(
+            "webrtc-signal",
+            json!({"roomId": room, "signal": answer, "to": hid}),
+        )
+        .await?;
+    assert_eq!(
+        practitioner.expect("webrtc-signal").await?,
+        json!({"roomId": room, "userId": gid, "signal": answer, "to": hid})
+    );
+    for (sent, received) in [
+        ("screen-share-start", "screen-share-started"),
+        ("screen-share-stop", "screen-share-stopped"),
+    ] {
+        practitioner
+            .emit(sent, json!({"roomId": room, "userId": hid}))
+            .await?;
+        assert_eq!(
+            patient.expect(received).await?,
+            json!({"roomId": room, "userId": hid})
+        );
+    }
+    for (sent, received) in [
+        ("toggle-video", "video-toggled"),
+        ("toggle-audio", "audio-toggled"),
+    ] {
+        patient
+            .emit(
+                sent,
+                json!({"roomId": room, "userId": gid, "isEnabled": false}),
+            )
+            .await?;
+        assert_eq!(
+            practitioner.expect(received).await?,
+            json!({"roomId": room, "userId": gid, "isEnabled": false})
+        );
+    }
+
+    // bad payloads: an `error` event, and the socket stays
+    patient
+        .emit("toggle-video", json!({"roomId": room, "isEnabled": "yes"}))
+        .await?;
+    assert_eq!(
+        patient.expect("error").await?["message"],
+        "isEnabled must be a boolean"
+    );
+    patient
+        .emit("webrtc-signal", json!("not an object"))
+        .await?;
+    assert_eq!(
+        patient.expect("error").await?["message"],
+        "the payload must be an object"
+    );
+    patient
+        .emit("join-room", json!({"roomId": "room_0_nope"}))
+        .await?;
+    assert_eq!(
+        patient.expect("error").await?["message"],
+        "room room_0_nope not found"
+    );
+    patient
+        .emit(
+            "webrtc-signal",
+            json!({"roomId": "room_0_other", "signal": {}}),
+        )
+        .await?;
+    assert_eq!(
+        patient.expect("error").await?["message"],
+        "not in room room_0_other"
+    );
+    let mut intruder = signaling.socket(&stranger).await?;
+    intruder.emit("join-room", json!({"roomId": room})).await?;
+    assert_eq!(
+        intruder.expect("error").await?["message"],
+        format!("not allowed to join room {room}")
+    );
+    // an acknowledgement round-trips
+    patient
+        .send(&format!(
+            "42/video-call,7{}",
+            json!(["toggle-audio", {"roomId": room, "isEnabled": true}])
+        ))
+        .await?;
+    assert_eq!(patient.recv().await?, "43/video-call,7[{\"ok\":true}]");
+    practitioner.expect("audio-toggled").await?;
+
+    let (_, view) = signaling
+        .get_json(
+            &host,
+            &format!(
+                "/video-call/room/appointment/{}",
+                joined["appointmentId"].as_str().unwrap_or_default()
+            ),
+        )
+        .await?;
+    assert_eq!(view["status"], "InProgress");
+    assert_eq!(view["practitionerJoined"], true);
+    assert_eq!(view["patientJoined"], true);
+    assert!(view["startedAt"].is_string());
+
+    practitioner
+        .emit("end-call", json!({"roomId": room, "userId": hid}))
+        .await?;
+    assert_eq!(
+        practitioner.expect("call-ended").await?,
+        json!({"roomId": room, "userId": hid})
+    );
+    assert_eq!(
+        patient.expect("call-ended").await?,
+        json!({"roomId": room, "userId": hid})
+    );
+    // everyone left: signals reach nobody and are refused
+    patient
+        .emit("webrtc-signal", json!({"roomId": room, "signal": offer}))
+        .await?;
+    assert_eq!(
+        patient.expect("error").await?["message"],
+        format!("not in room {room}")
+    );
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    assert_eq!(
+        patient.expect("error").await?["message"],
+        "the call has ended"
+    );
+    let (_, view) = signaling
+        .get_json(
+            &host,
+            &format!(
+                "/video-call/room/appointment/{}",
+                joined["appointmentId"].as_str().unwrap_or_default()
+            ),
+        )
+        .await?;
+    assert_eq!(view["status"], "Ended");
+    assert!(view["endedAt"].is_string());
+    // Waiting → InProgress → Ended
+    assert_eq!(status_events(&signaling).await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_short_reconnect_does_not_flap_and_a_long_one_is_a_leave() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let room = signaling.room(&host, &guest).await?;
+    let gid = guest.id.to_string();
+
+    let mut practitioner = signaling.socket(&host).await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    practitioner.expect("joined-room").await?;
+    let mut patient = signaling.socket(&guest).await?;
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    patient.expect("joined-room").await?;
+    practitioner.expect("user-joined").await?;
+
+    // the patient's network blips: back within the grace (1.5 s in tests)
+    patient.close().await?;
+    let mut patient = signaling.socket(&guest).await?;
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    assert_eq!(patient.expect("joined-room").await?["status"], "InProgress");
+    // the practitioner saw neither a leave nor a join: the next event is this toggle
+    patient
+        .emit("toggle-audio", json!({"roomId": room, "isEnabled": true}))
+        .await?;
+    assert_eq!(
+        practitioner.expect("audio-toggled").await?["userId"],
+        json!(gid)
+    );
+
+    // gone for longer than the grace: user-left
+    patient.close().await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        practitioner.expect("user-left").await?,
+        json!({"roomId": room, "userId": gid})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_demo_page_and_its_client_bundle_are_served() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let page = signaling.app.get("/demo").send().await?;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await?;
+    for event in [
+        "join-room",
+        "webrtc-signal",
+        "toggle-audio",
+        "toggle-video",
+        "screen-share-start",
+        "screen-share-stop",
+        "end-call",
+    ] {
+        assert!(html.contains(&format!("\"{event}\"")), "{event}");
+    }
+    let bundle = signaling.app.get("/demo/socket.io.min.js").send().await?;
+    assert_eq!(bundle.status(), 200);
+    assert!(bundle.text().await?.contains("Socket.IO v4.8.1"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cleanup_ends_rooms_of_past_appointments_only() -> Result {
+    use sb_db::schema::appointments;
+    let signaling = TestSignaling::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let past = signaling.appointment(org, host.id, guest.id).await?;
+    let current = signaling.appointment(org, host.id, guest.id).await?;
+    for id in [past, current] {
+        let (status, _) = signaling
+            .post_empty(&host, &format!("/video-call/room/appointment/{id}/create"))
+            .await?;
+        assert_eq!(status, 200);
+    }
+    {
+        let mut conn = signaling.db.conn().await?;
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(10);
+        diesel::update(appointments::table.find(past))
+            .set((
+                appointments::scheduled_at.eq(long_ago),
+                appointments::ends_at.eq(Some(long_ago + chrono::Duration::minutes(30))),
+            ))
+            .execute(&mut conn)
+            .await?;
+    }
+    let state = sb_signaling::AppState {
+        pool: signaling.db.pool(),
+        outbox: sb_events::outbox::Outbox::new(sb_signaling::SERVICE),
+        verifier: std::sync::Arc::new(signaling.tokens.verifier()),
+        config: std::sync::Arc::new(signaling.config.clone()),
+    };
+    assert_eq!(sb_signaling::cleanup_once(&state).await?, 1);
+    let (_, room) = signaling
+        .get_json(&host, &format!("/video-call/room/appointment/{past}"))
+        .await?;
+    assert_eq!(room["status"], "Ended");
+    let (_, room) = signaling
+        .get_json(&host, &format!("/video-call/room/appointment/{current}"))
+        .await?;
+    assert_eq!(room["status"], "Waiting");
+    assert_eq!(sb_signaling::cleanup_once(&state).await?, 0);
+    Ok(())
+}
