@@ -10,10 +10,26 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
+/// A free port below Linux's ephemeral range (32768–60999): a port the kernel hands out for
+/// `bind(0)` could be handed to another test's service between this check and `up` binding it
+/// (seen in CI with five services per `up`), while ports down here are only ever chosen by name.
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    // Tests of this binary run in parallel: never hand the same port twice.
+    static HANDED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed = HANDED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..200 {
+        let candidate = 20_000 + u16::try_from(uuid::Uuid::new_v4().as_u128() % 12_000)?;
+        if handed.contains(&candidate) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            handed.push(candidate);
+            return Ok(candidate);
+        }
+    }
+    Err("no free port below the ephemeral range".into())
 }
 
 #[tokio::test]
