@@ -277,19 +277,14 @@ impl VideoCall {
             .remove(&(room_id.to_owned(), me.user_id.clone()))
             .is_some();
         let mut status = room.status.clone();
-        if !already && !returning && !present_elsewhere {
-            socket.broadcast_to(
-                room_id,
-                "user-joined",
-                &[json!({"roomId": room_id, "userId": me.user_id, "role": side.as_str()})],
-            );
-            if let Some(updated) =
+        let announce = !already && !returning && !present_elsewhere;
+        if announce
+            && let Some(updated) =
                 actions::change(&self.state, room_id, Change::Present(side, true))
                     .await
                     .map_err(unavailable)?
-            {
-                status = updated.status;
-            }
+        {
+            status = updated.status;
         }
         let ice = domain::ice_servers(&self.state.config.ice, &me.user_id, SystemTime::now());
         let joined = json!({
@@ -301,7 +296,16 @@ impl VideoCall {
             "members": members,
             "iceServers": ice,
         });
+        // The joiner hears `joined-room` before the others hear `user-joined`: their offer,
+        // sent on `user-joined`, must not reach a joiner that has not set up its peer yet.
         socket.emit("joined-room", std::slice::from_ref(&joined));
+        if announce {
+            socket.broadcast_to(
+                room_id,
+                "user-joined",
+                &[json!({"roomId": room_id, "userId": me.user_id, "role": side.as_str()})],
+            );
+        }
         Ok(joined)
     }
 
