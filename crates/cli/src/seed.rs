@@ -118,6 +118,11 @@ impl SeedEvent {
         }
     }
 
+    /// The appointment's id, when it parses.
+    pub fn appointment_id(&self) -> Option<Uuid> {
+        self.appointment().and_then(|a| a.id.parse().ok())
+    }
+
     fn subject(&self) -> String {
         match self {
             SeedEvent::Created(_) => AppointmentCreated::SUBJECT.to_string(),

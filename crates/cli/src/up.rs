@@ -102,6 +102,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let overview = overview(&args, pool.clone(), client, &listed)?;
     let base = |port: u16| format!("http://{}:{port}", display_host(&args.host));
+    // Running before the seed is published, so its consumers project it at once.
+    let overview_port = overview.port();
+    let mut stops = vec![overview.stop_token()];
+    let mut running = vec![tokio::spawn(overview.run_until_stopped())];
+    for service in services {
+        stops.push(service.stop_token());
+        running.push(tokio::spawn(service.run_until_stopped()));
+    }
 
     println!();
     println!("Switchboard dev stack");
@@ -117,8 +125,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("  nats      {}", nats.redacted_url());
     println!();
     println!("  {:<12} {:<28} {:<34} metrics", "service", "url", "docs");
-    for (name, port) in std::iter::once(("overview", overview.port()))
-        .chain(listed.iter().map(|s| (s.name, s.port)))
+    for (name, port) in
+        std::iter::once(("overview", overview_port)).chain(listed.iter().map(|s| (s.name, s.port)))
     {
         let url = base(port);
         println!(
@@ -137,9 +145,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!();
     if args.seed {
-        let published =
-            crate::seed::publish_all(&js, &ns, &crate::seed::events(chrono::Utc::now())).await?;
+        let events = crate::seed::events(chrono::Utc::now());
+        let published = crate::seed::publish_all(&js, &ns, &events).await?;
         crate::seed::print_summary(published, &ns);
+        // The walk-through joins a seeded appointment's call right after `up` is ready.
+        match wait_for_appointments(&pool, &events, Duration::from_secs(20)).await {
+            Ok(count) => println!("  {count} sample appointments projected."),
+            Err(error) => println!("  The sample appointments are not projected yet: {error}"),
+        }
         println!();
     }
     print_dev_tokens(&env)?;
@@ -148,12 +161,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("  Ctrl-C stops everything.");
     println!();
 
-    let mut stops = vec![overview.stop_token()];
-    let mut running = vec![tokio::spawn(overview.run_until_stopped())];
-    for service in services {
-        stops.push(service.stop_token());
-        running.push(tokio::spawn(service.run_until_stopped()));
-    }
     sb_platform::shutdown::signal().await;
     for stop in stops {
         stop.cancel();
@@ -163,6 +170,41 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("Switchboard dev stack stopped.");
     Ok(())
+}
+
+/// Waits until every appointment of the seed is in the `appointments` read model.
+async fn wait_for_appointments(
+    pool: &sb_db::DbPool,
+    events: &[crate::seed::SeedEvent],
+    limit: Duration,
+) -> anyhow::Result<usize> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use sb_db::schema::appointments;
+
+    let mut ids: Vec<uuid::Uuid> = events
+        .iter()
+        .filter_map(crate::seed::SeedEvent::appointment_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let expected = i64::try_from(ids.len())?;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut conn = pool.get().await?;
+        let found: i64 = appointments::table
+            .filter(appointments::id.eq_any(&ids))
+            .count()
+            .get_result(&mut conn)
+            .await?;
+        if found >= expected {
+            return Ok(ids.len());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{found} of {expected} after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn display_host(host: &str) -> &str {

@@ -1,7 +1,7 @@
 //! The telephony service's own metrics (HTTP and event metrics come from the platform and events
 //! crates).
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::twilio::TwilioError;
 
@@ -11,6 +11,7 @@ pub struct TelephonyMetrics {
     twilio: IntCounterVec,
     followup: IntCounterVec,
     degraded: IntCounterVec,
+    active_calls: IntGauge,
 }
 
 impl TelephonyMetrics {
@@ -43,7 +44,12 @@ impl TelephonyMetrics {
             ),
             &["source"],
         )?;
+        let active_calls = IntGauge::new(
+            "sb_telephony_active_calls",
+            "Calls not yet in a final status: the database's count, set by each follow-up pass (every replica reports the same number)",
+        )?;
         registry.register(Box::new(webhooks.clone()))?;
+        registry.register(Box::new(active_calls.clone()))?;
         registry.register(Box::new(twilio.clone()))?;
         registry.register(Box::new(followup.clone()))?;
         registry.register(Box::new(degraded.clone()))?;
@@ -52,7 +58,12 @@ impl TelephonyMetrics {
             twilio,
             followup,
             degraded,
+            active_calls,
         })
+    }
+
+    pub fn set_active_calls(&self, count: i64) {
+        self.active_calls.set(count);
     }
 
     pub fn webhook(&self, webhook: &str, outcome: &str) {

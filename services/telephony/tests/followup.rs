@@ -398,3 +398,51 @@ async fn calls_twilio_never_confirmed_are_failed() -> Result {
     );
     Ok(())
 }
+
+/// Polls `/metrics` until it has `line` (the gauge is set by the job's passes).
+async fn metrics_show(telephony: &TestTelephony, line: &str) -> Result<()> {
+    sb_testkit::within(Duration::from_secs(10), line, async {
+        loop {
+            let metrics = telephony.metrics().await?;
+            if metrics.lines().any(|l| l == line) {
+                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?
+}
+
+#[tokio::test]
+async fn the_active_calls_gauge_counts_calls_not_yet_final() -> Result {
+    let telephony =
+        TestTelephony::spawn_with(|c| c.followup.interval = Duration::from_millis(100)).await?;
+    let org = Uuid::now_v7();
+    let ceo = User::new(org, Role::Ceo);
+    let owner = User::new(org, Role::Closer);
+    telephony
+        .number(&ceo, FROM, json!({"ownerUserId": owner.id}))
+        .await?;
+    metrics_show(&telephony, "sb_telephony_active_calls 0").await?;
+    let sid = common::call_sid();
+    let answer = telephony
+        .webhook("/webhook/voice", &common::inbound_form(&sid, TO, FROM))
+        .await?;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    metrics_show(&telephony, "sb_telephony_active_calls 1").await?;
+    let done = telephony
+        .webhook(
+            "/webhook/voice/status",
+            &params(&[
+                ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+                ("CallSid", &sid),
+                ("CallStatus", "completed"),
+                ("CallDuration", "42"),
+                ("SequenceNumber", "3"),
+            ]),
+        )
+        .await?;
+    assert_eq!(done.status, 200, "{}", done.text);
+    metrics_show(&telephony, "sb_telephony_active_calls 0").await?;
+    Ok(())
+}

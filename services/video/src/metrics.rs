@@ -1,7 +1,7 @@
 //! The video service's own metrics (HTTP and event metrics come from the platform and events
 //! crates).
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use sb_livekit::LiveKitError;
 
 #[derive(Clone)]
@@ -9,6 +9,7 @@ pub struct VideoMetrics {
     webhooks: IntCounterVec,
     livekit: IntCounterVec,
     reconcile: IntCounterVec,
+    active_calls: IntGauge,
 }
 
 impl VideoMetrics {
@@ -34,14 +35,24 @@ impl VideoMetrics {
             ),
             &["action"],
         )?;
+        let active_calls = IntGauge::new(
+            "sb_video_active_calls",
+            "Calls ONGOING now: the database's count, set by each reconciliation pass (every replica reports the same number)",
+        )?;
         registry.register(Box::new(webhooks.clone()))?;
+        registry.register(Box::new(active_calls.clone()))?;
         registry.register(Box::new(livekit.clone()))?;
         registry.register(Box::new(reconcile.clone()))?;
         Ok(Self {
             webhooks,
             livekit,
             reconcile,
+            active_calls,
         })
+    }
+
+    pub fn set_active_calls(&self, count: i64) {
+        self.active_calls.set(count);
     }
 
     /// The counter of webhooks refused for their signature (`event="unknown"`).

@@ -180,3 +180,37 @@ async fn a_meeting_member_livekit_no_longer_has_is_marked_out() -> Result {
     assert_eq!(in_room(&meeting), json!(false), "{meeting}");
     Ok(())
 }
+
+/// Polls `/metrics` until it has `line` (the gauge is set by the job's passes).
+async fn metrics_show(video: &TestVideo, line: &str) -> Result<()> {
+    sb_testkit::within(std::time::Duration::from_secs(10), line, async {
+        loop {
+            let metrics = video.app.get("/metrics").send().await?.text().await?;
+            if metrics.lines().any(|l| l == line) {
+                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await?
+}
+
+#[tokio::test]
+async fn the_active_calls_gauge_counts_ongoing_calls() -> Result {
+    let video = TestVideo::spawn_with(|c| {
+        c.reconcile.interval = std::time::Duration::from_millis(100);
+        // Nobody is in the fake LiveKit's rooms: the job must not complete the call meanwhile.
+        c.reconcile.empty_grace = std::time::Duration::from_secs(3600);
+    })
+    .await?;
+    metrics_show(&video, "sb_video_active_calls 0").await?;
+    let host = User::new(Uuid::now_v7(), Role::Closer);
+    let (call_id, _) = ongoing_call(&video, &host).await?;
+    metrics_show(&video, "sb_video_active_calls 1").await?;
+    let (status, stopped) = video
+        .post_json(&host, &format!("/calls/{call_id}/stop"), json!({}))
+        .await?;
+    assert_eq!(status, 200, "{stopped}");
+    metrics_show(&video, "sb_video_active_calls 0").await?;
+    Ok(())
+}

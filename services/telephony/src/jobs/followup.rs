@@ -85,6 +85,9 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
     let mut report = FollowupReport::default();
     let now = Utc::now();
     let mut conn = state.conn().await?;
+    state
+        .metrics
+        .set_active_calls(calls::count_active(&mut conn).await?);
 
     for (followup, call) in followups::due(&mut conn, followups::COST, now, BATCH).await? {
         let attempts = followup.attempts.saturating_add(1);

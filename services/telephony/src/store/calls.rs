@@ -431,3 +431,17 @@ pub async fn orphans(
         .load(conn)
         .await
 }
+
+/// Calls not yet in a final status, in every org (the `sb_telephony_active_calls` gauge).
+pub async fn count_active(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    let open: Vec<&str> = CallStatus::ALL
+        .into_iter()
+        .filter(|s| !s.is_final())
+        .map(CallStatus::as_str)
+        .collect();
+    c::table
+        .filter(c::status.eq_any(open))
+        .count()
+        .get_result(conn)
+        .await
+}

@@ -36,6 +36,9 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoError> {
     let mut report = ReconcileReport::default();
     let mut conn = state.conn().await?;
+    state
+        .metrics
+        .set_active_calls(calls::count_ongoing(&mut conn).await?);
 
     for call in calls::calls_without_room(&mut conn, BATCH).await? {
         if call_actions::ensure_room(state, &mut conn, &call)

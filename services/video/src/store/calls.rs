@@ -616,3 +616,12 @@ pub async fn stats_rows(
         .load(conn)
         .await
 }
+
+/// Calls ONGOING now, in every org (the `sb_video_active_calls` gauge).
+pub async fn count_ongoing(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    video_calls::table
+        .filter(video_calls::status.eq("ONGOING"))
+        .count()
+        .get_result(conn)
+        .await
+}

@@ -1,0 +1,781 @@
+"""Checks deploy/ against Kubernetes and against the services' code. Run through deploy/validate.
+
+Checks, per overlay (deploy/k8s/overlays/*), on what `kubectl kustomize` renders:
+  schema     every object against the Kubernetes 1.32 OpenAPI schemas (kubernetes-validate,
+             strict: unknown fields fail); CRDs without a schema there (Gateway, HTTPRoute,
+             ServiceMonitor) are checked structurally below, and the output says so
+  workloads  probes on /healthz and /readyz, resources, non-root, read-only root filesystem, no
+             capabilities, grace period longer than preStop + SHUTDOWN_TIMEOUT, selectors that
+             select, HPA/PDB/Service/ServiceMonitor/route targets that exist, pinned images
+  env        every variable a container gets is in README's configuration table and read by that
+             service; every variable the service needs in production is set
+  routes     every path of every service's OpenAPI document (services/*/tests/snapshots) reaches
+             that service through the gateway, and the issue's prefixes go where they should
+And once: the Grafana dashboard queries only metrics the code registers, and the Dockerfile and
+Railway configs build what CI builds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S_VERSION = "1.32.0"
+SERVICES = ["video", "telephony", "signaling", "monitoring"]
+OPERATIONAL = {"/healthz", "/readyz"}
+# The issue's routing table: prefix -> service. `/socket.io` is not in any OpenAPI document.
+PREFIXES = {
+    "/calls": "video",
+    "/webhooks/livekit": "video",
+    "/api/livekit": "video",
+    "/api/calls": "telephony",
+    "/api/numbers": "telephony",
+    "/api/voice": "telephony",
+    "/webhook/voice": "telephony",
+    "/video-call": "signaling",
+    "/socket.io": "signaling",
+    "/monitoring": "monitoring",
+}
+# The `process` collector of the prometheus crate.
+PROCESS_METRICS = {
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+}
+
+
+def die(message: str) -> None:
+    print(f"deploy/validate: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def render(overlay: Path) -> list[dict]:
+    try:
+        out = subprocess.run(
+            ["kubectl", "kustomize", str(overlay)], check=True, capture_output=True, text=True
+        ).stdout
+    except subprocess.CalledProcessError as error:
+        die(f"kubectl kustomize {overlay} failed:\n{error.stderr}")
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def readme_table() -> dict[str, set[str] | None]:
+    """Variable -> the services that read it (None: every service and `switchboard`)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    scopes = {
+        "Video, monitoring:": {"video", "monitoring"},
+        "Video:": {"video"},
+        "Telephony:": {"telephony"},
+        "Signaling:": {"signaling"},
+        "Monitoring:": {"monitoring"},
+        "`switchboard up`:": {"up"},
+        "Tests:": {"tests"},
+        "Benchmark only": {"bench"},
+    }
+    table: dict[str, set[str] | None] = {}
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in line.split("|")]
+        names = re.findall(r"`([A-Z0-9_]+)`", cells[1])
+        meaning = cells[3]
+        scope = None
+        for prefix, services in scopes.items():
+            if meaning.startswith(prefix):
+                scope = services
+                break
+        for name in names:
+            table[name] = scope
+    if "DATABASE_URL" not in table:
+        die("cannot read README's configuration table")
+    return table
+
+
+def required_in_production(table: dict[str, set[str] | None]) -> dict[str, list[list[str]]]:
+    """Per service, alternatives of variables that must be set (any one of each list)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    required: dict[str, list[list[str]]] = {
+        s: [["DATABASE_URL"], ["NATS_URL"], ["APP_ENV"], ["JWT_SECRET", "JWT_PUBLIC_KEY_PEM"]]
+        for s in SERVICES
+    }
+    for line in section.splitlines():
+        if not line.startswith("| `") or "required in production" not in line.lower():
+            continue
+        for name in re.findall(r"`([A-Z0-9_]+)`", line.split("|")[1]):
+            if name.startswith("JWT_"):
+                continue
+            for service in table.get(name) or SERVICES:
+                if service in SERVICES:
+                    required[service].append([name])
+    return required
+
+
+def openapi_paths() -> dict[str, list[str]]:
+    paths = {}
+    for service in SERVICES:
+        snaps = list((ROOT / "services" / service / "tests" / "snapshots").glob("openapi*.snap"))
+        if not snaps:
+            die(f"no OpenAPI snapshot for {service}")
+        body = snaps[0].read_text().split("---", 2)[2]
+        paths[service] = sorted(json.loads(body)["paths"])
+    return paths
+
+
+def code_metrics() -> set[str]:
+    names = set()
+    for top in ("crates", "services"):
+        for path in (ROOT / top).glob("*/src/**/*.rs"):
+            text = path.read_text().split("#[cfg(test)]", 1)[0]
+            names.update(re.findall(r'"(sb_[a-z0-9_]+)"', text))
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers over rendered objects
+
+
+def by_kind(objs: list[dict], kind: str) -> list[dict]:
+    return [o for o in objs if o.get("kind") == kind]
+
+
+def name_of(obj: dict) -> str:
+    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+
+
+def pod_spec(obj: dict) -> dict:
+    return obj.get("spec", {}).get("template", {}).get("spec", {})
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def duration_seconds(value: str) -> float:
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)?", value.strip())
+    if not m:
+        raise ValueError(value)
+    n, unit = int(m.group(1)), m.group(2) or "ms"
+    return n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+def configmap_data(objs: list[dict], name: str) -> dict | None:
+    for cm in by_kind(objs, "ConfigMap"):
+        if cm["metadata"]["name"] == name:
+            return cm.get("data") or {}
+    return None
+
+
+def container_env(objs: list[dict], container: dict) -> tuple[dict[str, str | None], list[str]]:
+    """The variables a container gets (value, or None for a secret) and errors on the way."""
+    env: dict[str, str | None] = {}
+    errors = []
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            ref = source["configMapRef"]["name"]
+            data = configmap_data(objs, ref)
+            if data is None:
+                errors.append(f"envFrom names ConfigMap {ref}, which is not rendered")
+                continue
+            env.update(data)
+        else:
+            errors.append("envFrom other than a ConfigMap: its variable names cannot be checked")
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            if ref.get("key") != var["name"]:
+                errors.append(f"{var['name']} comes from key {ref.get('key')}: keep key = name")
+            env[var["name"]] = None if not ref.get("optional") else "<optional secret>"
+        else:
+            env[var["name"]] = var.get("value", "")
+    return env, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks: each returns a list of error strings
+
+
+def check_schema(objs: list[dict], notes: list[str], overlay: str) -> list[str]:
+    errors = []
+    unchecked = set()
+    for obj in objs:
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            unchecked.add(obj.get("kind"))
+        except kubernetes_validate.ValidationError as error:
+            first = str(error).splitlines()[0]
+            errors.append(f"{name_of(obj)}: {first}")
+    unknown = unchecked - {"Gateway", "HTTPRoute", "ServiceMonitor"}
+    for kind in sorted(unknown):
+        errors.append(f"{kind}: no schema and no structural check")
+    if unchecked:
+        notes.append(
+            f"{overlay}: no Kubernetes schema for {', '.join(sorted(unchecked))} (CRDs): checked structurally"
+        )
+    return errors
+
+
+def check_crds(objs: list[dict]) -> list[str]:
+    """Structural checks of the CRDs kubernetes-validate has no schema for."""
+    errors = []
+    services = {s["metadata"]["name"]: s for s in by_kind(objs, "Service")}
+    gateways = {g["metadata"]["name"]: g for g in by_kind(objs, "Gateway")}
+    for gw in gateways.values():
+        spec = gw.get("spec", {})
+        if gw.get("apiVersion") != "gateway.networking.k8s.io/v1":
+            errors.append(f"{name_of(gw)}: apiVersion must be gateway.networking.k8s.io/v1")
+        if not spec.get("gatewayClassName") or not spec.get("listeners"):
+            errors.append(f"{name_of(gw)}: needs gatewayClassName and listeners")
+        for listener in spec.get("listeners", []):
+            for key in ("name", "protocol", "port"):
+                if key not in listener:
+                    errors.append(f"{name_of(gw)}: listener without {key}")
+    for route in by_kind(objs, "HTTPRoute"):
+        spec = route.get("spec", {})
+        if route.get("apiVersion") != "gateway.networking.k8s.io/v1":
+            errors.append(f"{name_of(route)}: apiVersion must be gateway.networking.k8s.io/v1")
+        for parent in spec.get("parentRefs", []) or [{}]:
+            gw = gateways.get(parent.get("name"))
+            if gw is None:
+                errors.append(f"{name_of(route)}: parentRef {parent.get('name')} is no Gateway")
+            elif "sectionName" in parent and parent["sectionName"] not in {
+                l["name"] for l in gw["spec"].get("listeners", [])
+            }:
+                errors.append(f"{name_of(route)}: no listener {parent['sectionName']}")
+        for rule in spec.get("rules", []):
+            for match in rule.get("matches", []):
+                path = match.get("path", {})
+                if path.get("type") not in ("PathPrefix", "Exact") or not str(
+                    path.get("value", "")
+                ).startswith("/"):
+                    errors.append(f"{name_of(route)}: match {match} is not a path match")
+            for ref in rule.get("backendRefs", []):
+                svc = services.get(ref.get("name"))
+                if svc is None:
+                    errors.append(f"{name_of(route)}: backend {ref.get('name')} is no Service")
+                elif ref.get("port") not in [p["port"] for p in svc["spec"]["ports"]]:
+                    errors.append(f"{name_of(route)}: Service {ref['name']} has no port {ref.get('port')}")
+            for f in rule.get("filters", []):
+                if f.get("type") != "URLRewrite" or "urlRewrite" not in f:
+                    errors.append(f"{name_of(route)}: unexpected filter {f}")
+    for sm in by_kind(objs, "ServiceMonitor"):
+        spec = sm.get("spec", {})
+        selector = spec.get("selector", {}).get("matchLabels", {})
+        matched = [s for s in services.values() if selects(selector, s["metadata"].get("labels", {}))]
+        if len(matched) != len(SERVICES):
+            errors.append(f"{name_of(sm)}: selects {len(matched)} Services, not {len(SERVICES)}")
+        for endpoint in spec.get("endpoints", []):
+            for svc in matched:
+                if endpoint.get("port") not in [p.get("name") for p in svc["spec"]["ports"]]:
+                    errors.append(f"{name_of(sm)}: Service {svc['metadata']['name']} has no port {endpoint.get('port')}")
+            if endpoint.get("path") != "/metrics":
+                errors.append(f"{name_of(sm)}: scrape path must be /metrics")
+    return errors
+
+
+def check_security(obj: dict, container: dict) -> list[str]:
+    errors = []
+    where = f"{name_of(obj)} container {container.get('name')}"
+    sc = container.get("securityContext", {})
+    pod_sc = pod_spec(obj).get("securityContext", {})
+    if sc.get("readOnlyRootFilesystem") is not True:
+        errors.append(f"{where}: readOnlyRootFilesystem must be true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        errors.append(f"{where}: allowPrivilegeEscalation must be false")
+    if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+        errors.append(f"{where}: runAsNonRoot must be true")
+    if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+        errors.append(f"{where}: capabilities must drop ALL")
+    resources = container.get("resources", {})
+    if not {"cpu", "memory"} <= set(resources.get("requests", {})) or "memory" not in resources.get(
+        "limits", {}
+    ):
+        errors.append(f"{where}: needs cpu+memory requests and a memory limit")
+    return errors
+
+
+def check_workloads(objs: list[dict], overlay: str) -> list[str]:
+    errors = []
+    deployments = by_kind(objs, "Deployment")
+    shared = configmap_data(objs, "switchboard-shared") or {}
+    names = {d["metadata"]["name"] for d in deployments}
+    if names != set(SERVICES):
+        errors.append(f"Deployments {sorted(names)} are not the services {SERVICES}")
+    for d in deployments:
+        spec = d["spec"]
+        template_labels = spec["template"]["metadata"].get("labels", {})
+        if not selects(spec["selector"].get("matchLabels", {}), template_labels):
+            errors.append(f"{name_of(d)}: selector does not select its own pods")
+        pod = pod_spec(d)
+        for c in pod.get("initContainers", []) + pod.get("containers", []):
+            errors += check_security(d, c)
+            image = c.get("image", "")
+            if overlay == "prod" and (":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")):
+                errors.append(f"{name_of(d)}: image {image} is not pinned")
+        main = pod["containers"][0]
+        probes = {
+            "livenessProbe": "/healthz",
+            "readinessProbe": "/readyz",
+        }
+        ports = {p.get("name"): p["containerPort"] for p in main.get("ports", [])}
+        for probe, path in probes.items():
+            get = main.get(probe, {}).get("httpGet", {})
+            if get.get("path") != path:
+                errors.append(f"{name_of(d)}: {probe} must GET {path}")
+            if get.get("port") not in ports and get.get("port") not in ports.values():
+                errors.append(f"{name_of(d)}: {probe} port {get.get('port')} is not a container port")
+        env, _ = container_env(objs, main)
+        if str(env.get("PORT")) not in [str(p) for p in ports.values()]:
+            errors.append(f"{name_of(d)}: PORT {env.get('PORT')} is not the container port {ports}")
+        try:
+            drain = duration_seconds(env.get("SHUTDOWN_TIMEOUT") or shared.get("SHUTDOWN_TIMEOUT") or "20s")
+        except ValueError:
+            errors.append(f"{name_of(d)}: SHUTDOWN_TIMEOUT is not a duration")
+            drain = 0
+        pre_stop = main.get("lifecycle", {}).get("preStop", {})
+        sleep = 0
+        if "exec" in pre_stop:
+            cmd = pre_stop["exec"]["command"]
+            sleep = int(cmd[1]) if cmd[0] == "sleep" else 0
+        elif "sleep" in pre_stop:
+            sleep = int(pre_stop["sleep"]["seconds"])
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        if grace <= drain + sleep:
+            errors.append(
+                f"{name_of(d)}: terminationGracePeriodSeconds {grace} must exceed preStop {sleep}s + SHUTDOWN_TIMEOUT {drain}s"
+            )
+        if not any(selects(p["spec"]["selector"].get("matchLabels", {}), template_labels) for p in by_kind(objs, "PodDisruptionBudget")):
+            errors.append(f"{name_of(d)}: no PodDisruptionBudget")
+        if not any(
+            h["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": d["metadata"]["name"]}
+            for h in by_kind(objs, "HorizontalPodAutoscaler")
+        ):
+            errors.append(f"{name_of(d)}: no HorizontalPodAutoscaler")
+        if "replicas" in spec:
+            errors.append(f"{name_of(d)}: replicas is set, but the HorizontalPodAutoscaler owns it")
+    for svc in by_kind(objs, "Service"):
+        if not any(selects(svc["spec"].get("selector", {}), d["spec"]["template"]["metadata"].get("labels", {})) for d in deployments):
+            errors.append(f"{name_of(svc)}: selects no Deployment's pods")
+    for h in by_kind(objs, "HorizontalPodAutoscaler"):
+        if h["spec"]["scaleTargetRef"]["name"] not in names:
+            errors.append(f"{name_of(h)}: scales a Deployment that does not exist")
+    jobs = by_kind(objs, "Job")
+    migrate = [j for j in jobs if pod_spec(j)["containers"][0].get("command", [])[-1:] == ["migrate"]]
+    if len(migrate) != 1:
+        errors.append("need exactly one Job running `switchboard migrate`")
+    for j in jobs:
+        for c in pod_spec(j)["containers"]:
+            errors += check_security(j, c)
+    for d in deployments:
+        init = [c.get("command", []) for c in pod_spec(d).get("initContainers", [])]
+        if ["/usr/local/bin/switchboard", "migrate", "--check"] not in init:
+            errors.append(f"{name_of(d)}: no init container waiting for the migrations (migrate --check)")
+    policies = by_kind(objs, "NetworkPolicy")
+    if not any(p["spec"].get("podSelector") == {} and "Ingress" in p["spec"].get("policyTypes", []) and not p["spec"].get("ingress") for p in policies):
+        errors.append("no default-deny ingress NetworkPolicy")
+    for target in ("postgresql", "nats"):
+        if not any(p["spec"].get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == target for p in policies):
+            errors.append(f"no NetworkPolicy restricting who reaches {target}")
+    return errors
+
+
+def check_env(objs: list[dict], table: dict, required: dict) -> list[str]:
+    errors = []
+    workloads = []
+    for d in by_kind(objs, "Deployment"):
+        service = d["metadata"]["labels"].get("app.kubernetes.io/name")
+        pod = pod_spec(d)
+        workloads += [(d, c, service) for c in pod.get("containers", [])]
+        workloads += [(d, c, "switchboard") for c in pod.get("initContainers", [])]
+    for j in by_kind(objs, "Job"):
+        workloads += [(j, c, "switchboard") for c in pod_spec(j)["containers"]]
+    for obj, container, service in workloads:
+        where = f"{name_of(obj)} container {container['name']}"
+        env, problems = container_env(objs, container)
+        errors += [f"{where}: {p}" for p in problems]
+        for name in env:
+            if name not in table:
+                errors.append(f"{where}: {name} is not in README's configuration table")
+            elif table[name] is not None and service not in table[name]:
+                errors.append(f"{where}: {name} is read by {sorted(table[name])}, not {service}")
+        if service in required:
+            for alternatives in required[service]:
+                if not any(name in env and env[name] != "<optional secret>" for name in alternatives):
+                    errors.append(f"{where}: {' or '.join(alternatives)} must be set (required in production)")
+            if env.get("APP_ENV") not in ("production", "prod", "staging"):
+                errors.append(f"{where}: APP_ENV must be production (got {env.get('APP_ENV')})")
+    return errors
+
+
+def gateway_rules(objs: list[dict]) -> list[dict]:
+    """Every routing rule, as {kind, match(path) -> rewritten path | None, length, service, name}."""
+    rules = []
+    services = {
+        s["metadata"]["name"]: {p.get("name") for p in s["spec"]["ports"]} | {p["port"] for p in s["spec"]["ports"]}
+        for s in by_kind(objs, "Service")
+    }
+
+    def prefix_matcher(prefix: str, replace: str | None):
+        prefix = prefix.rstrip("/") or "/"
+
+        def match(path: str):
+            if path == prefix or path.startswith(prefix + "/") or prefix == "/":
+                return (replace + path[len(prefix):]) if replace is not None else path
+            return None
+
+        return match
+
+    def regex_matcher(pattern: str, target: str | None):
+        compiled = re.compile(pattern)
+
+        def match(path: str):
+            m = compiled.match(path)
+            if not m:
+                return None
+            if target is None:
+                return path
+            return re.sub(r"\$(\d)", lambda g: m.group(int(g.group(1))) or "", target)
+
+        return match
+
+    for route in by_kind(objs, "HTTPRoute"):
+        for rule in route["spec"].get("rules", []):
+            replace = None
+            for f in rule.get("filters", []):
+                rewrite = f.get("urlRewrite", {}).get("path", {})
+                if rewrite.get("type") == "ReplacePrefixMatch":
+                    replace = rewrite["replacePrefixMatch"]
+            backends = [b["name"] for b in rule.get("backendRefs", [])]
+            for m in rule.get("matches", []):
+                value = m["path"]["value"]
+                rules.append(dict(
+                    kind="HTTPRoute", name=name_of(route), length=len(value), service=backends[0] if backends else None,
+                    match=prefix_matcher(value, replace), rule=rule,
+                ))
+    for ing in by_kind(objs, "Ingress"):
+        annotations = ing["metadata"].get("annotations", {})
+        target = annotations.get("nginx.ingress.kubernetes.io/rewrite-target")
+        regex = annotations.get("nginx.ingress.kubernetes.io/use-regex") == "true"
+        for r in ing["spec"].get("rules", []):
+            for p in r.get("http", {}).get("paths", []):
+                backend = p["backend"]["service"]["name"]
+                port = p["backend"]["service"].get("port", {})
+                if backend not in services or (port.get("name") or port.get("number")) not in services[backend]:
+                    rules.append(dict(kind="Ingress", name=name_of(ing), length=-1, service=None, match=lambda _: None, rule=p))
+                    continue
+                if regex or p["pathType"] == "ImplementationSpecific":
+                    matcher = regex_matcher(p["path"], target)
+                else:
+                    matcher = prefix_matcher(p["path"], None)
+                rules.append(dict(kind="Ingress", name=name_of(ing), length=len(p["path"]), service=backend,
+                                  match=matcher, rule=p, annotations=annotations))
+    return rules
+
+
+def route(rules: list[dict], path: str):
+    """(rule, path the backend sees) the gateway picks for `path`: the longest match wins."""
+    best = None
+    for r in rules:
+        rewritten = r["match"](path)
+        if rewritten is not None and (best is None or r["length"] > best[0]["length"]):
+            best = (r, rewritten)
+    return best
+
+
+def check_routes(objs: list[dict], paths: dict[str, list[str]]) -> list[str]:
+    errors = []
+    rules = gateway_rules(objs)
+    for r in rules:
+        if r["service"] is None:
+            errors.append(f"{r['name']}: a path goes to no Service port of the stack")
+    kinds = {r["kind"] for r in rules}
+    if len(kinds) != 1:
+        return errors + [f"expected one routing API per overlay, found {sorted(kinds) or 'none'}"]
+    for prefix, service in PREFIXES.items():
+        for probe in (prefix, prefix + "/x1"):
+            hit = route(rules, probe)
+            if hit is None or hit[0]["service"] != service:
+                errors.append(f"{probe} must go to {service}, goes to {hit[0]['service'] if hit else 'nothing'}")
+    for service, service_paths in paths.items():
+        for path in service_paths:
+            if path in OPERATIONAL:
+                continue
+            concrete = re.sub(r"\{[^}]+\}", "x1", path)
+            reached = False
+            for external in (concrete, f"/{service}{concrete}"):
+                hit = route(rules, external)
+                if hit and hit[0]["service"] == service and hit[1] == concrete:
+                    reached = True
+                    break
+            if not reached:
+                errors.append(f"{service} {path}: no gateway path reaches it")
+    # Signaling's long-polling needs every request of a session on one pod.
+    for r in rules:
+        if r["service"] != "signaling":
+            continue
+        if r["kind"] == "HTTPRoute" and r["rule"].get("sessionPersistence", {}).get("type") != "Cookie":
+            errors.append(f"{r['name']}: signaling needs cookie sessionPersistence (long-polling)")
+        if r["kind"] == "Ingress" and r["annotations"].get("nginx.ingress.kubernetes.io/affinity") != "cookie":
+            errors.append(f"{r['name']}: signaling needs cookie affinity (long-polling)")
+    return errors
+
+
+def dashboard_metrics(dashboard: dict) -> list[str]:
+    exprs = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "expr" and isinstance(v, str):
+                    exprs.append(v)
+                elif k == "query" and isinstance(v, str) and "(" in v:
+                    exprs.append(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(dashboard)
+    return exprs
+
+
+def check_dashboard(dashboard: dict, known: set[str]) -> list[str]:
+    errors = []
+    exprs = dashboard_metrics(dashboard)
+    if not exprs:
+        return ["the dashboard has no queries"]
+    used = set()
+    for expr in exprs:
+        for name in re.findall(r"\b((?:sb|process)_[a-z0-9_]+)\b", expr):
+            used.add(name)
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            if name not in known and base not in known and name not in PROCESS_METRICS:
+                errors.append(f"dashboard queries {name}, which no code registers")
+    for needed in ("sb_http_requests_total", "sb_http_request_duration_seconds", "sb_outbox_pending",
+                   "sb_outbox_publish_seconds", "sb_consumer_redeliveries_total",
+                   "sb_consumer_dead_letters_total", "sb_video_active_calls",
+                   "sb_telephony_active_calls", "sb_socketio_connected_sockets"):
+        if not any(u == needed or re.sub(r"_(bucket|sum|count)$", "", u) == needed for u in used):
+            errors.append(f"the dashboard does not show {needed}")
+    if not any(u.endswith("_webhooks_total") for u in used):
+        errors.append("the dashboard does not show webhook rejects")
+    return errors
+
+
+def check_build_configs() -> list[str]:
+    errors = []
+    dockerfile = (ROOT / "deploy/docker/Dockerfile").read_text()
+    cargo = (ROOT / "Cargo.toml").read_text()
+    rust = re.search(r'rust-version\s*=\s*"([^"]+)"', cargo)
+    arg = re.search(r"ARG RUST_VERSION=(\S+)", dockerfile)
+    if not rust or not arg or arg.group(1) != rust.group(1):
+        errors.append(f"Dockerfile RUST_VERSION {arg and arg.group(1)} != workspace rust-version {rust and rust.group(1)}")
+    if 'cargo build --release --locked -p "sb-${SERVICE}" -p switchboard' not in dockerfile:
+        errors.append("Dockerfile must build with `cargo build --release --locked -p sb-$SERVICE -p switchboard`")
+    if "EXPOSE 8080" not in dockerfile or "PORT=8080" not in dockerfile:
+        errors.append("Dockerfile must listen on 8080 like the manifests")
+    for service in SERVICES:
+        manifest = (ROOT / "services" / service / "Cargo.toml").read_text()
+        if f'name = "sb-{service}"' not in manifest:
+            errors.append(f"services/{service} is not the package sb-{service} the Dockerfile builds")
+        path = ROOT / "deploy/railway" / service / "railway.json"
+        if not path.exists():
+            errors.append(f"{path.relative_to(ROOT)} is missing")
+            continue
+        railway = json.loads(path.read_text())
+        if not (ROOT / railway["build"]["dockerfilePath"]).exists():
+            errors.append(f"{path.relative_to(ROOT)}: dockerfilePath does not exist")
+        if f"services/{service}/**" not in railway["build"].get("watchPatterns", []):
+            errors.append(f"{path.relative_to(ROOT)}: does not watch services/{service}")
+        if railway["deploy"].get("healthcheckPath") not in OPERATIONAL:
+            errors.append(f"{path.relative_to(ROOT)}: health check is not /readyz or /healthz")
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Context:
+    def __init__(self):
+        self.table = readme_table()
+        self.required = required_in_production(self.table)
+        self.paths = openapi_paths()
+        self.metrics = code_metrics()
+        self.dashboard = json.loads((ROOT / "deploy/grafana/switchboard.json").read_text())
+        overlays = sorted(p for p in (ROOT / "deploy/k8s/overlays").iterdir() if p.is_dir())
+        if not overlays:
+            die("no overlays under deploy/k8s/overlays")
+        self.rendered = {o.name: render(o) for o in overlays}
+
+
+def run_checks(ctx: Context, rendered: dict[str, list[dict]], dashboard: dict, notes: list[str]) -> dict[str, list[str]]:
+    results: dict[str, list[str]] = {}
+    for overlay, objs in rendered.items():
+        results[f"{overlay}: schema"] = check_schema(objs, notes, overlay)
+        results[f"{overlay}: crds"] = check_crds(objs)
+        results[f"{overlay}: workloads"] = check_workloads(objs, overlay)
+        results[f"{overlay}: env"] = check_env(objs, ctx.table, ctx.required)
+        results[f"{overlay}: routes"] = check_routes(objs, ctx.paths)
+    results["grafana"] = check_dashboard(dashboard, ctx.metrics)
+    results["build configs"] = check_build_configs()
+    return results
+
+
+def find(objs: list[dict], kind: str, name: str) -> dict:
+    for o in objs:
+        if o.get("kind") == kind and o["metadata"]["name"] == name:
+            return o
+    raise KeyError(f"{kind}/{name}")
+
+
+def self_test(ctx: Context) -> int:
+    """Breaks the rendered manifests one way per check and expects that check to fail."""
+
+    def main_container(objs, name):
+        return pod_spec(find(objs, "Deployment", name))["containers"][0]
+
+    def wrong_type(objs):
+        main_container(objs, "video")["ports"][0]["containerPort"] = "8080"
+
+    def unknown_field(objs):
+        find(objs, "Service", "video")["spec"]["sessionAffinityy"] = "None"
+
+    def writable_root(objs):
+        main_container(objs, "telephony")["securityContext"]["readOnlyRootFilesystem"] = False
+
+    def short_grace(objs):
+        pod_spec(find(objs, "Deployment", "signaling"))["terminationGracePeriodSeconds"] = 20
+
+    def wrong_probe(objs):
+        main_container(objs, "monitoring")["readinessProbe"]["httpGet"]["path"] = "/healthz"
+
+    def unknown_env(objs):
+        main_container(objs, "video")["env"].append({"name": "VIDEO_TURBO", "value": "1"})
+
+    def misplaced_env(objs):
+        main_container(objs, "video")["env"].append({"name": "TWILIO_TIMEOUT", "value": "5s"})
+
+    def missing_required(objs):
+        del find(objs, "ConfigMap", "switchboard-telephony")["data"]["PUBLIC_BASE_URL"]
+
+    def optional_required(objs):
+        for var in main_container(objs, "video")["env"]:
+            if var["name"] == "GUEST_LINK_SECRET":
+                var["valueFrom"]["secretKeyRef"]["optional"] = True
+
+    def dropped_route(objs):
+        for o in objs:
+            if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == "telephony":
+                o["spec"]["rules"][0]["matches"] = [
+                    m for m in o["spec"]["rules"][0]["matches"] if m["path"]["value"] != "/api/voice"
+                ]
+            if o["kind"] == "Ingress":
+                for r in o["spec"]["rules"]:
+                    r["http"]["paths"] = [p for p in r["http"]["paths"] if p["path"] != "/api/voice"]
+
+    def no_rewrite(objs):
+        for o in objs:
+            if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == "monitoring":
+                o["spec"]["rules"] = o["spec"]["rules"][:1]
+            if o["kind"] == "Ingress" and o["metadata"]["name"] == "switchboard-monitoring-webhook":
+                o["metadata"]["annotations"].pop("nginx.ingress.kubernetes.io/rewrite-target")
+
+    def no_stickiness(objs):
+        for o in objs:
+            if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == "signaling":
+                o["spec"]["rules"][0].pop("sessionPersistence")
+            if o["kind"] == "Ingress" and o["metadata"]["name"] == "switchboard-signaling":
+                o["metadata"]["annotations"].pop("nginx.ingress.kubernetes.io/affinity")
+
+    def bad_backend(objs):
+        for o in objs:
+            if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == "video":
+                o["spec"]["rules"][0]["backendRefs"][0]["port"] = 8080
+            if o["kind"] == "Ingress" and o["metadata"]["name"] == "switchboard":
+                o["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = {"name": "https"}
+
+    def no_migrate_gate(objs):
+        pod_spec(find(objs, "Deployment", "video"))["initContainers"] = []
+
+    def made_up_metric(dashboard):
+        panel = next(p for p in dashboard["panels"] if p.get("targets"))
+        panel["targets"][0]["expr"] = "sum(rate(sb_made_up_total[5m]))"
+
+    manifest_cases = [
+        ("schema", "a port number as a string", wrong_type),
+        ("schema", "an unknown field", unknown_field),
+        ("workloads", "a writable root filesystem", writable_root),
+        ("workloads", "a grace period shorter than the drain", short_grace),
+        ("workloads", "readiness on /healthz", wrong_probe),
+        ("workloads", "no migrate --check init container", no_migrate_gate),
+        ("env", "a variable no service reads", unknown_env),
+        ("env", "another service's variable", misplaced_env),
+        ("env", "a required variable missing", missing_required),
+        ("env", "a required secret made optional", optional_required),
+        ("routes", "a prefix dropped from the gateway", dropped_route),
+        ("routes", "monitoring's webhook not rewritten", no_rewrite),
+        ("routes", "signaling without sticky sessions", no_stickiness),
+        ("crds|routes", "a route to a Service port that does not exist", bad_backend),
+    ]
+    failures = 0
+    for check, what, breaker in manifest_cases:
+        for overlay, objs in ctx.rendered.items():
+            broken = copy.deepcopy(objs)
+            breaker(broken)
+            results = run_checks(ctx, {overlay: broken}, ctx.dashboard, [])
+            caught = [e for name, errs in results.items() if re.search(rf": ({check})$", name) for e in errs]
+            status = "caught" if caught else "MISSED"
+            failures += not caught
+            print(f"  self-test {overlay}: {what}: {status}" + (f" ({caught[0]})" if caught else ""))
+    broken = copy.deepcopy(ctx.dashboard)
+    made_up_metric(broken)
+    caught = check_dashboard(broken, ctx.metrics)
+    failures += not caught
+    print(f"  self-test grafana: an unknown metric: {'caught' if caught else 'MISSED'}" + (f" ({caught[0]})" if caught else ""))
+    return failures
+
+
+def main() -> int:
+    ctx = Context()
+    notes: list[str] = []
+    results = run_checks(ctx, ctx.rendered, ctx.dashboard, notes)
+    failed = 0
+    for name, errors in results.items():
+        print(f"{'ok  ' if not errors else 'FAIL'} {name}")
+        for error in errors:
+            print(f"       {error}")
+        failed += bool(errors)
+    for note in sorted(set(notes)):
+        print(f"note {note}")
+    counts = ", ".join(f"{o}: {len(objs)} objects" for o, objs in ctx.rendered.items())
+    print(f"rendered with kubectl kustomize ({counts}); schemas of Kubernetes {K8S_VERSION}")
+    if "--self-test" in sys.argv[1:]:
+        print("self-test: each check must catch a manifest broken its way")
+        missed = self_test(ctx)
+        if missed:
+            print(f"self-test: {missed} breakage(s) MISSED")
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
