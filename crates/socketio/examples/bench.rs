@@ -48,20 +48,22 @@ impl Namespace for Relay {
         _ack: Option<Ack>,
     ) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let Some(data) = args.into_iter().next() else {
+            let Some(Value::Object(mut data)) = args.into_iter().next() else {
                 return;
             };
-            let Some(room) = data.get("roomId").and_then(Value::as_str) else {
+            let Some(Value::String(room)) = data.remove("roomId") else {
                 return;
             };
             match event.as_str() {
                 "join-room" => {
-                    socket.join(room);
+                    socket.join(&room);
                     socket.emit("joined-room", &[json!({"roomId": room})]);
                 }
                 "webrtc-signal" => {
-                    let out = json!({"roomId": room, "userId": socket.id(), "signal": data.get("signal")});
-                    socket.broadcast_to(room, "webrtc-signal", &[out]);
+                    // the signal moves into the answer, as the reference passes it by reference
+                    let signal = data.remove("signal").unwrap_or(Value::Null);
+                    let out = json!({"roomId": room, "userId": socket.id(), "signal": signal});
+                    socket.broadcast_to(&room, "webrtc-signal", &[out]);
                 }
                 _ => {}
             }
