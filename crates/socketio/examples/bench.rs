@@ -3,7 +3,13 @@
 //! (interop/socketio/reference-server.mjs), then 10,000 idle sockets are connected to each and
 //! the servers' resident memory is read. Both servers run as child processes.
 //!
-//! `cargo run --release -p sb-socketio --example bench -- [pairs] [window] [seconds] [idle]`
+//! `cargo run --release -p sb-socketio --example bench -- [pairs] [window] [seconds] [idle]
+//! [--runs N] [--json] [--flush-each]`
+//!
+//! The relay phase runs `--runs` times per server (default 1) and the medians are printed. Beside
+//! the rates it prints the CPU-seconds (user + system, from /proc) the server and the load
+//! generator each spent per 100,000 relayed signals: when the generator uses most of the machine,
+//! it is what caps the figure. `--json` adds one `BENCH_JSON {...}` line for the harness.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -11,6 +17,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use sb_socketio::{
@@ -41,20 +48,22 @@ impl Namespace for Relay {
         _ack: Option<Ack>,
     ) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let Some(data) = args.into_iter().next() else {
+            let Some(Value::Object(mut data)) = args.into_iter().next() else {
                 return;
             };
-            let Some(room) = data.get("roomId").and_then(Value::as_str) else {
+            let Some(Value::String(room)) = data.remove("roomId") else {
                 return;
             };
             match event.as_str() {
                 "join-room" => {
-                    socket.join(room);
+                    socket.join(&room);
                     socket.emit("joined-room", &[json!({"roomId": room})]);
                 }
                 "webrtc-signal" => {
-                    let out = json!({"roomId": room, "userId": socket.id(), "signal": data.get("signal")});
-                    socket.broadcast_to(room, "webrtc-signal", &[out]);
+                    // the signal moves into the answer, as the reference passes it by reference
+                    let signal = data.remove("signal").unwrap_or(Value::Null);
+                    let out = json!({"roomId": room, "userId": socket.id(), "signal": signal});
+                    socket.broadcast_to(&room, "webrtc-signal", &[out]);
                 }
                 _ => {}
             }
@@ -111,6 +120,12 @@ impl Child {
         Ok(Self { child, port })
     }
 
+    fn cpu_seconds(&self) -> f64 {
+        self.child
+            .id()
+            .map_or(0.0, |pid| cpu_seconds(&pid.to_string()))
+    }
+
     fn rss_mb(&self) -> f64 {
         let Some(pid) = self.child.id() else {
             return 0.0;
@@ -121,6 +136,36 @@ impl Child {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+/// Clock ticks per second of /proc's CPU times.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// User + system CPU time of a process (all its threads), in seconds; `pid` may be `self`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the command name may hold spaces: fields are counted after its closing parenthesis
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields 14 and 15 of proc(5); `rest` starts at field 3
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(14), ticks(15)) {
+        (Some(user), Some(system)) => (user + system) / clock_ticks(),
+        _ => 0.0,
     }
 }
 
@@ -183,47 +228,82 @@ fn sent_at(text: &str) -> Option<u128> {
 }
 
 /// One client of a pair: keeps `window` signals in flight, sends one more per signal received,
-/// records one-way latencies (both ends share the clock: one process).
+/// records one-way latencies (both ends share the clock: one process). It reads every frame
+/// already received before it writes its answers in one flush (one write instead of one per
+/// frame) unless `flush_each`; both servers get exactly the same client.
 async fn run_client(
     mut ws: Ws,
     room: String,
     window: usize,
     epoch: Instant,
     until: Instant,
+    flush_each: bool,
 ) -> Result<Vec<u32>, Error> {
     for _ in 0..window {
-        ws.send(Message::text(signal(&room, epoch))).await?;
+        ws.feed(Message::text(signal(&room, epoch))).await?;
     }
+    ws.flush().await?;
     let mut latencies = Vec::new();
     let stop = tokio::time::Instant::from_std(until + Duration::from_millis(500));
     loop {
-        let text = tokio::select! {
-            text = next_text(&mut ws) => text?,
+        let first = tokio::select! {
+            message = ws.next() => message,
             () = tokio::time::sleep_until(stop) => break,
         };
-        if let Some(t) = sent_at(&text) {
-            let now = epoch.elapsed().as_nanos();
-            if Instant::now() < until {
-                latencies.push(u32::try_from((now.saturating_sub(t)) / 1000).unwrap_or(u32::MAX));
-                ws.send(Message::text(signal(&room, epoch))).await?;
+        let mut message = Some(first);
+        let mut queued = 0;
+        while let Some(received) = message {
+            let reply = match received {
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => Some(Message::text("3")),
+                Some(Ok(Message::Text(t))) => sent_at(t.as_str()).and_then(|t| {
+                    let now = epoch.elapsed().as_nanos();
+                    (Instant::now() < until).then(|| {
+                        latencies
+                            .push(u32::try_from(now.saturating_sub(t) / 1000).unwrap_or(u32::MAX));
+                        Message::text(signal(&room, epoch))
+                    })
+                }),
+                Some(Ok(_)) => None,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err("closed".into()),
+            };
+            if let Some(reply) = reply {
+                if flush_each {
+                    ws.send(reply).await?;
+                } else {
+                    ws.feed(reply).await?;
+                    queued += 1;
+                }
             }
+            // what has already arrived, without waiting
+            message = ws.next().now_or_never();
+        }
+        if queued > 0 {
+            ws.flush().await?;
         }
     }
     Ok(latencies)
 }
 
+#[derive(Clone, Copy)]
 struct Figures {
     msgs_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU-seconds the server spent per 100,000 relayed signals.
+    server_cpu: f64,
+    /// CPU-seconds the load generator (this process) spent per 100,000 relayed signals.
+    generator_cpu: f64,
 }
 
 async fn relay_load(
-    port: u16,
+    server: &Child,
     pairs: usize,
     window: usize,
     seconds: u64,
+    flush_each: bool,
 ) -> Result<Figures, Error> {
+    let port = server.port;
     let epoch = Instant::now();
     let mut clients = Vec::new();
     for pair in 0..pairs {
@@ -235,14 +315,19 @@ async fn relay_load(
     }
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
+    let (server_before, generator_before) = (server.cpu_seconds(), cpu_seconds("self"));
     let tasks: Vec<_> = clients
         .into_iter()
-        .map(|(ws, room)| tokio::spawn(run_client(ws, room, window, epoch, until)))
+        .map(|(ws, room)| tokio::spawn(run_client(ws, room, window, epoch, until, flush_each)))
         .collect();
     let mut all = Vec::new();
     for task in tasks {
         all.extend(task.await??);
     }
+    let server_cpu = server.cpu_seconds() - server_before;
+    let generator_cpu = cpu_seconds("self") - generator_before;
+    let relayed = all.len().max(1) as f64;
+    let per_100k = |cpu: f64| cpu * 100_000.0 / relayed;
     all.sort_unstable();
     let pct = |p: f64| {
         let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
@@ -252,7 +337,43 @@ async fn relay_load(
         msgs_per_s: all.len() as f64 / seconds as f64,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
+        server_cpu: per_100k(server_cpu),
+        generator_cpu: per_100k(generator_cpu),
     })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The median of each figure over the runs.
+fn medians(runs: &[Figures]) -> Figures {
+    let of = |f: fn(&Figures) -> f64| median(runs.iter().map(f).collect());
+    Figures {
+        msgs_per_s: of(|r| r.msgs_per_s),
+        p50_ms: of(|r| r.p50_ms),
+        p99_ms: of(|r| r.p99_ms),
+        server_cpu: of(|r| r.server_cpu),
+        generator_cpu: of(|r| r.generator_cpu),
+    }
+}
+
+struct Report {
+    figures: Figures,
+    idle_sockets: usize,
+    idle_rss_mb: f64,
+}
+
+impl Report {
+    /// The harness's object, keys in its order (written out: serde_json's map may sort them).
+    fn json(&self) -> String {
+        let f = &self.figures;
+        format!(
+            "{{\"msgs_per_s\":{:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"cpu_s_per_100k\":{:.3},\"idle_sockets\":{},\"idle_rss_mb\":{:.1}}}",
+            f.msgs_per_s, f.p50_ms, f.p99_ms, f.server_cpu, self.idle_sockets, self.idle_rss_mb
+        )
+    }
 }
 
 async fn idle_memory(server: &Child, count: usize) -> Result<(f64, f64), Error> {
@@ -285,12 +406,38 @@ fn main() -> Result<(), Error> {
 }
 
 async fn bench(args: Vec<String>) -> Result<(), Error> {
-    let arg = |i: usize, default: u64| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let json_out = args.iter().any(|a| a == "--json");
+    // the first generator: one write per signal (its figures are in the README's history)
+    let flush_each = args.iter().any(|a| a == "--flush-each");
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut positional = Vec::new();
+    let mut skip = false;
+    for arg in args.iter().skip(1) {
+        if skip {
+            skip = false;
+        } else if arg == "--runs" {
+            skip = true;
+        } else if !arg.starts_with("--") {
+            positional.push(arg.clone());
+        }
+    }
+    let arg = |i: usize, default: u64| {
+        positional
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     let (pairs, window, seconds, idle) = (
-        arg(1, 50) as usize,
-        arg(2, 4) as usize,
-        arg(3, 10),
-        arg(4, 10_000) as usize,
+        arg(0, 50) as usize,
+        arg(1, 4) as usize,
+        arg(2, 10),
+        arg(3, 10_000) as usize,
     );
     let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/socketio");
 
@@ -305,23 +452,54 @@ async fn bench(args: Vec<String>) -> Result<(), Error> {
         .current_dir(&interop);
 
     println!(
-        "relay: {pairs} pairs, {window} signals in flight per client, {seconds} s; idle: {idle} sockets"
+        "relay: {pairs} pairs, {window} signals in flight per client, {seconds} s, median of {runs} run(s); idle: {idle} sockets"
     );
     println!(
-        "{:<24} {:>12} {:>9} {:>9} {:>14} {:>14}",
-        "server", "signals/s", "p50 ms", "p99 ms", "idle RSS MB", "base RSS MB"
+        "{:<24} {:>12} {:>9} {:>9} {:>14} {:>14} {:>14} {:>14}",
+        "server",
+        "signals/s",
+        "p50 ms",
+        "p99 ms",
+        "server CPU s",
+        "generator CPU s",
+        "idle RSS MB",
+        "base RSS MB"
     );
+    let mut reports = Vec::new();
     for (name, command, port) in [
         ("sb-socketio (Rust)", rust_cmd, rust_port),
         ("socket.io 4.8.1 (Node)", node_cmd, node_port),
     ] {
         let server = Child::start(command, port).await?;
-        let figures = relay_load(port, pairs, window, seconds).await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut all = Vec::new();
+        for _ in 0..runs {
+            all.push(relay_load(&server, pairs, window, seconds, flush_each).await?);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let figures = medians(&all);
         let (base, loaded) = idle_memory(&server, idle).await?;
         println!(
-            "{name:<24} {:>12.0} {:>9.2} {:>9.2} {:>14.1} {:>14.1}",
-            figures.msgs_per_s, figures.p50_ms, figures.p99_ms, loaded, base
+            "{name:<24} {:>12.0} {:>9.2} {:>9.2} {:>14.3} {:>14.3} {:>14.1} {:>14.1}",
+            figures.msgs_per_s,
+            figures.p50_ms,
+            figures.p99_ms,
+            figures.server_cpu,
+            figures.generator_cpu,
+            loaded,
+            base
+        );
+        reports.push(Report {
+            figures,
+            idle_sockets: idle,
+            idle_rss_mb: loaded,
+        });
+    }
+    println!("(CPU s: user + system CPU-seconds per 100,000 relayed signals)");
+    if let (true, [ours, reference]) = (json_out, reports.as_slice()) {
+        println!(
+            "BENCH_JSON {{\"pairs\":{pairs},\"window\":{window},\"seconds\":{seconds},\"ours\":{},\"reference\":{}}}",
+            ours.json(),
+            reference.json()
         );
     }
     Ok(())

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod config;
+mod metrics;
 pub mod packet;
 mod server;
 mod socket;
@@ -11,5 +12,8 @@ mod transport;
 
 pub use cluster::ClusterError;
 pub use config::Config;
-pub use server::{Builder, ConnectContext, ConnectError, Handshake, Namespace, SocketIo};
+pub use metrics::Rejection;
+pub use server::{
+    Builder, ClusterHandler, ConnectContext, ConnectError, Handshake, Namespace, SocketIo,
+};
 pub use socket::{Ack, AckError, DisconnectReason, Socket, SocketData};

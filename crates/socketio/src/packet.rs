@@ -215,10 +215,19 @@ pub fn encode(kind: PacketType, nsp: &str, id: Option<u64>, data: Option<&Value>
 
 /// Encodes an EVENT packet: `["event", ...args]`.
 pub fn encode_event(nsp: &str, event: &str, args: &[Value], id: Option<u64>) -> String {
-    let mut items = Vec::with_capacity(args.len() + 1);
-    items.push(Value::String(event.to_owned()));
-    items.extend(args.iter().cloned());
-    encode(PacketType::Event, nsp, id, Some(&Value::Array(items)))
+    // written in place: the arguments are not copied into an array first
+    let mut bytes = encode(PacketType::Event, nsp, id, None).into_bytes();
+    bytes.reserve(128);
+    bytes.push(b'[');
+    // writing a str or a Value into memory cannot fail
+    let _ = serde_json::to_writer(&mut bytes, event);
+    for arg in args {
+        bytes.push(b',');
+        let _ = serde_json::to_writer(&mut bytes, arg);
+    }
+    bytes.push(b']');
+    // serde_json writes UTF-8 and the header came from a `String`
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]

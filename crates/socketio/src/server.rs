@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::metrics::{Rejection, ServerMetrics};
 use crate::packet::{self, EnginePacket, Packet, PacketType};
 use crate::socket::{Ack, DisconnectReason, Socket, SocketData};
 
@@ -90,7 +91,7 @@ pub trait Namespace: Send + Sync + 'static {
 pub(crate) struct Session {
     sid: String,
     tx: mpsc::Sender<String>,
-    pub(crate) rx: tokio::sync::Mutex<mpsc::Receiver<String>>,
+    pub(crate) rx: Arc<tokio::sync::Mutex<mpsc::Receiver<String>>>,
     pub(crate) upgraded: AtomicBool,
     pub(crate) closed: CancellationToken,
     closing: AtomicBool,
@@ -127,12 +128,35 @@ struct Inner {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     rooms: Mutex<Rooms>,
     cluster: OnceLock<Cluster>,
+    metrics: OnceLock<ServerMetrics>,
+    cluster_handler: Option<ClusterHandler>,
+}
+
+/// Answers the cluster's questions on one instance (see [`SocketIo::gather`]).
+pub type ClusterHandler = Arc<dyn Fn(&SocketIo, Value) -> Value + Send + Sync>;
+
+impl Rooms {
+    fn room(&self, nsp: &str, room: &str) -> Option<&HashSet<String>> {
+        self.members.get(nsp)?.get(room)
+    }
+
+    fn remove(&mut self, nsp: &str, room: &str, socket: &str) {
+        let Some(rooms) = self.members.get_mut(nsp) else {
+            return;
+        };
+        if let Some(members) = rooms.get_mut(room) {
+            members.remove(socket);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
 struct Rooms {
-    /// (namespace, room) → socket ids
-    members: HashMap<(String, String), HashSet<String>>,
+    /// namespace → room → socket ids (looked up by `&str`: no key is allocated to find a room)
+    members: HashMap<String, HashMap<String, HashSet<String>>>,
     /// socket id → socket, for this instance's sockets
     sockets: HashMap<String, Socket>,
 }
@@ -141,11 +165,22 @@ struct Rooms {
 pub struct Builder {
     config: Config,
     namespaces: HashMap<String, Arc<dyn Namespace>>,
+    cluster_handler: Option<ClusterHandler>,
 }
 
 impl Builder {
     pub fn namespace(mut self, path: &str, handler: impl Namespace) -> Self {
         self.namespaces.insert(path.to_owned(), Arc::new(handler));
+        self
+    }
+
+    /// How this instance answers [`SocketIo::gather`] requests (from any instance, itself
+    /// included). It runs on the cluster's task: keep it short and non-blocking.
+    pub fn on_cluster_request(
+        mut self,
+        handler: impl Fn(&SocketIo, Value) -> Value + Send + Sync + 'static,
+    ) -> Self {
+        self.cluster_handler = Some(Arc::new(handler));
         self
     }
 
@@ -158,6 +193,8 @@ impl Builder {
                 sessions: Mutex::new(HashMap::new()),
                 rooms: Mutex::new(Rooms::default()),
                 cluster: OnceLock::new(),
+                metrics: OnceLock::new(),
+                cluster_handler: self.cluster_handler,
             }),
         }
     }
@@ -168,11 +205,39 @@ impl SocketIo {
         Builder {
             config,
             namespaces: HashMap::new(),
+            cluster_handler: None,
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Registers the server's metrics (`sb_socketio_*`, labelled `service`) in a service's
+    /// registry; the server counts nothing before.
+    pub fn register_metrics(
+        &self,
+        registry: &prometheus::Registry,
+        service: &str,
+    ) -> Result<(), prometheus::Error> {
+        let metrics = ServerMetrics::register(
+            registry,
+            service,
+            self.inner.namespaces.keys().map(String::as_str),
+        )?;
+        // a second registration in the same registry already failed above as a duplicate
+        let _ = self.inner.metrics.set(metrics);
+        Ok(())
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&ServerMetrics> {
+        self.inner.metrics.get()
+    }
+
+    pub(crate) fn count_rejected(&self, rejection: Rejection) {
+        if let Some(metrics) = self.metrics() {
+            metrics.rejected(rejection);
+        }
     }
 
     /// Open Engine.IO sessions on this instance.
@@ -184,8 +249,7 @@ impl SocketIo {
     pub fn local_sockets(&self, nsp: &str, room: &str) -> Vec<Socket> {
         let rooms = lock(&self.inner.rooms);
         rooms
-            .members
-            .get(&(nsp.to_owned(), room.to_owned()))
+            .room(nsp, room)
             .map(|ids| {
                 ids.iter()
                     .filter_map(|id| rooms.sockets.get(id).cloned())
@@ -198,11 +262,10 @@ impl SocketIo {
     /// `rooms` is empty) except those in `except`, on every instance of the cluster.
     pub fn emit_to(&self, nsp: &str, rooms: &[&str], except: &[&str], event: &str, args: &[Value]) {
         let text = packet::encode_event(nsp, event, args, None);
-        let rooms: Vec<String> = rooms.iter().map(|r| (*r).to_owned()).collect();
-        let except: Vec<String> = except.iter().map(|r| (*r).to_owned()).collect();
-        self.deliver_local(nsp, &rooms, &except, &text);
+        self.deliver_local(nsp, rooms, except, &text);
         if let Some(cluster) = self.inner.cluster.get() {
-            cluster.publish(&self.inner.uid, nsp, rooms, except, text);
+            let owned = |list: &[&str]| list.iter().map(|r| (*r).to_owned()).collect();
+            cluster.publish(&self.inner.uid, nsp, owned(rooms), owned(except), text);
         }
     }
 
@@ -210,62 +273,93 @@ impl SocketIo {
         &self.inner.uid
     }
 
+    pub(crate) fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.get()
+    }
+
+    /// This instance's answer to a cluster question (`null` without a handler).
+    pub(crate) fn answer_locally(&self, request: Value) -> Value {
+        match &self.inner.cluster_handler {
+            Some(handler) => handler(self, request),
+            None => Value::Null,
+        }
+    }
+
     pub(crate) fn set_cluster(&self, cluster: Cluster) -> bool {
         self.inner.cluster.set(cluster).is_ok()
     }
 
-    pub(crate) fn deliver_local(&self, nsp: &str, rooms: &[String], except: &[String], text: &str) {
-        let targets: Vec<Socket> = {
+    pub(crate) fn deliver_local<S: AsRef<str>>(
+        &self,
+        nsp: &str,
+        rooms: &[S],
+        except: &[S],
+        text: &str,
+    ) {
+        let excluded = |id: &str| except.iter().any(|e| e.as_ref() == id);
+        let targets: Vec<Arc<Session>> = {
             let state = lock(&self.inner.rooms);
-            let mut ids: HashSet<&String> = HashSet::new();
-            if rooms.is_empty() {
-                ids.extend(
-                    state
-                        .sockets
+            let mut sessions: Vec<Arc<Session>> = Vec::new();
+            let mut take = |id: &str| {
+                if excluded(id) {
+                    return;
+                }
+                if let Some(socket) = state.sockets.get(id)
+                    && !sessions
                         .iter()
-                        .filter(|(_, s)| s.namespace() == nsp)
-                        .map(|(id, _)| id),
-                );
+                        .any(|s| Arc::ptr_eq(s, &socket.inner.session))
+                {
+                    sessions.push(socket.inner.session.clone());
+                }
+            };
+            if rooms.is_empty() {
+                for (id, socket) in &state.sockets {
+                    if socket.namespace() == nsp {
+                        take(id);
+                    }
+                }
             } else {
                 for room in rooms {
-                    if let Some(members) = state.members.get(&(nsp.to_owned(), room.clone())) {
-                        ids.extend(members.iter());
+                    for id in state.room(nsp, room.as_ref()).into_iter().flatten() {
+                        take(id);
                     }
                 }
             }
-            ids.into_iter()
-                .filter(|id| !except.contains(id))
-                .filter_map(|id| state.sockets.get(id).cloned())
-                .collect()
+            sessions
         };
-        for socket in targets {
-            self.send(&socket.inner.session, text.to_owned());
+        for session in targets {
+            self.send(&session, text.to_owned());
         }
     }
 
     pub(crate) fn add_to_room(&self, socket: &Socket, room: &str) {
-        lock(&self.inner.rooms)
-            .members
-            .entry((socket.namespace().to_owned(), room.to_owned()))
+        let mut rooms = lock(&self.inner.rooms);
+        let namespace = match rooms.members.get_mut(socket.namespace()) {
+            Some(namespace) => namespace,
+            None => rooms
+                .members
+                .entry(socket.namespace().to_owned())
+                .or_default(),
+        };
+        namespace
+            .entry(room.to_owned())
             .or_default()
             .insert(socket.id().to_owned());
     }
 
     pub(crate) fn remove_from_room(&self, socket: &Socket, room: &str) {
-        let mut rooms = lock(&self.inner.rooms);
-        let key = (socket.namespace().to_owned(), room.to_owned());
-        if let Some(members) = rooms.members.get_mut(&key) {
-            members.remove(socket.id());
-            if members.is_empty() {
-                rooms.members.remove(&key);
-            }
-        }
+        lock(&self.inner.rooms).remove(socket.namespace(), room, socket.id());
     }
 
     /// Queues an Engine.IO packet for a session; a client whose queue is full is dropped.
     pub(crate) fn send(&self, session: &Arc<Session>, text: String) -> bool {
         match session.tx.try_send(text) {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Some(metrics) = self.metrics() {
+                    metrics.packets_out(1);
+                }
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(socketio.sid = %session.sid, "client too slow, closing its session");
                 self.close_session(session, DisconnectReason::SlowClient);
@@ -285,7 +379,7 @@ impl SocketIo {
         let session = Arc::new(Session {
             sid: new_id(),
             tx,
-            rx: tokio::sync::Mutex::new(rx),
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
             upgraded: AtomicBool::new(false),
             closed: CancellationToken::new(),
             closing: AtomicBool::new(false),
@@ -363,14 +457,12 @@ impl SocketIo {
             let mut rooms = lock(&self.inner.rooms);
             rooms.sockets.remove(socket.id());
             for room in lock(&socket.inner.rooms).iter() {
-                let key = (socket.namespace().to_owned(), room.clone());
-                if let Some(members) = rooms.members.get_mut(&key) {
-                    members.remove(socket.id());
-                    if members.is_empty() {
-                        rooms.members.remove(&key);
-                    }
-                }
+                rooms.remove(socket.namespace(), room, socket.id());
             }
+        }
+        if let Some(metrics) = self.metrics() {
+            metrics.connected(socket.namespace(), -1);
+            metrics.disconnect(reason);
         }
         if let Some(handler) = self.inner.namespaces.get(socket.namespace()) {
             tokio::spawn(handler.disconnect(socket.clone(), reason));
@@ -379,6 +471,9 @@ impl SocketIo {
 
     /// Handles one Engine.IO packet from a client.
     pub(crate) async fn on_engine_text(&self, session: &Arc<Session>, text: &str) {
+        if let Some(metrics) = self.metrics() {
+            metrics.packet_in();
+        }
         match EnginePacket::parse(text) {
             Ok(EnginePacket::Ping(data)) => {
                 self.send(session, format!("3{data}"));
@@ -389,13 +484,17 @@ impl SocketIo {
                 self.close_session(session, DisconnectReason::TransportClose)
             }
             Ok(EnginePacket::Upgrade | EnginePacket::Noop) => {}
-            Err(_) => self.close_session(session, DisconnectReason::TransportError),
+            Err(_) => {
+                self.count_rejected(Rejection::BadPacket);
+                self.close_session(session, DisconnectReason::TransportError);
+            }
         }
     }
 
     async fn on_message(&self, session: &Arc<Session>, message: &str) {
         match Packet::parse(message) {
             Err(bad) => {
+                self.count_rejected(Rejection::BadPacket);
                 let socket = bad.nsp.as_deref().and_then(|nsp| session.socket(nsp));
                 match socket {
                     Some(socket) => {
@@ -429,6 +528,7 @@ impl SocketIo {
                     return;
                 };
                 if !socket.take_token() {
+                    self.count_rejected(Rejection::RateLimit);
                     socket.emit("error", &[json!({"message": "rate limit exceeded"})]);
                     self.disconnect_socket(&socket, DisconnectReason::RateLimited, true);
                     return;
@@ -452,6 +552,7 @@ impl SocketIo {
 
     async fn on_connect(&self, session: &Arc<Session>, nsp: String, auth: Option<Value>) {
         let Some(handler) = self.inner.namespaces.get(&nsp).cloned() else {
+            self.count_rejected(Rejection::ConnectError);
             self.send(
                 session,
                 packet::encode(
@@ -483,6 +584,9 @@ impl SocketIo {
                     .sockets
                     .insert(socket.id().to_owned(), socket.clone());
                 socket.join(socket.id());
+                if let Some(metrics) = self.metrics() {
+                    metrics.connected(&nsp, 1);
+                }
                 self.send(
                     session,
                     packet::encode(
@@ -495,6 +599,7 @@ impl SocketIo {
                 handler.connected(socket).await;
             }
             Err(refusal) => {
+                self.count_rejected(Rejection::ConnectError);
                 self.send(
                     session,
                     packet::encode(

@@ -1,14 +1,24 @@
 //! The HTTP endpoints: handshake, long-polling, websocket and the upgrade between them.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
+use actix_http::ws::{Codec, Message, ProtocolError};
+use actix_web::body::BodyStream;
 use actix_web::http::header;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use actix_ws::AggregatedMessage;
 use futures_util::StreamExt;
+use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio_util::codec::Encoder;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use crate::metrics::Rejection;
 use crate::packet::SEPARATOR;
 use crate::server::{Handshake, Session, SocketIo};
 use crate::socket::DisconnectReason;
@@ -235,6 +245,7 @@ async fn post(
             return EngineError::BadRequest.response();
         };
         if bytes.len() + chunk.len() > io.config().max_payload {
+            io.count_rejected(Rejection::PayloadTooLarge);
             io.close_session(&session, DisconnectReason::TransportError);
             return HttpResponse::PayloadTooLarge().finish();
         }
@@ -268,7 +279,8 @@ fn websocket(
         },
         None => None,
     };
-    let (response, ws, stream) = match actix_ws::handle(req, body) {
+    // actix-ws does the handshake and reads frames; frames out are written by `Outbound`
+    let (response, _, stream) = match actix_ws::handle(req, body) {
         Ok(parts) => parts,
         Err(error) => return error.error_response(),
     };
@@ -278,90 +290,175 @@ fn websocket(
         .aggregate_continuations()
         .max_continuation_size(max);
     let io = io.clone();
-    match upgrading {
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let session = match upgrading {
         Some(session) => {
-            actix_web::rt::spawn(upgrade(io, session, ws, stream));
+            actix_web::rt::spawn(upgrade(io, session.clone(), control, stream));
+            session
         }
         None => {
             let session = io.new_session(handshake(req, query));
-            let open = io.open_packet(&session, false);
-            actix_web::rt::spawn(async move {
-                let mut ws = ws;
-                if ws.text(open).await.is_err() {
-                    io.close_session(&session, DisconnectReason::TransportClose);
-                    return;
-                }
-                run(io, session, ws, stream).await;
-            });
+            let _ = control.send(Out::Frame(Message::Text(
+                io.open_packet(&session, false).into(),
+            )));
+            actix_web::rt::spawn(run(io, session.clone(), control, stream));
+            session
         }
-    }
+    };
+    let outbound = Outbound {
+        rx: None,
+        control: control_rx,
+        closed: Box::pin(session.closed.clone().cancelled_owned()),
+        codec: Codec::new(),
+        buf: BytesMut::new(),
+        done: false,
+    };
     response
+        .set_body(BodyStream::new(outbound))
+        .map_into_boxed_body()
 }
 
 type Stream = actix_ws::AggregatedMessageStream;
+
+/// What the session's reader tells its websocket writer.
+enum Out {
+    /// A frame to send before the session's packets (OPEN, probe, pong, close).
+    Frame(Message),
+    /// The session's packet queue, once the transport owns it.
+    Attach(OwnedMutexGuard<mpsc::Receiver<String>>),
+}
+
+/// The outbound side of a websocket, polled by actix as the response body: every packet queued
+/// since the last poll is framed into one buffer, so one wake-up is one write, with no task or
+/// channel between the session's queue and the socket.
+struct Outbound {
+    rx: Option<OwnedMutexGuard<mpsc::Receiver<String>>>,
+    control: mpsc::UnboundedReceiver<Out>,
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
+    codec: Codec,
+    buf: BytesMut,
+    done: bool,
+}
+
+/// Bytes framed in one poll at most before actix gets them (it polls again at once).
+const WRITE_BATCH: usize = 256 * 1024;
+
+impl futures_util::Stream for Outbound {
+    type Item = Result<Bytes, ProtocolError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut closing = false;
+        while let Poll::Ready(out) = this.control.poll_recv(cx) {
+            match out {
+                Some(Out::Frame(message)) => {
+                    closing = matches!(message, Message::Close(_));
+                    this.codec.encode(message, &mut this.buf)?;
+                    if closing {
+                        break;
+                    }
+                }
+                Some(Out::Attach(rx)) => this.rx = Some(rx),
+                // the reader is gone; the close frame, if any, came before
+                None => {
+                    closing = this.rx.is_none();
+                    break;
+                }
+            }
+        }
+        if !closing && let Some(rx) = this.rx.as_mut() {
+            // checked first: what was queued before the close (a DISCONNECT, an error) still goes
+            let cancelled = this.closed.as_mut().poll(cx).is_ready();
+            let mut drained = false;
+            while this.buf.len() < WRITE_BATCH {
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(packet)) => {
+                        this.codec
+                            .encode(Message::Text(packet.into()), &mut this.buf)?;
+                    }
+                    Poll::Ready(None) | Poll::Pending => {
+                        drained = true;
+                        break;
+                    }
+                }
+            }
+            if cancelled && drained {
+                this.codec.encode(Message::Close(None), &mut this.buf)?;
+                closing = true;
+            }
+        }
+        if closing {
+            this.done = true;
+        }
+        if !this.buf.is_empty() {
+            return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+        }
+        if this.done {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
+}
 
 /// Upgrade of a polling session: `2probe`/`3probe`, then `5` from the client.
 async fn upgrade(
     io: SocketIo,
     session: Arc<Session>,
-    mut ws: actix_ws::Session,
+    control: mpsc::UnboundedSender<Out>,
     mut stream: Stream,
 ) {
     let timeout = io.config().ping_timeout;
     let probe = tokio::time::timeout(timeout, stream.next()).await;
     let probed = matches!(probe, Ok(Some(Ok(AggregatedMessage::Text(ref t)))) if &**t == "2probe");
-    if !probed || ws.text("3probe").await.is_err() {
-        let _ = ws.close(None).await;
+    if !probed
+        || control
+            .send(Out::Frame(Message::Text("3probe".into())))
+            .is_err()
+    {
+        let _ = control.send(Out::Frame(Message::Close(None)));
         return;
     }
     // release the pending long-poll so the client can switch
     io.send(&session, "6".to_owned());
     let done = tokio::time::timeout(timeout, stream.next()).await;
     if !matches!(done, Ok(Some(Ok(AggregatedMessage::Text(ref t)))) if &**t == "5") {
-        let _ = ws.close(None).await;
+        let _ = control.send(Out::Frame(Message::Close(None)));
         return;
     }
     session.upgraded.store(true, Ordering::SeqCst);
-    run(io, session, ws, stream).await;
+    run(io, session, control, stream).await;
 }
 
 /// Carries a session over a websocket until either side closes it.
-async fn run(io: SocketIo, session: Arc<Session>, mut ws: actix_ws::Session, mut stream: Stream) {
-    let writer_session = session.clone();
-    let mut writer_ws = ws.clone();
-    actix_web::rt::spawn(async move {
-        let mut rx = writer_session.rx.lock().await;
-        loop {
-            tokio::select! {
-                biased;
-                packet = rx.recv() => match packet {
-                    Some(packet) => {
-                        if writer_ws.text(packet).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => break,
-                },
-                () = writer_session.closed.cancelled() => {
-                    // what was queued before the close (a DISCONNECT, an error event) still goes
-                    while let Ok(packet) = rx.try_recv() {
-                        if writer_ws.text(packet).await.is_err() {
-                            break;
-                        }
-                    }
-                    break;
-                }
-            }
+async fn run(
+    io: SocketIo,
+    session: Arc<Session>,
+    control: mpsc::UnboundedSender<Out>,
+    mut stream: Stream,
+) {
+    // the queue is free once a pending long-poll has answered
+    let rx = tokio::select! {
+        rx = session.rx.clone().lock_owned() => rx,
+        () = session.closed.cancelled() => {
+            let _ = control.send(Out::Frame(Message::Close(None)));
+            return;
         }
-        let _ = writer_ws.close(None).await;
-    });
+    };
+    if control.send(Out::Attach(rx)).is_err() {
+        io.close_session(&session, DisconnectReason::TransportClose);
+        return;
+    }
     loop {
         tokio::select! {
             () = session.closed.cancelled() => break,
             message = stream.next() => match message {
                 Some(Ok(AggregatedMessage::Text(text))) => io.on_engine_text(&session, &text).await,
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                    let _ = ws.pong(&bytes).await;
+                    let _ = control.send(Out::Frame(Message::Pong(bytes)));
                 }
                 Some(Ok(AggregatedMessage::Binary(_))) => {
                     tracing::debug!(socketio.sid = %session.sid(), "binary frame ignored: binary packets are not supported");
@@ -372,11 +469,46 @@ async fn run(io: SocketIo, session: Arc<Session>, mut ws: actix_ws::Session, mut
                     break;
                 }
                 Some(Err(error)) => {
+                    if is_too_large(&error) {
+                        io.count_rejected(Rejection::PayloadTooLarge);
+                    }
                     tracing::debug!(socketio.sid = %session.sid(), %error, "websocket error");
-                    io.close_session(&session, DisconnectReason::TransportError);
+                    let reason = if peer_gone(&error) {
+                        DisconnectReason::TransportClose
+                    } else {
+                        DisconnectReason::TransportError
+                    };
+                    io.close_session(&session, reason);
                     break;
                 }
             }
         }
+    }
+}
+
+/// The client's connection ended (a close frame can be lost in the same read as the end of the
+/// stream): a close, as the reference server reports it, not a transport error.
+fn peer_gone(error: &ProtocolError) -> bool {
+    let ProtocolError::Io(io) = error else {
+        return false;
+    };
+    matches!(
+        io.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+    ) || io
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<actix_http::error::PayloadError>())
+        .is_some_and(|e| matches!(e, actix_http::error::PayloadError::Incomplete(_)))
+}
+
+/// A frame, or a message of continuation frames, over `max_payload`.
+fn is_too_large(error: &actix_ws::ProtocolError) -> bool {
+    match error {
+        actix_ws::ProtocolError::Overflow => true,
+        // how actix-ws reports a message of continuations over its limit
+        actix_ws::ProtocolError::Io(io) => io.to_string().contains("maximum continuation size"),
+        _ => false,
     }
 }

@@ -75,14 +75,14 @@ pub async fn change(
     let mut conn = state.conn().await?;
     let outbox = state.outbox;
     let room_id = room_id.to_owned();
-    let room = conn
+    let (room, entered) = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let Some(room) = store::lock_by_room_id(conn, &room_id).await? else {
-                return Ok(None);
+                return Ok((None, None));
             };
             let previous = RoomStatus::parse(&room.status);
             if previous == RoomStatus::Ended {
-                return Ok(Some(room));
+                return Ok((Some(room), None));
             }
             let (mut practitioner, mut patient) = (room.practitioner_joined, room.patient_joined);
             let status = match change {
@@ -94,7 +94,7 @@ pub async fn change(
                     patient = present;
                     previous.after_presence(practitioner, patient)
                 }
-                Change::Present(Side::Observer, _) => return Ok(Some(room)),
+                Change::Present(Side::Observer, _) => return Ok((Some(room), None)),
                 Change::End => RoomStatus::Ended,
             };
             let now = Utc::now();
@@ -124,8 +124,12 @@ pub async fn change(
                 };
                 outbox.enqueue(conn, &event).await?;
             }
-            store::by_room_id(conn, &room.room_id).await
+            let entered = (status != previous).then_some(status);
+            Ok((store::by_room_id(conn, &room.room_id).await?, entered))
         })
         .await?;
+    if let Some(status) = entered {
+        state.metrics.transition(status);
+    }
     Ok(room)
 }

@@ -15,8 +15,10 @@ use crate::actions;
 use crate::domain::RoomStatus;
 use crate::store::{self, RoomChanges};
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SignalingAppointments;
+#[derive(Clone)]
+pub struct SignalingAppointments {
+    pub metrics: crate::SignalingMetrics,
+}
 
 fn appointment_id(event: &EventEnvelope) -> Result<Option<Uuid>, HandlerError> {
     let appointment = if event.is::<AppointmentCreated>() {
@@ -86,6 +88,7 @@ impl Handler for SignalingAppointments {
                     sb_events::outbox::Outbox::new(crate::SERVICE)
                         .enqueue(conn, &event)
                         .await?;
+                    self.metrics.transition(RoomStatus::Ended);
                 }
                 return Ok(());
             }

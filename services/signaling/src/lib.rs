@@ -8,6 +8,7 @@ mod demo;
 pub mod domain;
 mod error;
 mod jobs;
+mod metrics;
 mod namespace;
 mod routes;
 mod state;
@@ -30,6 +31,7 @@ use sb_socketio::SocketIo;
 pub use config::SignalingConfig;
 pub use error::SignalingError;
 pub use jobs::cleanup_once;
+pub use metrics::SignalingMetrics;
 pub use namespace::NAMESPACE;
 pub use state::AppState;
 
@@ -79,8 +81,11 @@ pub fn socket_server(state: &AppState) -> SocketIo {
         cors_origins: socket.cors_origins.clone(),
         ..sb_socketio::Config::default()
     };
+    let video_call = namespace::VideoCall::new(state.clone());
+    let answers = video_call.clone();
     SocketIo::builder(config)
-        .namespace(NAMESPACE, namespace::VideoCall::new(state.clone()))
+        .namespace(NAMESPACE, video_call)
+        .on_cluster_request(move |io, request| answers.answer(io, &request))
         .build()
 }
 
@@ -102,6 +107,7 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
 
     let metrics = Metrics::new(SERVICE)?;
     let event_metrics = EventMetrics::register(metrics.registry())?;
+    let signaling_metrics = SignalingMetrics::register(metrics.registry())?;
     let outbox = Outbox::new(SERVICE);
     let config = Arc::new(config);
     let verifier = Arc::new(JwtVerifier::new(&config.auth)?);
@@ -110,8 +116,10 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         outbox,
         verifier: verifier.clone(),
         config: config.clone(),
+        metrics: signaling_metrics.clone(),
     };
     let io = socket_server(&state);
+    io.register_metrics(metrics.registry(), SERVICE)?;
     let cluster_subject = config.namespace.subject("sb.signaling.socketio");
     io.attach_nats(client.clone(), cluster_subject).await?;
 
@@ -155,7 +163,9 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         pool,
         js,
         config.namespace.clone(),
-        consumers::SignalingAppointments,
+        consumers::SignalingAppointments {
+            metrics: signaling_metrics,
+        },
         event_metrics,
     );
     app.spawn_background("appointment-consumer", move |stop| consumer.run(stop));

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use sb_auth::Principal;
 use sb_socketio::{
-    Ack, ConnectContext, ConnectError, DisconnectReason, Namespace, Socket, SocketData,
+    Ack, ConnectContext, ConnectError, DisconnectReason, Namespace, Socket, SocketData, SocketIo,
 };
 use serde_json::{Map, Value, json};
 
@@ -18,6 +18,10 @@ use crate::state::AppState;
 use crate::store;
 
 pub const NAMESPACE: &str = "/video-call";
+
+/// How long a cluster question waits for the other instances (a dead one is forgotten after
+/// three heartbeats; until then it costs this much).
+const CLUSTER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -38,6 +42,8 @@ pub struct VideoCall {
     /// Leaves waiting out the reconnect grace: (room, user) → generation.
     pending: Arc<Mutex<HashMap<(String, String), u64>>>,
     generation: Arc<AtomicU64>,
+    /// Sockets of this instance in each room, for `sb_signaling_active_rooms`.
+    local_rooms: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl VideoCall {
@@ -46,6 +52,29 @@ impl VideoCall {
             state,
             pending: Arc::default(),
             generation: Arc::default(),
+            local_rooms: Arc::default(),
+        }
+    }
+
+    /// A socket of this instance entered a room.
+    fn entered(&self, room: &str) {
+        let mut rooms = lock(&self.local_rooms);
+        let count = rooms.entry(room.to_owned()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.state.metrics.active_rooms.inc();
+        }
+    }
+
+    /// A socket of this instance left a room.
+    fn exited(&self, room: &str) {
+        let mut rooms = lock(&self.local_rooms);
+        if let Some(count) = rooms.get_mut(room) {
+            *count -= 1;
+            if *count == 0 {
+                rooms.remove(room);
+                self.state.metrics.active_rooms.dec();
+            }
         }
     }
 }
@@ -137,7 +166,7 @@ impl Namespace for VideoCall {
 
 impl VideoCall {
     async fn dispatch(&self, socket: &Socket, event: &str, payload: Option<Value>) -> Outcome {
-        let Some(Value::Object(payload)) = payload else {
+        let Some(Value::Object(mut payload)) = payload else {
             return Err("the payload must be an object".to_owned());
         };
         let Some(room) = payload
@@ -155,12 +184,12 @@ impl VideoCall {
         if !joined {
             return Err(format!("not in room {room}"));
         }
-        let base = |extra: &[(&str, Value)]| {
+        let base = |extra: Vec<(&str, Value)>| {
             let mut out = Map::new();
             out.insert("roomId".to_owned(), json!(room));
             out.insert("userId".to_owned(), json!(me.user_id));
             for (key, value) in extra {
-                out.insert((*key).to_owned(), value.clone());
+                out.insert(key.to_owned(), value);
             }
             Value::Object(out)
         };
@@ -169,8 +198,9 @@ impl VideoCall {
                 self.leave(socket, &room, true).await;
             }
             "webrtc-signal" => {
+                // moved, not copied: a signal can be a whole SDP
                 let signal = payload
-                    .get("signal")
+                    .remove("signal")
                     .filter(|s| !s.is_null())
                     .ok_or("signal is required")?;
                 match payload.get("to") {
@@ -178,11 +208,11 @@ impl VideoCall {
                         socket.broadcast_to(
                             &room,
                             "webrtc-signal",
-                            &[base(&[("signal", signal.clone())])],
+                            &[base(vec![("signal", signal)])],
                         );
                     }
                     Some(Value::String(to)) => {
-                        let out = base(&[("signal", signal.clone()), ("to", json!(to))]);
+                        let out = base(vec![("signal", signal), ("to", json!(to))]);
                         socket.io().emit_to(
                             NAMESPACE,
                             &[&format!("{room}:{to}")],
@@ -195,9 +225,11 @@ impl VideoCall {
                 }
             }
             "screen-share-start" => {
-                socket.broadcast_to(&room, "screen-share-started", &[base(&[])])
+                socket.broadcast_to(&room, "screen-share-started", &[base(vec![])])
             }
-            "screen-share-stop" => socket.broadcast_to(&room, "screen-share-stopped", &[base(&[])]),
+            "screen-share-stop" => {
+                socket.broadcast_to(&room, "screen-share-stopped", &[base(vec![])])
+            }
             "toggle-video" | "toggle-audio" => {
                 let enabled = payload
                     .get("isEnabled")
@@ -208,7 +240,7 @@ impl VideoCall {
                 } else {
                     "audio-toggled"
                 };
-                socket.broadcast_to(&room, name, &[base(&[("isEnabled", json!(enabled))])]);
+                socket.broadcast_to(&room, name, &[base(vec![("isEnabled", json!(enabled))])]);
             }
             "end-call" => {
                 actions::change(&self.state, &room, Change::End)
@@ -219,14 +251,12 @@ impl VideoCall {
                     })?;
                 socket
                     .io()
-                    .emit_to(NAMESPACE, &[&room], &[], "call-ended", &[base(&[])]);
-                for peer in socket.io().local_sockets(NAMESPACE, &room) {
-                    if let Some(m) = member(&peer) {
-                        lock(&m.rooms).remove(&room);
-                        peer.leave(&room);
-                        peer.leave(&format!("{room}:{}", m.user_id));
-                    }
-                }
+                    .emit_to(NAMESPACE, &[&room], &[], "call-ended", &[base(vec![])]);
+                // everyone leaves, on every instance
+                socket
+                    .io()
+                    .gather(json!({"op": "end", "room": room}), CLUSTER_TIMEOUT)
+                    .await;
             }
             other => return Err(format!("unknown event {other}")),
         }
@@ -254,28 +284,32 @@ impl VideoCall {
         drop(conn);
         let side = actions::side(me.principal.user_id.as_uuid(), &appointment);
         let already = lock(&me.rooms).insert(room_id.to_owned(), side).is_some();
+        if !already {
+            self.entered(room_id);
+        }
         socket.join(room_id);
         socket.join(&format!("{room_id}:{}", me.user_id));
-        let peers = socket.io().local_sockets(NAMESPACE, room_id);
+        // every instance reports its members of the room, whether this user has another socket
+        // there, and whether it was waiting out this user's reconnect grace (which it cancels)
+        let answers = socket
+            .io()
+            .gather(
+                json!({"op": "join", "room": room_id, "user": me.user_id, "socket": socket.id()}),
+                CLUSTER_TIMEOUT,
+            )
+            .await;
         let mut members: Vec<Value> = Vec::new();
-        let mut present_elsewhere = false;
-        for peer in &peers {
-            let Some(m) = member(peer) else { continue };
-            if peer.id() != socket.id() && m.user_id == me.user_id {
-                present_elsewhere = true;
-            }
-            let role = lock(&m.rooms)
-                .get(room_id)
-                .map_or("observer", |s| s.as_str());
-            let entry = json!({"userId": m.user_id, "role": role});
-            if !members.contains(&entry) {
-                members.push(entry);
+        let (mut present_elsewhere, mut returning) = (false, false);
+        for answer in &answers {
+            present_elsewhere |= answer["present"].as_bool().unwrap_or(false);
+            // back within the reconnect grace: the peer never saw this user leave
+            returning |= answer["returning"].as_bool().unwrap_or(false);
+            for entry in answer["members"].as_array().into_iter().flatten() {
+                if !members.contains(entry) {
+                    members.push(entry.clone());
+                }
             }
         }
-        // back within the reconnect grace: the peer never saw this user leave
-        let returning = lock(&self.pending)
-            .remove(&(room_id.to_owned(), me.user_id.clone()))
-            .is_some();
         let mut status = room.status.clone();
         let announce = !already && !returning && !present_elsewhere;
         if announce
@@ -315,17 +349,13 @@ impl VideoCall {
         let Some(side) = lock(&me.rooms).remove(room_id) else {
             return;
         };
+        self.exited(room_id);
         socket.leave(room_id);
         socket.leave(&format!("{room_id}:{}", me.user_id));
-        let still_here = socket
-            .io()
-            .local_sockets(NAMESPACE, room_id)
-            .iter()
-            .any(|s| member(s).is_some_and(|m| m.user_id == me.user_id));
-        if still_here {
+        let user = me.user_id.clone();
+        if self.present_anywhere(socket.io(), room_id, &user).await {
             return;
         }
-        let user = me.user_id.clone();
         if explicit {
             self.announce_left(socket, room_id, &user, side).await;
             return;
@@ -347,10 +377,70 @@ impl VideoCall {
                     false
                 }
             };
-            if expired {
+            // still (or again) connected through another instance: not a leave
+            if expired && !this.present_anywhere(socket.io(), &room_id, &user).await {
                 this.announce_left(&socket, &room_id, &user, side).await;
             }
         });
+    }
+
+    /// Whether `user` has a socket in the room on any instance.
+    async fn present_anywhere(&self, io: &SocketIo, room_id: &str, user: &str) -> bool {
+        io.gather(
+            json!({"op": "present", "room": room_id, "user": user}),
+            CLUSTER_TIMEOUT,
+        )
+        .await
+        .iter()
+        .any(|answer| answer["present"].as_bool().unwrap_or(false))
+    }
+
+    /// This instance's answer to a cluster question (see [`SocketIo::gather`]): `join` (members,
+    /// the user's presence through another socket, a reconnect grace cancelled), `present`, `end`.
+    pub fn answer(&self, io: &SocketIo, request: &Value) -> Value {
+        let (Some(op), Some(room)) = (request["op"].as_str(), request["room"].as_str()) else {
+            return Value::Null;
+        };
+        let user = request["user"].as_str().unwrap_or_default();
+        let joiner = request["socket"].as_str().unwrap_or_default();
+        let peers = io.local_sockets(NAMESPACE, room);
+        match op {
+            "join" | "present" => {
+                let mut members: Vec<Value> = Vec::new();
+                let mut present = false;
+                for peer in &peers {
+                    let Some(m) = member(peer) else { continue };
+                    if peer.id() != joiner && m.user_id == user {
+                        present = true;
+                    }
+                    let role = lock(&m.rooms).get(room).map_or("observer", |s| s.as_str());
+                    let entry = json!({"userId": m.user_id, "role": role});
+                    if !members.contains(&entry) {
+                        members.push(entry);
+                    }
+                }
+                if op == "present" {
+                    return json!({"present": present});
+                }
+                let returning = lock(&self.pending)
+                    .remove(&(room.to_owned(), user.to_owned()))
+                    .is_some();
+                json!({"members": members, "present": present, "returning": returning})
+            }
+            "end" => {
+                for peer in peers {
+                    if let Some(m) = member(&peer) {
+                        if lock(&m.rooms).remove(room).is_some() {
+                            self.exited(room);
+                        }
+                        peer.leave(room);
+                        peer.leave(&format!("{room}:{}", m.user_id));
+                    }
+                }
+                Value::Null
+            }
+            _ => Value::Null,
+        }
     }
 
     async fn announce_left(&self, socket: &Socket, room_id: &str, user: &str, side: Side) {

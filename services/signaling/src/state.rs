@@ -1,4 +1,4 @@
-//! The state handlers, the namespace and jobs share: pool, outbox, verifier, config.
+//! The state handlers, the namespace and jobs share: pool, outbox, verifier, config, metrics.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use sb_events::outbox::Outbox;
 
 use crate::config::SignalingConfig;
 use crate::error::SignalingError;
+use crate::metrics::SignalingMetrics;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,6 +16,7 @@ pub struct AppState {
     pub outbox: Outbox,
     pub verifier: Arc<JwtVerifier>,
     pub config: Arc<SignalingConfig>,
+    pub metrics: SignalingMetrics,
 }
 
 impl AppState {

@@ -480,6 +480,7 @@ async fn cleanup_ends_rooms_of_past_appointments_only() -> Result {
         outbox: sb_events::outbox::Outbox::new(sb_signaling::SERVICE),
         verifier: std::sync::Arc::new(signaling.tokens.verifier()),
         config: std::sync::Arc::new(signaling.config.clone()),
+        metrics: sb_signaling::SignalingMetrics::detached()?,
     };
     assert_eq!(sb_signaling::cleanup_once(&state).await?, 1);
     let (_, room) = signaling
@@ -491,5 +492,79 @@ async fn cleanup_ends_rooms_of_past_appointments_only() -> Result {
         .await?;
     assert_eq!(room["status"], "Waiting");
     assert_eq!(sb_signaling::cleanup_once(&state).await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn members_and_the_reconnect_grace_span_instances() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let second = sb_testkit::TestApp::spawn(sb_signaling::build(signaling.config.clone()).await?);
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let room = signaling.room(&host, &guest).await?;
+    let (hid, gid) = (host.id.to_string(), guest.id.to_string());
+
+    // the practitioner is on the first instance, the patient joins through the second
+    let mut practitioner = signaling.socket(&host).await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    practitioner.expect("joined-room").await?;
+    let mut patient = signaling.socket_at(&second, &guest).await?;
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    let joined = patient.expect("joined-room").await?;
+    let members = joined["members"].as_array().ok_or("no members")?;
+    assert!(
+        members.contains(&json!({"userId": hid, "role": "practitioner"})),
+        "the practitioner on the other instance is listed: {joined}"
+    );
+    assert!(
+        members.contains(&json!({"userId": gid, "role": "patient"})),
+        "{joined}"
+    );
+    assert_eq!(members.len(), 2, "{joined}");
+    assert_eq!(joined["status"], "InProgress");
+    assert_eq!(
+        practitioner.expect("user-joined").await?["userId"],
+        json!(gid)
+    );
+
+    // the patient's network blips and it comes back through the first instance within the grace
+    patient.close().await?;
+    let mut patient = signaling.socket(&guest).await?;
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    patient.expect("joined-room").await?;
+    // let the second instance's grace (1.5 s) run out: it was cancelled, so nothing comes
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    patient
+        .emit("toggle-audio", json!({"roomId": room, "isEnabled": true}))
+        .await?;
+    // the practitioner saw neither a leave nor a join: the next event is this toggle
+    assert_eq!(
+        practitioner.expect("audio-toggled").await?["userId"],
+        json!(gid)
+    );
+
+    // now the practitioner drops and comes back through the second instance after the grace
+    practitioner.close().await?;
+    assert_eq!(
+        patient.expect("user-left").await?,
+        json!({"roomId": room, "userId": hid})
+    );
+    let mut practitioner = signaling.socket_at(&second, &host).await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    let joined = practitioner.expect("joined-room").await?;
+    assert!(
+        joined["members"]
+            .as_array()
+            .ok_or("no members")?
+            .contains(&json!({"userId": gid, "role": "patient"})),
+        "{joined}"
+    );
+    assert_eq!(patient.expect("user-joined").await?["userId"], json!(hid));
+    second.stop().await?;
     Ok(())
 }

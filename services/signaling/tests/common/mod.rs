@@ -136,7 +136,12 @@ impl TestSignaling {
 
     /// A websocket Socket.IO client connected to `/video-call` as `user`.
     pub async fn socket(&self, user: &User) -> Result<RawSocket> {
-        let mut socket = self.raw_socket().await?;
+        self.socket_at(&self.app, user).await
+    }
+
+    /// Like [`Self::socket`], connected to another instance `app` of the service.
+    pub async fn socket_at(&self, app: &TestApp, user: &User) -> Result<RawSocket> {
+        let mut socket = Self::raw_socket_at(app).await?;
         socket
             .send(&format!(
                 "40/video-call,{}",
@@ -152,8 +157,11 @@ impl TestSignaling {
 
     /// A websocket Engine.IO session, not yet in any namespace.
     pub async fn raw_socket(&self) -> Result<RawSocket> {
-        let url = self
-            .app
+        Self::raw_socket_at(&self.app).await
+    }
+
+    async fn raw_socket_at(app: &TestApp) -> Result<RawSocket> {
+        let url = app
             .url("/socket.io/?EIO=4&transport=websocket")
             .replacen("http", "ws", 1);
         let (stream, _) = within(
