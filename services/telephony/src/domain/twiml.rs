@@ -23,15 +23,19 @@ impl Speech {
 }
 
 /// `text` without the characters XML 1.0 cannot carry even escaped (C0 controls other than tab
-/// and line ends, U+FFFE, U+FFFF): `twiml-rust` escapes markup but writes those as they are,
-/// which makes the whole document ill-formed and Twilio answers the caller with an application
-/// error. Found by the `twiml` fuzz target (greeting `"\u{fffe}"` passes the settings' check).
+/// and line ends, U+FFFE, U+FFFF), and with its line ends as `\n`: `twiml-rust` escapes markup
+/// but writes those as they are, which made the whole document ill-formed (Twilio then answers
+/// the caller with an application error), and a bare `\r` is read differently by different XML
+/// parsers. Found by the `twiml` fuzz target (a greeting `"\u{fffe}"` passes the settings'
+/// check; `fuzz/regressions/twiml/`).
 pub fn xml_text(text: &str) -> String {
-    text.chars()
+    let kept: String = text
+        .chars()
         .filter(|c| {
             matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
         })
-        .collect()
+        .collect();
+    kept.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// The texts callers hear when a number has none of its own, by language.
@@ -278,6 +282,8 @@ mod tests {
         let xml = say_and_hang_up(&speech(), "a\u{fffe}b\u{0}c\u{1b}d\u{ffff}e & <f>\te");
         assert!(roxmltree::Document::parse(&xml).is_ok(), "{xml}");
         assert!(xml.contains(">abcde &amp; &lt;f&gt;\te</Say>"), "{xml}");
+        let xml = say_and_hang_up(&speech(), "one\r\0two\r\nthree\rfour");
+        assert!(xml.contains(">one\ntwo\nthree\nfour</Say>"), "{xml}");
     }
 
     #[test]
