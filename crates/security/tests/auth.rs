@@ -339,3 +339,69 @@ async fn reps_are_refused_on_every_supervisor_route() -> Result {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     Ok(())
 }
+
+/// Signaling's real entrance is the Socket.IO CONNECT packet (`auth.token`, or `?token=` for
+/// older clients): every attack token gets `connect_error`, the valid one connects.
+#[tokio::test]
+async fn signaling_socket_connect_refuses_every_attack() -> Result {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let signaling = services::signaling().await?;
+    let user = TestUser::new(Uuid::now_v7(), Role::Closer);
+    let valid = hs256(&claims(&user), TEST_JWT_SECRET)?;
+    let mut cases: Vec<(String, String, bool)> = attacks(&user)?
+        .into_iter()
+        .map(|(what, token, _)| (what.to_owned(), token, false))
+        .collect();
+    cases.push(("valid".to_owned(), valid, true));
+    for (what, token, accepted) in cases {
+        for in_query in [false, true] {
+            let mut url = signaling
+                .app
+                .url("/socket.io/?EIO=4&transport=websocket")
+                .replacen("http", "ws", 1);
+            let connect = if in_query {
+                url.push_str(&format!("&token={token}"));
+                "40/video-call,".to_owned()
+            } else {
+                format!("40/video-call,{}", json!({"token": token}))
+            };
+            let (mut stream, _) = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio_tungstenite::connect_async(url),
+            )
+            .await??;
+            // OPEN, then our CONNECT, then the first text frame is the answer.
+            let mut texts = Vec::new();
+            for step in 0..2 {
+                if step == 1 {
+                    stream.send(Message::text(connect.clone())).await?;
+                }
+                let text = loop {
+                    match tokio::time::timeout(Duration::from_secs(10), stream.next()).await? {
+                        Some(Ok(Message::Text(text))) => break text.as_str().to_owned(),
+                        Some(Ok(_)) => {}
+                        other => return Err(format!("websocket ended: {other:?}").into()),
+                    }
+                };
+                texts.push(text);
+            }
+            assert!(
+                texts[0].starts_with('0'),
+                "not an OPEN packet: {}",
+                texts[0]
+            );
+            let answer = &texts[1];
+            if accepted {
+                assert!(answer.starts_with("40/video-call,"), "{what}: {answer}");
+            } else {
+                assert!(
+                    answer.starts_with("44/video-call,") && answer.contains("unauthorized"),
+                    "{what} (in query: {in_query}): {answer}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
