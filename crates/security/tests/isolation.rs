@@ -241,8 +241,8 @@ async fn telephony_fixture(telephony: &Service) -> Result<Fixture> {
     let ceo = TestUser::new(org, Role::Ceo);
     let rep = TestUser::new(org, Role::Closer);
     // A Paris number of its own per fixture (numbers are unique across orgs).
-    let suffix = Uuid::now_v7().as_u128() % 10_000;
-    let number = format!("+3312345{suffix:04}");
+    let suffix = Uuid::now_v7().as_u128() % 10_000_000;
+    let number = format!("+3314{suffix:07}");
     let (status, assigned) = telephony
         .call(
             &ceo,
