@@ -24,6 +24,17 @@ fn refused() -> Problem {
         .with_detail("the webhook signature is missing or does not match the body")
 }
 
+fn too_large() -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").with_detail(format!(
+        "a webhook body is at most {MAX_WEBHOOK_BYTES} bytes"
+    ))
+}
+
+fn unsupported_media_type() -> Problem {
+    Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        .with_detail("expected Content-Type: application/webhook+json")
+}
+
 impl FromRequest for SignedWebhook {
     type Error = Problem;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
@@ -37,18 +48,48 @@ impl FromRequest for SignedWebhook {
                 .cloned()
                 .ok_or_else(|| Problem::internal(std::io::Error::other("no WebhookVerifier")))?;
             let rejected = req.app_data::<web::Data<RejectedWebhooks>>().cloned();
-            let refuse = |reason: &dyn std::fmt::Display| {
+            let count = |reason: &dyn std::fmt::Display| {
                 if let Some(counter) = &rejected {
                     counter.0.inc();
                 }
                 tracing::warn!(reason = %reason, "LiveKit webhook refused");
+            };
+            let refuse = |reason: &dyn std::fmt::Display| {
+                count(reason);
                 refused()
             };
-            let body = web::Bytes::from_request(&req, &mut payload)
-                .await
-                .map_err(|e| refuse(&e))?;
+            // Checked before the body is read: LiveKit sends `application/webhook+json`; a body
+            // declared as something else (a form, text) is not a LiveKit event.
+            if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+                let essence = content_type
+                    .to_str()
+                    .unwrap_or_default()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
+                if essence != "application/webhook+json" && essence != "application/json" {
+                    count(&"wrong content type");
+                    return Err(unsupported_media_type());
+                }
+            }
+            // An oversized body is refused before it is parsed: a `Content-Length` above the
+            // limit is answered without reading the body, a chunked one once the limit is
+            // passed.
+            let body = match web::Bytes::from_request(&req, &mut payload).await {
+                Ok(body) => body,
+                Err(error)
+                    if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    count(&error);
+                    return Err(too_large());
+                }
+                Err(error) => return Err(refuse(&error)),
+            };
             if body.len() > MAX_WEBHOOK_BYTES {
-                return Err(refuse(&"body too large"));
+                count(&"body too large");
+                return Err(too_large());
             }
             let authorization = req
                 .headers()

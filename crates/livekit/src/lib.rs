@@ -17,7 +17,7 @@ pub use rooms::{
     BoxFuture, LiveKitApi, LiveKitClient, LiveKitError, RoomOptions, bounded, permission,
 };
 pub use token::{ParticipantToken, TokenError, TokenIssuer};
-pub use webhook::{WebhookError, WebhookVerifier};
+pub use webhook::{MAX_WEBHOOK_BYTES, WebhookError, WebhookVerifier};
 
 /// LiveKit protocol types (webhook events, rooms, participants).
 pub use livekit_protocol as protocol;

@@ -16,10 +16,26 @@ pub struct Speech {
 
 impl Speech {
     fn say(&self, text: &str) -> Say {
-        Say::new(text)
-            .voice(self.voice.clone())
-            .language(self.language.clone())
+        Say::new(xml_text(text))
+            .voice(xml_text(&self.voice))
+            .language(xml_text(&self.language))
     }
+}
+
+/// `text` without the characters XML 1.0 cannot carry even escaped (C0 controls other than tab
+/// and line ends, U+FFFE, U+FFFF), and with its line ends as `\n`: `twiml-rust` escapes markup
+/// but writes those as they are, which made the whole document ill-formed (Twilio then answers
+/// the caller with an application error), and a bare `\r` is read differently by different XML
+/// parsers. Found by the `twiml` fuzz target (a greeting `"\u{fffe}"` passes the settings'
+/// check; `fuzz/regressions/twiml/`).
+pub fn xml_text(text: &str) -> String {
+    let kept: String = text
+        .chars()
+        .filter(|c| {
+            matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+        })
+        .collect();
+    kept.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// The texts callers hear when a number has none of its own, by language.
@@ -135,16 +151,16 @@ pub struct Ring {
 /// at once until `timeout`, then Twilio asks `action` what next.
 pub fn inbound(speech: &Speech, greeting: &str, ring: &Ring) -> String {
     let mut dial = Dial::with_attributes(DialAttributes {
-        action: Some(ring.action.clone()),
+        action: Some(xml_text(&ring.action)),
         method: Some("POST".to_owned()),
         timeout: Some(ring.timeout_seconds),
         ..DialAttributes::default()
     });
     if let Some(identity) = &ring.client {
-        dial = dial.add_client(DialClient::new(identity.clone()));
+        dial = dial.add_client(DialClient::new(xml_text(identity)));
     }
     if let Some(number) = &ring.forward_to {
-        dial = dial.add_number(DialNumber::new(number.clone()));
+        dial = dial.add_number(DialNumber::new(xml_text(number)));
     }
     VoiceResponse::new()
         .say_with(speech.say(greeting))
@@ -158,7 +174,7 @@ pub fn voicemail(speech: &Speech, greeting: &str, action: &str) -> String {
         .say_with(speech.say(greeting))
         .record_with(
             Record::new()
-                .action(action.to_owned())
+                .action(xml_text(action))
                 .method("POST")
                 .max_length(VOICEMAIL_MAX_SECONDS),
         )
@@ -197,18 +213,20 @@ pub struct Outbound {
 
 pub fn outbound(call: &Outbound) -> String {
     let mut attributes = DialAttributes {
-        action: Some(call.action.clone()),
+        action: Some(xml_text(&call.action)),
         method: Some("POST".to_owned()),
-        caller_id: Some(call.caller_id.clone()),
+        caller_id: Some(xml_text(&call.caller_id)),
         ..DialAttributes::default()
     };
     if let Some(callback) = &call.recording_callback {
         attributes.record = Some("record-from-answer-dual".to_owned());
-        attributes.recording_status_callback = Some(callback.clone());
+        attributes.recording_status_callback = Some(xml_text(callback));
         attributes.recording_status_callback_method = Some("POST".to_owned());
     }
     VoiceResponse::new()
-        .dial_with(Dial::with_attributes(attributes).add_number(DialNumber::new(call.to.clone())))
+        .dial_with(
+            Dial::with_attributes(attributes).add_number(DialNumber::new(xml_text(&call.to))),
+        )
         .to_xml()
 }
 
@@ -256,6 +274,16 @@ mod tests {
             recording_callback: None,
         });
         assert!(xml.contains("?a=1&amp;b=2"), "{xml}");
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_dropped_not_written() {
+        // The `twiml` fuzz target's finding: these made the document ill-formed.
+        let xml = say_and_hang_up(&speech(), "a\u{fffe}b\u{0}c\u{1b}d\u{ffff}e & <f>\te");
+        assert!(roxmltree::Document::parse(&xml).is_ok(), "{xml}");
+        assert!(xml.contains(">abcde &amp; &lt;f&gt;\te</Say>"), "{xml}");
+        let xml = say_and_hang_up(&speech(), "one\r\0two\r\nthree\rfour");
+        assert!(xml.contains(">one\ntwo\nthree\nfour</Say>"), "{xml}");
     }
 
     #[test]

@@ -53,7 +53,44 @@ impl FromRequest for TwilioRequest {
         let (req, mut payload) = (req.clone(), payload.take());
         Box::pin(async move {
             let state = req.app_data::<web::Data<AppState>>().cloned();
-            let body = web::Bytes::from_request(&req, &mut payload).await?;
+            // Twilio posts forms, or JSON for a few callbacks; anything else is refused before
+            // the body is read.
+            let content_type = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or_default().to_ascii_lowercase());
+            if let Some(content_type) = &content_type {
+                let essence = content_type.split(';').next().unwrap_or_default().trim();
+                if essence != "application/x-www-form-urlencoded" && essence != "application/json" {
+                    if let Some(state) = &state {
+                        state.metrics.webhook(req.path(), "rejected");
+                    }
+                    return Err(Problem::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_media_type",
+                    )
+                    .with_detail("expected Content-Type: application/x-www-form-urlencoded")
+                    .into());
+                }
+            }
+            // A `Content-Length` above the limit is answered without reading the body, a
+            // chunked body once the limit is passed: never parsed.
+            let body = match web::Bytes::from_request(&req, &mut payload).await {
+                Ok(body) => body,
+                Err(error)
+                    if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    if let Some(state) = &state {
+                        state.metrics.webhook(req.path(), "rejected");
+                    }
+                    return Err(
+                        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                            .with_detail(error.to_string())
+                            .into(),
+                    );
+                }
+                Err(error) => return Err(error),
+            };
             let Some(state) = state else {
                 return Err(refuse(None, &req, "no service state"));
             };

@@ -1,0 +1,390 @@
+//! Tenant isolation generated from each service's OpenAPI document: every route with a path
+//! parameter is called by another org's leader (404), by a user of the same org without the
+//! role or relation (403 or 404) and by the owner (not 404: the fixture is real and survived
+//! the attacks), each against fresh objects of org A created through the API. Every list route
+//! is read by org B's leader with A's ids in its query: none of A's objects may show. A route
+//! added to a service is attacked without editing this file; one whose path parameter has no
+//! fixture fails with a message saying what to add.
+
+mod common;
+
+use common::services::{self, Service};
+use common::{Callers, Credential, Exception, Fixture, check_isolation};
+use sb_auth::Role;
+use sb_testkit::{Result, TestUser};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn text(value: &Value, what: &str) -> Result<String> {
+    Ok(value
+        .as_str()
+        .ok_or_else(|| format!("{what}: expected a string, got {value}"))?
+        .to_owned())
+}
+
+fn report(service: &str, problems: &[String], log: &[String]) {
+    for line in log {
+        println!("{line}");
+    }
+    assert!(
+        problems.is_empty(),
+        "{service}: tenant isolation problems:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// A call of `host`'s new appointment in `org`: (call id, room name).
+async fn video_call(video: &Service, org: Uuid, host: &TestUser) -> Result<(String, String)> {
+    let appointment = video.appointment(org, host.id, None, None).await?;
+    let (status, joined) = video
+        .call(
+            host,
+            "POST",
+            &format!("/calls/appointments/{appointment}/join"),
+            Some(json!({})),
+        )
+        .await?;
+    assert_eq!(status, 200, "join: {joined}");
+    Ok((
+        text(&joined["callId"], "callId")?,
+        text(&joined["roomName"], "roomName")?,
+    ))
+}
+
+async fn guest_link(video: &Service, host: &TestUser, call: &str) -> Result<String> {
+    let (status, link) = video
+        .call(host, "POST", &format!("/calls/{call}/guest-links"), None)
+        .await?;
+    assert_eq!(status, 201, "guest link: {link}");
+    text(&link["token"], "token")
+}
+
+async fn video_fixture(video: &Service) -> Result<Fixture> {
+    let org = Uuid::now_v7();
+    let host = TestUser::new(org, Role::Closer);
+    let appointment = video.appointment(org, host.id, None, None).await?;
+    let (status, joined) = video
+        .call(
+            &host,
+            "POST",
+            &format!("/calls/appointments/{appointment}/join"),
+            Some(json!({})),
+        )
+        .await?;
+    assert_eq!(status, 200, "join: {joined}");
+    let call = text(&joined["callId"], "callId")?;
+    let room = text(&joined["roomName"], "roomName")?;
+    let link = guest_link(video, &host, &call).await?;
+    let (status, waiting) = video
+        .app
+        .send(
+            video
+                .app
+                .post("/calls/guest/join")
+                .json(&json!({"token": link, "displayName": "Guest of A"})),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 202, "guest join: {waiting}");
+    let guest = text(&waiting["guestId"], "guestId")?;
+    let identity = format!("g_{guest}");
+    let livekit = video.livekit.as_ref().ok_or("video has a fake LiveKit")?;
+    livekit.join(&room, &identity, "Guest of A");
+    let track = livekit
+        .publish_audio(&room, &identity)
+        .ok_or("the fake LiveKit published no track")?;
+    let meeting = format!("iso-{}", Uuid::now_v7().simple());
+    let (status, created) = video
+        .call(
+            &host,
+            "POST",
+            "/api/livekit/rooms",
+            Some(json!({"room_name": meeting, "participants": []})),
+        )
+        .await?;
+    assert_eq!(status, 201, "meeting: {created}");
+
+    // Org B's call and link; a second call of org A and its link.
+    let org_b = Uuid::now_v7();
+    let host_b = TestUser::new(org_b, Role::Closer);
+    let (call_b, _) = video_call(video, org_b, &host_b).await?;
+    let link_b = guest_link(video, &host_b, &call_b).await?;
+    let (other_call_a, _) = video_call(video, org, &host).await?;
+    let link_other_call_a = guest_link(video, &host, &other_call_a).await?;
+
+    let ceo_b = TestUser::new(org_b, Role::Ceo);
+    let member_a = TestUser::new(org, Role::Member);
+    let mut fixture = Fixture {
+        bearer: Some(Callers {
+            owner: Credential::Bearer(video.token(&host)),
+            other_org: Credential::Bearer(video.token(&ceo_b)),
+            same_org_without_role: Credential::Bearer(video.token(&member_a)),
+        }),
+        ..Fixture::default()
+    };
+    let query = |token: &str| Credential::Query(vec![("token".to_owned(), token.to_owned())]);
+    fixture.public.insert(
+        "GET /calls/guest/{guestId}".to_owned(),
+        Callers {
+            owner: query(&link),
+            other_org: query(&link_b),
+            same_org_without_role: query(&link_other_call_a),
+        },
+    );
+    for (name, value) in [
+        ("id", &call),
+        ("appointmentId", &appointment.to_string()),
+        ("guestId", &guest),
+        ("identity", &identity),
+        ("room_name", &meeting),
+    ] {
+        fixture.ids.insert(name.to_owned(), value.clone());
+        fixture.secrets.insert(value.clone());
+    }
+    fixture.secrets.insert(room);
+    fixture.bodies.insert(
+        "POST /calls/{id}/participants/{identity}/mute".to_owned(),
+        json!({"trackSid": track, "muted": true}),
+    );
+    Ok(fixture)
+}
+
+#[tokio::test]
+async fn video_routes_are_isolated_between_tenants() -> Result {
+    let video = services::video().await?;
+    let (problems, log) = check_isolation("video", &video.app, || video_fixture(&video)).await?;
+    report("video", &problems, &log);
+    Ok(())
+}
+
+async fn monitoring_fixture(monitoring: &Service) -> Result<Fixture> {
+    let org = Uuid::now_v7();
+    let rep = TestUser::new(org, Role::Closer);
+    let supervisor = TestUser::new(org, Role::Ceo);
+    let (status, session) = monitoring
+        .call(&rep, "POST", "/monitoring/rep/session", None)
+        .await?;
+    assert_eq!(status, 200, "rep session: {session}");
+    let room = text(&session["roomName"], "roomName")?;
+    let identity = format!("rep_{}", rep.id);
+    let livekit = monitoring
+        .livekit
+        .as_ref()
+        .ok_or("monitoring has a fake LiveKit")?;
+    livekit.join(&room, &identity, &rep.name);
+    livekit.publish_audio(&room, &identity);
+    let now = chrono::Utc::now().timestamp();
+    let sid = format!("PA_{}", &rep.id.simple().to_string()[20..]);
+    for event in [
+        json!({"event": "participant_joined", "id": format!("EV_j_{sid}"), "createdAt": now.to_string(),
+               "room": {"name": room}, "participant": {"sid": sid, "identity": identity, "joinedAt": now.to_string()}}),
+        json!({"event": "track_published", "id": format!("EV_t_{sid}"), "createdAt": now.to_string(),
+               "room": {"name": room}, "participant": {"sid": sid, "identity": identity},
+               "track": {"sid": format!("TR_{sid}"), "type": "AUDIO", "source": "MICROPHONE"}}),
+    ] {
+        let (status, answer) = monitoring.app.livekit_webhook(livekit, &event).await?;
+        assert_eq!(status, 200, "webhook: {answer}");
+    }
+    let (status, started) = monitoring
+        .call(
+            &supervisor,
+            "POST",
+            "/monitoring/sessions",
+            Some(json!({"repId": rep.id})),
+        )
+        .await?;
+    assert_eq!(status, 201, "session: {started}");
+    let session = text(&started["session"]["id"], "session.id")?;
+
+    let ceo_b = TestUser::new(Uuid::now_v7(), Role::Ceo);
+    let other_rep_a = TestUser::new(org, Role::Setter);
+    let mut fixture = Fixture {
+        bearer: Some(Callers {
+            owner: Credential::Bearer(monitoring.token(&supervisor)),
+            other_org: Credential::Bearer(monitoring.token(&ceo_b)),
+            same_org_without_role: Credential::Bearer(monitoring.token(&other_rep_a)),
+        }),
+        ..Fixture::default()
+    };
+    fixture.ids.insert("id".to_owned(), session.clone());
+    for (name, value) in [
+        ("repId", rep.id.to_string()),
+        ("supervisorId", supervisor.id.to_string()),
+        ("orgId", org.to_string()),
+        ("sessionId", session.clone()),
+    ] {
+        fixture.ids.insert(name.to_owned(), value);
+    }
+    fixture
+        .secrets
+        .extend([session, rep.id.to_string(), supervisor.id.to_string(), room]);
+    fixture.bodies.insert(
+        "POST /monitoring/sessions/{id}/mode".to_owned(),
+        json!({"mode": "listen"}),
+    );
+    Ok(fixture)
+}
+
+#[tokio::test]
+async fn monitoring_routes_are_isolated_between_tenants() -> Result {
+    let monitoring = services::monitoring().await?;
+    let (problems, log) = check_isolation("monitoring", &monitoring.app, || {
+        monitoring_fixture(&monitoring)
+    })
+    .await?;
+    report("monitoring", &problems, &log);
+    Ok(())
+}
+
+async fn telephony_fixture(telephony: &Service) -> Result<Fixture> {
+    let org = Uuid::now_v7();
+    let ceo = TestUser::new(org, Role::Ceo);
+    let rep = TestUser::new(org, Role::Closer);
+    // A Paris number of its own per fixture (numbers are unique across orgs).
+    let suffix = Uuid::now_v7().as_u128() % 10_000_000;
+    let number = format!("+3314{suffix:07}");
+    let (status, assigned) = telephony
+        .call(
+            &ceo,
+            "PUT",
+            &format!("/api/numbers/{number}"),
+            Some(json!({"ownerUserId": rep.id})),
+        )
+        .await?;
+    assert!(
+        status == 201 || status == 200,
+        "PUT number: {status} {assigned}"
+    );
+    let (status, started) = telephony
+        .call(
+            &rep,
+            "POST",
+            "/api/calls/initiate",
+            Some(json!({"from": number, "to": "+33987654321"})),
+        )
+        .await?;
+    assert_eq!(status, 201, "initiate: {started}");
+    let call = text(&started["callId"], "callId")?;
+    let sid = text(&started["sid"], "sid")?;
+
+    let ceo_b = TestUser::new(Uuid::now_v7(), Role::Ceo);
+    let other_rep_a = TestUser::new(org, Role::Closer);
+    let mut fixture = Fixture {
+        bearer: Some(Callers {
+            owner: Credential::Bearer(telephony.token(&ceo)),
+            other_org: Credential::Bearer(telephony.token(&ceo_b)),
+            same_org_without_role: Credential::Bearer(telephony.token(&other_rep_a)),
+        }),
+        ..Fixture::default()
+    };
+    for (name, value) in [
+        ("id", call.clone()),
+        ("e164", number.clone()),
+        ("number", number.clone()),
+        ("userId", rep.id.to_string()),
+        ("orgId", org.to_string()),
+    ] {
+        fixture.ids.insert(name.to_owned(), value);
+    }
+    fixture.secrets.extend([call, number.clone(), sid]);
+    let sample =
+        json!({"jitter": 12.5, "latency": 45, "packetLoss": 0.2, "mos": 4.2, "codec": "opus"});
+    fixture
+        .bodies
+        .insert("POST /api/calls/{id}/quality".to_owned(), sample);
+    fixture.bodies.insert(
+        "PUT /api/numbers/{e164}".to_owned(),
+        json!({"ownerUserId": rep.id}),
+    );
+    // The app of the rep on the call reports its quality, not their leader.
+    fixture.owners.insert(
+        "POST /api/calls/{id}/quality".to_owned(),
+        Credential::Bearer(telephony.token(&rep)),
+    );
+    fixture.other_org_exceptions.insert(
+        "PUT /api/numbers/{e164}".to_owned(),
+        Exception {
+            status: 409,
+            code: "number_taken",
+            why: "a phone number routes to one Twilio account, so another org cannot take it; \
+                  the answer names no org and changes nothing (the owner's PUT still succeeds)",
+        },
+    );
+    Ok(fixture)
+}
+
+#[tokio::test]
+async fn telephony_routes_are_isolated_between_tenants() -> Result {
+    let telephony = services::telephony().await?;
+    let (problems, log) = check_isolation("telephony", &telephony.app, || {
+        telephony_fixture(&telephony)
+    })
+    .await?;
+    report("telephony", &problems, &log);
+    Ok(())
+}
+
+async fn signaling_fixture(signaling: &Service) -> Result<Fixture> {
+    let org = Uuid::now_v7();
+    let host = TestUser::new(org, Role::Closer);
+    let patient = TestUser::new(org, Role::Member);
+    let appointment = signaling
+        .appointment(org, host.id, Some(patient.id), None)
+        .await?;
+    let (status, created) = signaling
+        .call(
+            &host,
+            "POST",
+            &format!("/video-call/room/appointment/{appointment}/create"),
+            None,
+        )
+        .await?;
+    assert!(status == 200 || status == 201, "room: {status} {created}");
+    let room = text(&created["roomId"], "roomId")?;
+    let ceo_b = TestUser::new(Uuid::now_v7(), Role::Ceo);
+    let member_a = TestUser::new(org, Role::Member);
+    let mut fixture = Fixture {
+        bearer: Some(Callers {
+            owner: Credential::Bearer(signaling.token(&host)),
+            other_org: Credential::Bearer(signaling.token(&ceo_b)),
+            same_org_without_role: Credential::Bearer(signaling.token(&member_a)),
+        }),
+        ..Fixture::default()
+    };
+    fixture
+        .ids
+        .insert("appointmentId".to_owned(), appointment.to_string());
+    fixture.secrets.extend([appointment.to_string(), room]);
+    Ok(fixture)
+}
+
+#[tokio::test]
+async fn signaling_routes_are_isolated_between_tenants() -> Result {
+    let signaling = services::signaling().await?;
+    let (problems, log) = check_isolation("signaling", &signaling.app, || {
+        signaling_fixture(&signaling)
+    })
+    .await?;
+    report("signaling", &problems, &log);
+    Ok(())
+}
+
+/// The engine itself must fail a route whose parameter has no fixture (else a new route would
+/// pass unchecked).
+#[tokio::test]
+async fn a_route_without_a_fixture_fails_with_what_to_add() -> Result {
+    let signaling = services::signaling().await?;
+    let (problems, _) = check_isolation("signaling", &signaling.app, || async {
+        let mut fixture = signaling_fixture(&signaling).await?;
+        fixture.ids.clear();
+        Ok(fixture)
+    })
+    .await?;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`appointmentId` has no fixture") && p.contains("add its id")),
+        "{problems:#?}"
+    );
+    Ok(())
+}
