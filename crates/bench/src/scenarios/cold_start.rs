@@ -34,6 +34,9 @@ async fn build() -> anyhow::Result<()> {
     for service in SERVICES {
         command.args(["-p", service]);
     }
+    // With the harness itself: the same feature resolution as `cargo run -p sb-bench`, so this
+    // finds the binaries built, rather than building the workspace a second way.
+    command.args(["-p", "sb-bench"]);
     if !command.status().await?.success() {
         anyhow::bail!("cargo build --release of the services failed");
     }
