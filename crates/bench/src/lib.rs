@@ -33,3 +33,28 @@ pub async fn log_statements(db: &sb_testkit::TestDb) -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// `cargo` for a nested build, without the variables `cargo run` sets for the harness
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …): build scripts watch some of them, and inheriting
+/// them would make cargo rebuild half the workspace instead of finding it built.
+pub fn cargo() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("cargo");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "CARGO"
+            || [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command.current_dir(workspace_root().unwrap_or_else(|_| ".".into()));
+    command
+}

@@ -29,7 +29,7 @@ pub fn parse_vm_rss_mb(status: &str) -> Option<f64> {
 }
 
 async fn build() -> anyhow::Result<()> {
-    let mut command = tokio::process::Command::new("cargo");
+    let mut command = crate::cargo();
     command.args(["build", "--release"]);
     for service in SERVICES {
         command.args(["-p", service]);

@@ -62,7 +62,7 @@ async fn run_once(binary: &Path) -> anyhow::Result<BenchJson> {
 }
 
 pub async fn build() -> anyhow::Result<std::path::PathBuf> {
-    let status = tokio::process::Command::new("cargo")
+    let status = crate::cargo()
         .args([
             "build",
             "--release",
