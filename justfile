@@ -18,6 +18,11 @@ fmt:
 ci:
     bash .ci/run
 
+# Every benchmark scenario beside its peer and limit; writes docs/benchmarks.md and the README
+# block (the same as `cargo run --release -p sb-bench -- all`).
+bench:
+    cargo run --release -p sb-bench -- all
+
 migrate:
     cargo run -p switchboard -- migrate
 

@@ -1,6 +1,5 @@
 //! `switchboard`: run the whole dev stack in one process, apply migrations, mint dev tokens.
 
-mod bench;
 mod events;
 mod migrate;
 mod seed;
@@ -44,9 +43,6 @@ enum Command {
     /// Watch the event streams.
     #[command(subcommand)]
     Events(events::Command),
-    /// Benchmarks (build with --release).
-    #[command(subcommand)]
-    Bench(bench::Command),
     /// Telephony dev tools: `simulate inbound|status|dial|recording` posts signed Twilio webhooks.
     #[command(subcommand)]
     Telephony(telephony::Command),
@@ -65,7 +61,6 @@ fn main() -> anyhow::Result<()> {
             Command::Token(args) => token::run(args),
             Command::Seed(args) => seed::run(args).await,
             Command::Events(command) => events::run(command).await,
-            Command::Bench(command) => bench::run(command).await,
             Command::Telephony(command) => telephony::run(command).await,
         }
     })

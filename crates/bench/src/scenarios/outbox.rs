@@ -1,5 +1,5 @@
-//! `switchboard bench outbox`: the outbox measured beside raw JetStream publishing, in one run on
-//! this machine. Build with `--release`.
+//! Scenario 4: the outbox measured beside raw JetStream publishing, in one run on this machine
+//! (formerly `switchboard bench outbox`; the measurement is unchanged).
 //!
 //! - Publishing rate: N events as fast as possible. Raw: pipelined `publish` + ack (256 in flight,
 //!   the relay's batch size). Outbox: N committed rows drained by the relay (claim, publish, ack,
@@ -27,37 +27,46 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-#[derive(clap::Subcommand)]
-pub enum Command {
-    /// Outbox commit-to-ack latency and throughput beside raw async-nats JetStream publishing.
-    Outbox(OutboxArgs),
-}
+use crate::report::{Row, Verdict};
+use crate::stats::{Spread, number, ratios};
 
-#[derive(clap::Args, Clone)]
+/// What the scenario runs (the former `switchboard bench outbox` defaults).
+#[derive(Clone)]
 pub struct OutboxArgs {
     /// Events per throughput measurement.
-    #[arg(long, default_value_t = 20_000)]
-    events: usize,
+    pub events: usize,
     /// Events per second in the latency measurement.
-    #[arg(long, default_value_t = 1_000)]
-    rate: u64,
-    /// Length of the latency measurement.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    pub rate: u64,
+    /// Length of the latency measurement, in seconds.
+    pub seconds: u64,
     /// Concurrent producers (connections committing transactions).
-    #[arg(long, default_value_t = 8)]
-    producers: usize,
+    pub producers: usize,
     /// Relay batch size, and the raw loop's number of publishes in flight (kept equal).
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
+    pub batch: usize,
     /// Repetitions; figures are medians with min–max spread.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    pub runs: usize,
 }
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Outbox(args) => outbox(args).await,
+impl OutboxArgs {
+    pub fn with_runs(runs: usize) -> Self {
+        Self {
+            events: 20_000,
+            rate: 1_000,
+            seconds: 10,
+            producers: 8,
+            batch: 256,
+            runs,
+        }
+    }
+}
+
+const TARGET_RATE: &str = "≥ 50 % of raw publish rate";
+const TARGET_P99: &str = "p99 < 50 ms at 1,000 events/s";
+
+pub async fn run(runs: usize) -> Vec<Row> {
+    match outbox(OutboxArgs::with_runs(runs)).await {
+        Ok(rows) => rows,
+        Err(error) => vec![Row::failed("4. outbox", TARGET_RATE, &format!("{error:#}"))],
     }
 }
 
@@ -105,7 +114,7 @@ fn raw_headers(id: Uuid) -> async_nats::HeaderMap {
     map
 }
 
-async fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
+async fn outbox(args: OutboxArgs) -> anyhow::Result<Vec<Row>> {
     let env = Env::new(&ProcessEnv);
     let mut database = DatabaseConfig::from_env(&env)?;
     let mut url = url_of(&database)?;
@@ -129,17 +138,13 @@ async fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
         pool,
     };
 
-    println!(
-        "Machine: {} cores, {} MiB RAM; NATS {server_version}; PostgreSQL at {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        memory_mib(),
+    eprintln!(
+        "  NATS {server_version}; PostgreSQL at {}",
         database.redacted_url()
     );
     let mut figures = Figures::default();
     for run in 1..=args.runs {
-        eprintln!("run {run}/{}…", args.runs);
+        eprintln!("  outbox run {run}/{}…", args.runs);
         figures
             .raw_rate
             .push(bench.raw_throughput(args.events).await?);
@@ -166,12 +171,10 @@ async fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
         figures.outbox_p99.push(p99);
         figures.outbox_achieved_rate.push(achieved);
     }
-    print_report(&args, &mut figures);
-
     drop(bench.js.delete_stream(bench.ns.stream(Domain::Video)).await);
     bench.pool.close();
     drop_database(&database, &name).await;
-    Ok(())
+    Ok(rows(&args, &figures))
 }
 
 fn url_of(database: &DatabaseConfig) -> anyhow::Result<url::Url> {
@@ -191,18 +194,6 @@ async fn drop_database(database: &DatabaseConfig, name: &str) {
                 .await,
         );
     }
-}
-
-fn memory_mib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -501,84 +492,89 @@ fn async_channel(capacity: usize) -> (mpsc::Sender<u64>, Arc<Mutex<mpsc::Receive
     (tx, Arc::new(Mutex::new(rx)))
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn spread(values: &[f64]) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if max >= 100.0 {
-        format!("{min:.0}–{max:.0}")
-    } else {
-        format!("{min:.1}–{max:.1}")
-    }
-}
-
-fn print_report(args: &OutboxArgs, f: &mut Figures) {
-    let raw_rate = median(&mut f.raw_rate.clone());
-    let outbox_rate = median(&mut f.outbox_rate.clone());
-    let end_to_end = median(&mut f.end_to_end_rate.clone());
-    let sql_limit = median(&mut f.sql_limit_rate.clone());
-    let raw_p50 = median(&mut f.raw_p50.clone());
-    let raw_p99 = median(&mut f.raw_p99.clone());
-    let outbox_p50 = median(&mut f.outbox_p50.clone());
-    let outbox_p99 = median(&mut f.outbox_p99.clone());
-    let achieved = median(&mut f.outbox_achieved_rate.clone());
-    println!();
-    println!(
-        "Outbox benchmark: {} runs (median, min–max), {} events per throughput run, {} events/s for {} s in the latency run, {} producers",
-        args.runs, args.events, args.rate, args.seconds, args.producers
-    );
-    println!();
-    println!("| measure | outbox | raw JetStream publish | ratio | target | met |");
-    println!("|---|---|---|---|---|---|");
-    // Each run measures raw and relay back to back: the median of the per-run ratios is steadier
-    // than the ratio of medians on a noisy machine.
-    let mut ratios: Vec<f64> = f
-        .outbox_rate
-        .iter()
-        .zip(&f.raw_rate)
-        .map(|(outbox, raw)| outbox / raw * 100.0)
-        .collect();
-    let ratio = median(&mut ratios) / 100.0;
-    println!(
-        "| publishing events/s (relay draining committed rows) | {outbox_rate:.0} ({}) | {raw_rate:.0} ({}) | {:.0} % ({}) | outbox ≥ 50 % of raw | {} |",
-        spread(&f.outbox_rate),
+fn rows(args: &OutboxArgs, f: &Figures) -> Vec<Row> {
+    let spread = |v: &[f64]| Spread::of(v);
+    let (
+        Some(raw_rate),
+        Some(outbox_rate),
+        Some(end_to_end),
+        Some(sql_limit),
+        Some(raw_p50),
+        Some(raw_p99),
+        Some(outbox_p50),
+        Some(outbox_p99),
+        Some(achieved),
+    ) = (
         spread(&f.raw_rate),
-        ratio * 100.0,
-        spread(&ratios),
-        if ratio >= 0.5 { "yes" } else { "no" }
-    );
-    println!(
-        "| end-to-end events/s ({} producers, one event per transaction) | {end_to_end:.0} ({}) | {sql_limit:.0} ({}): same transactions, no relay | {:.0} % | | |",
-        args.producers,
+        spread(&f.outbox_rate),
         spread(&f.end_to_end_rate),
         spread(&f.sql_limit_rate),
-        end_to_end / sql_limit * 100.0
-    );
-    println!(
-        "| p50 latency at {} events/s (ms) | {outbox_p50:.2} ({}) | {raw_p50:.2} ({}) | | | |",
-        args.rate,
-        spread(&f.outbox_p50),
-        spread(&f.raw_p50)
-    );
-    println!(
-        "| p99 latency at {} events/s (ms) | {outbox_p99:.2} ({}) | {raw_p99:.2} ({}) | | outbox < 50 ms | {} |",
-        args.rate,
-        spread(&f.outbox_p99),
+        spread(&f.raw_p50),
         spread(&f.raw_p99),
-        if outbox_p99 < 50.0 { "yes" } else { "no" }
-    );
-    println!(
-        "| achieved rate in the latency run (events/s) | {achieved:.0} | | | {} | |",
-        args.rate
-    );
-    println!();
-    println!("Outbox latency is transaction commit → JetStream ack; raw latency is publish → ack.");
-    println!(
-        "End to end is bounded by Postgres committing insert + NOTIFY (NOTIFY serialises commits):"
-    );
-    println!("its peer column is that ceiling, measured in the same run.");
+        spread(&f.outbox_p50),
+        spread(&f.outbox_p99),
+        spread(&f.outbox_achieved_rate),
+    )
+    else {
+        return vec![Row::failed("4. outbox", TARGET_RATE, "no run")];
+    };
+    // Each run measures raw and relay back to back: the median of the per-run ratios is steadier
+    // than the ratio of medians on a noisy machine.
+    let percent = |ours: &[f64], peer: &[f64]| {
+        Spread::of(
+            &ratios(ours, peer)
+                .iter()
+                .map(|r| r * 100.0)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let publish_ratio = percent(&f.outbox_rate, &f.raw_rate);
+    let end_to_end_ratio = percent(&f.end_to_end_rate, &f.sql_limit_rate);
+    let render_ratio =
+        |r: Option<Spread>| r.map_or("n/a".to_owned(), |r| format!("{} %", r.render(0)));
+    vec![
+        Row {
+            scenario: "4. outbox publishing: events/s (relay draining committed rows)".to_owned(),
+            ours: outbox_rate.render(0),
+            peer: format!(
+                "raw async-nats JetStream publish, {} in flight: {}",
+                args.batch,
+                raw_rate.render(0)
+            ),
+            ratio: render_ratio(publish_ratio),
+            target: TARGET_RATE.to_owned(),
+            met: Verdict::from_bool(publish_ratio.is_some_and(|r| r.median >= 50.0)),
+        },
+        Row {
+            scenario: format!(
+                "4. outbox end to end: events/s ({} producers, one event per transaction)",
+                args.producers
+            ),
+            ours: end_to_end.render(0),
+            peer: format!("the same transactions, no relay: {}", sql_limit.render(0)),
+            ratio: render_ratio(end_to_end_ratio),
+            target: String::new(),
+            met: Verdict::NotApplicable,
+        },
+        Row {
+            scenario: format!(
+                "4. outbox commit → JetStream ack at {} events/s (achieved {}): p50 / p99",
+                number(args.rate as f64, 0),
+                number(achieved.median, 0)
+            ),
+            ours: format!(
+                "p50 {} ms, p99 {} ms",
+                outbox_p50.render(2),
+                outbox_p99.render(2)
+            ),
+            peer: format!(
+                "raw publish → ack: p50 {} ms, p99 {} ms",
+                raw_p50.render(2),
+                raw_p99.render(2)
+            ),
+            ratio: String::new(),
+            target: TARGET_P99.to_owned(),
+            met: Verdict::from_bool(outbox_p99.median < 50.0),
+        },
+    ]
 }

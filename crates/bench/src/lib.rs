@@ -1,0 +1,60 @@
+//! sb-bench: every performance scenario of issue 9 beside its peer and its limit, run several
+//! times on this machine, summarised in one markdown table (`docs/benchmarks.md` and the README).
+
+pub mod loadgen;
+pub mod pgbench;
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+
+use std::path::PathBuf;
+
+/// The workspace root (where `Cargo.toml` lists `crates/*`): the harness runs cargo, pgbench
+/// scripts and writes the README from there.
+pub fn workspace_root() -> anyhow::Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(|crates| crates.parent())
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("no workspace root above {}", manifest.display()))
+}
+
+/// Makes Postgres log every statement run on `db` from now on (new connections), to derive the
+/// pgbench scripts in `sql/` from what the services really run (`--log-sql`).
+pub async fn log_statements(db: &sb_testkit::TestDb) -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = db.conn().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    diesel::sql_query(format!(
+        "ALTER DATABASE {} SET log_statement = 'all'",
+        db.name()
+    ))
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
+/// `cargo` for a nested build, without the variables `cargo run` sets for the harness
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …): build scripts watch some of them, and inheriting
+/// them would make cargo rebuild half the workspace instead of finding it built.
+pub fn cargo() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("cargo");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "CARGO"
+            || [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command.current_dir(workspace_root().unwrap_or_else(|_| ".".into()));
+    command
+}

@@ -1,0 +1,114 @@
+//! The load generator: a fixed number of workers on loopback, each sending its next request as
+//! soon as the previous answered (closed loop), bounded in count and in time; latencies go to an
+//! HDR histogram (microseconds, 3 significant digits).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// What one load run measured.
+pub struct LoadResult {
+    pub ok: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Latencies of successful requests, in microseconds.
+    pub histogram: Histogram<u64>,
+    pub first_error: Option<String>,
+}
+
+impl LoadResult {
+    pub fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.histogram.is_empty() {
+            return f64::NAN;
+        }
+        self.histogram.value_at_quantile(p) as f64 / 1000.0
+    }
+}
+
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
+    // 1 µs to 60 s.
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+/// An HTTP client for the load: keep-alive, one idle connection per worker, HTTP/1.1 only.
+pub fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .http1_only()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Runs `request(i)` for i in 0..total with `concurrency` workers, stopping early at
+/// `max_time`. A request returns Ok(()) when it got the expected answer.
+pub async fn closed_loop<F, Fut>(
+    concurrency: usize,
+    total: usize,
+    max_time: Duration,
+    request: F,
+) -> anyhow::Result<LoadResult>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let request = Arc::new(request);
+    let started = Instant::now();
+    let deadline = started + max_time;
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (next, request) = (next.clone(), request.clone());
+        workers.push(tokio::spawn(async move {
+            let mut hist = histogram()?;
+            let (mut errors, mut first_error) = (0u64, None);
+            loop {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let sent = Instant::now();
+                match request(i).await {
+                    Ok(()) => {
+                        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        hist.saturating_record(micros.max(1));
+                    }
+                    Err(error) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| error.to_string());
+                    }
+                }
+            }
+            anyhow::Ok((hist, errors, first_error))
+        }));
+    }
+    let mut result = LoadResult {
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        histogram: histogram()?,
+        first_error: None,
+    };
+    for worker in workers {
+        let (hist, errors, first_error) = worker.await??;
+        result.histogram.add(&hist)?;
+        result.errors += errors;
+        if result.first_error.is_none() {
+            result.first_error = first_error;
+        }
+    }
+    result.elapsed = started.elapsed();
+    result.ok = result.histogram.len();
+    Ok(result)
+}

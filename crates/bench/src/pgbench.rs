@@ -1,0 +1,107 @@
+//! The Postgres limit beside a scenario: `/usr/bin/pgbench` running the scenario's SQL
+//! transaction (a script file committed in `crates/bench/sql/`) on the same database at the same
+//! concurrency.
+
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+pub const PGBENCH: &str = "/usr/bin/pgbench";
+
+/// What pgbench reported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PgbenchResult {
+    pub tps: f64,
+    pub latency_avg_ms: f64,
+}
+
+/// Reads `tps = …` and `latency average = … ms` from pgbench's report.
+pub fn parse_report(output: &str) -> anyhow::Result<PgbenchResult> {
+    let tps = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no `tps = ` line in pgbench's output:\n{output}"))?;
+    let latency_avg_ms = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("latency average = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    Ok(PgbenchResult {
+        tps,
+        latency_avg_ms,
+    })
+}
+
+/// Runs `scripts` (each with its weight) with `clients` connections for `seconds` on
+/// `database`, with `-D name=value` variables; prepared statements, as diesel-async uses.
+pub async fn run(
+    database: &sb_db::DatabaseConfig,
+    scripts: &[(&Path, u32)],
+    clients: usize,
+    seconds: u64,
+    variables: &[(&str, String)],
+) -> anyhow::Result<PgbenchResult> {
+    let url = url::Url::parse(database.url.expose_secret())?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(clients);
+    let mut command = tokio::process::Command::new(PGBENCH);
+    command
+        .args(["-n", "-M", "prepared"])
+        .args(["-h", url.host_str().unwrap_or("127.0.0.1")])
+        .args(["-p", &url.port().unwrap_or(5432).to_string()])
+        .args([
+            "-U",
+            if url.username().is_empty() {
+                "postgres"
+            } else {
+                url.username()
+            },
+        ])
+        .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
+        .args(["-T", &seconds.to_string()])
+        .kill_on_drop(true);
+    for (script, weight) in scripts {
+        command
+            .arg("-f")
+            .arg(format!("{}@{weight}", script.display()));
+    }
+    if let Some(password) = url.password() {
+        command.env("PGPASSWORD", password);
+    }
+    for (name, value) in variables {
+        command.args(["-D", &format!("{name}={value}")]);
+    }
+    command.arg(url.path().trim_start_matches('/'));
+    let output = tokio::time::timeout(Duration::from_secs(seconds + 60), command.output())
+        .await
+        .map_err(|_| anyhow::anyhow!("pgbench did not finish"))??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        anyhow::bail!(
+            "pgbench failed ({}): {}{}",
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    parse_report(&stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_is_parsed() {
+        let report = "pgbench (15.20 (Debian 15.20-0+deb12u1))\ntransaction type: sql/join.sql\nscaling factor: 1\nquery mode: prepared\nnumber of clients: 16\nnumber of threads: 2\nmaximum number of tries: 1\nduration: 5 s\nnumber of transactions actually processed: 10234\nnumber of failed transactions: 0 (0.000%)\nlatency average = 7.812 ms\ninitial connection time = 20.109 ms\ntps = 2048.123456 (without initial connection time)\n";
+        let parsed = parse_report(report).unwrap();
+        assert_eq!(parsed.tps, 2048.123456);
+        assert_eq!(parsed.latency_avg_ms, 7.812);
+        assert!(parse_report("pgbench: error: connection refused").is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! Scenario 1: `POST /calls/appointments/{id}/join` on sb-video built in-process (fake LiveKit
+//! from sb-testkit, no added latency), each request the first join of its own appointment (the
+//! call is created, its room created on the fake, the host's participant and session written,
+//! `participant_joined` + `call_started` enqueued), at 1, 16 and 64 concurrent requests; beside
+//! it pgbench running the same SQL transaction (`sql/join.sql`) on the same database at the same
+//! concurrency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::RunQueryDsl;
+use sb_auth::Role;
+use sb_events::Namespace;
+use sb_events::streams::StreamSettings;
+use sb_livekit::LiveKitConfig;
+use sb_platform::config::{Environment, HttpConfig, NatsConfig};
+use sb_testkit::{FakeLiveKit, TestApp, TestDb, TestNats, TestTokens, TestUser};
+use sb_video::VideoConfig;
+use sb_video::config::{GuestLinkConfig, ReconcileConfig, RecordingConfig};
+use uuid::Uuid;
+
+use crate::report::{Row, Verdict};
+use crate::stats::{Spread, ratios};
+use crate::{loadgen, pgbench};
+
+pub const LEVELS: [usize; 3] = [1, 16, 64];
+/// Requests per level and run (and at most `SECONDS`).
+const REQUESTS: usize = 3_000;
+const SECONDS: u64 = 8;
+const TARGET: &str = "≥ 50 % of pgbench";
+const P99_LIMIT_MS: f64 = 25.0;
+
+/// Appointment `n` of the bench org (the same formula is in `sql/join.sql`).
+pub fn appointment_id(n: usize) -> Uuid {
+    Uuid::from_u128(0x0190a000_0000_7000_8000_000000000000 | n as u128)
+}
+
+fn config(db: &TestDb, nats: &TestNats, livekit: &FakeLiveKit, tokens: &TestTokens) -> VideoConfig {
+    let mut http = HttpConfig::ephemeral();
+    // The production default: one worker per core.
+    http.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    VideoConfig {
+        environment: Environment::Production,
+        http,
+        database: db.config(),
+        nats: NatsConfig {
+            url: sb_testkit::nats_url(),
+            connect_timeout: Duration::from_secs(5),
+        },
+        namespace: Namespace::prefixed(nats.prefix()),
+        streams: StreamSettings::default(),
+        auth: tokens.auth_config(),
+        livekit: LiveKitConfig {
+            url: livekit.url(),
+            api_key: livekit.api_key.clone(),
+            api_secret: livekit.api_secret.clone().into(),
+            token_ttl: Duration::from_secs(600),
+        },
+        livekit_timeout: Duration::from_secs(2),
+        guest_links: GuestLinkConfig {
+            secret: "bench-guest-link-secret-0123456789abcdef".to_owned().into(),
+            base_url: "https://app.example.test/call/guest".to_owned(),
+            open_before: Duration::from_secs(30 * 60),
+            close_after: Duration::from_secs(2 * 3600),
+        },
+        recording: RecordingConfig {
+            s3: None,
+            prefix: "recordings".to_owned(),
+            stuck_after: Duration::from_secs(15 * 60),
+        },
+        reconcile: ReconcileConfig {
+            interval: Duration::from_secs(3600),
+            empty_grace: Duration::from_secs(120),
+        },
+    }
+}
+
+/// Inserts appointments `from..to` of `host` into the read model (as the projector would).
+async fn seed(db: &TestDb, org: Uuid, host: Uuid, from: usize, to: usize) -> anyhow::Result<()> {
+    let mut conn = db.conn().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    diesel::sql_query(format!(
+        "INSERT INTO appointments (id, org_id, host_user_id, lead, scheduled_at, ends_at, kind, status, version) \
+         SELECT ('0190a000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, '{org}', '{host}', \
+                '{{\"name\": \"Lead Person\", \"phone\": \"+33612345678\", \"email\": \"lead@example.test\"}}', \
+                now(), now() + interval '45 minutes', 'remote', 'scheduled', 1 \
+         FROM generate_series({from}, {to} - 1) AS n"
+    ))
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct Level {
+    rate: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    pgbench: Vec<f64>,
+}
+
+pub async fn run(runs: usize, log_sql: bool) -> Vec<Row> {
+    match measure(runs, log_sql).await {
+        Ok(rows) => rows,
+        Err(error) => vec![Row::failed("1. join", TARGET, &format!("{error:#}"))],
+    }
+}
+
+async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
+    let err = |e: sb_testkit::Error| anyhow::anyhow!("{e}");
+    let db = TestDb::new().await.map_err(err)?;
+    if log_sql {
+        crate::log_statements(&db).await?;
+    }
+    let nats = TestNats::new().await.map_err(err)?;
+    let livekit = FakeLiveKit::start().await.map_err(err)?;
+    let tokens = TestTokens::new();
+    let config = config(&db, &nats, &livekit, &tokens);
+    let app = TestApp::spawn(sb_video::build(config.clone()).await?);
+    let org = Uuid::now_v7();
+    let host = TestUser::new(org, Role::Closer);
+    let token: Arc<str> = tokens.for_principal(&host.principal()).into();
+    let per_run = LEVELS.len() * REQUESTS;
+    let warmup = if log_sql { 3 } else { 200 };
+    seed(&db, org, host.id, 0, warmup + runs * per_run).await?;
+    let script = crate::workspace_root()?.join("crates/bench/sql/join.sql");
+    let base = Arc::new(app.address.clone());
+
+    let mut levels: Vec<Level> = LEVELS.iter().map(|_| Level::default()).collect();
+    let join = |client: reqwest::Client, offset: usize| {
+        let (token, base) = (token.clone(), base.clone());
+        move |i: usize| {
+            let (client, token, base) = (client.clone(), token.clone(), base.clone());
+            async move {
+                let url = format!(
+                    "{base}/calls/appointments/{}/join",
+                    appointment_id(offset + i)
+                );
+                let response = client.post(url).bearer_auth(&*token).send().await?;
+                let status = response.status();
+                // Read the body: the response is not complete (nor the connection reusable) before.
+                let body = response.bytes().await?;
+                if status != reqwest::StatusCode::OK {
+                    anyhow::bail!("join answered {status}: {}", String::from_utf8_lossy(&body));
+                }
+                Ok(())
+            }
+        }
+    };
+    // Warm up connections, statement caches and the allocator.
+    let warm = loadgen::closed_loop(
+        4,
+        warmup,
+        Duration::from_secs(30),
+        join(loadgen::client(4)?, 0),
+    )
+    .await?;
+    if let Some(error) = warm.first_error {
+        anyhow::bail!("warm-up: {error}");
+    }
+    if log_sql {
+        eprintln!(
+            "  logged the statements of {warmup} joins on database {}",
+            db.name()
+        );
+        return Ok(Vec::new());
+    }
+    let mut next = warmup;
+    for run in 1..=runs {
+        for (level, &concurrency) in LEVELS.iter().enumerate() {
+            eprintln!("  join run {run}/{runs}, concurrency {concurrency}…");
+            let result = loadgen::closed_loop(
+                concurrency,
+                REQUESTS,
+                Duration::from_secs(SECONDS),
+                join(loadgen::client(concurrency)?, next),
+            )
+            .await?;
+            next += REQUESTS;
+            if let Some(error) = &result.first_error {
+                anyhow::bail!(
+                    "{} of {} joins failed, first: {error}",
+                    result.errors,
+                    result.ok + result.errors
+                );
+            }
+            let limit = pgbench::run(
+                &db.config(),
+                &[(script.as_path(), 1)],
+                concurrency,
+                SECONDS,
+                &[
+                    ("org", org.to_string()),
+                    ("host", host.id.to_string()),
+                    ("appointments", next.to_string()),
+                ],
+            )
+            .await?;
+            let figures = &mut levels[level];
+            figures.rate.push(result.rate());
+            figures.p50.push(result.percentile_ms(0.50));
+            figures.p99.push(result.percentile_ms(0.99));
+            figures.pgbench.push(limit.tps);
+        }
+    }
+    drop(app);
+    Ok(LEVELS
+        .iter()
+        .zip(&levels)
+        .map(|(&concurrency, figures)| row(concurrency, figures))
+        .collect())
+}
+
+fn row(concurrency: usize, f: &Level) -> Row {
+    let (Some(rate), Some(p50), Some(p99), Some(limit)) = (
+        Spread::of(&f.rate),
+        Spread::of(&f.p50),
+        Spread::of(&f.p99),
+        Spread::of(&f.pgbench),
+    ) else {
+        return Row::failed(
+            &format!("1. join, concurrency {concurrency}"),
+            TARGET,
+            "no run",
+        );
+    };
+    let ratio = Spread::of(
+        &ratios(&f.rate, &f.pgbench)
+            .iter()
+            .map(|r| r * 100.0)
+            .collect::<Vec<_>>(),
+    );
+    let ratio_met = ratio.is_some_and(|r| r.median >= 50.0);
+    let (target, met) = if concurrency == 64 {
+        (
+            format!("{TARGET}; p99 < {P99_LIMIT_MS} ms"),
+            Verdict::all(&[
+                Verdict::from_bool(ratio_met),
+                Verdict::from_bool(p99.median < P99_LIMIT_MS),
+            ]),
+        )
+    } else {
+        (TARGET.to_owned(), Verdict::from_bool(ratio_met))
+    };
+    Row {
+        scenario: format!(
+            "1. join (first join of an appointment), concurrency {concurrency}: req/s; p50 / p99"
+        ),
+        ours: format!(
+            "{} req/s; p50 {} ms, p99 {} ms",
+            rate.render(0),
+            p50.render(2),
+            p99.render(2)
+        ),
+        peer: format!(
+            "pgbench, same SQL transaction, {concurrency} clients: {} tx/s",
+            limit.render(0)
+        ),
+        ratio: ratio.map_or("n/a".to_owned(), |r| format!("{} %", r.render(0))),
+        target,
+        met,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appointment_ids_match_the_sql_formula() {
+        // sql/join.sql and `seed` build '0190a000-0000-7000-8000-' || lpad(to_hex(n), 12, '0').
+        assert_eq!(
+            appointment_id(0).to_string(),
+            "0190a000-0000-7000-8000-000000000000"
+        );
+        assert_eq!(
+            appointment_id(4095).to_string(),
+            "0190a000-0000-7000-8000-000000000fff"
+        );
+    }
+}
