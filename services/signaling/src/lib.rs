@@ -112,7 +112,9 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         config: config.clone(),
     };
     let io = socket_server(&state);
-    let cluster_subject = config.namespace.subject("sb.signaling.socketio");
+    // Live traffic between instances stays outside `sb.>`: a subject under `sb.signaling.>` is
+    // captured by the SB_SIGNALING stream, which would store every relayed signal as an event.
+    let cluster_subject = config.namespace.subject("live.signaling.socketio");
     io.attach_nats(client.clone(), cluster_subject).await?;
 
     let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
