@@ -15,7 +15,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// What the server sent last before the socket ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closed {
-    /// A Socket.IO DISCONNECT or an event before the websocket closed; `reason` is its text.
+    /// The close frame's `code reason` (`1001 server shutting down`), else the last packet
+    /// before the websocket closed.
     WithReason(String),
     /// The websocket closed with nothing said.
     Silently,
@@ -105,11 +106,11 @@ impl SocketClient {
                 Some(Ok(Message::Text(text))) => last = Some(text.as_str().to_owned()),
                 Some(Ok(Message::Close(frame))) => {
                     let reason = frame
-                        .map(|f| f.reason.as_str().to_owned())
-                        .filter(|r| !r.is_empty());
-                    return Ok(match (last, reason) {
-                        (Some(text), _) => Closed::WithReason(text),
-                        (None, Some(reason)) => Closed::WithReason(reason),
+                        .map(|f| format!("{} {}", u16::from(f.code), f.reason.as_str()))
+                        .filter(|r| r.len() > 5);
+                    return Ok(match (reason, last) {
+                        (Some(reason), _) => Closed::WithReason(reason),
+                        (None, Some(text)) => Closed::WithReason(text),
                         (None, None) => Closed::Silently,
                     });
                 }

@@ -353,7 +353,14 @@ async fn run(io: SocketIo, session: Arc<Session>, mut ws: actix_ws::Session, mut
                 }
             }
         }
-        let _ = writer_ws.close(None).await;
+        let reason = writer_session
+            .going_away
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| actix_ws::CloseReason {
+                code: actix_ws::CloseCode::Away,
+                description: Some(DisconnectReason::ServerShuttingDown.as_str().to_owned()),
+            });
+        let _ = writer_ws.close(reason).await;
     });
     loop {
         tokio::select! {
