@@ -98,8 +98,20 @@ async fn main() -> anyhow::Result<()> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_sample = Duration::from_secs(args.sample_every);
     let mut next_progress = Duration::from_secs(60);
+    // Ctrl-C or SIGTERM ends the run early with a report, and the private Postgres and NATS are
+    // stopped on the way out (they are killed when their handles drop).
+    let interrupted = sb_platform::shutdown::signal();
+    tokio::pin!(interrupted);
+    let mut stopped_early = false;
     while begin.elapsed() < run_for {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = &mut interrupted => {
+                println!("interrupted after {} s: reporting what ran", begin.elapsed().as_secs());
+                stopped_early = true;
+                break;
+            }
+        }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             skipped += 1;
             continue;
@@ -238,7 +250,8 @@ async fn main() -> anyhow::Result<()> {
     println!("events end to end through JetStream: {accounting}");
 
     stack.stop().await?;
-    let verdict = server_errors == 0 && failures == 0 && accounting.is_exact() && flat;
+    let verdict =
+        !stopped_early && server_errors == 0 && failures == 0 && accounting.is_exact() && flat;
     println!();
     println!(
         "soak {}: {server_errors} 5xx, {failures} non-2xx, {} lost, {} duplicated, memory {}",
