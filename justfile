@@ -8,6 +8,11 @@ dev:
 test:
     cargo test --workspace
 
+# Mixed traffic against the four services on a private Postgres and NATS (README "Resilience");
+# `just soak 1` for a one-minute run.
+soak minutes="10":
+    cargo run --release -p sb-resilience --bin soak -- --minutes {{minutes}}
+
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings

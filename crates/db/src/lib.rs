@@ -8,7 +8,10 @@ mod pool;
 pub mod schema;
 
 pub use config::{DatabaseConfig, redact_url};
-pub use pool::{DbConn, DbPool, PoolBuildError, PostgresProbe, build_pool, ensure_database_exists};
+pub use pool::{
+    DbConn, DbPool, PoolBuildError, PostgresProbe, build_pool, connection_lost,
+    ensure_database_exists,
+};
 
 /// What a service does with its database at start-up: migrate when `MIGRATE_ON_START` is set,
 /// then build the (lazy) pool.

@@ -1,8 +1,8 @@
 //! The connection pool (diesel-async over tokio-postgres: no libpq), its readiness probe, and the
 //! dev helper that creates the database.
 
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -20,9 +20,33 @@ pub struct PoolBuildError(String);
 
 /// Builds the pool. Lazy: no connection is opened until first use, so a service starts (and
 /// answers `/healthz`) while Postgres is down; `/readyz` reports it.
+///
+/// Connections are opened on the runtime that builds the pool. tokio-postgres drives each
+/// connection from a task spawned where it was established; opened from a request on one of
+/// actix's per-worker runtimes, that task dies with the worker, and at graceful shutdown the idle
+/// workers stop first: a request still draining on another worker then finds its pooled
+/// connection closed under it (seen as a 503 mid-join in the SIGTERM test).
 pub fn build_pool(config: &DatabaseConfig) -> Result<DbPool, PoolBuildError> {
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.expose_secret());
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    manager_config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        let runtime = runtime.clone();
+        async move {
+            match runtime {
+                Some(runtime) => runtime
+                    .spawn(async move { AsyncPgConnection::establish(&url).await })
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?,
+                None => AsyncPgConnection::establish(&url).await,
+            }
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        config.url.expose_secret(),
+        manager_config,
+    );
     Pool::builder(manager)
         .max_size(config.max_connections)
         .wait_timeout(Some(config.acquire_timeout))
@@ -134,5 +158,66 @@ pub async fn ensure_database_exists(config: &DatabaseConfig) -> Result<bool, Dat
             url: shown,
             reason: e.to_string(),
         }),
+    }
+}
+
+/// Whether a query failed because the connection to Postgres was lost (a restart, a failover, a
+/// network cut) rather than because of the query: callers answer 503, not 500. Without a
+/// SQLSTATE diesel-async reports `UnableToSendCommand`; a server shutting down sends 57P01
+/// (`terminating connection due to administrator command`).
+pub fn connection_lost(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            message.starts_with("terminating connection")
+                || message.starts_with("the database system is")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::connection_lost;
+
+    fn db(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_apart_from_a_failed_query() {
+        for lost in [
+            db(
+                DatabaseErrorKind::UnableToSendCommand,
+                "error communicating with the server",
+            ),
+            db(DatabaseErrorKind::ClosedConnection, "connection closed"),
+            db(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            db(
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+            Error::BrokenTransactionManager,
+        ] {
+            assert!(connection_lost(&lost), "{lost}");
+        }
+        for failed in [
+            db(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            db(DatabaseErrorKind::Unknown, "syntax error at or near"),
+            Error::NotFound,
+        ] {
+            assert!(!connection_lost(&failed), "{failed}");
+        }
     }
 }

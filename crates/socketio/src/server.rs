@@ -95,6 +95,9 @@ pub(crate) struct Session {
     pub(crate) upgraded: AtomicBool,
     pub(crate) closed: CancellationToken,
     closing: AtomicBool,
+    /// Set when the server closes the session because it is stopping: the websocket's close
+    /// frame then says so (1001 Going Away).
+    pub(crate) going_away: AtomicBool,
     pub(crate) pong: Notify,
     sockets: Mutex<HashMap<String, Socket>>,
     handshake: Handshake,
@@ -382,6 +385,7 @@ impl SocketIo {
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             upgraded: AtomicBool::new(false),
             closed: CancellationToken::new(),
+            going_away: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             pong: Notify::new(),
             sockets: Mutex::new(HashMap::new()),
@@ -406,6 +410,21 @@ impl SocketIo {
                 "maxPayload": config.max_payload,
             })
         )
+    }
+
+    /// Graceful shutdown: every session of this instance gets an Engine.IO CLOSE packet and a
+    /// websocket close frame 1001 `server shutting down`, so clients see why and reconnect (to
+    /// another instance) instead of waiting for a ping timeout; the namespaces' disconnect
+    /// handlers run with [`DisconnectReason::ServerShuttingDown`]. Returns how many were open.
+    pub fn close_all(&self) -> usize {
+        let sessions: Vec<Arc<Session>> = lock(&self.inner.sessions).values().cloned().collect();
+        for session in &sessions {
+            session.going_away.store(true, Ordering::SeqCst);
+            // Engine.IO CLOSE: the client reports `transport close` and reconnects.
+            self.send(session, "1".to_owned());
+            self.close_session(session, DisconnectReason::ServerShuttingDown);
+        }
+        sessions.len()
     }
 
     /// Ends a session: its sockets leave their namespaces, its transport closes.

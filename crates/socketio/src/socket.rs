@@ -27,6 +27,8 @@ pub enum DisconnectReason {
     RateLimited,
     /// The client read its packets too slowly and its queue filled up.
     SlowClient,
+    /// The server is stopping (SIGTERM): clients reconnect, to another instance.
+    ServerShuttingDown,
 }
 
 impl DisconnectReason {
@@ -39,6 +41,7 @@ impl DisconnectReason {
             Self::ServerNamespaceDisconnect => "server namespace disconnect",
             Self::RateLimited => "rate limited",
             Self::SlowClient => "slow client",
+            Self::ServerShuttingDown => "server shutting down",
         }
     }
 }

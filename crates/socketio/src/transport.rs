@@ -306,6 +306,7 @@ fn websocket(
         }
     };
     let outbound = Outbound {
+        session: session.clone(),
         rx: None,
         control: control_rx,
         closed: Box::pin(session.closed.clone().cancelled_owned()),
@@ -332,6 +333,7 @@ enum Out {
 /// since the last poll is framed into one buffer, so one wake-up is one write, with no task or
 /// channel between the session's queue and the socket.
 struct Outbound {
+    session: Arc<Session>,
     rx: Option<OwnedMutexGuard<mpsc::Receiver<String>>>,
     control: mpsc::UnboundedReceiver<Out>,
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -386,7 +388,18 @@ impl futures_util::Stream for Outbound {
                 }
             }
             if cancelled && drained {
-                this.codec.encode(Message::Close(None), &mut this.buf)?;
+                // a stopping server says so (1001), as the reference server does
+                let reason =
+                    this.session
+                        .going_away
+                        .load(Ordering::SeqCst)
+                        .then(|| actix_ws::CloseReason {
+                            code: actix_ws::CloseCode::Away,
+                            description: Some(
+                                DisconnectReason::ServerShuttingDown.as_str().to_owned(),
+                            ),
+                        });
+                this.codec.encode(Message::Close(reason), &mut this.buf)?;
                 closing = true;
             }
         }

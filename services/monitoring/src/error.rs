@@ -66,11 +66,9 @@ impl MonitoringError {
             Self::Invalid { field, detail } => sb_platform::request::invalid_field(field, detail),
             Self::Conflict { code, detail } => Problem::conflict(*code, detail.clone()),
             Self::LiveKit(error) => error.problem(),
-            Self::DatabaseUnavailable(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
-                    .with_detail("the database is temporarily unavailable, retry shortly")
-                    .with_retry_after(1)
-            }
+            Self::DatabaseUnavailable(_) => database_unavailable(),
+            // A query cut by a lost connection is an outage, not a bug: 503 like the pool's.
+            Self::Database(error) if sb_db::connection_lost(error) => database_unavailable(),
             Self::Request(problem) => Problem::new(problem.status(), problem.code().to_owned()),
             Self::Database(_) | Self::Internal(_) => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -111,4 +109,10 @@ impl ResponseError for MonitoringError {
             other => other.problem().error_response(),
         }
     }
+}
+
+fn database_unavailable() -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        .with_detail("the database is temporarily unavailable, retry shortly")
+        .with_retry_after(1)
 }

@@ -26,11 +26,9 @@ impl SignalingError {
         match self {
             Self::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found")
                 .with_detail(format!("{what} not found")),
-            Self::DatabaseUnavailable(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
-                    .with_detail("the database is temporarily unavailable, retry shortly")
-                    .with_retry_after(1)
-            }
+            Self::DatabaseUnavailable(_) => database_unavailable(),
+            // A query cut by a lost connection is an outage, not a bug: 503 like the pool's.
+            Self::Database(error) if sb_db::connection_lost(error) => database_unavailable(),
             Self::Request(problem) => Problem::new(problem.status(), problem.code().to_owned()),
             Self::Database(_) | Self::Internal(_) => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -68,4 +66,10 @@ impl ResponseError for SignalingError {
             other => other.problem().error_response(),
         }
     }
+}
+
+fn database_unavailable() -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        .with_detail("the database is temporarily unavailable, retry shortly")
+        .with_retry_after(1)
 }

@@ -120,7 +120,9 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
     };
     let io = socket_server(&state);
     io.register_metrics(metrics.registry(), SERVICE)?;
-    let cluster_subject = config.namespace.subject("sb.signaling.socketio");
+    // Live traffic between instances stays outside `sb.>`: a subject under `sb.signaling.>` is
+    // captured by the SB_SIGNALING stream, which would store every relayed signal as an event.
+    let cluster_subject = config.namespace.subject("live.signaling.socketio");
     io.attach_nats(client.clone(), cluster_subject).await?;
 
     let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
@@ -136,6 +138,7 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
     };
     let data = actix_web::web::Data::new(state.clone());
     let verifier_data = actix_web::web::Data::from(verifier);
+    let sockets = io.clone();
     let mut app = Application::build(spec, move |cfg| {
         cfg.app_data(verifier_data.clone());
         cfg.app_data(data.clone());
@@ -148,6 +151,17 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         }
         routes::config(cfg);
     })?;
+    // Open websockets would hold the HTTP drain until SHUTDOWN_TIMEOUT and then be cut without a
+    // word: on stop, every client is told why and reconnects (to another instance).
+    let stopping = app.stop_token();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        let closed = sockets.close_all();
+        tracing::info!(
+            sessions = closed,
+            "socket.io sessions closed: server shutting down"
+        );
+    });
 
     let relay = Relay::new(
         outbox,

@@ -130,11 +130,9 @@ impl TelephonyError {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "voice_tokens_unavailable")
                     .with_detail("this deployment has no Twilio API key for voice tokens")
             }
-            Self::DatabaseUnavailable(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
-                    .with_detail("the database is temporarily unavailable, retry shortly")
-                    .with_retry_after(1)
-            }
+            Self::DatabaseUnavailable(_) => database_unavailable(),
+            // A query cut by a lost connection is an outage, not a bug: 503 like the pool's.
+            Self::Database(error) if sb_db::connection_lost(error) => database_unavailable(),
             Self::Database(_) | Self::Internal(_) => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -168,4 +166,10 @@ impl ResponseError for TelephonyError {
     fn error_response(&self) -> HttpResponse {
         self.problem().error_response()
     }
+}
+
+fn database_unavailable() -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        .with_detail("the database is temporarily unavailable, retry shortly")
+        .with_retry_after(1)
 }

@@ -71,11 +71,9 @@ impl VideoError {
             Self::Conflict { code, detail } => Problem::conflict(*code, detail.clone()),
             Self::GuestLink { code, detail } => Problem::unauthorized(*code, detail.clone()),
             Self::LiveKit(error) => error.problem(),
-            Self::DatabaseUnavailable(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
-                    .with_detail("the database is temporarily unavailable, retry shortly")
-                    .with_retry_after(1)
-            }
+            Self::DatabaseUnavailable(_) => database_unavailable(),
+            // A query cut by a lost connection is an outage, not a bug: 503 like the pool's.
+            Self::Database(error) if sb_db::connection_lost(error) => database_unavailable(),
             Self::Request(problem) => Problem::new(problem.status(), problem.code().to_owned()),
             Self::Database(_) | Self::Internal(_) => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -116,4 +114,10 @@ impl ResponseError for VideoError {
             other => other.problem().error_response(),
         }
     }
+}
+
+fn database_unavailable() -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        .with_detail("the database is temporarily unavailable, retry shortly")
+        .with_retry_after(1)
 }

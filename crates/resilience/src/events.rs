@@ -1,0 +1,148 @@
+//! End-to-end event accounting: the ids the services wrote to the outbox against the ids
+//! JetStream holds (`Nats-Msg-Id`), each expected exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use sb_events::{Domain, Namespace};
+
+/// The domains whose streams the services publish to.
+pub const PUBLISHED: [Domain; 4] = [
+    Domain::Video,
+    Domain::Telephony,
+    Domain::Signaling,
+    Domain::Monitoring,
+];
+
+/// Every event id in the outbox table (published or not).
+pub async fn outbox_ids(database_url: &str) -> anyhow::Result<BTreeSet<uuid::Uuid>> {
+    use sb_db::schema::outbox;
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    let ids: Vec<uuid::Uuid> = outbox::table.select(outbox::id).load(&mut conn).await?;
+    Ok(ids.into_iter().collect())
+}
+
+/// Outbox rows not yet published.
+pub async fn unpublished(database_url: &str) -> anyhow::Result<i64> {
+    use sb_db::schema::outbox;
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    Ok(outbox::table
+        .filter(outbox::published_at.is_null())
+        .count()
+        .get_result(&mut conn)
+        .await?)
+}
+
+/// How many times each event id is stored in the services' streams.
+pub async fn stream_ids(nats_url: &str) -> anyhow::Result<BTreeMap<String, usize>> {
+    let client = async_nats::connect(nats_url).await?;
+    let js = jetstream::new(client);
+    let ns = Namespace::production();
+    let mut counts = BTreeMap::new();
+    for domain in PUBLISHED {
+        let mut stream = match js.get_stream(ns.stream(domain)).await {
+            Ok(stream) => stream,
+            Err(error) if error.to_string().contains("not found") => continue,
+            Err(error) => return Err(error.into()),
+        };
+        let total = stream.info().await?.state.messages;
+        if total == 0 {
+            continue;
+        }
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+            .await?;
+        let mut messages = consumer.messages().await?;
+        let mut seen = 0u64;
+        while seen < total {
+            let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("reading {}: {seen} of {total}", domain.stream()))?
+                .ok_or_else(|| anyhow::anyhow!("stream ended early"))??;
+            seen += 1;
+            let id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(sb_events::headers::MSG_ID))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_else(|| format!("(no Nats-Msg-Id) {}", message.subject));
+            *counts.entry(id).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// The comparison of the two.
+#[derive(Debug, Default)]
+pub struct Accounting {
+    pub produced: usize,
+    pub delivered_once: usize,
+    pub missing: Vec<String>,
+    pub duplicated: Vec<(String, usize)>,
+    pub unknown: Vec<String>,
+}
+
+impl Accounting {
+    pub fn is_exact(&self) -> bool {
+        self.missing.is_empty() && self.duplicated.is_empty() && self.unknown.is_empty()
+    }
+}
+
+impl std::fmt::Display for Accounting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} produced, {} delivered once, {} missing, {} duplicated, {} not from the outbox",
+            self.produced,
+            self.delivered_once,
+            self.missing.len(),
+            self.duplicated.len(),
+            self.unknown.len()
+        )
+    }
+}
+
+pub async fn account(database_url: &str, nats_url: &str) -> anyhow::Result<Accounting> {
+    let produced = outbox_ids(database_url).await?;
+    let stored = stream_ids(nats_url).await?;
+    let mut accounting = Accounting {
+        produced: produced.len(),
+        ..Accounting::default()
+    };
+    for id in &produced {
+        match stored.get(&id.to_string()) {
+            None => accounting.missing.push(id.to_string()),
+            Some(1) => accounting.delivered_once += 1,
+            Some(n) => accounting.duplicated.push((id.to_string(), *n)),
+        }
+    }
+    for id in stored.keys() {
+        if id
+            .parse::<uuid::Uuid>()
+            .map_or(true, |u| !produced.contains(&u))
+        {
+            accounting.unknown.push(id.clone());
+        }
+    }
+    Ok(accounting)
+}
+
+/// Waits (bounded) until every outbox row is published.
+pub async fn drained(database_url: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = unpublished(database_url).await?;
+        if left == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{left} outbox rows still unpublished after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

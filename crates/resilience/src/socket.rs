@@ -1,0 +1,129 @@
+//! A minimal Socket.IO v5 client over a websocket (namespace `/video-call`), enough to join a
+//! room, exchange signals and see how the server closes the connection.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+type Stream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What the server sent last before the socket ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// The close frame's `code reason` (`1001 server shutting down`), else the last packet
+    /// before the websocket closed.
+    WithReason(String),
+    /// The websocket closed with nothing said.
+    Silently,
+}
+
+pub struct SocketClient {
+    stream: Stream,
+}
+
+impl SocketClient {
+    /// Opens a websocket Engine.IO session at `base` (`http://127.0.0.1:port`) and connects to
+    /// `/video-call` with `token`.
+    pub async fn connect(base: &str, token: &str) -> anyhow::Result<Self> {
+        let url = format!("{base}/socket.io/?EIO=4&transport=websocket").replacen("http", "ws", 1);
+        let (stream, _) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await??;
+        let mut socket = Self { stream };
+        let open = socket.recv().await?;
+        anyhow::ensure!(open.starts_with('0'), "not an OPEN packet: {open}");
+        socket
+            .send(&format!(
+                "40/video-call,{}",
+                serde_json::json!({ "token": token })
+            ))
+            .await?;
+        let connect = socket.recv().await?;
+        anyhow::ensure!(
+            connect.starts_with("40/video-call,{\"sid\""),
+            "CONNECT refused: {connect}"
+        );
+        Ok(socket)
+    }
+
+    pub async fn send(&mut self, text: &str) -> anyhow::Result<()> {
+        self.stream.send(Message::text(text)).await?;
+        Ok(())
+    }
+
+    pub async fn emit(&mut self, event: &str, payload: Value) -> anyhow::Result<()> {
+        self.send(&format!(
+            "42/video-call,{}",
+            serde_json::json!([event, payload])
+        ))
+        .await
+    }
+
+    /// The next text frame; pings are answered and skipped.
+    pub async fn recv(&mut self) -> anyhow::Result<String> {
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.next()).await? {
+                Some(Ok(Message::Text(text))) if text.as_str() == "2" => self.send("3").await?,
+                Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+                Some(Ok(Message::Close(_))) | None => anyhow::bail!("websocket closed"),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next event named `name` (other events are skipped); its first argument.
+    pub async fn expect(&mut self, name: &str) -> anyhow::Result<Value> {
+        loop {
+            let text = self.recv().await?;
+            let Some(body) = text.strip_prefix("42/video-call,") else {
+                continue;
+            };
+            let items: Vec<Value> = serde_json::from_str(body)?;
+            if items.first().and_then(Value::as_str) == Some(name) {
+                return Ok(items.get(1).cloned().unwrap_or(Value::Null));
+            }
+            if items.first().and_then(Value::as_str) == Some("error") {
+                anyhow::bail!("error event while waiting for {name}: {body}");
+            }
+        }
+    }
+
+    /// Reads until the server ends the session (bounded by `limit`): the last thing it said.
+    pub async fn until_closed(&mut self, limit: Duration) -> anyhow::Result<Closed> {
+        let mut last = None;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next()).await?;
+            match next {
+                Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                    drop(self.send("3").await);
+                }
+                Some(Ok(Message::Text(text))) => last = Some(text.as_str().to_owned()),
+                Some(Ok(Message::Close(frame))) => {
+                    let reason = frame
+                        .map(|f| format!("{} {}", u16::from(f.code), f.reason.as_str()))
+                        .filter(|r| r.len() > 5);
+                    return Ok(match (reason, last) {
+                        (Some(reason), _) => Closed::WithReason(reason),
+                        (None, Some(text)) => Closed::WithReason(text),
+                        (None, None) => Closed::Silently,
+                    });
+                }
+                None | Some(Err(_)) => {
+                    return Ok(last.map_or(Closed::Silently, Closed::WithReason));
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        self.stream.close(None).await?;
+        Ok(())
+    }
+}

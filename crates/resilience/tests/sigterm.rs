@@ -1,0 +1,202 @@
+//! SIGTERM to the four services (real processes) while they take traffic and NATS is down, so
+//! events wait in the outbox: in-flight requests finish, Socket.IO sockets are told why they
+//! close, the processes exit cleanly, and after a restart the outbox is published, nothing lost.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Load, Result};
+use sb_auth::Role;
+use sb_resilience::events::{account, drained, unpublished};
+use sb_resilience::socket::{Closed, SocketClient};
+use sb_resilience::traffic::{Endpoints, Traffic};
+use sb_resilience::{SERVICES, service_env};
+use sb_testkit::{FakeLiveKit, FakeTwilio, PrivateDeps, TestTokens, TestUser};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Process {
+    name: &'static str,
+    child: Child,
+    address: String,
+}
+
+/// Starts `service` (the crate's `service` binary) with `env`; returns once it prints its port.
+async fn spawn(name: &'static str, env: &HashMap<String, String>) -> Result<Process> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_service"))
+        .arg(name)
+        .env_clear()
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let port = sb_testkit::within(Duration::from_secs(30), "the service to listen", async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(port) = line.strip_prefix("listening on ") {
+                return Ok::<_, sb_testkit::Error>(port.trim().parse::<u16>()?);
+            }
+        }
+        Err(format!("{name} exited before listening").into())
+    })
+    .await??;
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Process {
+        name,
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+async fn spawn_all(env: &HashMap<String, String>) -> Result<Vec<Process>> {
+    let mut processes = Vec::new();
+    for name in SERVICES {
+        processes.push(spawn(name, env).await?);
+    }
+    Ok(processes)
+}
+
+fn endpoints(processes: &[Process]) -> Result<Endpoints> {
+    let of = |name: &str| {
+        processes
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.address.clone())
+            .ok_or_else(|| format!("no {name}"))
+    };
+    Ok(Endpoints {
+        video: of("video")?,
+        telephony: of("telephony")?,
+        signaling: of("signaling")?,
+        monitoring: of("monitoring")?,
+    })
+}
+
+async fn sigterm(process: &Process) -> Result {
+    let pid = process.child.id().ok_or("already exited")?;
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await?;
+    assert!(status.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_requests_closes_sockets_with_a_reason_and_loses_no_event() -> Result {
+    let mut deps = PrivateDeps::start().await?;
+    let database_url = deps.postgres.url("switchboard");
+    let livekit = Arc::new(FakeLiveKit::start().await?);
+    let twilio = FakeTwilio::start().await?;
+    let env = service_env(&database_url, &deps.nats.url(), &livekit, &twilio);
+    let processes = spawn_all(&env).await?;
+    let tokens = TestTokens::new();
+    let traffic = Traffic::new(
+        endpoints(&processes)?,
+        tokens.clone(),
+        livekit.clone(),
+        twilio.auth_token.clone(),
+        &database_url,
+        Duration::from_secs(15),
+    )
+    .await?;
+
+    // Two people in a signaling room, connected over websockets.
+    let host = TestUser::new(traffic.org, Role::Closer);
+    let guest = TestUser::new(traffic.org, Role::Member);
+    let appointment = traffic.appointment(&host, Some(&guest)).await?;
+    let signaling = traffic.endpoints.signaling.clone();
+    let (status, body) = traffic
+        .send(
+            "create room",
+            traffic.client.post(format!(
+                "{signaling}/video-call/room/appointment/{appointment}/create"
+            )),
+            Some(&host),
+        )
+        .await;
+    assert_eq!(status.status, 200, "{body}");
+    let room = body["roomId"].as_str().ok_or("no roomId")?.to_owned();
+    let mut sockets = Vec::new();
+    for user in [&host, &guest] {
+        let mut socket = SocketClient::connect(&signaling, &traffic.token(user)).await?;
+        socket.emit("join-room", json!({"roomId": room})).await?;
+        socket.expect("joined-room").await?;
+        sockets.push(socket);
+    }
+
+    let load = Load::start(&traffic, 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Events produced from now on wait in the outbox.
+    deps.nats.stop().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A join that is in flight when SIGTERM arrives (LiveKit answers slowly).
+    livekit.set_latency(Duration::from_millis(1500));
+    let joiner = TestUser::new(traffic.org, Role::Closer);
+    let joining = traffic.appointment(&joiner, None).await?;
+    let in_flight = {
+        let traffic = traffic.clone();
+        tokio::spawn(async move { traffic.join(&joiner, joining).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for process in &processes {
+        sigterm(process).await?;
+    }
+    let (joined, call) =
+        sb_testkit::within(Duration::from_secs(20), "the in-flight join", in_flight).await??;
+    assert_eq!(joined.status, 200, "the in-flight join was cut: {joined:?}");
+    assert!(call.is_some());
+
+    for mut socket in sockets {
+        let closed = socket.until_closed(Duration::from_secs(15)).await?;
+        assert_eq!(
+            closed,
+            Closed::WithReason("1001 server shutting down".to_owned())
+        );
+    }
+    for mut process in processes {
+        let status = sb_testkit::within(
+            Duration::from_secs(30),
+            "the service to exit",
+            process.child.wait(),
+        )
+        .await??;
+        assert!(status.success(), "{} exited with {status}", process.name);
+    }
+    drop(load.stop().await?);
+    livekit.set_latency(Duration::ZERO);
+
+    let waiting = unpublished(&database_url).await?;
+    assert!(
+        waiting > 0,
+        "no event waited in the outbox: the restart tests nothing"
+    );
+    deps.nats.resume().await?;
+    let restarted = spawn_all(&env).await?;
+    drained(&database_url, Duration::from_secs(60)).await?;
+    let accounting = account(&database_url, &deps.nats.url()).await?;
+    println!("{waiting} events waited; {accounting}");
+    assert!(accounting.is_exact(), "{accounting}");
+    for process in &restarted {
+        sigterm(process).await?;
+    }
+    for mut process in restarted {
+        sb_testkit::within(
+            Duration::from_secs(30),
+            "the service to exit",
+            process.child.wait(),
+        )
+        .await??;
+    }
+    Ok(())
+}
