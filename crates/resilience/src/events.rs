@@ -106,14 +106,36 @@ impl std::fmt::Display for Accounting {
     }
 }
 
-pub async fn account(database_url: &str, nats_url: &str) -> anyhow::Result<Accounting> {
-    let produced = outbox_ids(database_url).await?;
-    let stored = stream_ids(nats_url).await?;
+/// Accounts for every event. Consumers may still derive new events while this runs (a backlog
+/// replayed after an outage), so the streams are read before the outbox: every stored id was
+/// committed before it was published, so an id in that stream snapshot but not in the later
+/// outbox snapshot really came from elsewhere. An outbox row missing from the streams may just be
+/// newer than the snapshot: the accounting is repeated until nothing is missing, or for at most
+/// `settle`, and what is still missing then is reported.
+pub async fn account(
+    database_url: &str,
+    nats_url: &str,
+    settle: Duration,
+) -> anyhow::Result<Accounting> {
+    let deadline = tokio::time::Instant::now() + settle;
+    loop {
+        drained(database_url, settle).await?;
+        let stored = stream_ids(nats_url).await?;
+        let produced = outbox_ids(database_url).await?;
+        let accounting = tally(&produced, &stored);
+        if accounting.missing.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(accounting);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn tally(produced: &BTreeSet<uuid::Uuid>, stored: &BTreeMap<String, usize>) -> Accounting {
     let mut accounting = Accounting {
         produced: produced.len(),
         ..Accounting::default()
     };
-    for id in &produced {
+    for id in produced {
         match stored.get(&id.to_string()) {
             None => accounting.missing.push(id.to_string()),
             Some(1) => accounting.delivered_once += 1,
@@ -128,7 +150,7 @@ pub async fn account(database_url: &str, nats_url: &str) -> anyhow::Result<Accou
             accounting.unknown.push(id.clone());
         }
     }
-    Ok(accounting)
+    accounting
 }
 
 /// Waits (bounded) until every outbox row is published.

@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 use crate::socket::SocketClient;
 
+/// The message of signaling's `error` event when it cannot reach its database.
+const SIGNALING_UNAVAILABLE: &str = "the room is unavailable, retry";
+
 /// One answered (or failed) request.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -419,9 +422,16 @@ impl Traffic {
         };
         let started = Instant::now();
         let exchanged = self.exchange(base, room, &host, &guest).await;
+        // A socket has no status code: signaling's "unavailable, retry" error event (its database
+        // is away) is what a 503 is to HTTP; any other failure counts as a failed request.
+        let status = match &exchanged {
+            Ok(()) => 200,
+            Err(error) if error.to_string().contains(SIGNALING_UNAVAILABLE) => 503,
+            Err(_) => 0,
+        };
         samples.push(Sample {
             route: "socket.io join + signal round trip",
-            status: if exchanged.is_ok() { 200 } else { 0 },
+            status,
             elapsed: started.elapsed(),
             code: exchanged.err().map(|e| e.to_string()),
         });

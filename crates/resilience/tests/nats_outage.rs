@@ -99,7 +99,7 @@ async fn nats_down_for_30_seconds_loses_and_duplicates_nothing() -> Result {
         .map_err(|e| format!("{name}: {e}"))?;
     }
     drained(&database_url, Duration::from_secs(60)).await?;
-    let accounting = account(&database_url, &deps.nats.url()).await?;
+    let accounting = account(&database_url, &deps.nats.url(), Duration::from_secs(30)).await?;
     println!("events: {accounting}");
     assert!(
         accounting.is_exact(),

@@ -135,7 +135,7 @@ async fn postgres_restart_fails_fast_recovers_and_leaves_no_half_written_rows() 
         assert!(rows(&database_url, table).await? > 0, "no {table} to check");
     }
     drained(&database_url, Duration::from_secs(30)).await?;
-    let accounting = account(&database_url, &deps.nats.url()).await?;
+    let accounting = account(&database_url, &deps.nats.url(), Duration::from_secs(30)).await?;
     assert!(accounting.is_exact(), "{accounting}");
     stack.stop().await?;
     Ok(())

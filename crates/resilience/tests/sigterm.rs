@@ -184,7 +184,7 @@ async fn sigterm_drains_requests_closes_sockets_with_a_reason_and_loses_no_event
     deps.nats.resume().await?;
     let restarted = spawn_all(&env).await?;
     drained(&database_url, Duration::from_secs(60)).await?;
-    let accounting = account(&database_url, &deps.nats.url()).await?;
+    let accounting = account(&database_url, &deps.nats.url(), Duration::from_secs(30)).await?;
     println!("{waiting} events waited; {accounting}");
     assert!(accounting.is_exact(), "{accounting}");
     for process in &restarted {

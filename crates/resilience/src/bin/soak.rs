@@ -161,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     rss.push((elapsed, rss_kib()));
 
     drained(&database_url, Duration::from_secs(60)).await?;
-    let accounting = account(&database_url, &deps.nats.url()).await?;
+    let accounting = account(&database_url, &deps.nats.url(), Duration::from_secs(30)).await?;
     let samples = std::mem::take(
         &mut *samples
             .lock()
