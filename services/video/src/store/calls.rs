@@ -82,15 +82,16 @@ pub struct NewParticipant<'a> {
 }
 
 /// Inserts the appointment's call unless it exists; `None` when another request created it.
-/// Concurrent inserts of one appointment wait on the unique index, so only one wins.
+/// Concurrent inserts of one appointment wait on the unique indexes, so only one wins. No conflict
+/// target: the room name is derived from the appointment, and a concurrent insert can surface on
+/// its unique index first (seen in CI as a 500), which a target of `appointment_id` would not cover.
 pub async fn insert_call_if_absent(
     conn: &mut AsyncPgConnection,
     call: &NewCall<'_>,
 ) -> QueryResult<Option<Call>> {
     diesel::insert_into(video_calls::table)
         .values(call)
-        .on_conflict(video_calls::appointment_id)
-        .do_nothing()
+        .on_conflict_do_nothing()
         .returning(Call::as_returning())
         .get_result(conn)
         .await
