@@ -1,18 +1,87 @@
 //! The connection pool (diesel-async over tokio-postgres: no libpq), its readiness probe, and the
 //! dev helper that creates the database.
 
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sb_platform::ReadinessProbe;
 use secrecy::ExposeSecret;
+use tokio::runtime::RuntimeFlavor;
 
 use crate::config::{DatabaseConfig, redact_url};
 
-pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
+type PgPool = Pool<AsyncPgConnection>;
+
+/// A service's connection pools: one for each thread running a single-threaded runtime (every
+/// actix HTTP worker), built on first use there, and one shared by everything else (the relay,
+/// consumers and jobs on the multi-threaded runtime).
+///
+/// Why per worker: tokio-postgres drives each connection from a task on the runtime where it was
+/// established. Shared by all workers, a query from a request crossed threads twice (request task
+/// → connection task on another runtime → back), a futex wake-up each way: profiled, the join's
+/// statements cost about twice pgbench's round trip. A worker's own pool keeps the query on its
+/// thread; and since only that worker's requests use it, a worker stopping at shutdown cannot cut
+/// a connection another worker's request is still draining on.
+#[derive(Clone)]
+pub struct DbPool {
+    shared: PgPool,
+    config: Arc<DatabaseConfig>,
+}
+
+thread_local! {
+    /// This thread's pools, by the shared pool's identity (tests run several services per process).
+    static WORKER_POOLS: RefCell<Vec<(usize, PgPool)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl DbPool {
+    /// A connection: from this thread's pool on a single-threaded runtime, else from the shared one.
+    pub async fn get(&self) -> Result<DbConn, PoolError> {
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        let pool = if on_worker {
+            self.worker_pool()
+        } else {
+            self.shared.clone()
+        };
+        pool.get().await
+    }
+
+    fn identity(&self) -> usize {
+        Arc::as_ptr(&self.config) as usize
+    }
+
+    fn worker_pool(&self) -> PgPool {
+        let id = self.identity();
+        WORKER_POOLS.with_borrow_mut(|pools| {
+            if let Some((_, pool)) = pools.iter().find(|(key, _)| *key == id) {
+                return pool.clone();
+            }
+            // Built inside this thread's runtime, so its connections are driven from here. The
+            // workers (one per core by default) split `max_connections` between them.
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let config = DatabaseConfig {
+                max_connections: self.config.max_connections.div_ceil(workers).max(1),
+                ..(*self.config).clone()
+            };
+            let pool = build_one(&config).unwrap_or_else(|_| self.shared.clone());
+            pools.push((id, pool.clone()));
+            pool
+        })
+    }
+
+    /// Closes the shared pool (worker pools close with their threads).
+    pub fn close(&self) {
+        self.shared.close();
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the database pool: {0}")]
@@ -27,8 +96,19 @@ pub struct PoolBuildError(String);
 /// workers stop first: a request still draining on another worker then finds its pooled
 /// connection closed under it (seen as a 503 mid-join in the SIGTERM test).
 pub fn build_pool(config: &DatabaseConfig) -> Result<DbPool, PoolBuildError> {
+    Ok(DbPool {
+        shared: build_one(config)?,
+        config: Arc::new(config.clone()),
+    })
+}
+
+fn build_one(config: &DatabaseConfig) -> Result<PgPool, PoolBuildError> {
     let runtime = tokio::runtime::Handle::try_current().ok();
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // A checked-out connection is not pinged (`Verified` would cost every request a `SELECT 1`
+    // round trip): a closed one is known from its client and dropped, and a connection the server
+    // cut since fails its first query, which `connection_lost` turns into a 503.
+    manager_config.recycling_method = RecyclingMethod::Fast;
     manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
         let runtime = runtime.clone();
