@@ -18,7 +18,9 @@ use sb_events::{Domain, Event, Namespace, headers};
 use sb_testkit::{NatsServer, Result, run_until, wait_until};
 use tokio_util::sync::CancellationToken;
 
-const VIDEO: Outbox = Outbox::new("video");
+fn video() -> Outbox {
+    Outbox::new("video")
+}
 const ORG: &str = "0190a000-0000-7000-8000-000000000001";
 
 async fn enqueue_many(
@@ -31,7 +33,7 @@ async fn enqueue_many(
         for a in 0..aggregates {
             let id = conn
                 .transaction::<_, diesel::result::Error, _>(async |conn| {
-                    VIDEO
+                    video()
                         .enqueue(conn, &call_started(&format!("call-{a}"), ORG, n))
                         .await
                 })
@@ -60,11 +62,11 @@ async fn committed_events_are_published_once_with_their_headers() -> Result {
     let mut conn = world.db.conn().await?;
     let event = call_started("call-1", ORG, 1);
     let id = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| VIDEO.enqueue(c, &event).await)
+        .transaction::<_, diesel::result::Error, _>(async |c| video().enqueue(c, &event).await)
         .await?;
-    assert_eq!(world.relay(VIDEO).publish_once().await?, published(1));
+    assert_eq!(world.relay(video()).publish_once().await?, published(1));
     assert_eq!(
-        world.relay(VIDEO).publish_once().await?,
+        world.relay(video()).publish_once().await?,
         published(0),
         "nothing left"
     );
@@ -94,20 +96,20 @@ async fn a_rolled_back_transaction_publishes_nothing() -> Result {
     let mut conn = world.db.conn().await?;
     let result = conn
         .transaction::<(), diesel::result::Error, _>(async |c| {
-            VIDEO.enqueue(c, &call_started("call-1", ORG, 1)).await?;
+            video().enqueue(c, &call_started("call-1", ORG, 1)).await?;
             Err(diesel::result::Error::RollbackTransaction)
         })
         .await;
     assert!(result.is_err());
     assert_eq!(pending(&world).await?, 0);
-    assert_eq!(world.relay(VIDEO).publish_once().await?, published(0));
+    assert_eq!(world.relay(video()).publish_once().await?, published(0));
     Ok(())
 }
 
 #[tokio::test]
 async fn the_relay_wakes_on_notify_without_polling() -> Result {
     let world = World::new().await?;
-    let relay = world.relay(VIDEO).with_config(RelayConfig {
+    let relay = world.relay(video()).with_config(RelayConfig {
         poll_interval: Duration::from_secs(3600),
         ..RelayConfig::default()
     });
@@ -118,7 +120,7 @@ async fn the_relay_wakes_on_notify_without_polling() -> Result {
     let mut conn = world.db.conn().await?;
     let started = std::time::Instant::now();
     conn.transaction::<_, diesel::result::Error, _>(async |c| {
-        VIDEO.enqueue(c, &call_started("call-1", ORG, 1)).await
+        video().enqueue(c, &call_started("call-1", ORG, 1)).await
     })
     .await?;
     wait_until(
@@ -131,6 +133,81 @@ async fn the_relay_wakes_on_notify_without_polling() -> Result {
         started.elapsed() < Duration::from_secs(2),
         "published in {:?}, without polling",
         started.elapsed()
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await??;
+    Ok(())
+}
+
+/// Notifications received on the outbox channel by a separate session within `wait`.
+async fn notifications_within(listener: &mut AsyncPgConnection, wait: Duration) -> usize {
+    use futures_util::StreamExt;
+    let mut stream = std::pin::pin!(listener.notifications_stream());
+    let mut received = 0;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(wait, stream.next()).await {
+        received += 1;
+    }
+    received
+}
+
+#[tokio::test]
+async fn a_transaction_through_wake_on_commit_wakes_the_relay_in_memory_without_notify() -> Result {
+    use diesel_async::RunQueryDsl;
+    let world = World::new().await?;
+    let outbox = video();
+    let relay = world.relay(outbox.clone()).with_config(RelayConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..RelayConfig::default()
+    });
+    let mut listener = AsyncPgConnection::establish(&world.db.url()).await?;
+    diesel::sql_query(format!("LISTEN {}", outbox::NOTIFY_CHANNEL))
+        .execute(&mut listener)
+        .await?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(relay.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = world.db.conn().await?;
+
+    // A rolled-back transaction wakes nothing and leaves nothing.
+    let rolled_back = outbox
+        .wake_on_commit(conn.transaction::<(), diesel::result::Error, _>(async |c| {
+            outbox.enqueue(c, &call_started("call-0", ORG, 0)).await?;
+            Err(diesel::result::Error::RollbackTransaction)
+        }))
+        .await;
+    assert!(rolled_back.is_err());
+
+    let started = std::time::Instant::now();
+    outbox
+        .wake_on_commit(conn.transaction::<_, diesel::result::Error, _>(async |c| {
+            outbox.enqueue(c, &call_started("call-1", ORG, 1)).await
+        }))
+        .await?;
+    wait_until(
+        Duration::from_secs(5),
+        "the commit to wake the relay",
+        || async { matches!(pending(&world).await, Ok(0)) },
+    )
+    .await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "published in {:?}, without polling",
+        started.elapsed()
+    );
+    assert_eq!(
+        notifications_within(&mut listener, Duration::from_millis(300)).await,
+        0,
+        "no NOTIFY on the commit path"
+    );
+
+    // The same enqueue in a plain transaction still notifies (other writers, other processes).
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        outbox.enqueue(c, &call_started("call-2", ORG, 2)).await
+    })
+    .await?;
+    assert_eq!(
+        notifications_within(&mut listener, Duration::from_millis(500)).await,
+        1
     );
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), task).await??;
@@ -150,7 +227,7 @@ async fn two_relays_on_one_table_never_publish_a_row_twice() -> Result {
     let mut tasks = Vec::new();
     for m in &metrics {
         let relay = sb_events::outbox::Relay::new(
-            VIDEO,
+            video(),
             world.db.pool(),
             world.db.config(),
             world.js.clone(),
@@ -219,7 +296,7 @@ async fn a_relay_crash_between_publish_and_mark_duplicates_nothing() -> Result {
     let world = World::new().await?;
     let mut conn = world.db.conn().await?;
     let ids = enqueue_many(&mut conn, 5, 4).await?;
-    let relay = world.relay(VIDEO);
+    let relay = world.relay(video());
     // The crash: rows claimed and published, then the transaction dies before marking them.
     let expected = ids.len();
     let crashed = conn
@@ -245,7 +322,7 @@ async fn a_relay_crash_between_publish_and_mark_duplicates_nothing() -> Result {
     );
 
     // Restart: the relay publishes everything again; JetStream drops the copies.
-    while world.relay(VIDEO).publish_once().await? != published(0) {}
+    while world.relay(video()).publish_once().await? != published(0) {}
     assert_eq!(pending(&world).await?, 0);
     let messages = world.stream_messages(Domain::Video).await?;
     assert_eq!(messages.len(), ids.len(), "no duplicate reached the stream");
@@ -300,7 +377,7 @@ async fn a_nats_outage_loses_nothing_and_keeps_per_aggregate_order() -> Result {
 
     let stop = CancellationToken::new();
     let relay = world
-        .relay_on(VIDEO, js.clone(), ns.clone())
+        .relay_on(video(), js.clone(), ns.clone())
         .with_config(RelayConfig {
             ack_timeout: Duration::from_millis(500),
             max_backoff: Duration::from_millis(300),
@@ -346,7 +423,7 @@ async fn published_rows_are_pruned_after_the_retention() -> Result {
     let world = World::new().await?;
     let mut conn = world.db.conn().await?;
     enqueue_many(&mut conn, 1, 3).await?;
-    world.relay(VIDEO).publish_once().await?;
+    world.relay(video()).publish_once().await?;
     let deleted = outbox::prune_published(
         &mut conn,
         "video",

@@ -95,7 +95,7 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
         routes::config(cfg);
     })?;
     let relay = Relay::new(
-        state.outbox,
+        state.outbox.clone(),
         pool.clone(),
         config.database.clone(),
         js.clone(),
@@ -113,7 +113,7 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
             js.clone(),
             config.namespace.clone(),
             consumers::calls::RepCalls {
-                outbox: state.outbox,
+                outbox: state.outbox.clone(),
             },
             event_metrics.clone(),
         );

@@ -113,7 +113,7 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
     let verifier = Arc::new(JwtVerifier::new(&config.auth)?);
     let state = AppState {
         pool: pool.clone(),
-        outbox,
+        outbox: outbox.clone(),
         verifier: verifier.clone(),
         config: config.clone(),
         metrics: signaling_metrics.clone(),

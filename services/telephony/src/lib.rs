@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use sb_auth::JwtVerifier;
 use sb_db::PostgresProbe;
-use sb_events::outbox::{Outbox, Relay};
+use sb_events::outbox::Relay;
 use sb_events::streams::ensure_streams;
 use sb_events::{Domain, EventMetrics};
 use sb_platform::health::ReadinessProbe;
@@ -115,7 +115,7 @@ pub async fn build(config: TelephonyConfig) -> anyhow::Result<Application> {
     })?;
 
     let relay = Relay::new(
-        Outbox::new(SERVICE),
+        state.outbox.clone(),
         pool,
         config.database.clone(),
         js,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use sb_auth::JwtVerifier;
 use sb_db::PostgresProbe;
 use sb_events::consumer::ConsumerRunner;
-use sb_events::outbox::{Outbox, Relay};
+use sb_events::outbox::Relay;
 use sb_events::projector;
 use sb_events::streams::ensure_streams;
 use sb_events::{Domain, EventMetrics};
@@ -69,7 +69,6 @@ pub async fn build(config: VideoConfig) -> anyhow::Result<Application> {
 
     let metrics = Metrics::new(SERVICE)?;
     let event_metrics = EventMetrics::register(metrics.registry())?;
-    let outbox = Outbox::new(SERVICE);
     let config = Arc::new(config);
     let state = AppState::new(config.clone(), pool.clone(), metrics.registry())?;
     let verifier = actix_web::web::Data::new(JwtVerifier::new(&config.auth)?);
@@ -96,7 +95,7 @@ pub async fn build(config: VideoConfig) -> anyhow::Result<Application> {
     })?;
 
     let relay = Relay::new(
-        outbox,
+        state.outbox.clone(),
         pool.clone(),
         config.database.clone(),
         js.clone(),

@@ -78,6 +78,8 @@ struct Bench {
     ns: Namespace,
     database: DatabaseConfig,
     pool: sb_db::DbPool,
+    /// Shared with the relay, as in the services: producers wake it in memory after their commit.
+    outbox: Outbox,
 }
 
 #[derive(Default)]
@@ -136,6 +138,7 @@ async fn outbox(args: OutboxArgs) -> anyhow::Result<Vec<Row>> {
         ns,
         database: database.clone(),
         pool,
+        outbox: Outbox::new(SOURCE),
     };
 
     eprintln!(
@@ -207,7 +210,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 impl Bench {
     fn relay(&self, observer: sb_events::outbox::AckObserver) -> anyhow::Result<Relay> {
         Ok(Relay::new(
-            Outbox::new(SOURCE),
+            self.outbox.clone(),
             self.pool.clone(),
             self.database.clone(),
             self.js.clone(),
@@ -254,17 +257,24 @@ impl Bench {
     ) -> anyhow::Result<()> {
         let per_producer = events.div_ceil(producers);
         let mut tasks = Vec::new();
+        let outbox = if source == SOURCE {
+            self.outbox.clone()
+        } else {
+            Outbox::new(source)
+        };
         for p in 0..producers {
             let pool = self.pool.clone();
+            let outbox = outbox.clone();
             let count = per_producer.min(events.saturating_sub(p * per_producer));
             tasks.push(tokio::spawn(async move {
                 let mut conn = pool.get().await?;
                 for n in 0..count {
                     let event = event(n as u64);
-                    conn.transaction::<_, diesel::result::Error, _>(async |c| {
-                        Outbox::new(source).enqueue(c, &event).await
-                    })
-                    .await?;
+                    outbox
+                        .wake_on_commit(conn.transaction::<_, diesel::result::Error, _>(
+                            async |c| outbox.enqueue(c, &event).await,
+                        ))
+                        .await?;
                 }
                 anyhow::Ok(())
             }));
@@ -422,16 +432,17 @@ impl Bench {
         let commits: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
         let pool = self.pool.clone();
         let sink = commits.clone();
+        let outbox = self.outbox.clone();
         let (count, elapsed) = self
             .paced(rate, seconds, workers, move |n| {
-                let (pool, sink) = (pool.clone(), sink.clone());
+                let (pool, sink, outbox) = (pool.clone(), sink.clone(), outbox.clone());
                 async move {
                     let mut conn = pool.get().await?;
                     let event = event(n);
-                    let id = conn
-                        .transaction::<_, diesel::result::Error, _>(async |c| {
-                            Outbox::new(SOURCE).enqueue(c, &event).await
-                        })
+                    let id = outbox
+                        .wake_on_commit(conn.transaction::<_, diesel::result::Error, _>(
+                            async |c| outbox.enqueue(c, &event).await,
+                        ))
                         .await?;
                     sink.lock().await.insert(id, Instant::now());
                     Ok(())

@@ -1,14 +1,23 @@
 //! The transactional outbox: events are written in the same transaction as the state change that
 //! produced them, then published to JetStream by a [`Relay`].
+//!
+//! Waking the relay. A transaction awaited through [`Outbox::wake_on_commit`] wakes this process's relay
+//! right after it commits, in memory. Rows written any other way (outside that wrapper, or by
+//! another process) wake it with a transactional `NOTIFY`, and the relay also polls. NOTIFY is
+//! kept off the hot path on purpose: PostgreSQL takes one database-wide lock from the NOTIFY of a
+//! committing transaction until its commit is flushed, so transactions that notify commit one at
+//! a time (pgbench on this project's machine: 7,124 inserts/s alone, 2,236/s with `pg_notify`).
 
 mod relay;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use sb_db::schema::outbox;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::event::Event;
@@ -19,10 +28,17 @@ pub use relay::{AckObserver, BatchOutcome, Relay, RelayConfig, RelayError};
 /// Postgres channel the relay listens on; the payload is the source service.
 pub const NOTIFY_CHANNEL: &str = "sb_outbox";
 
-/// Writes a service's events into the outbox.
-#[derive(Debug, Clone, Copy)]
+tokio::task_local! {
+    /// Set while a transaction awaited by [`Outbox::wake_on_commit`] of this source runs: its enqueues need no NOTIFY.
+    static WAKES_AFTER_COMMIT: &'static str;
+}
+
+/// Writes a service's events into the outbox. Clones share the wake-up of the process's relay
+/// ([`Relay::new`] takes one).
+#[derive(Debug, Clone)]
 pub struct Outbox {
     source: &'static str,
+    relay_wake: Arc<Notify>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -36,17 +52,44 @@ pub struct OutboxRow {
 }
 
 impl Outbox {
-    pub const fn new(source: &'static str) -> Self {
-        Self { source }
+    pub fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            relay_wake: Arc::new(Notify::new()),
+        }
     }
 
     pub fn source(&self) -> &'static str {
         self.source
     }
 
-    /// Adds `event` to the outbox inside the caller's transaction; returns the event id. The relay
-    /// is woken when the transaction commits (NOTIFY is transactional); nothing is published if it
-    /// rolls back.
+    /// Wakes this process's relay (it then publishes whatever is committed and unpublished).
+    pub fn wake_relay(&self) {
+        self.relay_wake.notify_one();
+    }
+
+    pub(crate) fn relay_wake(&self) -> Arc<Notify> {
+        self.relay_wake.clone()
+    }
+
+    /// Awaits `transaction` (a `conn.transaction(…)` future: the outermost one, not a savepoint)
+    /// and wakes the relay in memory once it has committed, so the events it enqueued cost no
+    /// NOTIFY. Wrapping a savepoint instead would wake the relay before the rows are visible:
+    /// they would then wait for its next poll (never lost).
+    pub async fn wake_on_commit<R, E>(
+        &self,
+        transaction: impl Future<Output = Result<R, E>>,
+    ) -> Result<R, E> {
+        let result = WAKES_AFTER_COMMIT.scope(self.source, transaction).await;
+        if result.is_ok() {
+            self.wake_relay();
+        }
+        result
+    }
+
+    /// Adds `event` to the outbox inside the caller's transaction; returns the event id. Nothing is
+    /// published if the transaction rolls back. The relay is woken after the commit: in memory
+    /// inside [`Outbox::wake_on_commit`], else by a transactional NOTIFY (see the module docs).
     pub async fn enqueue<E: Event>(
         &self,
         conn: &mut AsyncPgConnection,
@@ -82,11 +125,16 @@ impl Outbox {
             ))
             .execute(conn)
             .await?;
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<diesel::sql_types::Text, _>(NOTIFY_CHANNEL)
-            .bind::<diesel::sql_types::Text, _>(self.source)
-            .execute(conn)
-            .await?;
+        let woken_after_commit = WAKES_AFTER_COMMIT
+            .try_with(|source| *source == self.source)
+            .unwrap_or(false);
+        if !woken_after_commit {
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<diesel::sql_types::Text, _>(NOTIFY_CHANNEL)
+                .bind::<diesel::sql_types::Text, _>(self.source)
+                .execute(conn)
+                .await?;
+        }
         Ok(id)
     }
 }

@@ -304,11 +304,11 @@ impl Relay {
         .await
     }
 
-    /// Runs until `stop` is cancelled: publishes whenever a NOTIFY arrives (or every
-    /// `poll_interval`), drains backlogs batch after batch, backs off while NATS or Postgres fail.
+    /// Runs until `stop` is cancelled: publishes whenever its [`Outbox`] wakes it after a commit,
+    /// a NOTIFY arrives, or `poll_interval` passes, drains backlogs batch after batch, backs off while NATS or Postgres fail.
     pub async fn run(self, stop: CancellationToken) {
         let source = self.outbox.source();
-        let wake = Arc::new(Notify::new());
+        let wake = self.outbox.relay_wake();
         let listener = tokio::spawn(listen(
             expose(&self.database),
             source,
