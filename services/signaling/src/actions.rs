@@ -73,60 +73,64 @@ pub async fn change(
     change: Change,
 ) -> Result<Option<Room>, SignalingError> {
     let mut conn = state.conn().await?;
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
     let room_id = room_id.to_owned();
-    let (room, entered) = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            let Some(room) = store::lock_by_room_id(conn, &room_id).await? else {
-                return Ok((None, None));
-            };
-            let previous = RoomStatus::parse(&room.status);
-            if previous == RoomStatus::Ended {
-                return Ok((Some(room), None));
-            }
-            let (mut practitioner, mut patient) = (room.practitioner_joined, room.patient_joined);
-            let status = match change {
-                Change::Present(Side::Practitioner, present) => {
-                    practitioner = present;
-                    previous.after_presence(practitioner, patient)
+    let (room, entered) = state
+        .outbox
+        .wake_on_commit(
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let Some(room) = store::lock_by_room_id(conn, &room_id).await? else {
+                    return Ok((None, None));
+                };
+                let previous = RoomStatus::parse(&room.status);
+                if previous == RoomStatus::Ended {
+                    return Ok((Some(room), None));
                 }
-                Change::Present(Side::Patient, present) => {
-                    patient = present;
-                    previous.after_presence(practitioner, patient)
-                }
-                Change::Present(Side::Observer, _) => return Ok((Some(room), None)),
-                Change::End => RoomStatus::Ended,
-            };
-            let now = Utc::now();
-            let changes = RoomChanges {
-                status: status.as_str(),
-                practitioner_joined: practitioner,
-                patient_joined: patient,
-                started_at: room
-                    .started_at
-                    .or((status == RoomStatus::InProgress).then_some(now)),
-                ended_at: room
-                    .ended_at
-                    .or((status == RoomStatus::Ended).then_some(now)),
-                updated_at: now,
-            };
-            store::update(conn, room.id, &changes).await?;
-            if status != previous {
-                let event = SignalingRoomStatusChanged {
-                    room_id: room.room_id.clone(),
-                    org_id: room.org_id.to_string(),
-                    appointment_id: room.appointment_id.to_string(),
-                    previous_status: previous.proto() as i32,
-                    status: status.proto() as i32,
+                let (mut practitioner, mut patient) =
+                    (room.practitioner_joined, room.patient_joined);
+                let status = match change {
+                    Change::Present(Side::Practitioner, present) => {
+                        practitioner = present;
+                        previous.after_presence(practitioner, patient)
+                    }
+                    Change::Present(Side::Patient, present) => {
+                        patient = present;
+                        previous.after_presence(practitioner, patient)
+                    }
+                    Change::Present(Side::Observer, _) => return Ok((Some(room), None)),
+                    Change::End => RoomStatus::Ended,
+                };
+                let now = Utc::now();
+                let changes = RoomChanges {
+                    status: status.as_str(),
                     practitioner_joined: practitioner,
                     patient_joined: patient,
-                    changed_at_unix_ms: now.timestamp_millis(),
+                    started_at: room
+                        .started_at
+                        .or((status == RoomStatus::InProgress).then_some(now)),
+                    ended_at: room
+                        .ended_at
+                        .or((status == RoomStatus::Ended).then_some(now)),
+                    updated_at: now,
                 };
-                outbox.enqueue(conn, &event).await?;
-            }
-            let entered = (status != previous).then_some(status);
-            Ok((store::by_room_id(conn, &room.room_id).await?, entered))
-        })
+                store::update(conn, room.id, &changes).await?;
+                if status != previous {
+                    let event = SignalingRoomStatusChanged {
+                        room_id: room.room_id.clone(),
+                        org_id: room.org_id.to_string(),
+                        appointment_id: room.appointment_id.to_string(),
+                        previous_status: previous.proto() as i32,
+                        status: status.proto() as i32,
+                        practitioner_joined: practitioner,
+                        patient_joined: patient,
+                        changed_at_unix_ms: now.timestamp_millis(),
+                    };
+                    outbox.enqueue(conn, &event).await?;
+                }
+                let entered = (status != previous).then_some(status);
+                Ok((store::by_room_id(conn, &room.room_id).await?, entered))
+            }),
+        )
         .await?;
     if let Some(status) = entered {
         state.metrics.transition(status);

@@ -173,11 +173,12 @@ pub async fn start(
     require_supervisor(principal)?;
     let mut conn = state.conn().await?;
     let me = principal.user_id.as_uuid();
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
     let expires_at = Utc::now() + ttl(state);
     let ip = ip.as_deref();
-    let (session, settings, created) = conn
-        .transaction::<_, MonitoringError, _>(async |conn| {
+    let (session, settings, created) = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             // Checked first without the lock so out-of-scope reps cost nothing.
             rep_in_scope(conn, principal, rep_id).await?;
             let rep = reps::lock(conn, rep_id)
@@ -236,9 +237,9 @@ pub async fn start(
                     },
                 )
                 .await?;
-            presence::refresh(conn, &outbox, rep_id).await?;
+            presence::refresh(conn, outbox, rep_id).await?;
             Ok((session, settings, true))
-        })
+        }))
         .await?;
     state
         .metrics
@@ -275,8 +276,9 @@ pub async fn renew(
     }
     let expires_at = Utc::now() + ttl(state);
     let ip = ip.as_deref();
-    let (session, settings) = conn
-        .transaction::<_, MonitoringError, _>(async |conn| {
+    let (session, settings) = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
             if session.status == SessionStatus::Stopped.as_str() {
                 return Err(MonitoringError::conflict(
@@ -297,7 +299,7 @@ pub async fn renew(
             .await?;
             let settings = settings::of_org(conn, session.org_id).await?;
             Ok((session, settings))
-        })
+        }))
         .await?;
     state.metrics.transition("renew");
     let name = principal
@@ -362,10 +364,11 @@ pub async fn set_paused(
         mode_of(&session).preset(settings.notify_rep)
     };
     apply_grants(state, &session, preset).await?;
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
     let ip = ip.as_deref();
-    let session = conn
-        .transaction::<_, MonitoringError, _>(async |conn| {
+    let session = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
             if session.status != from.as_str() {
                 return Err(MonitoringError::conflict(
@@ -384,9 +387,9 @@ pub async fn set_paused(
                 ip,
             )
             .await?;
-            presence::refresh(conn, &outbox, session.rep_id).await?;
+            presence::refresh(conn, outbox, session.rep_id).await?;
             Ok(sessions::lock(conn, id).await?)
-        })
+        }))
         .await?;
     state.metrics.transition(action);
     Ok(session)
@@ -425,10 +428,11 @@ pub async fn set_mode(
         return Ok(session);
     }
     apply_grants(state, &session, mode.preset(settings.notify_rep)).await?;
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
     let ip = ip.as_deref();
-    let session = conn
-        .transaction::<_, MonitoringError, _>(async |conn| {
+    let session = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
             sessions::set_mode(conn, id, mode.as_str()).await?;
             audit_row(
@@ -456,7 +460,7 @@ pub async fn set_mode(
                 )
                 .await?;
             Ok(sessions::lock(conn, id).await?)
-        })
+        }))
         .await?;
     state.metrics.transition("mode_change");
     Ok(session)
@@ -471,23 +475,24 @@ pub async fn stop(
 ) -> Result<Session, MonitoringError> {
     let mut conn = state.conn().await?;
     let session = session_for(&mut conn, principal, id).await?;
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
     let ip = ip.as_deref();
-    let stopped = conn
-        .transaction::<_, MonitoringError, _>(async |conn| {
+    let stopped = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
             let stopped = stop_in(
                 conn,
-                &outbox,
+                outbox,
                 &session,
                 Some(principal.user_id.as_uuid()),
                 "supervisor",
                 ip,
             )
             .await?;
-            presence::refresh(conn, &outbox, session.rep_id).await?;
+            presence::refresh(conn, outbox, session.rep_id).await?;
             Ok(stopped)
-        })
+        }))
         .await?;
     if stopped {
         disconnect(state, &session).await;
@@ -497,8 +502,9 @@ pub async fn stop(
         .ok_or(MonitoringError::NotFound("session"))
 }
 
-/// Takes the supervisor out of the rep's room once their session stopped. Best effort: their
-/// token is short-lived and not renewable any more.
+/// Takes the supervisor out of the rep's room once their session stopped. Best effort: a
+/// LiveKit token is only checked when connecting, so a supervisor this fails to remove would stay
+/// connected; the reconciliation job removes them once LiveKit answers again.
 pub async fn disconnect(state: &AppState, session: &Session) {
     match state
         .livekit_call(
@@ -512,7 +518,7 @@ pub async fn disconnect(state: &AppState, session: &Session) {
         Ok(()) => {}
         Err(error) if error.is_not_found() => {}
         Err(error) => {
-            tracing::warn!(session.id = %session.id, error = %error, "supervisor not removed from the rep's room; their token expires soon");
+            tracing::warn!(session.id = %session.id, error = %error, "supervisor not removed from the rep's room; the reconciliation job retries");
         }
     }
 }

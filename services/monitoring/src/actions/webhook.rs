@@ -62,89 +62,91 @@ pub async fn apply(
     } else {
         event.id.clone()
     };
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
     let mut conn = state.conn().await?;
-    conn.transaction::<_, MonitoringError, _>(async |conn| {
-        if !sb_db::models::record_webhook_once(conn, PROVIDER, &key).await? {
-            return Ok(WebhookOutcome::Duplicate);
-        }
-        let Some(rep) = reps::find_by_room(conn, &room).await? else {
-            return Ok(WebhookOutcome::Ignored);
-        };
-        let at = event_time(event);
-        if event.event == "room_finished" {
-            for connection in reps::connections(conn, rep.user_id).await? {
-                if connection.left_at.is_none() {
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
+            if !sb_db::models::record_webhook_once(conn, PROVIDER, &key).await? {
+                return Ok(WebhookOutcome::Duplicate);
+            }
+            let Some(rep) = reps::find_by_room(conn, &room).await? else {
+                return Ok(WebhookOutcome::Ignored);
+            };
+            let at = event_time(event);
+            if event.event == "room_finished" {
+                for connection in reps::connections(conn, rep.user_id).await? {
+                    if connection.left_at.is_none() {
+                        reps::record_connection(
+                            conn,
+                            rep.user_id,
+                            &connection.sid,
+                            None,
+                            Some((at, "webhook")),
+                        )
+                        .await?;
+                    }
+                }
+                presence::refresh(conn, outbox, rep.user_id).await?;
+                return Ok(WebhookOutcome::Applied);
+            }
+            let Some(participant) = event.participant.as_ref() else {
+                return Ok(WebhookOutcome::Ignored);
+            };
+            // Supervisors' own comings and goings are their sessions' business.
+            if participant.identity.parse::<Identity>() != Ok(Identity::Rep(rep.user_id)) {
+                return Ok(WebhookOutcome::Ignored);
+            }
+            let joined = (participant.joined_at > 0)
+                .then(|| Utc.timestamp_opt(participant.joined_at, 0).single())
+                .flatten();
+            match event.event.as_str() {
+                "participant_joined" => {
                     reps::record_connection(
                         conn,
                         rep.user_id,
-                        &connection.sid,
+                        &participant.sid,
+                        joined.or(Some(at)),
                         None,
+                    )
+                    .await?;
+                }
+                "participant_left" => {
+                    reps::record_connection(
+                        conn,
+                        rep.user_id,
+                        &participant.sid,
+                        joined,
                         Some((at, "webhook")),
                     )
                     .await?;
                 }
-            }
-            presence::refresh(conn, &outbox, rep.user_id).await?;
-            return Ok(WebhookOutcome::Applied);
-        }
-        let Some(participant) = event.participant.as_ref() else {
-            return Ok(WebhookOutcome::Ignored);
-        };
-        // Supervisors' own comings and goings are their sessions' business.
-        if participant.identity.parse::<Identity>() != Ok(Identity::Rep(rep.user_id)) {
-            return Ok(WebhookOutcome::Ignored);
-        }
-        let joined = (participant.joined_at > 0)
-            .then(|| Utc.timestamp_opt(participant.joined_at, 0).single())
-            .flatten();
-        match event.event.as_str() {
-            "participant_joined" => {
-                reps::record_connection(
-                    conn,
-                    rep.user_id,
-                    &participant.sid,
-                    joined.or(Some(at)),
-                    None,
-                )
-                .await?;
-            }
-            "participant_left" => {
-                reps::record_connection(
-                    conn,
-                    rep.user_id,
-                    &participant.sid,
-                    joined,
-                    Some((at, "webhook")),
-                )
-                .await?;
-            }
-            "track_published" | "track_unpublished" => {
-                let Some(track) = event.track.as_ref() else {
-                    return Ok(WebhookOutcome::Ignored);
-                };
-                if track.source != TrackSource::Microphone as i32 {
-                    return Ok(WebhookOutcome::Ignored);
+                "track_published" | "track_unpublished" => {
+                    let Some(track) = event.track.as_ref() else {
+                        return Ok(WebhookOutcome::Ignored);
+                    };
+                    if track.source != TrackSource::Microphone as i32 {
+                        return Ok(WebhookOutcome::Ignored);
+                    }
+                    let (published, unpublished) = if event.event == "track_published" {
+                        (Some(at), None)
+                    } else {
+                        (None, Some(at))
+                    };
+                    reps::record_track(
+                        conn,
+                        rep.user_id,
+                        &participant.sid,
+                        &track.sid,
+                        published,
+                        unpublished,
+                    )
+                    .await?;
                 }
-                let (published, unpublished) = if event.event == "track_published" {
-                    (Some(at), None)
-                } else {
-                    (None, Some(at))
-                };
-                reps::record_track(
-                    conn,
-                    rep.user_id,
-                    &participant.sid,
-                    &track.sid,
-                    published,
-                    unpublished,
-                )
-                .await?;
+                _ => return Ok(WebhookOutcome::Ignored),
             }
-            _ => return Ok(WebhookOutcome::Ignored),
-        }
-        presence::refresh(conn, &outbox, rep.user_id).await?;
-        Ok(WebhookOutcome::Applied)
-    })
-    .await
+            presence::refresh(conn, outbox, rep.user_id).await?;
+            Ok(WebhookOutcome::Applied)
+        }))
+        .await
 }

@@ -80,23 +80,25 @@ pub async fn insert_outbound(
 ) -> Result<Call, TelephonyError> {
     let limit = state.config.rate_limit;
     let window = chrono::Duration::from_std(limit.window).unwrap_or(chrono::Duration::MAX);
-    let outbox = state.outbox;
-    conn.transaction::<_, TelephonyError, _>(async |conn| {
-        calls::lock_user(conn, user).await?;
-        let now = Utc::now();
-        let (count, oldest) = calls::outbound_since(conn, user, now - window).await?;
-        if count >= i64::from(limit.calls) {
-            let free_at = oldest.unwrap_or(now) + window;
-            let wait_ms = u64::try_from((free_at - now).num_milliseconds()).unwrap_or(0);
-            return Err(TelephonyError::RateLimited {
-                retry_after_secs: wait_ms.div_ceil(1000).max(1),
-            });
-        }
-        let call = calls::insert(conn, &call).await?;
-        events::status_changed(conn, &outbox, &call, None, now).await?;
-        Ok(call)
-    })
-    .await
+    let outbox = &state.outbox;
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+            calls::lock_user(conn, user).await?;
+            let now = Utc::now();
+            let (count, oldest) = calls::outbound_since(conn, user, now - window).await?;
+            if count >= i64::from(limit.calls) {
+                let free_at = oldest.unwrap_or(now) + window;
+                let wait_ms = u64::try_from((free_at - now).num_milliseconds()).unwrap_or(0);
+                return Err(TelephonyError::RateLimited {
+                    retry_after_secs: wait_ms.div_ceil(1000).max(1),
+                });
+            }
+            let call = calls::insert(conn, &call).await?;
+            events::status_changed(conn, outbox, &call, None, now).await?;
+            Ok(call)
+        }))
+        .await
 }
 
 /// Places the call. The row is committed (INITIATED, announced) before Twilio is asked, so the
@@ -155,12 +157,14 @@ pub async fn initiate(
     {
         Ok(resource) if valid_call_sid(&resource.sid) => {
             let sid = resource.sid;
-            conn.transaction::<_, TelephonyError, _>(async |conn| {
-                calls::lock(conn, call.id).await?;
-                calls::set_sid(conn, call.id, &sid).await?;
-                Ok(())
-            })
-            .await?;
+            state
+                .outbox
+                .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+                    calls::lock(conn, call.id).await?;
+                    calls::set_sid(conn, call.id, &sid).await?;
+                    Ok(())
+                }))
+                .await?;
             calls::find(&mut conn, call.id)
                 .await?
                 .ok_or(TelephonyError::NotFound("call"))
@@ -190,27 +194,29 @@ async fn record_failure(
     let code = error.code().and_then(|c| i32::try_from(c).ok());
     let message = error.to_string();
     let refused = matches!(error, TwilioError::Rejected { .. });
-    conn.transaction::<_, TelephonyError, _>(async |conn| {
-        let locked = calls::lock(conn, call.id).await?;
-        calls::set_error(conn, call.id, code, &message).await?;
-        if refused {
-            status::apply(
-                conn,
-                state,
-                &locked,
-                &status::StatusReport {
-                    status: CallStatus::Failed,
-                    sequence: None,
-                    at: Utc::now(),
-                    duration_seconds: None,
-                    price: None,
-                },
-            )
-            .await?;
-        }
-        Ok(())
-    })
-    .await
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+            let locked = calls::lock(conn, call.id).await?;
+            calls::set_error(conn, call.id, code, &message).await?;
+            if refused {
+                status::apply(
+                    conn,
+                    state,
+                    &locked,
+                    &status::StatusReport {
+                        status: CallStatus::Failed,
+                        sequence: None,
+                        at: Utc::now(),
+                        duration_seconds: None,
+                        price: None,
+                    },
+                )
+                .await?;
+            }
+            Ok(())
+        }))
+        .await
 }
 
 /// Parses Twilio's RFC 2822 `Timestamp`.

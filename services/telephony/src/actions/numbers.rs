@@ -33,8 +33,9 @@ pub async fn put(
     let org = access::org_of(principal, org)?;
     let mut conn = state.conn().await?;
     let settings = &settings;
-    let result = conn
-        .transaction::<_, TelephonyError, _>(async |conn| {
+    let result = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
             match numbers::lock(conn, e164.as_str()).await? {
                 Some(existing) if existing.org_id != org => Err(TelephonyError::conflict(
                     "number_taken",
@@ -46,7 +47,7 @@ pub async fn put(
                     true,
                 )),
             }
-        })
+        }))
         .await;
     match result {
         // Two first PUTs of one number at once: the loser's insert hits the unique index.

@@ -103,27 +103,29 @@ pub async fn report(
         })
         .unwrap_or(now);
     let metrics = quality::with_estimated_mos(metrics);
-    conn.transaction::<_, TelephonyError, _>(async |conn| {
-        let call = calls::lock(conn, call.id).await?;
-        if store::count_samples(conn, call.id).await? >= MAX_SAMPLES {
-            return Err(TelephonyError::conflict(
-                "too_many_samples",
-                format!("a call keeps at most {MAX_SAMPLES} samples"),
-            ));
-        }
-        store::insert(
-            conn,
-            call.org_id,
-            call.id,
-            store::SDK,
-            &metrics,
-            measured_at,
-        )
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+            let call = calls::lock(conn, call.id).await?;
+            if store::count_samples(conn, call.id).await? >= MAX_SAMPLES {
+                return Err(TelephonyError::conflict(
+                    "too_many_samples",
+                    format!("a call keeps at most {MAX_SAMPLES} samples"),
+                ));
+            }
+            store::insert(
+                conn,
+                call.org_id,
+                call.id,
+                store::SDK,
+                &metrics,
+                measured_at,
+            )
+            .await?;
+            evaluate(conn, state, &call, "sdk").await?;
+            Ok(())
+        }))
         .await?;
-        evaluate(conn, state, &call, "sdk").await?;
-        Ok(())
-    })
-    .await?;
     summary(state, principal, call_id).await
 }
 

@@ -102,9 +102,10 @@ pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, Telep
         .filter(|_| number.ring_app)
         .map(phone::client_identity);
     let rings = client.is_some() || number.forward_to.is_some();
-    let outbox = state.outbox;
-    let inserted = conn
-        .transaction::<_, TelephonyError, _>(async |conn| {
+    let outbox = &state.outbox;
+    let inserted = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
             let now = Utc::now();
             let Some(call) = calls::insert_if_new_sid(
                 conn,
@@ -132,10 +133,10 @@ pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, Telep
             if !rings {
                 calls::set_voicemail(conn, call.id).await?;
             }
-            events::incoming(conn, &outbox, &call).await?;
-            events::status_changed(conn, &outbox, &call, None, now).await?;
+            events::incoming(conn, outbox, &call).await?;
+            events::status_changed(conn, outbox, &call, None, now).await?;
             Ok(true)
-        })
+        }))
         .await?;
     let outcome = if inserted { "applied" } else { "duplicate" };
     if !rings {
@@ -174,17 +175,19 @@ pub async fn dial_completed(state: &AppState, params: &Params) -> Result<Answer,
     };
     let voicemail =
         call.direction == Direction::Inbound.as_str() && dial.is_some_and(DialStatus::unanswered);
-    conn.transaction::<_, TelephonyError, _>(async |conn| {
-        calls::lock(conn, call.id).await?;
-        if let Some(dial) = dial {
-            calls::set_dial_outcome(conn, call.id, dial.as_str(), talk).await?;
-        }
-        if voicemail {
-            calls::set_voicemail(conn, call.id).await?;
-        }
-        Ok(())
-    })
-    .await?;
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+            calls::lock(conn, call.id).await?;
+            if let Some(dial) = dial {
+                calls::set_dial_outcome(conn, call.id, dial.as_str(), talk).await?;
+            }
+            if voicemail {
+                calls::set_voicemail(conn, call.id).await?;
+            }
+            Ok(())
+        }))
+        .await?;
     if voicemail {
         let number = match call.phone_number_id {
             Some(_) => numbers::find(&mut conn, &call.to_number).await?,
@@ -221,12 +224,14 @@ pub async fn outbound(
         ));
     };
     if call.call_sid.is_none() {
-        conn.transaction::<_, TelephonyError, _>(async |conn| {
-            calls::lock(conn, call.id).await?;
-            calls::set_sid(conn, call.id, &sid).await?;
-            Ok(())
-        })
-        .await?;
+        state
+            .outbox
+            .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+                calls::lock(conn, call.id).await?;
+                calls::set_sid(conn, call.id, &sid).await?;
+                Ok(())
+            }))
+            .await?;
     }
     if call.status().is_final() {
         return Ok(Answer::new(twiml::hang_up(), "stale"));
@@ -335,35 +340,39 @@ pub async fn status_callback(
             .map(|p| (p.to_owned(), params.get("PriceUnit").map(str::to_owned))),
     };
     let mut conn = state.conn().await?;
-    let Some(call) = find_call(&mut conn, call_id, &sid).await? else {
+    let outcome = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+            let Some(mut locked) = lock_call(conn, call_id, &sid).await? else {
+                return Ok("unknown_call");
+            };
+            if locked.call_sid.is_none() {
+                calls::set_sid(conn, locked.id, &sid).await?;
+                locked = calls::lock(conn, locked.id).await?;
+            }
+            let (_, advanced) = status::apply(conn, state, &locked, &report).await?;
+            Ok(if advanced { "applied" } else { "stale" })
+        }))
+        .await?;
+    if outcome == "unknown_call" {
         tracing::warn!(call.sid = %sid, "status callback for an unknown call");
-        return Ok("unknown_call");
-    };
-    conn.transaction::<_, TelephonyError, _>(async |conn| {
-        let mut locked = calls::lock(conn, call.id).await?;
-        if locked.call_sid.is_none() {
-            calls::set_sid(conn, call.id, &sid).await?;
-            locked = calls::lock(conn, call.id).await?;
-        }
-        let (_, advanced) = status::apply(conn, state, &locked, &report).await?;
-        Ok(if advanced { "applied" } else { "stale" })
-    })
-    .await
+    }
+    Ok(outcome)
 }
 
-/// The call a callback is about: by the `callId` we put in its URL (the CallSid may not be
-/// stored yet), checked against the CallSid, else by CallSid.
-async fn find_call(
+/// The call a callback is about, found and locked in one read: by the `callId` we put in its URL
+/// (the CallSid may not be stored yet), checked against the CallSid, else by CallSid.
+async fn lock_call(
     conn: &mut AsyncPgConnection,
     call_id: Option<Uuid>,
     sid: &str,
 ) -> Result<Option<Call>, TelephonyError> {
     if let Some(id) = call_id {
-        return Ok(calls::find(conn, id)
+        return Ok(calls::try_lock(conn, id)
             .await?
             .filter(|c| c.call_sid.as_deref().is_none_or(|known| known == sid)));
     }
-    Ok(calls::find_by_sid(conn, sid).await?)
+    Ok(calls::try_lock_by_sid(conn, sid).await?)
 }
 
 fn valid_recording_sid(sid: &str) -> bool {
@@ -418,9 +427,10 @@ pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, Tele
         tracing::warn!(call.sid = %sid, "recording of an unknown call");
         return Ok(Answer::new(answer, "unknown_call"));
     };
-    let outbox = state.outbox;
-    let outcome = conn
-        .transaction::<_, TelephonyError, _>(async |conn| {
+    let outbox = &state.outbox;
+    let outcome = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
             let call = calls::lock(conn, call.id).await?;
             let url = url.as_deref();
             let inserted = recordings::insert_if_absent(
@@ -460,10 +470,10 @@ pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, Tele
             };
             if completed_now && recording.kind == "VOICEMAIL" {
                 calls::set_voicemail(conn, call.id).await?;
-                events::voicemail(conn, &outbox, &call, &recording).await?;
+                events::voicemail(conn, outbox, &call, &recording).await?;
             }
             Ok("applied")
-        })
+        }))
         .await?;
     Ok(Answer::new(answer, outcome))
 }

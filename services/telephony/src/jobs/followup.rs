@@ -133,13 +133,15 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
         match priced {
             Some((price, unit)) => {
                 let unit = unit.filter(|u| status::valid_price_unit(u));
-                conn.transaction::<_, TelephonyError, _>(async |conn| {
-                    calls::set_price(conn, call.id, &price, unit.as_deref()).await?;
-                    followups::record(conn, call.id, followups::COST, "DONE", attempts, None)
-                        .await?;
-                    Ok(())
-                })
-                .await?;
+                state
+                    .outbox
+                    .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+                        calls::set_price(conn, call.id, &price, unit.as_deref()).await?;
+                        followups::record(conn, call.id, followups::COST, "DONE", attempts, None)
+                            .await?;
+                        Ok(())
+                    }))
+                    .await?;
                 report.prices_stored += 1;
             }
             None => match next_attempt(
@@ -210,13 +212,15 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
                 (SummaryState::Partial, Some(next)) => ("PARTIAL", Some(next)),
                 _ => ("DONE", None),
             };
-            conn.transaction::<_, TelephonyError, _>(async |conn| {
-                quality::store_insights(conn, state, &call, &metrics).await?;
-                followups::record(conn, call.id, followups::QUALITY, status, attempts, next)
-                    .await?;
-                Ok(())
-            })
-            .await?;
+            state
+                .outbox
+                .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+                    quality::store_insights(conn, state, &call, &metrics).await?;
+                    followups::record(conn, call.id, followups::QUALITY, status, attempts, next)
+                        .await?;
+                    Ok(())
+                }))
+                .await?;
             report.quality_stored += 1;
             continue;
         }
@@ -290,8 +294,9 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
     }
 
     for call in calls::orphans(&mut conn, now - ORPHAN_AFTER, BATCH).await? {
-        let failed = conn
-            .transaction::<_, TelephonyError, _>(async |conn| {
+        let failed = state
+            .outbox
+            .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
                 let locked = calls::lock(conn, call.id).await?;
                 if locked.call_sid.is_some() {
                     return Ok(false);
@@ -311,7 +316,7 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
                 )
                 .await?;
                 Ok(advanced)
-            })
+            }))
             .await?;
         if failed {
             report.orphans_failed += 1;
@@ -375,15 +380,17 @@ async fn sync_from_resource(
         });
     }
     let mut conn = state.conn().await?;
-    conn.transaction::<_, TelephonyError, _>(async |conn| {
-        calls::set_synced(conn, call.id).await?;
-        let mut moved = false;
-        for report in &reports {
-            let locked = calls::lock(conn, call.id).await?;
-            let (_, advanced) = status::apply(conn, state, &locked, report).await?;
-            moved |= advanced;
-        }
-        Ok(moved)
-    })
-    .await
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
+            calls::set_synced(conn, call.id).await?;
+            let mut moved = false;
+            for report in &reports {
+                let locked = calls::lock(conn, call.id).await?;
+                let (_, advanced) = status::apply(conn, state, &locked, report).await?;
+                moved |= advanced;
+            }
+            Ok(moved)
+        }))
+        .await
 }

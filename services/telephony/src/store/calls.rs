@@ -121,6 +121,28 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Call> {
         .await
 }
 
+/// Locks the call `id` if it exists.
+pub async fn try_lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Call>> {
+    c::table
+        .find(id)
+        .select(Call::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the call with Twilio's CallSid `sid` if it exists.
+pub async fn try_lock_by_sid(conn: &mut AsyncPgConnection, sid: &str) -> QueryResult<Option<Call>> {
+    c::table
+        .filter(c::call_sid.eq(sid))
+        .select(Call::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Records Twilio's CallSid once known (the create answer or the first callback).
 pub async fn set_sid(conn: &mut AsyncPgConnection, id: Uuid, sid: &str) -> QueryResult<usize> {
     diesel::update(c::table.find(id).filter(c::call_sid.is_null()))

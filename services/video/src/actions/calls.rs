@@ -48,12 +48,9 @@ pub async fn join(
             "this appointment was cancelled",
         ));
     }
-    let call = match calls::find_by_appointment(&mut conn, appointment.id).await? {
-        Some(call) => call,
-        None => create_call(state, &mut conn, &appointment).await?,
-    };
-    if !call.room_created {
-        ensure_room(state, &mut conn, &call).await?;
+    let existing = calls::find_by_appointment(&mut conn, appointment.id).await?;
+    if let Some(call) = existing.as_ref().filter(|call| !call.room_created) {
+        ensure_room(state, &mut conn, call).await?;
     }
 
     let identity = Identity::User(principal.user_id.as_uuid()).to_string();
@@ -68,10 +65,14 @@ pub async fn join(
         })
         .unwrap_or_else(|| if is_host { "Host" } else { "Participant" }.to_owned());
     let role = principal.role.as_str();
-    let outbox = state.outbox;
-    let (call, participant) = conn
-        .transaction::<_, VideoError, _>(async |conn| {
-            let call = calls::lock(conn, call.id).await?;
+    let outbox = &state.outbox;
+    let (call, participant) = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
+            let call = match &existing {
+                Some(call) => calls::lock(conn, call.id).await?,
+                None => create_call(state, conn, &appointment).await?,
+            };
             let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
             if status.is_final() {
                 return Err(VideoError::conflict(
@@ -99,13 +100,16 @@ pub async fn join(
                 calls::record_session(conn, call.id, &sid, &identity, Some(Utc::now()), None)
                     .await?;
             }
-            presence::refresh(conn, &outbox, &call, &[identity.as_str()], None).await?;
-            let call = calls::lock(conn, call.id).await?;
+            presence::refresh(conn, outbox, &call, &[identity.as_str()], None).await?;
+            // Still locked by this transaction: a plain read.
+            let call = calls::find(conn, call.id)
+                .await?
+                .ok_or(VideoError::NotFound("call"))?;
             let participant = calls::find_participant(conn, call.id, &identity)
                 .await?
                 .ok_or(VideoError::NotFound("participant"))?;
             Ok((call, participant))
-        })
+        }))
         .await?;
     let preset = if is_host {
         Preset::Host
@@ -131,11 +135,13 @@ pub async fn join(
     })
 }
 
-/// Creates the appointment's call and its LiveKit room together: the row is inserted, the room
-/// created while the insert is uncommitted, and a LiveKit failure rolls the insert back (503) —
-/// except in development, where LiveKit auto-creates rooms on join: there the call is kept and
-/// the reconciliation job creates the room later. Concurrent joins wait on the unique index and
-/// then read the winner's call, so twenty joins make one call and one room.
+/// Creates the appointment's call and its LiveKit room inside the join's transaction, and returns
+/// the call locked. The row is inserted as having its room, the room is created while the insert
+/// is uncommitted, and a LiveKit failure rolls the whole join back (503) — except in development,
+/// where LiveKit auto-creates rooms on join: there the call is kept without its room and the
+/// reconciliation job creates it later. Concurrent first joins wait on the unique index and then
+/// lock the winner's call, so twenty joins make one call and one room, and a first join costs one
+/// commit.
 async fn create_call(
     state: &AppState,
     conn: &mut AsyncPgConnection,
@@ -143,48 +149,39 @@ async fn create_call(
 ) -> Result<Call, VideoError> {
     let room = appointment_room(appointment.org_id, appointment.id);
     let id = Uuid::now_v7();
-    let created = conn
-        .transaction::<_, VideoError, _>(async |conn| {
-            let room = &room;
-            let Some(call) = calls::insert_call_if_absent(
-                conn,
-                &NewCall {
-                    id,
-                    org_id: appointment.org_id,
-                    appointment_id: appointment.id,
-                    room_name: room,
-                    room_created: false,
-                },
-            )
+    let inserted = calls::insert_call_if_absent(
+        conn,
+        &NewCall {
+            id,
+            org_id: appointment.org_id,
+            appointment_id: appointment.id,
+            room_name: &room,
+            room_created: true,
+        },
+    )
+    .await?;
+    let Some(mut call) = inserted else {
+        let winner = calls::find_by_appointment(conn, appointment.id)
             .await?
-            else {
-                return Ok(None);
-            };
-            match state
-                .livekit_call("create_room", state.livekit.create_room(room, room_options(id)))
-                .await
-            {
-                Ok(_) => {
-                    calls::set_room_created(conn, call.id).await?;
-                }
-                Err(error) if state.config.environment == Environment::Development => {
-                    tracing::warn!(call.id = %call.id, error = %error, "LiveKit room not created; continuing (development: the server auto-creates rooms, the reconciliation job retries)");
-                }
-                Err(error) => return Err(error.into()),
-            }
-            Ok(Some(call.id))
-        })
-        .await?;
-    let id = match created {
-        Some(id) => id,
-        None => calls::find_by_appointment(conn, appointment.id)
-            .await?
-            .map(|c| c.id)
-            .ok_or(VideoError::NotFound("call"))?,
+            .ok_or(VideoError::NotFound("call"))?;
+        return Ok(calls::lock(conn, winner.id).await?);
     };
-    calls::find(conn, id)
-        .await?
-        .ok_or(VideoError::NotFound("call"))
+    match state
+        .livekit_call(
+            "create_room",
+            state.livekit.create_room(&room, room_options(id)),
+        )
+        .await
+    {
+        Ok(_) => Ok(call),
+        Err(error) if state.config.environment == Environment::Development => {
+            tracing::warn!(call.id = %call.id, error = %error, "LiveKit room not created; continuing (development: the server auto-creates rooms, the reconciliation job retries)");
+            calls::set_room_created(conn, call.id, false).await?;
+            call.room_created = false;
+            Ok(call)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Creates a call's LiveKit room that could not be created before (development, or a job).
@@ -203,7 +200,7 @@ pub async fn ensure_room(
         .await
     {
         Ok(_) => {
-            calls::set_room_created(conn, call.id).await?;
+            calls::set_room_created(conn, call.id, true).await?;
             Ok(())
         }
         Err(error) if state.config.environment == Environment::Development => {
@@ -234,16 +231,18 @@ pub async fn start(
         access::require_host(principal, &appointment)?;
     }
     if status == CallStatus::Pending {
-        let outbox = state.outbox;
-        conn.transaction::<_, VideoError, _>(async |conn| {
-            let call = calls::lock(conn, call_id).await?;
-            let now = Utc::now();
-            if calls::mark_ongoing(conn, call.id, now).await? {
-                presence::announce_started(conn, &outbox, &call, Some(now)).await?;
-            }
-            Ok(())
-        })
-        .await?;
+        let outbox = &state.outbox;
+        state
+            .outbox
+            .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
+                let call = calls::lock(conn, call_id).await?;
+                let now = Utc::now();
+                if calls::mark_ongoing(conn, call.id, now).await? {
+                    presence::announce_started(conn, outbox, &call, Some(now)).await?;
+                }
+                Ok(())
+            }))
+            .await?;
     }
     if start_recording {
         recording::start(state, &mut conn, call_id).await?;
@@ -263,10 +262,11 @@ pub async fn stop(
     let mut conn = state.conn().await?;
     let (call, _) = access::call(&mut conn, principal, call_id).await?;
     let identity = Identity::User(principal.user_id.as_uuid()).to_string();
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
     let reason = reason.as_deref();
-    let refreshed = conn
-        .transaction::<_, VideoError, _>(async |conn| {
+    let refreshed = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             let identity = &identity;
             let call = calls::lock(conn, call.id).await?;
             let Some(participant) = calls::find_participant(conn, call.id, identity).await? else {
@@ -281,13 +281,13 @@ pub async fn stop(
             calls::close_open_sessions(conn, call.id, Some(identity), Utc::now(), "stop").await?;
             presence::refresh(
                 conn,
-                &outbox,
+                outbox,
                 &call,
                 &[identity.as_str()],
                 Some(reason.unwrap_or("left")),
             )
             .await
-        })
+        }))
         .await?;
     if refreshed.completed {
         recording::stop_for_call(state, &mut conn, call_id).await;

@@ -98,38 +98,40 @@ pub async fn join(
         .ok_or_else(|| link_error(GuestLinkError::Invalid))?;
     let org = claims.org.as_uuid();
     let mut conn = state.conn().await?;
-    conn.transaction::<_, VideoError, _>(async |conn| {
-        // The call row's lock makes concurrent joins queue: one row per link and the waiting
-        // limit hold without a unique index on link_id.
-        let call = calls::lock(conn, claims.call)
-            .await
-            .optional()?
-            .filter(|call| call.org_id == org)
-            .ok_or(VideoError::NotFound("call"))?;
-        ensure_open(&call)?;
-        if let Some(guest) = lobby::find_by_link(conn, call.id, claims.sub).await? {
-            return Ok(guest);
-        }
-        if lobby::count_waiting(conn, call.id, Utc::now()).await? >= MAX_WAITING_GUESTS {
-            return Err(VideoError::conflict(
-                "lobby_full",
-                format!("{MAX_WAITING_GUESTS} guests are already waiting for this call"),
-            ));
-        }
-        Ok(lobby::insert(
-            conn,
-            &NewLobbyGuest {
-                id: Uuid::now_v7(),
-                call_id: call.id,
-                org_id: call.org_id,
-                link_id: claims.sub,
-                display_name: display_name.as_str(),
-                expires_at,
-            },
-        )
-        .await?)
-    })
-    .await
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
+            // The call row's lock makes concurrent joins queue: one row per link and the waiting
+            // limit hold without a unique index on link_id.
+            let call = calls::lock(conn, claims.call)
+                .await
+                .optional()?
+                .filter(|call| call.org_id == org)
+                .ok_or(VideoError::NotFound("call"))?;
+            ensure_open(&call)?;
+            if let Some(guest) = lobby::find_by_link(conn, call.id, claims.sub).await? {
+                return Ok(guest);
+            }
+            if lobby::count_waiting(conn, call.id, Utc::now()).await? >= MAX_WAITING_GUESTS {
+                return Err(VideoError::conflict(
+                    "lobby_full",
+                    format!("{MAX_WAITING_GUESTS} guests are already waiting for this call"),
+                ));
+            }
+            Ok(lobby::insert(
+                conn,
+                &NewLobbyGuest {
+                    id: Uuid::now_v7(),
+                    call_id: call.id,
+                    org_id: call.org_id,
+                    link_id: claims.sub,
+                    display_name: display_name.as_str(),
+                    expires_at,
+                },
+            )
+            .await?)
+        }))
+        .await
 }
 
 /// What an admitted guest connects with.
@@ -200,8 +202,9 @@ pub async fn decide(
     let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
     access::require_host(principal, &appointment)?;
     let decided_by = principal.user_id.as_uuid();
-    let guest = conn
-        .transaction::<_, VideoError, _>(async |conn| {
+    let guest = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             // Call before guest: the one order in which any transaction takes both locks.
             let call = calls::lock(conn, call.id).await?;
             let guest = lobby::lock(conn, call.id, guest_id)
@@ -246,7 +249,7 @@ pub async fn decide(
                 .await?;
             }
             Ok(lobby::set_status(conn, guest.id, status.as_str(), decided_by, now).await?)
-        })
+        }))
         .await?;
     tracing::info!(
         call.id = %call_id,
@@ -273,8 +276,9 @@ pub async fn remove(
     access::require_host(principal, &appointment)?;
     let decided_by = principal.user_id.as_uuid();
     let name = identity.to_string();
-    let removed = conn
-        .transaction::<_, VideoError, _>(async |conn| {
+    let removed = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             if let Identity::Guest(guest_id) = identity
                 && let Some(guest) = lobby::lock(conn, call.id, guest_id).await?
                 && guest.status != LobbyStatus::Denied.as_str()
@@ -299,7 +303,7 @@ pub async fn remove(
                 Err(error) if error.is_not_found() => Ok(false),
                 Err(error) => Err(error.into()),
             }
-        })
+        }))
         .await?;
     tracing::info!(
         call.id = %call.id,

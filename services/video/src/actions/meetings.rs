@@ -103,7 +103,7 @@ pub async fn create(
     let id = Uuid::now_v7();
     let livekit_room = meeting_room(org, id);
     let mut conn = state.conn().await?;
-    let meeting = conn
+    let meeting = state.outbox.wake_on_commit(conn
         .transaction::<_, VideoError, _>(async |conn| {
             let livekit_room = &livekit_room;
             let Some(meeting) = store::insert_if_absent(
@@ -153,7 +153,7 @@ pub async fn create(
                 Err(error) => return Err(error.into()),
             }
             Ok(meeting)
-        })
+        }))
         .await?;
     detail(&mut conn, meeting).await
 }
@@ -237,8 +237,9 @@ pub async fn join(
         .issue(&meeting.livekit_room, &identity, name, preset, None, None)
         .map_err(VideoError::internal)?;
     let now = Utc::now();
-    let meeting = conn
-        .transaction::<_, VideoError, _>(async |conn| {
+    let meeting = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             let meeting = store::lock(conn, meeting.id).await?;
             if meeting.is_ended() {
                 return Err(ended());
@@ -250,7 +251,7 @@ pub async fn join(
                 store::write_presence(conn, meeting.id, member.user_id, &presence.into()).await?;
             }
             Ok(meeting)
-        })
+        }))
         .await?;
     Ok(Joined { meeting, token })
 }
@@ -272,8 +273,9 @@ pub async fn leave(
         ));
     }
     let now = Utc::now();
-    let ended_now = conn
-        .transaction::<_, VideoError, _>(async |conn| {
+    let ended_now = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             let meeting = store::lock(conn, meeting.id).await?;
             let member = store::find_member(conn, meeting.id, member.user_id)
                 .await?
@@ -295,7 +297,7 @@ pub async fn leave(
                 }
             }
             Ok(true)
-        })
+        }))
         .await?;
     if ended_now {
         delete_room(state, &meeting).await;
@@ -338,56 +340,59 @@ pub async fn apply_webhook(
     let key = webhook::receipt_key(event);
     let at = webhook::event_time(event);
     let mut conn = state.conn().await?;
-    conn.transaction::<_, VideoError, _>(async |conn| {
-        if !sb_db::models::record_webhook_once(conn, "livekit", &key).await? {
-            return Ok(WebhookOutcome::Duplicate);
-        }
-        let Some(meeting) = store::find_by_livekit_room(conn, &room).await? else {
-            return Ok(WebhookOutcome::Ignored);
-        };
-        let meeting = store::lock(conn, meeting.id).await?;
-        match event.event.as_str() {
-            "participant_joined" | "participant_left" => {
-                let Some(Identity::User(user_id)) = event
-                    .participant
-                    .as_ref()
-                    .and_then(|p| p.identity.parse::<Identity>().ok())
-                else {
-                    // Recorders and anything else that is not a platform user.
-                    return Ok(WebhookOutcome::Ignored);
-                };
-                let Some(member) = store::find_member(conn, meeting.id, user_id).await? else {
-                    return Ok(WebhookOutcome::Ignored);
-                };
-                let next = if event.event == "participant_joined" {
-                    // An ended meeting has nobody in it; a join reported late is from before.
-                    if meeting.is_ended() {
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
+            if !sb_db::models::record_webhook_once(conn, "livekit", &key).await? {
+                return Ok(WebhookOutcome::Duplicate);
+            }
+            let Some(meeting) = store::find_by_livekit_room(conn, &room).await? else {
+                return Ok(WebhookOutcome::Ignored);
+            };
+            let meeting = store::lock(conn, meeting.id).await?;
+            match event.event.as_str() {
+                "participant_joined" | "participant_left" => {
+                    let Some(Identity::User(user_id)) = event
+                        .participant
+                        .as_ref()
+                        .and_then(|p| p.identity.parse::<Identity>().ok())
+                    else {
+                        // Recorders and anything else that is not a platform user.
                         return Ok(WebhookOutcome::Ignored);
+                    };
+                    let Some(member) = store::find_member(conn, meeting.id, user_id).await? else {
+                        return Ok(WebhookOutcome::Ignored);
+                    };
+                    let next = if event.event == "participant_joined" {
+                        // An ended meeting has nobody in it; a join reported late is from before.
+                        if meeting.is_ended() {
+                            return Ok(WebhookOutcome::Ignored);
+                        }
+                        member.presence().joined(at, Source::Webhook)
+                    } else {
+                        member.presence().left(at, Source::Webhook)
+                    };
+                    if let Some(presence) = next {
+                        store::write_presence(conn, meeting.id, user_id, &presence.into()).await?;
                     }
-                    member.presence().joined(at, Source::Webhook)
-                } else {
-                    member.presence().left(at, Source::Webhook)
-                };
-                if let Some(presence) = next {
-                    store::write_presence(conn, meeting.id, user_id, &presence.into()).await?;
+                    Ok(WebhookOutcome::Applied)
                 }
-                Ok(WebhookOutcome::Applied)
-            }
-            "room_finished" => {
-                for member in store::members_of(conn, &[meeting.id]).await? {
-                    // Invitees who never came stay without a departure time.
-                    if !member.in_room && member.joined_at.is_none() {
-                        continue;
+                "room_finished" => {
+                    for member in store::members_of(conn, &[meeting.id]).await? {
+                        // Invitees who never came stay without a departure time.
+                        if !member.in_room && member.joined_at.is_none() {
+                            continue;
+                        }
+                        if let Some(presence) = member.presence().left(at, Source::Webhook) {
+                            let changes = MemberChanges::from(presence);
+                            store::write_presence(conn, meeting.id, member.user_id, &changes)
+                                .await?;
+                        }
                     }
-                    if let Some(presence) = member.presence().left(at, Source::Webhook) {
-                        let changes = MemberChanges::from(presence);
-                        store::write_presence(conn, meeting.id, member.user_id, &changes).await?;
-                    }
+                    Ok(WebhookOutcome::Applied)
                 }
-                Ok(WebhookOutcome::Applied)
+                _ => Ok(WebhookOutcome::Ignored),
             }
-            _ => Ok(WebhookOutcome::Ignored),
-        }
-    })
-    .await
+        }))
+        .await
 }

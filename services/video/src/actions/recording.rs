@@ -88,29 +88,31 @@ pub async fn start(
         }
     };
     let state_now = EgressState::from_livekit(info.status);
-    conn.transaction::<_, VideoError, _>(async |conn| {
-        let filepath = &filepath;
-        let info = &info;
-        let call = calls::lock(conn, call.id).await?;
-        let recording = recordings::ensure(
-            conn,
-            &NewRecording {
-                id: Uuid::now_v7(),
-                call_id: call.id,
-                org_id: call.org_id,
-                egress_id: &info.egress_id,
-                status: state_now.as_str(),
-                filepath,
-            },
-        )
-        .await?;
-        // A webhook may already have moved it further.
-        let current = EgressState::parse(&recording.status).unwrap_or(state_now);
-        calls::set_recording_status(conn, call.id, current.call_recording_status().as_str())
+    state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
+            let filepath = &filepath;
+            let info = &info;
+            let call = calls::lock(conn, call.id).await?;
+            let recording = recordings::ensure(
+                conn,
+                &NewRecording {
+                    id: Uuid::now_v7(),
+                    call_id: call.id,
+                    org_id: call.org_id,
+                    egress_id: &info.egress_id,
+                    status: state_now.as_str(),
+                    filepath,
+                },
+            )
             .await?;
-        Ok(())
-    })
-    .await
+            // A webhook may already have moved it further.
+            let current = EgressState::parse(&recording.status).unwrap_or(state_now);
+            calls::set_recording_status(conn, call.id, current.call_recording_status().as_str())
+                .await?;
+            Ok(())
+        }))
+        .await
 }
 
 /// Stops the call's running recordings once it completed. A failure is logged and left to the

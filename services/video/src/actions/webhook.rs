@@ -85,10 +85,11 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
         return Ok(WebhookOutcome::Ignored);
     }
     let mut conn = state.conn().await?;
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
     let key = receipt_key(event);
-    let (outcome, completed_call) = conn
-        .transaction::<_, VideoError, _>(async |conn| {
+    let (outcome, completed_call) = state
+        .outbox
+        .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             let room = &room;
             if !sb_db::models::record_webhook_once(conn, "livekit", &key).await? {
                 return Ok((WebhookOutcome::Duplicate, None));
@@ -100,14 +101,14 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
             let at = event_time(event);
             let refreshed = match event.event.as_str() {
                 "room_started" => {
-                    calls::set_room_created(conn, call.id).await?;
+                    calls::set_room_created(conn, call.id, true).await?;
                     None
                 }
                 "room_finished" => {
                     calls::set_room_finished(conn, call.id, at).await?;
                     // No end reason from webhooks: which of room_finished and the last
                     // participant_left arrives first is chance, and the state must not be.
-                    Some(presence::settle(conn, &outbox, &call, None).await?)
+                    Some(presence::settle(conn, outbox, &call, None).await?)
                 }
                 "participant_joined" | "participant_left" => {
                     let Some(info) = event.participant.as_ref() else {
@@ -147,11 +148,11 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
                     let joined = joined.or(if left.is_none() { Some(at) } else { None });
                     calls::record_session(conn, call.id, &info.sid, &identity, joined, left)
                         .await?;
-                    Some(presence::refresh(conn, &outbox, &call, &[identity.as_str()], None).await?)
+                    Some(presence::refresh(conn, outbox, &call, &[identity.as_str()], None).await?)
                 }
                 "egress_started" | "egress_updated" | "egress_ended" => {
                     if let Some(info) = &event.egress_info {
-                        recording::apply_egress(conn, &outbox, info, None).await?;
+                        recording::apply_egress(conn, outbox, info, None).await?;
                     }
                     None
                 }
@@ -159,7 +160,7 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
             };
             let completed = refreshed.filter(|r| r.completed).map(|_| call.id);
             Ok((WebhookOutcome::Applied, completed))
-        })
+        }))
         .await?;
     if let Some(call_id) = completed_call {
         recording::stop_for_call(state, &mut conn, call_id).await;

@@ -140,9 +140,13 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Call> {
         .await
 }
 
-pub async fn set_room_created(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+pub async fn set_room_created(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    created: bool,
+) -> QueryResult<usize> {
     diesel::update(video_calls::table.find(id))
-        .set(video_calls::room_created.eq(true))
+        .set(video_calls::room_created.eq(created))
         .execute(conn)
         .await
 }
