@@ -101,7 +101,41 @@ fn token(ctx: &ConnectContext<'_>) -> Option<String> {
         })
 }
 
-type Outcome = Result<Value, String>;
+/// Why an event was refused: a stable `code` for programs, a `message` for people. Sent as the
+/// `error` event (`{event, code, message}`) and, when the client asked for one, as the ack
+/// (`{ok: false, code, error}`).
+#[derive(Debug)]
+struct EventError {
+    code: &'static str,
+    message: String,
+}
+
+impl EventError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The payload is not what the event needs.
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new("invalid_payload", message)
+    }
+
+    /// The database is away: the client should retry (what a 503 is to HTTP).
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self::new("unavailable", message)
+    }
+}
+
+impl From<&'static str> for EventError {
+    fn from(message: &'static str) -> Self {
+        Self::invalid(message)
+    }
+}
+
+type Outcome = Result<Value, EventError>;
 
 impl Namespace for VideoCall {
     fn connect(
@@ -141,10 +175,13 @@ impl Namespace for VideoCall {
                         ack.send(&[reply]);
                     }
                 }
-                Err(message) => {
-                    socket.emit("error", &[json!({"event": event, "message": message})]);
+                Err(EventError { code, message }) => {
+                    socket.emit(
+                        "error",
+                        &[json!({"event": event, "code": code, "message": message})],
+                    );
                     if let Some(ack) = ack {
-                        ack.send(&[json!({"ok": false, "error": message})]);
+                        ack.send(&[json!({"ok": false, "code": code, "error": message})]);
                     }
                 }
             }
@@ -167,22 +204,25 @@ impl Namespace for VideoCall {
 impl VideoCall {
     async fn dispatch(&self, socket: &Socket, event: &str, payload: Option<Value>) -> Outcome {
         let Some(Value::Object(mut payload)) = payload else {
-            return Err("the payload must be an object".to_owned());
+            return Err(EventError::invalid("the payload must be an object"));
         };
         let Some(room) = payload
             .get("roomId")
             .and_then(Value::as_str)
             .map(str::to_owned)
         else {
-            return Err("roomId must be a string".to_owned());
+            return Err(EventError::invalid("roomId must be a string"));
         };
-        let me = member(socket).ok_or("not authenticated")?;
+        let me = member(socket).ok_or(EventError::new("unauthorized", "not authenticated"))?;
         if event == "join-room" {
             return self.join(socket, me, &room).await;
         }
         let joined = lock(&me.rooms).contains_key(&room);
         if !joined {
-            return Err(format!("not in room {room}"));
+            return Err(EventError::new(
+                "not_in_room",
+                format!("not in room {room}"),
+            ));
         }
         let base = |extra: Vec<(&str, Value)>| {
             let mut out = Map::new();
@@ -221,7 +261,7 @@ impl VideoCall {
                             &[out],
                         );
                     }
-                    Some(_) => return Err("to must be a user id".to_owned()),
+                    Some(_) => return Err(EventError::invalid("to must be a user id")),
                 }
             }
             "screen-share-start" => {
@@ -247,7 +287,7 @@ impl VideoCall {
                     .await
                     .map_err(|e| {
                         tracing::error!(error = %e, "cannot end the room");
-                        "the call could not be ended, retry".to_owned()
+                        EventError::unavailable("the call could not be ended, retry")
                     })?;
                 socket
                     .io()
@@ -258,7 +298,12 @@ impl VideoCall {
                     .gather(json!({"op": "end", "room": room}), CLUSTER_TIMEOUT)
                     .await;
             }
-            other => return Err(format!("unknown event {other}")),
+            other => {
+                return Err(EventError::new(
+                    "unknown_event",
+                    format!("unknown event {other}"),
+                ));
+            }
         }
         Ok(json!({"ok": true}))
     }
@@ -266,21 +311,23 @@ impl VideoCall {
     async fn join(&self, socket: &Socket, me: &Member, room_id: &str) -> Outcome {
         let unavailable = |e: crate::error::SignalingError| {
             tracing::error!(error = %e, "join-room failed");
-            "the room is unavailable, retry".to_owned()
+            EventError::unavailable("the room is unavailable, retry")
         };
         let mut conn = self.state.conn().await.map_err(unavailable)?;
         let room = store::by_room_id(&mut conn, room_id)
             .await
             .map_err(|e| unavailable(e.into()))?
-            .ok_or_else(|| format!("room {room_id} not found"))?;
+            .ok_or_else(|| EventError::new("not_found", format!("room {room_id} not found")))?;
         if RoomStatus::parse(&room.status) == RoomStatus::Ended {
-            return Err("the call has ended".to_owned());
+            return Err(EventError::new("call_ended", "the call has ended"));
         }
         let appointment = store::appointment(&mut conn, room.appointment_id)
             .await
             .map_err(|e| unavailable(e.into()))?
             .filter(|a| actions::may_access(&me.principal, a))
-            .ok_or_else(|| format!("not allowed to join room {room_id}"))?;
+            .ok_or_else(|| {
+                EventError::new("forbidden", format!("not allowed to join room {room_id}"))
+            })?;
         drop(conn);
         let side = actions::side(me.principal.user_id.as_uuid(), &appointment);
         let already = lock(&me.rooms).insert(room_id.to_owned(), side).is_some();

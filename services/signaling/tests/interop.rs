@@ -65,7 +65,10 @@ fn check_events(answer: &Value, room: &str, hid: &str, gid: &str) {
         json!({"roomId": room, "userId": gid, "isEnabled": true})
     );
     assert_eq!(answer["ack"], json!({"ok": true}));
-    assert_eq!(events["error"]["message"], "isEnabled must be a boolean");
+    assert_eq!(
+        events["error"],
+        json!({"event": "toggle-video", "code": "invalid_payload", "message": "isEnabled must be a boolean"})
+    );
     assert_eq!(events["userLeft"], json!({"roomId": room, "userId": gid}));
     assert_eq!(events["userJoinedAgain"]["userId"], json!(gid));
     assert_eq!(

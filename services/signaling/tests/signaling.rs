@@ -286,22 +286,22 @@ async fn every_seed_event_flows_between_practitioner_and_patient() -> Result {
         .emit("toggle-video", json!({"roomId": room, "isEnabled": "yes"}))
         .await?;
     assert_eq!(
-        patient.expect("error").await?["message"],
-        "isEnabled must be a boolean"
+        patient.expect("error").await?,
+        json!({"event": "toggle-video", "code": "invalid_payload", "message": "isEnabled must be a boolean"})
     );
     patient
         .emit("webrtc-signal", json!("not an object"))
         .await?;
     assert_eq!(
-        patient.expect("error").await?["message"],
-        "the payload must be an object"
+        patient.expect("error").await?,
+        json!({"event": "webrtc-signal", "code": "invalid_payload", "message": "the payload must be an object"})
     );
     patient
         .emit("join-room", json!({"roomId": "room_0_nope"}))
         .await?;
     assert_eq!(
-        patient.expect("error").await?["message"],
-        "room room_0_nope not found"
+        patient.expect("error").await?,
+        json!({"event": "join-room", "code": "not_found", "message": "room room_0_nope not found"})
     );
     patient
         .emit(
@@ -310,14 +310,14 @@ async fn every_seed_event_flows_between_practitioner_and_patient() -> Result {
         )
         .await?;
     assert_eq!(
-        patient.expect("error").await?["message"],
-        "not in room room_0_other"
+        patient.expect("error").await?,
+        json!({"event": "webrtc-signal", "code": "not_in_room", "message": "not in room room_0_other"})
     );
     let mut intruder = signaling.socket(&stranger).await?;
     intruder.emit("join-room", json!({"roomId": room})).await?;
     assert_eq!(
-        intruder.expect("error").await?["message"],
-        format!("not allowed to join room {room}")
+        intruder.expect("error").await?,
+        json!({"event": "join-room", "code": "forbidden", "message": format!("not allowed to join room {room}")})
     );
     // an acknowledgement round-trips
     patient
@@ -359,13 +359,13 @@ async fn every_seed_event_flows_between_practitioner_and_patient() -> Result {
         .emit("webrtc-signal", json!({"roomId": room, "signal": offer}))
         .await?;
     assert_eq!(
-        patient.expect("error").await?["message"],
-        format!("not in room {room}")
+        patient.expect("error").await?,
+        json!({"event": "webrtc-signal", "code": "not_in_room", "message": format!("not in room {room}")})
     );
     patient.emit("join-room", json!({"roomId": room})).await?;
     assert_eq!(
-        patient.expect("error").await?["message"],
-        "the call has ended"
+        patient.expect("error").await?,
+        json!({"event": "join-room", "code": "call_ended", "message": "the call has ended"})
     );
     let (_, view) = signaling
         .get_json(
