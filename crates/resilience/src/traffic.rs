@@ -15,7 +15,8 @@ use uuid::Uuid;
 use crate::socket::SocketClient;
 
 /// The message of signaling's `error` event when it cannot reach its database.
-const SIGNALING_UNAVAILABLE: &str = "the room is unavailable, retry";
+/// Signaling's `error` event for "the database is away, retry" (its stable code, as sent).
+const SIGNALING_UNAVAILABLE: &str = r#""code":"unavailable""#;
 
 /// One answered (or failed) request.
 #[derive(Debug, Clone)]
@@ -323,21 +324,22 @@ impl Traffic {
         samples
     }
 
-    /// A rep comes online, a supervisor (the CEO) listens, then stops.
-    pub async fn monitoring_session(&self) -> Vec<Sample> {
+    /// `rep` comes online: their monitoring room (`POST /monitoring/rep/session`), they connect
+    /// and publish their microphone in the fake LiveKit, and LiveKit's webhooks say so. Returns
+    /// the samples and the room, or `None` when the rep session was refused.
+    pub async fn rep_online(&self, rep: &TestUser) -> (Vec<Sample>, Option<String>) {
         let base = &self.endpoints.monitoring;
-        let rep = TestUser::new(self.org, Role::Closer);
         let mut samples = Vec::new();
         let (sample, body) = self
             .send(
                 "POST /monitoring/rep/session",
                 self.client.post(format!("{base}/monitoring/rep/session")),
-                Some(&rep),
+                Some(rep),
             )
             .await;
         samples.push(sample);
         let Some(room) = body["roomName"].as_str() else {
-            return samples;
+            return (samples, None);
         };
         let identity = format!("rep_{}", rep.id);
         self.livekit.join(room, &identity, &rep.name);
@@ -361,6 +363,18 @@ impl Traffic {
                     .await,
             );
         }
+        (samples, Some(room.to_owned()))
+    }
+
+    /// A rep comes online, a supervisor (the CEO) listens, then stops.
+    pub async fn monitoring_session(&self) -> Vec<Sample> {
+        let base = &self.endpoints.monitoring;
+        let rep = TestUser::new(self.org, Role::Closer);
+        let (mut samples, room) = self.rep_online(&rep).await;
+        let Some(room) = room else {
+            return samples;
+        };
+        let identity = format!("rep_{}", rep.id);
         let (sample, body) = self
             .send(
                 "POST /monitoring/sessions",
@@ -384,7 +398,7 @@ impl Traffic {
                 .0,
             );
         }
-        self.livekit.leave(room, &identity);
+        self.livekit.leave(&room, &identity);
         samples
     }
 
@@ -422,8 +436,8 @@ impl Traffic {
         };
         let started = Instant::now();
         let exchanged = self.exchange(base, room, &host, &guest).await;
-        // A socket has no status code: signaling's "unavailable, retry" error event (its database
-        // is away) is what a 503 is to HTTP; any other failure counts as a failed request.
+        // A socket has no status code: signaling's `unavailable` error event (its database is
+        // away) is what a 503 is to HTTP; any other failure counts as a failed request.
         let status = match &exchanged {
             Ok(()) => 200,
             Err(error) if error.to_string().contains(SIGNALING_UNAVAILABLE) => 503,

@@ -1,5 +1,7 @@
 //! The reconciliation job: LiveKit may never send participant_left, so presence is checked
-//! against `ListParticipants`; sessions whose supervisor token expired unrenewed are stopped.
+//! against `ListParticipants`; sessions whose supervisor token expired unrenewed are stopped;
+//! a supervisor still in a rep's room without an open session (removing them failed while
+//! LiveKit was away) is taken out.
 
 use std::collections::HashSet;
 
@@ -21,6 +23,8 @@ pub struct ReconcileReport {
     pub connections_closed: u64,
     pub connections_found: u64,
     pub sessions_expired: u64,
+    /// Supervisors removed from a rep's room their session no longer allows them in.
+    pub supervisors_removed: u64,
 }
 
 pub async fn run(state: AppState, stop: CancellationToken) {
@@ -34,7 +38,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, MonitoringError> {
     let mut report = ReconcileReport::default();
     let mut conn = state.conn().await?;
-    let outbox = state.outbox;
+    let outbox = &state.outbox;
 
     let recent = Utc::now()
         - chrono::Duration::from_std(state.config.rep_token_ttl)
@@ -53,16 +57,47 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
         {
             Ok(list) => list,
             Err(error) if error.is_not_found() => Vec::new(),
+            // LiveKit away is not this rep's problem: end the pass rather than wait out the
+            // timeout once per rep; the next pass retries.
+            Err(error) if error.is_unavailable() => return Err(error.into()),
             Err(error) => {
                 tracing::warn!(rep.id = %rep.user_id, error = %error, "cannot list the rep's room");
                 continue;
             }
         };
+        for participant in &present {
+            let Ok(Identity::Supervisor(supervisor)) = participant.identity.parse() else {
+                continue;
+            };
+            if session_store::open_of(&mut conn, rep.user_id, supervisor)
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            match state
+                .livekit_call(
+                    "remove_participant",
+                    state
+                        .livekit
+                        .remove_participant(&rep.room_name, &participant.identity),
+                )
+                .await
+            {
+                Ok(()) => report.supervisors_removed += 1,
+                Err(error) if error.is_not_found() => {}
+                Err(error) if error.is_unavailable() => return Err(error.into()),
+                Err(error) => {
+                    tracing::warn!(rep.id = %rep.user_id, error = %error, "cannot remove a supervisor without a session");
+                }
+            }
+        }
         let identity = Identity::Rep(rep.user_id).to_string();
         let live: Vec<_> = present.iter().filter(|p| p.identity == identity).collect();
         let live_sids: HashSet<&str> = live.iter().map(|p| p.sid.as_str()).collect();
-        let (closed, found) = conn
-            .transaction::<_, MonitoringError, _>(async |conn| {
+        let (closed, found) = state
+            .outbox
+            .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
                 let now = Utc::now();
                 let known = reps::connections(conn, rep.user_id).await?;
                 let mut closed = 0;
@@ -115,26 +150,27 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
                         .await?;
                     }
                 }
-                presence::refresh(conn, &outbox, rep.user_id).await?;
+                presence::refresh(conn, outbox, rep.user_id).await?;
                 Ok((closed, found))
-            })
+            }))
             .await?;
         report.connections_closed += closed;
         report.connections_found += found;
     }
 
     for session in session_store::expired(&mut conn, Utc::now()).await? {
-        let stopped = conn
-            .transaction::<_, MonitoringError, _>(async |conn| {
+        let stopped = state
+            .outbox
+            .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
                 let session = session_store::lock(conn, session.id).await?;
                 if session.token_expires_at >= Utc::now() {
                     return Ok(false);
                 }
                 let stopped =
-                    sessions::stop_in(conn, &outbox, &session, None, "token_expired", None).await?;
-                presence::refresh(conn, &outbox, session.rep_id).await?;
+                    sessions::stop_in(conn, outbox, &session, None, "token_expired", None).await?;
+                presence::refresh(conn, outbox, session.rep_id).await?;
                 Ok(stopped)
-            })
+            }))
             .await?;
         if stopped {
             report.sessions_expired += 1;

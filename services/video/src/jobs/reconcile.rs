@@ -32,7 +32,9 @@ pub async fn run(state: AppState, stop: CancellationToken) {
     sb_platform::server::every("video-reconcile", period, stop, || reconcile_once(&state)).await;
 }
 
-/// One reconciliation pass.
+/// One reconciliation pass. LiveKit not answering (a timeout, a 5xx) is not one room's problem:
+/// the pass ends there with the error instead of waiting out `LIVEKIT_TIMEOUT` once per call, so
+/// a pass takes at most about one timeout while LiveKit is away, and the next pass retries.
 pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoError> {
     let mut report = ReconcileReport::default();
     let mut conn = state.conn().await?;
@@ -70,6 +72,7 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
         {
             Ok(list) => list,
             Err(error) if error.is_not_found() => Vec::new(),
+            Err(error) if error.is_unavailable() => return Err(error.into()),
             Err(error) => {
                 tracing::warn!(call.id = %call.id, error = %error, "cannot list participants");
                 continue;
@@ -80,9 +83,10 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
         }
         // The room is empty (or gone) and has been for the grace period: whoever we still
         // think is in left without LiveKit telling us.
-        let outbox = state.outbox;
-        let completed = conn
-            .transaction::<_, VideoError, _>(async |conn| {
+        let outbox = &state.outbox;
+        let completed = state
+            .outbox
+            .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
                 let call = calls::lock(conn, call.id).await?;
                 if call.status != "ONGOING" || calls::joined_since(conn, call.id, listed_at).await?
                 {
@@ -97,10 +101,9 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
                     .collect();
                 let identities: Vec<&str> = identities.iter().map(String::as_str).collect();
                 let refreshed =
-                    presence::refresh(conn, &outbox, &call, &identities, Some("reconciled"))
-                        .await?;
+                    presence::refresh(conn, outbox, &call, &identities, Some("reconciled")).await?;
                 Ok(refreshed.completed)
-            })
+            }))
             .await?;
         if completed {
             report.calls_completed += 1;
@@ -121,12 +124,13 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
             Ok(list) => list
                 .into_iter()
                 .find(|e| e.egress_id == recording_row.egress_id),
+            Err(error) if error.is_unavailable() => return Err(error.into()),
             Err(error) => {
                 tracing::warn!(egress.id = %recording_row.egress_id, error = %error, "cannot list egress");
                 continue;
             }
         };
-        let outbox = state.outbox;
+        let outbox = &state.outbox;
         let info = match known {
             Some(info) if EgressState::from_livekit(info.status).is_final() => info,
             Some(info) => {
@@ -156,11 +160,12 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
             },
         };
         let failed = EgressState::from_livekit(info.status) == EgressState::Failed;
-        let applied = conn
-            .transaction::<_, VideoError, _>(async |conn| {
+        let applied = state
+            .outbox
+            .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
                 let info = &info;
-                recording::apply_egress(conn, &outbox, info, None).await
-            })
+                recording::apply_egress(conn, outbox, info, None).await
+            }))
             .await?;
         if applied == recording::EgressApplied::Advanced {
             if failed {
@@ -206,6 +211,7 @@ async fn meeting_presence(state: &AppState, conn: &mut sb_db::DbConn) -> Result<
         {
             Ok(list) => list.into_iter().map(|p| p.identity).collect(),
             Err(error) if error.is_not_found() => Vec::new(),
+            Err(error) if error.is_unavailable() => return Err(error.into()),
             Err(error) => {
                 tracing::warn!(room = %room, error = %error, "cannot list a meeting's participants");
                 continue;
