@@ -2,11 +2,12 @@
 //! `/twirp/livekit.Egress/*`, protobuf or JSON bodies) with the Bearer JWT checked per method the
 //! way the real server does (roomCreate, roomList, roomAdmin for the token's room, roomRecord), an
 //! in-memory room/participant/egress state, a log of calls, and injectable errors and latency.
-//! Tokens are verified with the LiveKit SDK's own verifier, not the adapter under test.
+//! Tokens are verified with the LiveKit SDK's own verifier, not the adapter under test. Like the
+//! server, it closes a room that stays empty past its timeout (see [`DEFAULT_EMPTY_TIMEOUT_SECS`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -26,9 +27,39 @@ pub struct RecordedCall {
     pub json: bool,
 }
 
+/// The server's `room.empty_timeout` default: a room created with `empty_timeout: 0` that nobody
+/// joins is closed this long after its creation (livekit-server `pkg/config`).
+pub const DEFAULT_EMPTY_TIMEOUT_SECS: u32 = 300;
+/// The server's `room.departure_timeout` default: a room everyone has left is closed this long
+/// after the last participant left.
+pub const DEFAULT_DEPARTURE_TIMEOUT_SECS: u32 = 20;
+/// How often the server looks for idle rooms (livekit-server's `backgroundWorker` room ticker).
+const IDLE_ROOM_CHECK: Duration = Duration::from_secs(1);
+
+/// When a room was created and when people came and went, for closing it once idle.
+struct Lifetime {
+    created: Instant,
+    first_joined: Option<Instant>,
+    last_left: Option<Instant>,
+}
+
+impl Lifetime {
+    fn new() -> Self {
+        Self {
+            created: Instant::now(),
+            first_joined: None,
+            last_left: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     rooms: BTreeMap<String, proto::Room>,
+    /// Per room in `rooms`.
+    lifetimes: BTreeMap<String, Lifetime>,
+    /// Rooms closed for being idle, oldest first (bounded: the last [`CLOSED_KEPT`]).
+    closed: std::collections::VecDeque<String>,
     participants: BTreeMap<String, Vec<proto::ParticipantInfo>>,
     egress: Vec<proto::EgressInfo>,
     egress_requests: Vec<proto::RoomCompositeEgressRequest>,
@@ -44,11 +75,76 @@ struct Shared {
     verifier: Arc<TokenVerifier>,
 }
 
+/// How many closed room names [`FakeLiveKit::closed_rooms`] remembers.
+const CLOSED_KEPT: usize = 1024;
+
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl State {
+    /// livekit-server's `Room.CloseIfEmpty`: a room with nobody in it closes `departure_timeout`
+    /// after the last participant left when someone joined and left, otherwise `empty_timeout`
+    /// after its creation.
+    fn close_idle_rooms(&mut self, now: Instant) {
+        let idle: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(name, _)| self.participants.get(*name).is_none_or(Vec::is_empty))
+            .filter(|(name, room)| {
+                let Some(lifetime) = self.lifetimes.get(*name) else {
+                    return false;
+                };
+                let (since, timeout) = match (lifetime.first_joined, lifetime.last_left) {
+                    (Some(_), Some(left)) => (left, room.departure_timeout),
+                    _ => (lifetime.created, room.empty_timeout),
+                };
+                now.saturating_duration_since(since) >= Duration::from_secs(timeout.into())
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in idle {
+            self.rooms.remove(&name);
+            self.lifetimes.remove(&name);
+            self.participants.remove(&name);
+            if self.closed.len() == CLOSED_KEPT {
+                self.closed.pop_front();
+            }
+            self.closed.push_back(name);
+        }
+    }
+
+    fn joined(&mut self, room: &str) {
+        if let Some(lifetime) = self.lifetimes.get_mut(room) {
+            lifetime.first_joined.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn left(&mut self, room: &str) {
+        if let Some(lifetime) = self.lifetimes.get_mut(room) {
+            lifetime.last_left = Some(Instant::now());
+        }
+    }
+}
+
+/// Closes idle rooms every [`IDLE_ROOM_CHECK`] until the fake is gone.
+async fn close_idle_rooms(state: Weak<Mutex<State>>) {
+    let mut ticks = tokio::time::interval(IDLE_ROOM_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        lock(&state).close_idle_rooms(Instant::now());
     }
 }
 
@@ -58,6 +154,13 @@ pub struct FakeLiveKit {
     port: u16,
     shared: Shared,
     handle: actix_web::dev::ServerHandle,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeLiveKit {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
 }
 
 struct Twirp(StatusCode, &'static str, String);
@@ -97,12 +200,14 @@ impl FakeLiveKit {
         .run();
         let handle = server.handle();
         tokio::spawn(server);
+        let sweeper = tokio::spawn(close_idle_rooms(Arc::downgrade(&shared.state)));
         Ok(Self {
             api_key,
             api_secret,
             port,
             shared,
             handle,
+            sweeper,
         })
     }
 
@@ -117,6 +222,11 @@ impl FakeLiveKit {
 
     pub fn rooms(&self) -> Vec<proto::Room> {
         self.shared.state().rooms.values().cloned().collect()
+    }
+
+    /// Rooms the fake closed for staying empty past their timeout, oldest first (the last 1,024).
+    pub fn closed_rooms(&self) -> Vec<String> {
+        self.shared.state().closed.iter().cloned().collect()
     }
 
     /// A participant connects to `room` (the fake has no media path; tests drive presence).
@@ -134,12 +244,13 @@ impl FakeLiveKit {
             }),
             ..Default::default()
         };
-        self.shared
-            .state()
+        let mut state = self.shared.state();
+        state
             .participants
             .entry(room.to_owned())
             .or_default()
             .push(participant);
+        state.joined(room);
     }
 
     /// `identity` (already in `room`) publishes a microphone track; returns its sid.
@@ -162,8 +273,13 @@ impl FakeLiveKit {
 
     /// A participant disconnects from `room`.
     pub fn leave(&self, room: &str, identity: &str) {
-        if let Some(list) = self.shared.state().participants.get_mut(room) {
+        let mut state = self.shared.state();
+        if let Some(list) = state.participants.get_mut(room) {
+            let before = list.len();
             list.retain(|p| p.identity != identity);
+            if list.len() < before {
+                state.left(room);
+            }
         }
     }
 
@@ -360,13 +476,34 @@ fn answer(
             let request: proto::CreateRoomRequest = decode(json, body)?;
             record(&request.name, &mut state);
             require(claims.video.room_create, "roomCreate")?;
+            if !state.rooms.contains_key(&request.name) {
+                state
+                    .lifetimes
+                    .insert(request.name.clone(), Lifetime::new());
+                // Someone already in the room (tests drive presence before or after creation).
+                if state
+                    .participants
+                    .get(&request.name)
+                    .is_some_and(|list| !list.is_empty())
+                {
+                    state.joined(&request.name);
+                }
+            }
             let room = state
                 .rooms
                 .entry(request.name.clone())
                 .or_insert_with(|| proto::Room {
                     sid: id("RM"),
                     name: request.name.clone(),
-                    empty_timeout: request.empty_timeout,
+                    // Zero means the server's default, as in livekit-server's NewRoom.
+                    empty_timeout: match request.empty_timeout {
+                        0 => DEFAULT_EMPTY_TIMEOUT_SECS,
+                        secs => secs,
+                    },
+                    departure_timeout: match request.departure_timeout {
+                        0 => DEFAULT_DEPARTURE_TIMEOUT_SECS,
+                        secs => secs,
+                    },
                     max_participants: request.max_participants,
                     metadata: request.metadata.clone(),
                     creation_time: chrono_now(),
@@ -395,6 +532,7 @@ fn answer(
                 .remove(&request.room)
                 .ok_or_else(|| not_found("room"))?;
             state.participants.remove(&request.room);
+            state.lifetimes.remove(&request.room);
             Ok(encode(json, &proto::DeleteRoomResponse {}))
         }
         ("RoomService", "ListParticipants") => {
@@ -424,6 +562,7 @@ fn answer(
             if list.len() == before {
                 return Err(not_found("participant"));
             }
+            state.left(&request.room);
             Ok(encode(json, &proto::RemoveParticipantResponse {}))
         }
         ("RoomService", "MutePublishedTrack") => {

@@ -21,7 +21,10 @@ mod wait;
 
 pub use app::TestApp;
 pub use database::{TestDb, admin_url, postgres_server_url};
-pub use fake_livekit::{FakeLiveKit, RecordedCall, sign_webhook};
+pub use fake_livekit::{
+    DEFAULT_DEPARTURE_TIMEOUT_SECS, DEFAULT_EMPTY_TIMEOUT_SECS, FakeLiveKit, RecordedCall,
+    sign_webhook,
+};
 pub use fake_twilio::{FakeCall, FakeTwilio, TwilioRequest, sign_twilio_webhook, twilio_sid};
 pub use interop::{demo_in_chromium, livekit_node, socketio_node, twilio_node};
 pub use nats::{NatsServer, TestNats, nats_url};
