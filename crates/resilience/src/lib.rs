@@ -4,6 +4,7 @@
 
 pub mod consistency;
 pub mod events;
+pub mod memory;
 pub mod socket;
 pub mod traffic;
 

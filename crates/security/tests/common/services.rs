@@ -1,16 +1,13 @@
-//! Each service built in-process as its own tests build it (production environment, real
-//! Postgres database of its own, NATS prefix of its own, fake providers).
-
-use std::time::Duration;
+//! Each service built in-process the way its `main` builds it (`Config::from_env`, through
+//! `sb_resilience::service_env` / `build_service`), in the production environment, on a Postgres
+//! database of its own, a NATS prefix of its own and fake providers: a config field a service adds
+//! needs no line here.
 
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use sb_db::models::{NewAppointment, upsert_appointment};
-use sb_events::Namespace;
-use sb_events::streams::StreamSettings;
-use sb_livekit::LiveKitConfig;
-use sb_platform::config::{Environment, HttpConfig, NatsConfig};
+use sb_platform::Env;
 use sb_testkit::{
     FakeLiveKit, FakeTwilio, Result, TestApp, TestDb, TestNats, TestTokens, TestUser,
 };
@@ -18,7 +15,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// Where Twilio believes the telephony service is (signatures are computed over it).
-pub const PUBLIC_BASE_URL: &str = "https://voice.example.test/telephony";
+pub const PUBLIC_BASE_URL: &str = sb_resilience::PUBLIC_BASE_URL;
+
+const GUEST_LINK_SECRET: &str = "security-test-guest-link-secret-0123456789";
 
 pub struct Service {
     pub app: TestApp,
@@ -30,201 +29,120 @@ pub struct Service {
     pub guest_secret: Option<secrecy::SecretString>,
 }
 
-fn nats_config() -> NatsConfig {
-    NatsConfig {
-        url: sb_testkit::nats_url(),
-        connect_timeout: Duration::from_secs(5),
+/// Starts `name` with the resilience stack's environment in production, on its own database and
+/// NATS prefix, with `settings` on top; the fakes it does not call are stopped.
+async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Service> {
+    let db = TestDb::new().await?;
+    let nats = TestNats::new().await?;
+    let livekit = FakeLiveKit::start().await?;
+    let twilio = FakeTwilio::start().await?;
+    let tokens = TestTokens::new();
+    let mut env = sb_resilience::service_env(&db.url(), &sb_testkit::nats_url(), &livekit, &twilio);
+    for (key, value) in [
+        ("APP_ENV", "production"),
+        ("EVENTS_NAMESPACE", nats.prefix()),
+        ("HTTP_WORKERS", "1"),
+        ("HTTP_JSON_LIMIT_BYTES", "65536"),
+        ("SHUTDOWN_TIMEOUT", "5s"),
+        ("LIVEKIT_TOKEN_TTL", "600s"),
+    ]
+    .into_iter()
+    .chain(settings.iter().copied())
+    {
+        env.insert(key.to_owned(), value.to_owned());
     }
-}
-
-fn livekit_config(livekit: &FakeLiveKit) -> LiveKitConfig {
-    LiveKitConfig {
-        url: livekit.url(),
-        api_key: livekit.api_key.clone(),
-        api_secret: livekit.api_secret.clone().into(),
-        token_ttl: Duration::from_secs(600),
-    }
+    let app = sb_resilience::build_service(name, &Env::new(&env))
+        .await
+        .map_err(|e| -> sb_testkit::Error { e.into() })?;
+    let uses_livekit = matches!(name, "video" | "monitoring");
+    let (livekit, twilio) = if uses_livekit {
+        twilio.stop().await;
+        (Some(livekit), None)
+    } else {
+        livekit.stop().await;
+        (None, (name == "telephony").then_some(twilio))
+    };
+    Ok(Service {
+        app: TestApp::spawn(app),
+        db,
+        nats,
+        tokens,
+        livekit,
+        twilio,
+        guest_secret: (name == "video").then(|| GUEST_LINK_SECRET.to_owned().into()),
+    })
 }
 
 pub async fn video() -> Result<Service> {
-    use sb_video::config::{GuestLinkConfig, ReconcileConfig, RecordingConfig};
-    let db = TestDb::new().await?;
-    let nats = TestNats::new().await?;
-    let livekit = FakeLiveKit::start().await?;
-    let tokens = TestTokens::new();
-    let guest_secret: secrecy::SecretString = "security-test-guest-link-secret-0123456789"
-        .to_owned()
-        .into();
-    let config = sb_video::VideoConfig {
-        environment: Environment::Production,
-        http: HttpConfig::ephemeral(),
-        database: db.config(),
-        nats: nats_config(),
-        namespace: Namespace::prefixed(nats.prefix()),
-        streams: StreamSettings::default(),
-        auth: tokens.auth_config(),
-        livekit: livekit_config(&livekit),
-        livekit_timeout: Duration::from_secs(2),
-        guest_links: GuestLinkConfig {
-            secret: guest_secret.clone(),
-            base_url: "https://app.example.test/call/guest".to_owned(),
-            open_before: Duration::from_secs(30 * 60),
-            close_after: Duration::from_secs(2 * 3600),
-        },
-        recording: RecordingConfig {
-            s3: None,
-            prefix: "recordings".to_owned(),
-            stuck_after: Duration::from_secs(15 * 60),
-        },
-        reconcile: ReconcileConfig {
-            interval: Duration::from_secs(3600),
-            empty_grace: Duration::ZERO,
-        },
-    };
-    let app = TestApp::spawn(sb_video::build(config).await?);
-    Ok(Service {
-        app,
-        db,
-        nats,
-        tokens,
-        livekit: Some(livekit),
-        twilio: None,
-        guest_secret: Some(guest_secret),
-    })
+    start(
+        "video",
+        &[
+            ("GUEST_LINK_SECRET", GUEST_LINK_SECRET),
+            ("GUEST_LINK_BASE_URL", "https://app.example.test/call/guest"),
+            ("GUEST_LINK_OPEN_BEFORE", "30m"),
+            ("GUEST_LINK_CLOSE_AFTER", "120m"),
+            ("RECORDING_STUCK_AFTER", "15m"),
+            ("VIDEO_RECONCILE_INTERVAL", "60m"),
+            ("VIDEO_EMPTY_ROOM_GRACE", "0s"),
+        ],
+    )
+    .await
 }
 
 pub async fn monitoring() -> Result<Service> {
-    let db = TestDb::new().await?;
-    let nats = TestNats::new().await?;
-    let livekit = FakeLiveKit::start().await?;
-    let tokens = TestTokens::new();
-    let config = sb_monitoring::MonitoringConfig {
-        environment: Environment::Production,
-        http: HttpConfig::ephemeral(),
-        database: db.config(),
-        nats: nats_config(),
-        namespace: Namespace::prefixed(nats.prefix()),
-        streams: StreamSettings::default(),
-        auth: tokens.auth_config(),
-        livekit: livekit_config(&livekit),
-        livekit_timeout: Duration::from_secs(2),
-        rep_token_ttl: Duration::from_secs(15 * 60),
-        supervisor_token_ttl: Duration::from_secs(5 * 60),
-        reconcile_interval: Duration::from_secs(3600),
-        reconcile_min_age: Duration::ZERO,
-        stream_keepalive: Duration::from_secs(15),
-    };
-    let app = TestApp::spawn(sb_monitoring::build(config).await?);
-    Ok(Service {
-        app,
-        db,
-        nats,
-        tokens,
-        livekit: Some(livekit),
-        twilio: None,
-        guest_secret: None,
-    })
+    start(
+        "monitoring",
+        &[
+            ("MONITORING_REP_TOKEN_TTL", "15m"),
+            ("MONITORING_SUPERVISOR_TOKEN_TTL", "5m"),
+            ("MONITORING_RECONCILE_INTERVAL", "60m"),
+            ("MONITORING_RECONCILE_MIN_AGE", "0s"),
+            ("MONITORING_STREAM_KEEPALIVE", "15s"),
+        ],
+    )
+    .await
 }
 
 pub async fn telephony() -> Result<Service> {
-    use sb_telephony::config::{FollowupConfig, RateLimitConfig, TwilioConfig, VoiceTokenConfig};
-    let db = TestDb::new().await?;
-    let nats = TestNats::new().await?;
-    let twilio = FakeTwilio::start().await?;
-    let tokens = TestTokens::new();
-    let config = sb_telephony::TelephonyConfig {
-        environment: Environment::Production,
-        http: HttpConfig::ephemeral(),
-        database: db.config(),
-        nats: nats_config(),
-        namespace: Namespace::prefixed(nats.prefix()),
-        streams: StreamSettings::default(),
-        auth: tokens.auth_config(),
-        twilio: TwilioConfig {
-            account_sid: twilio.account_sid.clone(),
-            auth_token: twilio.auth_token.clone().into(),
-            api_base: twilio.url(),
-            insights_base: twilio.url(),
-            timeout: Duration::from_secs(2),
-            voice: VoiceTokenConfig {
-                api_key: Some((
-                    "SK0123456789abcdef0123456789abcdef".to_owned(),
-                    "security-test-api-key-secret-0123456789".to_owned().into(),
-                )),
-                twiml_app_sid: Some("AP0123456789abcdef0123456789abcdef".to_owned()),
-                push_credential_apns: None,
-                push_credential_fcm: None,
-                ttl: Duration::from_secs(3600),
-            },
-            insights_enabled: true,
-        },
-        public_base_url: PUBLIC_BASE_URL.to_owned(),
-        rate_limit: RateLimitConfig {
-            calls: 1000,
-            window: Duration::from_secs(60),
-        },
-        followup: FollowupConfig {
-            interval: Duration::from_secs(3600),
-            first_delay: Duration::ZERO,
-            cost_give_up_after: Duration::from_secs(6 * 3600),
-            quality_give_up_after: Duration::from_secs(3600),
-            stale_after: Duration::from_secs(15 * 60),
-        },
-        quality: sb_telephony::domain::quality::Thresholds::default(),
-    };
-    let app = TestApp::spawn(sb_telephony::build(config).await?);
-    Ok(Service {
-        app,
-        db,
-        nats,
-        tokens,
-        livekit: None,
-        twilio: Some(twilio),
-        guest_secret: None,
-    })
+    start(
+        "telephony",
+        &[
+            ("TWILIO_API_KEY_SID", "SK0123456789abcdef0123456789abcdef"),
+            (
+                "TWILIO_API_KEY_SECRET",
+                "security-test-api-key-secret-0123456789",
+            ),
+            ("TWILIO_TWIML_APP_SID", "AP0123456789abcdef0123456789abcdef"),
+            ("TWILIO_VOICE_TOKEN_TTL", "60m"),
+            ("TWILIO_INSIGHTS_ENABLED", "true"),
+            ("TELEPHONY_CALL_RATE_LIMIT", "1000"),
+            ("TELEPHONY_CALL_RATE_WINDOW", "60s"),
+            ("TELEPHONY_FOLLOWUP_INTERVAL", "60m"),
+            ("TELEPHONY_FOLLOWUP_FIRST_DELAY", "0s"),
+            ("TELEPHONY_COST_GIVE_UP_AFTER", "360m"),
+            ("TELEPHONY_QUALITY_GIVE_UP_AFTER", "60m"),
+            ("TELEPHONY_STALE_CALL_AFTER", "15m"),
+        ],
+    )
+    .await
 }
 
 pub async fn signaling() -> Result<Service> {
-    use sb_signaling::config::{IceConfig, SocketConfig};
-    let db = TestDb::new().await?;
-    let nats = TestNats::new().await?;
-    let tokens = TestTokens::new();
-    let config = sb_signaling::SignalingConfig {
-        environment: Environment::Production,
-        http: HttpConfig::ephemeral(),
-        database: db.config(),
-        nats: nats_config(),
-        namespace: Namespace::prefixed(nats.prefix()),
-        streams: StreamSettings::default(),
-        auth: tokens.auth_config(),
-        ice: IceConfig {
-            stun_urls: vec!["stun:stun.example.test:3478".to_owned()],
-            turn_urls: Vec::new(),
-            turn_secret: None,
-            turn_ttl: Duration::from_secs(3600),
-        },
-        socket: SocketConfig {
-            max_payload: 64 * 1024,
-            events_per_second: 50,
-            event_burst: 200,
-            cors_origins: Vec::new(),
-            ping_interval: Duration::from_secs(25),
-            ping_timeout: Duration::from_secs(20),
-        },
-        reconnect_grace: Duration::from_millis(1500),
-        cleanup_interval: Duration::from_secs(3600),
-        cleanup_after: Duration::from_secs(4 * 3600),
-    };
-    let app = TestApp::spawn(sb_signaling::build(config).await?);
-    Ok(Service {
-        app,
-        db,
-        nats,
-        tokens,
-        livekit: None,
-        twilio: None,
-        guest_secret: None,
-    })
+    start(
+        "signaling",
+        &[
+            ("STUN_URLS", "stun:stun.example.test:3478"),
+            ("SIGNALING_MAX_PAYLOAD", "65536"),
+            ("SIGNALING_EVENTS_PER_SECOND", "50"),
+            ("SIGNALING_EVENT_BURST", "200"),
+            ("SIGNALING_PING_INTERVAL", "25s"),
+            ("SIGNALING_PING_TIMEOUT", "20s"),
+            ("SIGNALING_RECONNECT_GRACE", "1500ms"),
+            ("SIGNALING_CLEANUP_INTERVAL", "60m"),
+            ("SIGNALING_CLEANUP_AFTER", "240m"),
+        ],
+    )
+    .await
 }
 
 impl Service {
