@@ -2,7 +2,7 @@
 // official `twilio` package, `pg`), doing what services/telephony does with a callback: check the
 // signature against the public URL, then in one transaction lock the call, move its status
 // forward only (terminal statuses absorb late callbacks), write the times, enqueue the events in
-// the outbox (+ NOTIFY) and schedule the follow-ups of a completed call. sb-bench starts it with
+// the outbox and schedule the follow-ups of a completed call. sb-bench starts it with
 // PORT, DATABASE_URL, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL and POOL_SIZE (the service's pool size).
 import crypto from 'node:crypto';
 import express from 'express';
@@ -50,10 +50,12 @@ app.post('/webhook/voice/status', async (req, res) => {
   const duration = req.body.CallDuration != null ? Number(req.body.CallDuration) : null;
   const client = await pool.connect();
   try {
-    const found = await client.query('SELECT * FROM telephony_calls WHERE id = $1', [req.query.callId]);
-    if (found.rowCount === 0) return res.type('text/xml').send('<Response/>');
     await client.query('BEGIN');
     const { rows: [call] } = await client.query('SELECT * FROM telephony_calls WHERE id = $1 FOR UPDATE', [req.query.callId]);
+    if (!call) {
+      await client.query('COMMIT');
+      return res.type('text/xml').send('<Response/>');
+    }
     const moved = advances(call.status, call.status_sequence, next, seq);
     const { rows: [written] } = await client.query(
       `UPDATE telephony_calls SET status = $1, status_sequence = $2,
@@ -65,10 +67,8 @@ app.post('/webhook/voice/status', async (req, res) => {
       [moved ? next : call.status, moved ? seq : call.status_sequence, next, at, FINAL(next), duration, call.id]);
     if (moved) {
       await client.query(INSERT_OUTBOX, event('sb.telephony.call.status_changed', written, { previous: call.status }));
-      await client.query("SELECT pg_notify('sb_outbox', 'telephony')");
       if (FINAL(next) && !FINAL(call.status)) {
         await client.query(INSERT_OUTBOX, event('sb.telephony.call.completed', written, { duration }));
-        await client.query("SELECT pg_notify('sb_outbox', 'telephony')");
         for (const kind of ['COST', 'QUALITY']) {
           await client.query(
             "INSERT INTO telephony_followups (call_id, kind, status, next_at) VALUES ($1, $2, 'PENDING', now() + interval '30 seconds') ON CONFLICT DO NOTHING",

@@ -20,13 +20,14 @@ pub fn workspace_root() -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("no workspace root above {}", manifest.display()))
 }
 
-/// Makes Postgres log every statement run on `db` from now on (new connections), to derive the
-/// pgbench scripts in `sql/` from what the services really run (`--log-sql`).
+/// Makes Postgres log every statement run on `db` from now on (new connections), with its parse,
+/// bind and execute durations, to derive the pgbench scripts in `sql/` from what the services
+/// really run and to see where a request's database time goes (`--log-sql`).
 pub async fn log_statements(db: &sb_testkit::TestDb) -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl;
     let mut conn = db.conn().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     diesel::sql_query(format!(
-        "ALTER DATABASE {} SET log_statement = 'all'",
+        "ALTER DATABASE {} SET log_min_duration_statement = 0",
         db.name()
     ))
     .execute(&mut conn)

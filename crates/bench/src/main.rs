@@ -22,8 +22,9 @@ struct Cli {
     /// Print the table only (do not write docs/benchmarks.md and the README).
     #[arg(long, global = true)]
     no_write: bool,
-    /// join, telephony: only make Postgres log the statements of a few requests (server log),
-    /// to re-derive the pgbench scripts in crates/bench/sql/ from what the services run.
+    /// join, telephony: only make Postgres log the statements of a few requests with their
+    /// durations (server log), to re-derive the pgbench scripts in crates/bench/sql/ from what
+    /// the services run.
     #[arg(long, global = true)]
     log_sql: bool,
 }

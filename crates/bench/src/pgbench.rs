@@ -14,6 +14,8 @@ pub const PGBENCH: &str = "/usr/bin/pgbench";
 pub struct PgbenchResult {
     pub tps: f64,
     pub latency_avg_ms: f64,
+    /// From pgbench's per-transaction log (`-l`); NaN when it wrote none.
+    pub latency_p99_ms: f64,
 }
 
 /// Reads `tps = …` and `latency average = … ms` from pgbench's report.
@@ -33,7 +35,38 @@ pub fn parse_report(output: &str) -> anyhow::Result<PgbenchResult> {
     Ok(PgbenchResult {
         tps,
         latency_avg_ms,
+        latency_p99_ms: f64::NAN,
     })
+}
+
+/// The latencies (µs) in pgbench's per-transaction log lines
+/// (`client_id transaction_no time script_no time_epoch time_us`).
+pub fn parse_transaction_log(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|line| line.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .collect()
+}
+
+/// The `p` quantile of `latencies_us`, in ms (nearest rank); NaN if empty.
+pub fn percentile_ms(latencies_us: &mut [u64], p: f64) -> f64 {
+    if latencies_us.is_empty() {
+        return f64::NAN;
+    }
+    latencies_us.sort_unstable();
+    let rank = ((p * latencies_us.len() as f64).ceil() as usize).clamp(1, latencies_us.len());
+    latencies_us[rank - 1] as f64 / 1000.0
+}
+
+/// Reads and removes the per-transaction logs pgbench wrote under `dir`.
+fn transaction_latencies(dir: &Path) -> Vec<u64> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if let Ok(log) = std::fs::read_to_string(entry.path()) {
+            all.extend(parse_transaction_log(&log));
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+    all
 }
 
 /// Runs `scripts` (each with its weight) with `clients` connections for `seconds` on
@@ -65,6 +98,12 @@ pub async fn run(
         .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
         .args(["-T", &seconds.to_string()])
         .kill_on_drop(true);
+    // Per-transaction latencies, for the p99 beside ours.
+    let logs = std::env::temp_dir().join(format!("sb-bench-pgbench-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&logs)?;
+    command
+        .arg("-l")
+        .arg(format!("--log-prefix={}", logs.join("tx").display()));
     for (script, weight) in scripts {
         command
             .arg("-f")
@@ -81,6 +120,7 @@ pub async fn run(
         .await
         .map_err(|_| anyhow::anyhow!("pgbench did not finish"))??;
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut latencies = transaction_latencies(&logs);
     if !output.status.success() {
         anyhow::bail!(
             "pgbench failed ({}): {}{}",
@@ -89,7 +129,9 @@ pub async fn run(
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    parse_report(&stdout)
+    let mut result = parse_report(&stdout)?;
+    result.latency_p99_ms = percentile_ms(&mut latencies, 0.99);
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -103,5 +145,18 @@ mod tests {
         assert_eq!(parsed.tps, 2048.123456);
         assert_eq!(parsed.latency_avg_ms, 7.812);
         assert!(parse_report("pgbench: error: connection refused").is_err());
+    }
+
+    #[test]
+    fn the_transaction_log_gives_the_p99() {
+        let text: String = (1..=200)
+            .map(|n| format!("0 {n} {} 0 1763700000 123456\n", n * 100))
+            .collect();
+        let mut log = parse_transaction_log(&text);
+        assert_eq!(log.len(), 200);
+        // 198th of 200 sorted latencies: 19,800 µs.
+        assert_eq!(percentile_ms(&mut log, 0.99), 19.8);
+        assert!(percentile_ms(&mut [], 0.99).is_nan());
+        assert!(parse_transaction_log("garbage\n").is_empty());
     }
 }

@@ -3,7 +3,8 @@
 //! call is created, its room created on the fake, the host's participant and session written,
 //! `participant_joined` + `call_started` enqueued), at 1, 16 and 64 concurrent requests; beside
 //! it pgbench running the same SQL transaction (`sql/join.sql`) on the same database at the same
-//! concurrency.
+//! concurrency, and at 64 also pgbench running the minimal join transaction the issue names
+//! (`sql/join_minimal.sql`), the floor under the p99 target.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,8 @@ const REQUESTS: usize = 3_000;
 const SECONDS: u64 = 8;
 const TARGET: &str = "≥ 50 % of pgbench";
 const P99_LIMIT_MS: f64 = 25.0;
+/// The concurrency of the p99 target, where the minimal transaction's floor is measured too.
+const FLOOR_CONCURRENCY: usize = 64;
 
 /// Appointment `n` of the bench org (the same formula is in `sql/join.sql`).
 pub fn appointment_id(n: usize) -> Uuid {
@@ -96,6 +99,7 @@ struct Level {
     p50: Vec<f64>,
     p99: Vec<f64>,
     pgbench: Vec<f64>,
+    pgbench_p99: Vec<f64>,
 }
 
 pub async fn run(runs: usize, log_sql: bool) -> Vec<Row> {
@@ -123,6 +127,8 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
     let warmup = if log_sql { 3 } else { 200 };
     seed(&db, org, host.id, 0, warmup + runs * per_run).await?;
     let script = crate::workspace_root()?.join("crates/bench/sql/join.sql");
+    let minimal = crate::workspace_root()?.join("crates/bench/sql/join_minimal.sql");
+    let (mut minimal_rate, mut minimal_p99) = (Vec::new(), Vec::new());
     let base = Arc::new(app.address.clone());
 
     let mut levels: Vec<Level> = LEVELS.iter().map(|_| Level::default()).collect();
@@ -200,14 +206,47 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
             figures.p50.push(result.percentile_ms(0.50));
             figures.p99.push(result.percentile_ms(0.99));
             figures.pgbench.push(limit.tps);
+            figures.pgbench_p99.push(limit.latency_p99_ms);
+            if concurrency == FLOOR_CONCURRENCY {
+                let floor = pgbench::run(
+                    &db.config(),
+                    &[(minimal.as_path(), 1)],
+                    concurrency,
+                    SECONDS,
+                    &[("org", org.to_string()), ("host", host.id.to_string())],
+                )
+                .await?;
+                minimal_rate.push(floor.tps);
+                minimal_p99.push(floor.latency_p99_ms);
+            }
         }
     }
     drop(app);
-    Ok(LEVELS
+    let mut rows: Vec<Row> = LEVELS
         .iter()
         .zip(&levels)
         .map(|(&concurrency, figures)| row(concurrency, figures))
-        .collect())
+        .collect();
+    rows.push(floor_row(&minimal_rate, &minimal_p99));
+    Ok(rows)
+}
+
+/// What Postgres alone does with the join as the issue names it (`sql/join_minimal.sql`): no
+/// target of its own, it shows what the p99 target asks of this machine.
+fn floor_row(rate: &[f64], p99: &[f64]) -> Row {
+    let (Some(rate), Some(p99)) = (Spread::of(rate), Spread::of(p99)) else {
+        return Row::failed("1. join floor", "none (reference)", "no run");
+    };
+    Row {
+        scenario: format!(
+            "1. join floor: pgbench alone, the minimal join transaction (call upsert + participant upsert + outbox insert), {FLOOR_CONCURRENCY} clients"
+        ),
+        ours: "—".to_owned(),
+        peer: format!("{} tx/s; p99 {} ms", rate.render(0), p99.render(2)),
+        ratio: "n/a".to_owned(),
+        target: "none (reference for the p99 target)".to_owned(),
+        met: Verdict::NotApplicable,
+    }
 }
 
 fn row(concurrency: usize, f: &Level) -> Row {
@@ -252,8 +291,9 @@ fn row(concurrency: usize, f: &Level) -> Row {
             p99.render(2)
         ),
         peer: format!(
-            "pgbench, same SQL transaction, {concurrency} clients: {} tx/s",
-            limit.render(0)
+            "pgbench, same SQL transaction, {concurrency} clients: {} tx/s; p99 {} ms",
+            limit.render(0),
+            Spread::of(&f.pgbench_p99).map_or("n/a".to_owned(), |p| p.render(2))
         ),
         ratio: ratio.map_or("n/a".to_owned(), |r| format!("{} %", r.render(0))),
         target,

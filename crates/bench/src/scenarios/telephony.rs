@@ -153,6 +153,7 @@ struct Figures {
     node_rate: Vec<f64>,
     node_p99: Vec<f64>,
     pgbench: Vec<f64>,
+    pgbench_p99: Vec<f64>,
 }
 
 pub async fn run(runs: usize, log_sql: bool) -> Vec<Row> {
@@ -349,6 +350,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         )
         .await?;
         figures.pgbench.push(limit.tps);
+        figures.pgbench_p99.push(limit.latency_p99_ms);
     }
     if let Some(node) = node.take() {
         node.stop().await;
@@ -396,8 +398,9 @@ fn rows(f: &Figures) -> Vec<Row> {
             p99.render(2)
         ),
         peer: format!(
-            "pgbench, same SQL, {CONCURRENCY} clients: {} tx/s; Node 20 Express + twilio + pg: {}",
+            "pgbench, same SQL, {CONCURRENCY} clients: {} tx/s, p99 {} ms; Node 20 Express + twilio + pg: {}",
             limit.render(0),
+            Spread::of(&f.pgbench_p99).map_or("n/a".to_owned(), |p| p.render(2)),
             match (node, node_p99) {
                 (Some(n), Some(p)) =>
                     format!("{} callbacks/s, p99 {} ms", n.render(0), p.render(2)),
