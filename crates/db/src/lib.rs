@@ -1,12 +1,14 @@
 //! PostgreSQL access shared by the services: the diesel schema (generated), models of the shared
 //! tables, the diesel-async + deadpool pool, and embedded migrations.
 
+mod cached;
 mod config;
 pub mod migrate;
 pub mod models;
 mod pool;
 pub mod schema;
 
+pub use cached::{CacheBySql, Cached};
 pub use config::{DatabaseConfig, redact_url};
 pub use pool::{
     DbConn, DbPool, PoolBuildError, PostgresProbe, build_pool, connection_lost,

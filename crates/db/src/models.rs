@@ -1,5 +1,6 @@
 //! Rows of the shared tables, and the queries services share on them.
 
+use crate::CacheBySql;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -111,6 +112,7 @@ pub async fn upsert_appointment(
         upsert,
         appointments::version.lt(excluded(appointments::version)),
     )
+    .cached()
     .execute(conn)
     .await?;
     Ok(written == 1)
@@ -129,6 +131,7 @@ pub async fn record_webhook_once(
             webhook_receipts::key.eq(key),
         ))
         .on_conflict_do_nothing()
+        .cached()
         .execute(conn)
         .await?;
     Ok(inserted == 1)

@@ -9,6 +9,7 @@
 //! to `dead_letters`, counted, logged and terminated. When Postgres itself is unreachable the
 //! message is kept in progress (the ack timer is reset) and retried without spending an attempt.
 
+use sb_db::CacheBySql;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -273,6 +274,7 @@ impl<H: Handler> ConsumerRunner<H> {
                 let fresh = diesel::insert_into(inbox::table)
                     .values((inbox::consumer.eq(&consumer), inbox::event_id.eq(event.id)))
                     .on_conflict_do_nothing()
+                    .cached()
                     .execute(conn)
                     .await?;
                 if fresh == 0 {
@@ -327,6 +329,7 @@ impl<H: Handler> ConsumerRunner<H> {
                 dead_letters::stream_sequence
                     .eq(i64::try_from(info.stream_sequence).unwrap_or(i64::MAX)),
             ))
+            .cached()
             .execute(&mut conn)
             .await
             .map_err(|e| e.to_string())?;

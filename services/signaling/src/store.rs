@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::models::Appointment;
 use sb_db::schema::{appointments, signaling_rooms};
 use uuid::Uuid;
@@ -91,6 +92,7 @@ pub async fn create(conn: &mut AsyncPgConnection, room: &NewRoom<'_>) -> QueryRe
         .values(room)
         .on_conflict(signaling_rooms::appointment_id)
         .do_nothing()
+        .cached()
         .execute(conn)
         .await?;
     signaling_rooms::table
@@ -107,6 +109,7 @@ pub async fn update(
 ) -> QueryResult<()> {
     diesel::update(signaling_rooms::table.find(id))
         .set(changes)
+        .cached()
         .execute(conn)
         .await
         .map(drop)

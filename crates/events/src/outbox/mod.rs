@@ -10,6 +10,7 @@
 
 mod relay;
 
+use sb_db::CacheBySql;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -123,6 +124,7 @@ impl Outbox {
                 outbox::payload.eq(event.encode_to_vec()),
                 outbox::headers.eq(headers_json),
             ))
+            .cached()
             .execute(conn)
             .await?;
         let woken_after_commit = WAKES_AFTER_COMMIT
@@ -165,6 +167,7 @@ pub async fn claim(
 pub async fn mark_published(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<usize> {
     diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
         .set(outbox::published_at.eq(diesel::dsl::now))
+        .cached()
         .execute(conn)
         .await
 }

@@ -18,7 +18,7 @@ use async_nats::jetstream;
 use diesel::sql_types::{Bool, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
-use sb_db::{DatabaseConfig, DbPool};
+use sb_db::{CacheBySql, DatabaseConfig, DbPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -407,6 +407,7 @@ async fn begin_batch(conn: &mut AsyncPgConnection, source: &str) -> diesel::Quer
          AND pg_try_advisory_xact_lock(hashtext('sb_outbox:' || $1)) AS locked",
     )
     .bind::<Text, _>(source)
+    .cached()
     .get_result(conn)
     .await?;
     Ok(row.locked)

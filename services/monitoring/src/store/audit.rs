@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::monitoring_audit;
 use uuid::Uuid;
 
@@ -39,6 +40,7 @@ pub struct NewAuditEntry<'a> {
 pub async fn append(conn: &mut AsyncPgConnection, entry: &NewAuditEntry<'_>) -> QueryResult<usize> {
     diesel::insert_into(monitoring_audit::table)
         .values(entry)
+        .cached()
         .execute(conn)
         .await
 }

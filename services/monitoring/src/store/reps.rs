@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::{
     monitoring_rep_calls, monitoring_rep_connections, monitoring_rep_tracks, monitoring_reps,
 };
@@ -54,6 +55,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, rep: &NewRep<'_>) -> QueryResu
             monitoring_reps::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Rep::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }
@@ -133,6 +135,7 @@ pub async fn write_status(
             monitoring_reps::status_changed_at.eq(diesel::dsl::now),
             monitoring_reps::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -180,6 +183,7 @@ pub async fn record_connection(
                  ELSE COALESCE(monitoring_rep_connections.left_source, excluded.left_source) END",
             )),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -216,6 +220,7 @@ pub async fn record_track(
                 "COALESCE(monitoring_rep_tracks.unpublished_at, excluded.unpublished_at)",
             )),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -293,6 +298,7 @@ pub async fn record_call(
                 "COALESCE(monitoring_rep_calls.ended_at, excluded.ended_at)",
             )),
         ))
+        .cached()
         .execute(conn)
         .await
 }

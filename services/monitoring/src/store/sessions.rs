@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::monitoring_sessions;
 use uuid::Uuid;
 
@@ -44,6 +45,7 @@ pub async fn insert(
     diesel::insert_into(monitoring_sessions::table)
         .values(session)
         .returning(Session::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }
@@ -115,6 +117,7 @@ pub async fn set_status(
             monitoring_sessions::status.eq(status),
             monitoring_sessions::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -125,6 +128,7 @@ pub async fn set_mode(conn: &mut AsyncPgConnection, id: Uuid, mode: &str) -> Que
             monitoring_sessions::mode.eq(mode),
             monitoring_sessions::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -139,6 +143,7 @@ pub async fn set_token_expiry(
             monitoring_sessions::token_expires_at.eq(at),
             monitoring_sessions::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -160,6 +165,7 @@ pub async fn stop(
         monitoring_sessions::stop_reason.eq(reason),
         monitoring_sessions::updated_at.eq(diesel::dsl::now),
     ))
+    .cached()
     .execute(conn)
     .await
 }

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::monitoring_settings;
 use uuid::Uuid;
 
@@ -56,6 +57,7 @@ pub async fn save(
         .do_update()
         .set(values)
         .returning(Settings::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::telephony_calls as c;
 use uuid::Uuid;
 
@@ -71,6 +72,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, call: &NewCall<'_>) -> QueryRe
     diesel::insert_into(c::table)
         .values(call)
         .returning(Call::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }
@@ -86,6 +88,7 @@ pub async fn insert_if_new_sid(
         .on_conflict(c::call_sid)
         .do_nothing()
         .returning(Call::as_returning())
+        .cached()
         .get_result(conn)
         .await
         .optional()
@@ -147,6 +150,7 @@ pub async fn try_lock_by_sid(conn: &mut AsyncPgConnection, sid: &str) -> QueryRe
 pub async fn set_sid(conn: &mut AsyncPgConnection, id: Uuid, sid: &str) -> QueryResult<usize> {
     diesel::update(c::table.find(id).filter(c::call_sid.is_null()))
         .set((c::call_sid.eq(sid), c::updated_at.eq(diesel::dsl::now)))
+        .cached()
         .execute(conn)
         .await
 }
@@ -205,6 +209,7 @@ pub async fn write_status(
             c::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Call::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }
@@ -222,6 +227,7 @@ pub async fn set_dial_outcome(
             c::talk_seconds.eq(talk_seconds),
             c::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -229,6 +235,7 @@ pub async fn set_dial_outcome(
 pub async fn set_voicemail(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
     diesel::update(c::table.find(id))
         .set((c::voicemail.eq(true), c::updated_at.eq(diesel::dsl::now)))
+        .cached()
         .execute(conn)
         .await
 }
@@ -246,6 +253,7 @@ pub async fn set_error(
             c::error_message.eq(message),
             c::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -263,6 +271,7 @@ pub async fn set_price(
             c::price_unit.eq(unit),
             c::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -275,6 +284,7 @@ pub async fn mark_degraded(
 ) -> QueryResult<bool> {
     let changed = diesel::update(c::table.find(id).filter(c::quality_degraded_at.is_null()))
         .set(c::quality_degraded_at.eq(at))
+        .cached()
         .execute(conn)
         .await?;
     Ok(changed == 1)
@@ -283,6 +293,7 @@ pub async fn mark_degraded(
 pub async fn set_synced(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
     diesel::update(c::table.find(id))
         .set(c::synced_at.eq(diesel::dsl::now))
+        .cached()
         .execute(conn)
         .await
 }
@@ -295,6 +306,7 @@ pub async fn lock_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<
     let key = i64::from_ne_bytes((a ^ b).to_ne_bytes());
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<diesel::sql_types::BigInt, _>(key)
+        .cached()
         .execute(conn)
         .await?;
     Ok(())

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::{telephony_calls as c, telephony_followups as f};
 use uuid::Uuid;
 
@@ -37,6 +38,7 @@ pub async fn schedule(
             f::next_at.eq(at),
         ))
         .on_conflict_do_nothing()
+        .cached()
         .execute(conn)
         .await
 }
@@ -57,6 +59,7 @@ pub async fn record(
             f::next_at.eq(next_at),
             f::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::telephony_phone_numbers as n;
 use uuid::Uuid;
 
@@ -77,6 +78,7 @@ pub async fn insert(
             settings,
         ))
         .returning(PhoneNumber::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }
@@ -89,6 +91,7 @@ pub async fn update(
     diesel::update(n::table.find(id))
         .set((settings, n::updated_at.eq(diesel::dsl::now)))
         .returning(PhoneNumber::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }

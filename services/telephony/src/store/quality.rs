@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::telephony_call_quality as q;
 use uuid::Uuid;
 
@@ -59,6 +60,7 @@ pub async fn insert(
             q::codec.eq(metrics.codec.as_deref()),
             q::measured_at.eq(measured_at),
         ))
+        .cached()
         .execute(conn)
         .await
 }

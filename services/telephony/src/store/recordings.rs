@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::telephony_recordings as r;
 use uuid::Uuid;
 
@@ -44,6 +45,7 @@ pub async fn insert_if_absent(
         .on_conflict(r::recording_sid)
         .do_nothing()
         .returning(Recording::as_returning())
+        .cached()
         .get_result(conn)
         .await
         .optional()
@@ -82,6 +84,7 @@ pub async fn update(
             r::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Recording::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }

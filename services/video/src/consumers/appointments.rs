@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use sb_db::CacheBySql;
 use sb_db::schema::{appointments, video_calls};
 use sb_events::EventEnvelope;
 use sb_events::consumer::{Handler, HandlerError};
@@ -53,6 +54,7 @@ impl Handler for VideoAppointments {
                 video_calls::end_reason.eq("appointment_cancelled"),
                 video_calls::updated_at.eq(diesel::dsl::now),
             ))
+            .cached()
             .execute(conn)
             .await?;
             tracing::debug!(appointment.id = %id, cancelled, "appointment cancelled");

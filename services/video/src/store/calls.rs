@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::{
     appointments, video_call_participants, video_calls, video_participant_sessions,
 };
@@ -93,6 +94,7 @@ pub async fn insert_call_if_absent(
         .values(call)
         .on_conflict_do_nothing()
         .returning(Call::as_returning())
+        .cached()
         .get_result(conn)
         .await
         .optional()
@@ -147,6 +149,7 @@ pub async fn set_room_created(
 ) -> QueryResult<usize> {
     diesel::update(video_calls::table.find(id))
         .set(video_calls::room_created.eq(created))
+        .cached()
         .execute(conn)
         .await
 }
@@ -167,12 +170,13 @@ pub async fn mark_ongoing(
         video_calls::started_at.eq(at),
         video_calls::updated_at.eq(diesel::dsl::now),
     ))
+    .cached()
     .execute(conn)
     .await?;
     Ok(changed == 1)
 }
 
-/// Writes a call's times and, when `status` is given, its new status.
+/// Writes a call's times and, when `status` is given, its new status; returns the call as written.
 pub async fn update_times(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -180,23 +184,19 @@ pub async fn update_times(
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
     duration_seconds: Option<i32>,
-) -> QueryResult<usize> {
-    let call = video_calls::table.find(id);
-    let times = (
-        video_calls::started_at.eq(started_at),
-        video_calls::ended_at.eq(ended_at),
-        video_calls::duration_seconds.eq(duration_seconds),
-        video_calls::updated_at.eq(diesel::dsl::now),
-    );
-    match status {
-        Some(status) => {
-            diesel::update(call)
-                .set((times, video_calls::status.eq(status)))
-                .execute(conn)
-                .await
-        }
-        None => diesel::update(call).set(times).execute(conn).await,
-    }
+) -> QueryResult<Call> {
+    diesel::update(video_calls::table.find(id))
+        .set((
+            video_calls::started_at.eq(started_at),
+            video_calls::ended_at.eq(ended_at),
+            video_calls::duration_seconds.eq(duration_seconds),
+            video_calls::updated_at.eq(diesel::dsl::now),
+            status.map(|status| video_calls::status.eq(status)),
+        ))
+        .returning(Call::as_returning())
+        .cached()
+        .get_result(conn)
+        .await
 }
 
 pub async fn set_end_reason(
@@ -210,6 +210,7 @@ pub async fn set_end_reason(
             .filter(video_calls::end_reason.is_null()),
     )
     .set(video_calls::end_reason.eq(reason))
+    .cached()
     .execute(conn)
     .await
 }
@@ -228,6 +229,7 @@ pub async fn set_room_finished(
             .bind::<diesel::sql_types::Timestamptz, _>(at)
             .sql(")")),
         )
+        .cached()
         .execute(conn)
         .await
 }
@@ -242,6 +244,7 @@ pub async fn set_recording_status(
             video_calls::recording_status.eq(status),
             video_calls::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -260,6 +263,7 @@ pub async fn set_recording_result(
             video_calls::recording_data.eq(data),
             video_calls::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -311,6 +315,7 @@ pub async fn ensure_participant(
             video_call_participants::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Participant::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }
@@ -328,6 +333,7 @@ pub async fn write_presence(
             video_call_participants::total_seconds.eq(presence.total_seconds),
             video_call_participants::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -397,6 +403,7 @@ pub async fn record_session(
                  ELSE COALESCE(video_participant_sessions.left_source, excluded.left_source) END",
             )),
         ))
+        .cached()
         .execute(conn)
         .await
 }
@@ -442,6 +449,7 @@ pub async fn close_open_sessions(
             .filter(s::sid.eq_any(sids)),
     )
     .set((s::left_at.eq(at), s::left_source.eq(source)))
+    .cached()
     .execute(conn)
     .await
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::video_lobby_guests;
 use uuid::Uuid;
 
@@ -39,6 +40,7 @@ pub async fn insert(
     diesel::insert_into(video_lobby_guests::table)
         .values(guest)
         .returning(LobbyGuest::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }
@@ -133,6 +135,7 @@ pub async fn set_status(
             video_lobby_guests::decided_at.eq(decided_at),
         ))
         .returning(LobbyGuest::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::{video_meeting_members, video_meetings};
 use uuid::Uuid;
 
@@ -100,6 +101,7 @@ pub async fn insert_if_absent(
         .on_conflict((video_meetings::org_id, video_meetings::room_name))
         .do_nothing()
         .returning(Meeting::as_returning())
+        .cached()
         .get_result(conn)
         .await
         .optional()
@@ -111,6 +113,7 @@ pub async fn insert_members(
 ) -> QueryResult<usize> {
     diesel::insert_into(video_meeting_members::table)
         .values(members)
+        .cached()
         .execute(conn)
         .await
 }
@@ -174,6 +177,7 @@ pub async fn end(conn: &mut AsyncPgConnection, id: Uuid, at: DateTime<Utc>) -> Q
         video_meetings::status.eq(MeetingStatus::Ended.as_str()),
         video_meetings::ended_at.eq(at),
     ))
+    .cached()
     .execute(conn)
     .await?;
     Ok(changed == 1)
@@ -247,6 +251,7 @@ pub async fn write_presence(
 ) -> QueryResult<usize> {
     diesel::update(video_meeting_members::table.find((meeting_id, user_id)))
         .set(changes)
+        .cached()
         .execute(conn)
         .await
 }

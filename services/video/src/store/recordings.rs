@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sb_db::CacheBySql;
 use sb_db::schema::video_recordings;
 use uuid::Uuid;
 
@@ -46,6 +47,7 @@ pub async fn ensure(
         // A no-op update so RETURNING gives the existing row.
         .set(video_recordings::egress_id.eq(video_recordings::egress_id))
         .returning(Recording::as_returning())
+        .cached()
         .get_result(conn)
         .await
 }
@@ -89,6 +91,7 @@ pub async fn update(
             video_recordings::ended_at.eq(change.ended_at),
             video_recordings::updated_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(conn)
         .await
 }
