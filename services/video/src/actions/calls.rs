@@ -80,7 +80,7 @@ pub async fn join(
                     format!("this call is {}", status.as_str()),
                 ));
             }
-            calls::ensure_participant(
+            let participant = calls::ensure_participant(
                 conn,
                 &NewParticipant {
                     id: Uuid::now_v7(),
@@ -100,15 +100,14 @@ pub async fn join(
                 calls::record_session(conn, call.id, &sid, &identity, Some(Utc::now()), None)
                     .await?;
             }
-            presence::refresh(conn, outbox, &call, &[identity.as_str()], None).await?;
-            // Still locked by this transaction: a plain read.
-            let call = calls::find(conn, call.id)
-                .await?
-                .ok_or(VideoError::NotFound("call"))?;
-            let participant = calls::find_participant(conn, call.id, &identity)
-                .await?
+            let refreshed =
+                presence::refresh_participants(conn, outbox, &call, &[participant], None).await?;
+            let participant = refreshed
+                .participants
+                .into_iter()
+                .find(|p| p.identity == identity)
                 .ok_or(VideoError::NotFound("participant"))?;
-            Ok((call, participant))
+            Ok((refreshed.call, participant))
         }))
         .await?;
     let preset = if is_host {
@@ -264,7 +263,7 @@ pub async fn stop(
     let identity = Identity::User(principal.user_id.as_uuid()).to_string();
     let outbox = &state.outbox;
     let reason = reason.as_deref();
-    let refreshed = state
+    let completed = state
         .outbox
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             let identity = &identity;
@@ -276,20 +275,21 @@ pub async fn stop(
                 ));
             };
             if !participant.active {
-                return Ok(presence::Refreshed::default());
+                return Ok(false);
             }
             calls::close_open_sessions(conn, call.id, Some(identity), Utc::now(), "stop").await?;
-            presence::refresh(
+            let refreshed = presence::refresh_participants(
                 conn,
                 outbox,
                 &call,
-                &[identity.as_str()],
+                &[participant],
                 Some(reason.unwrap_or("left")),
             )
-            .await
+            .await?;
+            Ok(refreshed.completed)
         }))
         .await?;
-    if refreshed.completed {
+    if completed {
         recording::stop_for_call(state, &mut conn, call_id).await;
     }
     calls::find(&mut conn, call_id)

@@ -13,11 +13,13 @@ use crate::domain::presence::{self, seconds_between};
 use crate::error::VideoError;
 use crate::store::calls::{self, Call, Participant};
 
-/// What a refresh changed.
-#[derive(Debug, Default, Clone, Copy)]
+/// What a refresh changed, and the call and its participants as they now stand (the call still
+/// locked by the caller's transaction).
+#[derive(Debug, Clone)]
 pub struct Refreshed {
-    pub started: bool,
     pub completed: bool,
+    pub call: Call,
+    pub participants: Vec<Participant>,
 }
 
 fn ms(at: Option<DateTime<Utc>>) -> i64 {
@@ -104,11 +106,25 @@ pub async fn refresh(
     identities: &[&str],
     end_reason: Option<&str>,
 ) -> Result<Refreshed, VideoError> {
+    let mut participants = Vec::with_capacity(identities.len());
     for identity in identities {
-        let Some(participant) = calls::find_participant(conn, call.id, identity).await? else {
-            continue;
-        };
-        let sessions = calls::sessions(conn, call.id, identity).await?;
+        if let Some(participant) = calls::find_participant(conn, call.id, identity).await? {
+            participants.push(participant);
+        }
+    }
+    refresh_participants(conn, outbox, call, &participants, end_reason).await
+}
+
+/// [`refresh`] for participants the caller has just read or written in this transaction.
+pub async fn refresh_participants(
+    conn: &mut AsyncPgConnection,
+    outbox: &Outbox,
+    call: &Call,
+    participants: &[Participant],
+    end_reason: Option<&str>,
+) -> Result<Refreshed, VideoError> {
+    for participant in participants {
+        let sessions = calls::sessions(conn, call.id, &participant.identity).await?;
         if sessions.is_empty() {
             continue;
         }
@@ -128,7 +144,7 @@ pub async fn refresh(
             } else {
                 now.left_at
             };
-            announce_presence(conn, outbox, call, &participant, now.active, at).await?;
+            announce_presence(conn, outbox, call, participant, now.active, at).await?;
         }
     }
     settle(conn, outbox, call, end_reason).await
@@ -153,7 +169,7 @@ pub async fn settle(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let mut outcome = Refreshed::default();
+    let (mut started, mut completed) = (false, false);
     let (new_status, ended_at) = if status.is_final() {
         let ended = if status == CallStatus::Completed {
             presence::end_time(&attendance, call.room_finished_at).or(call.ended_at)
@@ -162,10 +178,10 @@ pub async fn settle(
         };
         (status, ended)
     } else if let Some(end) = presence::call_end(&attendance, call.room_finished_at) {
-        outcome.completed = true;
+        completed = true;
         (CallStatus::Completed, Some(end))
     } else if status == CallStatus::Pending && attendance.iter().any(|a| a.active) {
-        outcome.started = true;
+        started = true;
         (CallStatus::Ongoing, None)
     } else {
         (status, None)
@@ -176,6 +192,7 @@ pub async fn settle(
         }
         _ => None,
     };
+    let mut call = call;
     if (new_status, started_at, ended_at, duration)
         != (
             status,
@@ -185,7 +202,7 @@ pub async fn settle(
         )
     {
         let changed_status = (new_status != status).then_some(new_status.as_str());
-        calls::update_times(
+        call = calls::update_times(
             conn,
             call.id,
             changed_status,
@@ -195,12 +212,13 @@ pub async fn settle(
         )
         .await?;
     }
-    if outcome.started {
+    if started {
         announce_started(conn, outbox, &call, started_at).await?;
     }
-    if outcome.completed {
+    if completed {
         if let Some(reason) = end_reason {
             calls::set_end_reason(conn, call.id, reason).await?;
+            call.end_reason.get_or_insert_with(|| reason.to_owned());
         }
         let joined = u32::try_from(attendance.iter().filter(|a| a.joined_at.is_some()).count())
             .unwrap_or(u32::MAX);
@@ -220,5 +238,9 @@ pub async fn settle(
             )
             .await?;
     }
-    Ok(outcome)
+    Ok(Refreshed {
+        completed,
+        call,
+        participants,
+    })
 }
