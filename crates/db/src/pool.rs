@@ -2,7 +2,7 @@
 //! dev helper that creates the database.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
@@ -37,8 +37,10 @@ pub struct DbPool {
 }
 
 thread_local! {
-    /// This thread's pools, by the shared pool's identity (tests run several services per process).
-    static WORKER_POOLS: RefCell<Vec<(usize, PgPool)>> = const { RefCell::new(Vec::new()) };
+    /// This thread's pools, each beside the config of the `DbPool` it belongs to (tests run several
+    /// services per process). A `Weak` both identifies it (its allocation cannot be reused while
+    /// the `Weak` lives) and tells when that `DbPool` is gone.
+    static WORKER_POOLS: RefCell<Vec<(Weak<DatabaseConfig>, PgPool)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl DbPool {
@@ -54,14 +56,13 @@ impl DbPool {
         pool.get().await
     }
 
-    fn identity(&self) -> usize {
-        Arc::as_ptr(&self.config) as usize
-    }
-
     fn worker_pool(&self) -> PgPool {
-        let id = self.identity();
         WORKER_POOLS.with_borrow_mut(|pools| {
-            if let Some((_, pool)) = pools.iter().find(|(key, _)| *key == id) {
+            pools.retain(|(config, _)| config.strong_count() > 0);
+            if let Some((_, pool)) = pools
+                .iter()
+                .find(|(config, _)| std::ptr::eq(config.as_ptr(), Arc::as_ptr(&self.config)))
+            {
                 return pool.clone();
             }
             // Built inside this thread's runtime, so its connections are driven from here. The
@@ -72,7 +73,7 @@ impl DbPool {
                 ..(*self.config).clone()
             };
             let pool = build_one(&config).unwrap_or_else(|_| self.shared.clone());
-            pools.push((id, pool.clone()));
+            pools.push((Arc::downgrade(&self.config), pool.clone()));
             pool
         })
     }
