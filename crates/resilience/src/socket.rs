@@ -88,7 +88,11 @@ impl SocketClient {
                 return Ok(items.get(1).cloned().unwrap_or(Value::Null));
             }
             if items.first().and_then(Value::as_str) == Some("error") {
-                anyhow::bail!("error event while waiting for {name}: {body}");
+                return Err(ErrorEvent {
+                    waiting_for: name.to_owned(),
+                    payload: items.get(1).cloned().unwrap_or(Value::Null),
+                }
+                .into());
             }
         }
     }
@@ -127,3 +131,29 @@ impl SocketClient {
         Ok(())
     }
 }
+
+/// The server sent an `error` event (`{event, code, message}`) while another event was awaited.
+#[derive(Debug)]
+pub struct ErrorEvent {
+    pub waiting_for: String,
+    pub payload: Value,
+}
+
+impl ErrorEvent {
+    /// The event's stable code (`unavailable` when signaling's database is away).
+    pub fn code(&self) -> Option<&str> {
+        self.payload.get("code").and_then(Value::as_str)
+    }
+}
+
+impl std::fmt::Display for ErrorEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "error event while waiting for {}: {}",
+            self.waiting_for, self.payload
+        )
+    }
+}
+
+impl std::error::Error for ErrorEvent {}

@@ -12,11 +12,7 @@ use sb_testkit::{FakeLiveKit, TestTokens, TestUser, sign_twilio_webhook};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::socket::SocketClient;
-
-/// The message of signaling's `error` event when it cannot reach its database.
-/// Signaling's `error` event for "the database is away, retry" (its stable code, as sent).
-const SIGNALING_UNAVAILABLE: &str = r#""code":"unavailable""#;
+use crate::socket::{ErrorEvent, SocketClient};
 
 /// One answered (or failed) request.
 #[derive(Debug, Clone)]
@@ -440,7 +436,14 @@ impl Traffic {
         // away) is what a 503 is to HTTP; any other failure counts as a failed request.
         let status = match &exchanged {
             Ok(()) => 200,
-            Err(error) if error.to_string().contains(SIGNALING_UNAVAILABLE) => 503,
+            Err(error)
+                if error
+                    .downcast_ref::<ErrorEvent>()
+                    .and_then(ErrorEvent::code)
+                    == Some("unavailable") =>
+            {
+                503
+            }
             Err(_) => 0,
         };
         samples.push(Sample {
