@@ -35,6 +35,17 @@ pub async fn log_statements(db: &sb_testkit::TestDb) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes out the database server's dirty buffers (`CHECKPOINT`) before a measurement, so it
+/// does not pay for the previous one's writes: seen here, the WAL flushes of commits stalled for
+/// ~100 ms a few seconds after a pgbench run that wrote a lot, whichever client came next.
+pub async fn checkpoint(database: &sb_db::DatabaseConfig) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use secrecy::ExposeSecret;
+    let mut conn = AsyncPgConnection::establish(database.url.expose_secret()).await?;
+    diesel::sql_query("CHECKPOINT").execute(&mut conn).await?;
+    Ok(())
+}
+
 /// `cargo` for a nested build, without the variables `cargo run` sets for the harness
 /// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …): build scripts watch some of them, and inheriting
 /// them would make cargo rebuild half the workspace instead of finding it built.

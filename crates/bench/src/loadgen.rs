@@ -112,3 +112,132 @@ where
     result.ok = result.histogram.len();
     Ok(result)
 }
+
+/// Runs `request(i)` at a steady `rate` per second over `connections` workers (open loop): first
+/// for `warm_up` (not recorded: new connections, caches, the writes right after a checkpoint),
+/// then for `measure_for`. Request i is due at `i / rate` after the start; its latency counts from
+/// when it was due, not from when a worker got to it, so a service that falls behind shows the
+/// wait (no coordinated omission). The result's rate is the recorded requests over `measure_for`
+/// (or the time they took, if longer).
+pub async fn open_loop<F, Fut>(
+    connections: usize,
+    rate: f64,
+    warm_up: Duration,
+    measure_for: Duration,
+    request: F,
+) -> anyhow::Result<LoadResult>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    anyhow::ensure!(rate > 0.0, "the rate must be positive");
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let next = Arc::new(AtomicUsize::new(0));
+    let request = Arc::new(request);
+    let started = tokio::time::Instant::now();
+    let measured_from = started + warm_up;
+    let deadline = measured_from + measure_for;
+    let mut workers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (next, request) = (next.clone(), request.clone());
+        workers.push(tokio::spawn(async move {
+            let mut hist = histogram()?;
+            let (mut errors, mut first_error) = (0u64, None);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let due = started + interval.mul_f64(i as f64);
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+                let outcome = request(i).await;
+                if due < measured_from {
+                    continue;
+                }
+                match outcome {
+                    Ok(()) => {
+                        let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        hist.saturating_record(micros.max(1));
+                    }
+                    Err(error) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| error.to_string());
+                    }
+                }
+            }
+            anyhow::Ok((hist, errors, first_error))
+        }));
+    }
+    let mut result = LoadResult {
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        histogram: histogram()?,
+        first_error: None,
+    };
+    for worker in workers {
+        let (hist, errors, first_error) = worker.await??;
+        result.histogram.add(&hist)?;
+        result.errors += errors;
+        if result.first_error.is_none() {
+            result.first_error = first_error;
+        }
+    }
+    result.elapsed = measured_from.elapsed().max(measure_for);
+    result.ok = result.histogram.len();
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_open_loop_keeps_its_rate_and_counts_the_wait_of_a_slow_service()
+    -> anyhow::Result<()> {
+        // A fast service: at 200/s, half a second of measurement is 100 requests, each answered
+        // at once.
+        let fast = open_loop(
+            4,
+            200.0,
+            Duration::from_millis(100),
+            Duration::from_millis(500),
+            |_| async { Ok(()) },
+        )
+        .await?;
+        // The 20 requests of the warm-up are not counted.
+        assert_eq!(fast.ok, 100);
+        assert!(
+            (0.5..0.8).contains(&fast.elapsed.as_secs_f64()),
+            "{:?}",
+            fast.elapsed
+        );
+        assert!((fast.rate() - 200.0).abs() < 60.0, "{}", fast.rate());
+        assert!(
+            fast.percentile_ms(0.5) < 20.0,
+            "{}",
+            fast.percentile_ms(0.5)
+        );
+
+        // A service that takes 50 ms with 2 connections serves 40/s; asked for 100/s, requests
+        // wait for a connection, and that wait is in their latency (it grows along the run).
+        let slow = open_loop(
+            2,
+            100.0,
+            Duration::ZERO,
+            Duration::from_millis(500),
+            |_| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(())
+            },
+        )
+        .await?;
+        assert_eq!(slow.ok, 50);
+        assert!(
+            slow.percentile_ms(0.99) > 500.0,
+            "the queueing is counted: p99 {} ms",
+            slow.percentile_ms(0.99)
+        );
+        Ok(())
+    }
+}

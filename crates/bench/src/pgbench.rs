@@ -78,6 +78,7 @@ pub async fn run(
     seconds: u64,
     variables: &[(&str, String)],
 ) -> anyhow::Result<PgbenchResult> {
+    crate::checkpoint(database).await?;
     let url = url::Url::parse(database.url.expose_secret())?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -97,6 +98,9 @@ pub async fn run(
         ])
         .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
         .args(["-T", &seconds.to_string()])
+        // Plain TCP like the services (tokio-postgres without TLS): libpq would otherwise
+        // negotiate TLS with a server that offers it and pay for encryption they do not.
+        .env("PGSSLMODE", "disable")
         .kill_on_drop(true);
     // Per-transaction latencies, for the p99 beside ours.
     let logs = std::env::temp_dir().join(format!("sb-bench-pgbench-{}", uuid::Uuid::now_v7()));

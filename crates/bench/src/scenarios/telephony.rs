@@ -324,6 +324,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
     for run in 1..=runs {
         eprintln!("  telephony run {run}/{runs}: ours…");
         let calls = new_calls(&app, &rep_token, CALLS).await?;
+        crate::checkpoint(&db.config()).await?;
         let ours = send(&app.address, Arc::new(callbacks(&twilio, &calls))).await?;
         figures.rate.push(ours.rate());
         figures.p50.push(ours.percentile_ms(0.50));
@@ -331,6 +332,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         if let Some(node) = &mut node {
             eprintln!("  telephony run {run}/{runs}: Node…");
             let calls = new_calls(&app, &rep_token, CALLS).await?;
+            crate::checkpoint(&db.config()).await?;
             let result = send(&node.address, Arc::new(callbacks(&twilio, &calls))).await?;
             figures.node_rate.push(result.rate());
             figures.node_p99.push(result.percentile_ms(0.99));
