@@ -69,9 +69,9 @@ pub async fn join(
     let (call, participant) = state
         .outbox
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
-            let call = match &existing {
-                Some(call) => calls::lock(conn, call.id).await?,
-                None => create_call(state, conn, &appointment).await?,
+            let (call, new_room) = match &existing {
+                Some(call) => (calls::lock(conn, call.id).await?, false),
+                None => insert_call(conn, &appointment).await?,
             };
             let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
             if status.is_final() {
@@ -80,34 +80,58 @@ pub async fn join(
                     format!("this call is {}", status.as_str()),
                 ));
             }
-            let participant = calls::ensure_participant(
-                conn,
-                &NewParticipant {
-                    id: Uuid::now_v7(),
-                    call_id: call.id,
-                    org_id: call.org_id,
-                    user_id: Some(principal.user_id.as_uuid()),
-                    identity: &identity,
-                    role,
-                    display_name: &name,
-                    is_host,
-                    is_guest: false,
-                },
-            )
-            .await?;
-            if !calls::has_open_session(conn, call.id, &identity).await? {
-                let sid = format!("{}{}", calls::API_SESSION_PREFIX, Uuid::now_v7());
-                calls::record_session(conn, call.id, &sid, &identity, Some(Utc::now()), None)
-                    .await?;
+            // A new call's room is created in LiveKit while this transaction writes the
+            // participant: the two round trips overlap, and the commit still waits for both.
+            let room = async {
+                if new_room {
+                    Some(create_room(state, &call).await)
+                } else {
+                    None
+                }
+            };
+            let joined = async {
+                let participant = calls::ensure_participant(
+                    conn,
+                    &NewParticipant {
+                        id: Uuid::now_v7(),
+                        call_id: call.id,
+                        org_id: call.org_id,
+                        user_id: Some(principal.user_id.as_uuid()),
+                        identity: &identity,
+                        role,
+                        display_name: &name,
+                        is_host,
+                        is_guest: false,
+                    },
+                )
+                .await?;
+                if !calls::has_open_session(conn, call.id, &identity).await? {
+                    let sid = format!("{}{}", calls::API_SESSION_PREFIX, Uuid::now_v7());
+                    calls::record_session(conn, call.id, &sid, &identity, Some(Utc::now()), None)
+                        .await?;
+                }
+                let refreshed =
+                    presence::refresh_participants(conn, outbox, &call, &[participant], None)
+                        .await?;
+                let participant = refreshed
+                    .participants
+                    .into_iter()
+                    .find(|p| p.identity == identity)
+                    .ok_or(VideoError::NotFound("participant"))?;
+                Ok::<_, VideoError>((refreshed.call, participant))
+            };
+            let (room, joined) = tokio::join!(room, joined);
+            let (mut call, participant) = joined?;
+            match room {
+                None | Some(Ok(())) => {}
+                Some(Err(error)) if state.config.environment == Environment::Development => {
+                    tracing::warn!(call.id = %call.id, error = %error, "LiveKit room not created; continuing (development: the server auto-creates rooms, the reconciliation job retries)");
+                    calls::set_room_created(conn, call.id, false).await?;
+                    call.room_created = false;
+                }
+                Some(Err(error)) => return Err(error.into()),
             }
-            let refreshed =
-                presence::refresh_participants(conn, outbox, &call, &[participant], None).await?;
-            let participant = refreshed
-                .participants
-                .into_iter()
-                .find(|p| p.identity == identity)
-                .ok_or(VideoError::NotFound("participant"))?;
-            Ok((refreshed.call, participant))
+            Ok((call, participant))
         }))
         .await?;
     let preset = if is_host {
@@ -134,24 +158,22 @@ pub async fn join(
     })
 }
 
-/// Creates the appointment's call and its LiveKit room inside the join's transaction, and returns
-/// the call locked. The row is inserted as having its room, the room is created while the insert
-/// is uncommitted, and a LiveKit failure rolls the whole join back (503) — except in development,
-/// where LiveKit auto-creates rooms on join: there the call is kept without its room and the
-/// reconciliation job creates it later. Concurrent first joins wait on the unique index and then
-/// lock the winner's call, so twenty joins make one call and one room, and a first join costs one
-/// commit.
-async fn create_call(
-    state: &AppState,
+/// Inserts the appointment's call inside the join's transaction, as having its room: the join
+/// creates the room while the insert is uncommitted, and a LiveKit failure rolls the whole join
+/// back (503) — except in development, where LiveKit auto-creates rooms on join: there the call is
+/// kept without its room and the reconciliation job creates it later. Concurrent first joins wait
+/// on the unique index and then lock the winner's call, so twenty joins make one call and one
+/// room, and a first join costs one commit. Returns the call, locked, and whether this insert made
+/// it (its room is then to be created).
+async fn insert_call(
     conn: &mut AsyncPgConnection,
     appointment: &Appointment,
-) -> Result<Call, VideoError> {
+) -> Result<(Call, bool), VideoError> {
     let room = appointment_room(appointment.org_id, appointment.id);
-    let id = Uuid::now_v7();
     let inserted = calls::insert_call_if_absent(
         conn,
         &NewCall {
-            id,
+            id: Uuid::now_v7(),
             org_id: appointment.org_id,
             appointment_id: appointment.id,
             room_name: &room,
@@ -159,28 +181,26 @@ async fn create_call(
         },
     )
     .await?;
-    let Some(mut call) = inserted else {
-        let winner = calls::find_by_appointment(conn, appointment.id)
-            .await?
-            .ok_or(VideoError::NotFound("call"))?;
-        return Ok(calls::lock(conn, winner.id).await?);
-    };
-    match state
+    if let Some(call) = inserted {
+        return Ok((call, true));
+    }
+    let winner = calls::find_by_appointment(conn, appointment.id)
+        .await?
+        .ok_or(VideoError::NotFound("call"))?;
+    Ok((calls::lock(conn, winner.id).await?, false))
+}
+
+/// Asks LiveKit for the call's room (within `LIVEKIT_TIMEOUT`).
+async fn create_room(state: &AppState, call: &Call) -> Result<(), sb_livekit::LiveKitError> {
+    state
         .livekit_call(
             "create_room",
-            state.livekit.create_room(&room, room_options(id)),
+            state
+                .livekit
+                .create_room(&call.room_name, room_options(call.id)),
         )
         .await
-    {
-        Ok(_) => Ok(call),
-        Err(error) if state.config.environment == Environment::Development => {
-            tracing::warn!(call.id = %call.id, error = %error, "LiveKit room not created; continuing (development: the server auto-creates rooms, the reconciliation job retries)");
-            calls::set_room_created(conn, call.id, false).await?;
-            call.room_created = false;
-            Ok(call)
-        }
-        Err(error) => Err(error.into()),
-    }
+        .map(drop)
 }
 
 /// Creates a call's LiveKit room that could not be created before (development, or a job).
@@ -189,16 +209,8 @@ pub async fn ensure_room(
     conn: &mut AsyncPgConnection,
     call: &Call,
 ) -> Result<(), VideoError> {
-    match state
-        .livekit_call(
-            "create_room",
-            state
-                .livekit
-                .create_room(&call.room_name, room_options(call.id)),
-        )
-        .await
-    {
-        Ok(_) => {
+    match create_room(state, call).await {
+        Ok(()) => {
             calls::set_room_created(conn, call.id, true).await?;
             Ok(())
         }
