@@ -11,6 +11,7 @@
 mod relay;
 
 use sb_db::CacheBySql;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -29,9 +30,16 @@ pub use relay::{AckObserver, BatchOutcome, Relay, RelayConfig, RelayError};
 /// Postgres channel the relay listens on; the payload is the source service.
 pub const NOTIFY_CHANNEL: &str = "sb_outbox";
 
+/// What a transaction awaited by [`Outbox::wake_on_commit`] runs within: its source (enqueues of
+/// that source need no NOTIFY) and whether it enqueued anything (else there is nothing to wake
+/// the relay for).
+struct CommitScope {
+    source: &'static str,
+    enqueued: Cell<bool>,
+}
+
 tokio::task_local! {
-    /// Set while a transaction awaited by [`Outbox::wake_on_commit`] of this source runs: its enqueues need no NOTIFY.
-    static WAKES_AFTER_COMMIT: &'static str;
+    static WAKES_AFTER_COMMIT: CommitScope;
 }
 
 /// Writes a service's events into the outbox. Clones share the wake-up of the process's relay
@@ -74,15 +82,26 @@ impl Outbox {
     }
 
     /// Awaits `transaction` (a `conn.transaction(…)` future: the outermost one, not a savepoint)
-    /// and wakes the relay in memory once it has committed, so the events it enqueued cost no
-    /// NOTIFY. Wrapping a savepoint instead would wake the relay before the rows are visible:
+    /// and, when it enqueued events of this source, wakes the relay in memory once it has
+    /// committed, so those events cost no NOTIFY; a transaction that enqueued nothing wakes
+    /// nothing. Wrapping a savepoint instead would wake the relay before the rows are visible:
     /// they would then wait for its next poll (never lost).
     pub async fn wake_on_commit<R, E>(
         &self,
         transaction: impl Future<Output = Result<R, E>>,
     ) -> Result<R, E> {
-        let result = WAKES_AFTER_COMMIT.scope(self.source, transaction).await;
-        if result.is_ok() {
+        let scope = CommitScope {
+            source: self.source,
+            enqueued: Cell::new(false),
+        };
+        let (enqueued, result) = WAKES_AFTER_COMMIT
+            .scope(scope, async {
+                let result = transaction.await;
+                let enqueued = WAKES_AFTER_COMMIT.with(|scope| scope.enqueued.get());
+                (enqueued, result)
+            })
+            .await;
+        if enqueued && result.is_ok() {
             self.wake_relay();
         }
         result
@@ -128,7 +147,13 @@ impl Outbox {
             .execute(conn)
             .await?;
         let woken_after_commit = WAKES_AFTER_COMMIT
-            .try_with(|source| *source == self.source)
+            .try_with(|scope| {
+                let ours = scope.source == self.source;
+                if ours {
+                    scope.enqueued.set(true);
+                }
+                ours
+            })
             .unwrap_or(false);
         if !woken_after_commit {
             diesel::sql_query("SELECT pg_notify($1, $2)")
@@ -215,4 +240,47 @@ pub(crate) fn row_headers(row: &OutboxRow) -> async_nats::HeaderMap {
         }
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Whether the relay's wake-up is pending (a woken relay would run a batch now).
+    async fn woken(outbox: &Outbox) -> bool {
+        let wake = outbox.relay_wake();
+        tokio::time::timeout(Duration::from_millis(20), wake.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_enqueued_nothing_or_failed_wakes_nothing() {
+        let outbox = Outbox::new("video");
+        let nothing = outbox.wake_on_commit(async { Ok::<_, ()>(()) }).await;
+        assert_eq!(nothing, Ok(()));
+        assert!(!woken(&outbox).await);
+
+        // An enqueue marks the scope (its NOTIFY is skipped); a failed transaction still wakes
+        // nothing.
+        let failed = outbox
+            .wake_on_commit(async {
+                WAKES_AFTER_COMMIT.with(|scope| scope.enqueued.set(true));
+                Err::<(), _>("rolled back")
+            })
+            .await;
+        assert_eq!(failed, Err("rolled back"));
+        assert!(!woken(&outbox).await);
+
+        let committed = outbox
+            .wake_on_commit(async {
+                WAKES_AFTER_COMMIT.with(|scope| scope.enqueued.set(true));
+                Ok::<_, ()>(())
+            })
+            .await;
+        assert_eq!(committed, Ok(()));
+        assert!(woken(&outbox).await);
+    }
 }
