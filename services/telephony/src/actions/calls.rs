@@ -156,15 +156,8 @@ pub async fn initiate(
         .await
     {
         Ok(resource) if valid_call_sid(&resource.sid) => {
-            let sid = resource.sid;
-            state
-                .outbox
-                .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
-                    calls::lock(conn, call.id).await?;
-                    calls::set_sid(conn, call.id, &sid).await?;
-                    Ok(())
-                }))
-                .await?;
+            // One UPDATE: it takes the call's row lock like a callback's transaction does.
+            calls::set_sid(&mut conn, call.id, &resource.sid).await?;
             calls::find(&mut conn, call.id)
                 .await?
                 .ok_or(TelephonyError::NotFound("call"))

@@ -224,14 +224,7 @@ pub async fn outbound(
         ));
     };
     if call.call_sid.is_none() {
-        state
-            .outbox
-            .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
-                calls::lock(conn, call.id).await?;
-                calls::set_sid(conn, call.id, &sid).await?;
-                Ok(())
-            }))
-            .await?;
+        calls::set_sid(&mut conn, call.id, &sid).await?;
     }
     if call.status().is_final() {
         return Ok(Answer::new(twiml::hang_up(), "stale"));

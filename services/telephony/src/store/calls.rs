@@ -126,13 +126,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Call> {
 
 /// Locks the call `id` if it exists.
 pub async fn try_lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Call>> {
-    c::table
-        .find(id)
-        .select(Call::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
+    lock(conn, id).await.optional()
 }
 
 /// Locks the call with Twilio's CallSid `sid` if it exists.
