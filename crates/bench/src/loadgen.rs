@@ -71,8 +71,7 @@ where
     for _ in 0..concurrency {
         let (next, request) = (next.clone(), request.clone());
         workers.push(tokio::spawn(async move {
-            let mut hist = histogram()?;
-            let (mut errors, mut first_error) = (0u64, None);
+            let mut tally = Tally::new()?;
             loop {
                 if Instant::now() >= deadline {
                     break;
@@ -82,20 +81,51 @@ where
                     break;
                 }
                 let sent = Instant::now();
-                match request(i).await {
-                    Ok(()) => {
-                        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        hist.saturating_record(micros.max(1));
-                    }
-                    Err(error) => {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| error.to_string());
-                    }
-                }
+                tally.record(request(i).await, sent);
             }
-            anyhow::Ok((hist, errors, first_error))
+            anyhow::Ok(tally)
         }));
     }
+    let mut result = gather(workers).await?;
+    result.elapsed = started.elapsed();
+    Ok(result)
+}
+
+/// What one worker measured.
+struct Tally {
+    histogram: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            histogram: histogram()?,
+            errors: 0,
+            first_error: None,
+        })
+    }
+
+    /// Records one request's outcome, its latency counted from `since`.
+    fn record(&mut self, outcome: anyhow::Result<()>, since: Instant) {
+        match outcome {
+            Ok(()) => {
+                let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.histogram.saturating_record(micros.max(1));
+            }
+            Err(error) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+/// The workers' tallies together (`elapsed` is the caller's to set).
+async fn gather(
+    workers: Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>,
+) -> anyhow::Result<LoadResult> {
     let mut result = LoadResult {
         ok: 0,
         errors: 0,
@@ -104,14 +134,13 @@ where
         first_error: None,
     };
     for worker in workers {
-        let (hist, errors, first_error) = worker.await??;
-        result.histogram.add(&hist)?;
-        result.errors += errors;
+        let tally = worker.await??;
+        result.histogram.add(&tally.histogram)?;
+        result.errors += tally.errors;
         if result.first_error.is_none() {
-            result.first_error = first_error;
+            result.first_error = tally.first_error;
         }
     }
-    result.elapsed = started.elapsed();
     result.ok = result.histogram.len();
     Ok(result)
 }
@@ -144,8 +173,7 @@ where
     for _ in 0..connections {
         let (next, request) = (next.clone(), request.clone());
         workers.push(tokio::spawn(async move {
-            let mut hist = histogram()?;
-            let (mut errors, mut first_error) = (0u64, None);
+            let mut tally = Tally::new()?;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let due = started + interval.mul_f64(i as f64);
@@ -154,40 +182,15 @@ where
                 }
                 tokio::time::sleep_until(due).await;
                 let outcome = request(i).await;
-                if due < measured_from {
-                    continue;
-                }
-                match outcome {
-                    Ok(()) => {
-                        let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        hist.saturating_record(micros.max(1));
-                    }
-                    Err(error) => {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| error.to_string());
-                    }
+                if due >= measured_from {
+                    tally.record(outcome, due.into_std());
                 }
             }
-            anyhow::Ok((hist, errors, first_error))
+            anyhow::Ok(tally)
         }));
     }
-    let mut result = LoadResult {
-        ok: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        histogram: histogram()?,
-        first_error: None,
-    };
-    for worker in workers {
-        let (hist, errors, first_error) = worker.await??;
-        result.histogram.add(&hist)?;
-        result.errors += errors;
-        if result.first_error.is_none() {
-            result.first_error = first_error;
-        }
-    }
+    let mut result = gather(workers).await?;
     result.elapsed = measured_from.elapsed().max(measure_for);
-    result.ok = result.histogram.len();
     Ok(result)
 }
 
