@@ -46,6 +46,23 @@ pub async fn checkpoint(database: &sb_db::DatabaseConfig) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Installs the Node packages of `dir` from its lockfile (`npm ci`) unless `package` is already
+/// there: a fresh clone has none, and the Node peers need them.
+pub async fn npm_ci_unless_installed(dir: &std::path::Path, package: &str) -> anyhow::Result<()> {
+    if dir.join("node_modules").join(package).exists() {
+        return Ok(());
+    }
+    eprintln!("  npm ci in {}…", dir.display());
+    let status = tokio::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "npm ci failed in {}", dir.display());
+    Ok(())
+}
+
 /// `cargo` for a nested build, without the variables `cargo run` sets for the harness
 /// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …): build scripts watch some of them, and inheriting
 /// them would make cargo rebuild half the workspace instead of finding it built.

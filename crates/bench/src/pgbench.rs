@@ -15,6 +15,7 @@ pub struct PgbenchResult {
     pub tps: f64,
     pub latency_avg_ms: f64,
     /// From pgbench's per-transaction log (`-l`); NaN when it wrote none.
+    pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
 }
 
@@ -35,15 +36,25 @@ pub fn parse_report(output: &str) -> anyhow::Result<PgbenchResult> {
     Ok(PgbenchResult {
         tps,
         latency_avg_ms,
+        latency_p50_ms: f64::NAN,
         latency_p99_ms: f64::NAN,
     })
 }
 
 /// The latencies (µs) in pgbench's per-transaction log lines
-/// (`client_id transaction_no time script_no time_epoch time_us`).
-pub fn parse_transaction_log(log: &str) -> Vec<u64> {
+/// (`client_id transaction_no time script_no time_epoch time_us [schedule_lag]`) of the
+/// transactions that ended at or after `since` (Unix time, µs). With a rate (`--rate`) each line
+/// also has the transaction's schedule lag, how late it started after it was due, and its
+/// latency counts from when it was due (as the open loop's do).
+pub fn parse_transaction_log(log: &str, since_us: u64) -> Vec<u64> {
     log.lines()
-        .filter_map(|line| line.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
+            let ended_us = number(4)? * 1_000_000 + number(5)?;
+            let lag = if fields.len() > 6 { number(6)? } else { 0 };
+            (ended_us >= since_us).then_some(number(2)? + lag)
+        })
         .collect()
 }
 
@@ -58,26 +69,54 @@ pub fn percentile_ms(latencies_us: &mut [u64], p: f64) -> f64 {
 }
 
 /// Reads and removes the per-transaction logs pgbench wrote under `dir`.
-fn transaction_latencies(dir: &Path) -> Vec<u64> {
+fn transaction_latencies(dir: &Path, since_us: u64) -> Vec<u64> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if let Ok(log) = std::fs::read_to_string(entry.path()) {
-            all.extend(parse_transaction_log(&log));
+            all.extend(parse_transaction_log(&log, since_us));
         }
     }
     std::fs::remove_dir_all(dir).ok();
     all
 }
 
-/// Runs `scripts` (each with its weight) with `clients` connections for `seconds` on
-/// `database`, with `-D name=value` variables; prepared statements, as diesel-async uses.
+/// How pgbench loads the database: `clients` connections, each starting its next transaction
+/// as soon as the last one ends (closed loop) or, with `rate`, transactions due at that many
+/// per second in all (pgbench's `--rate`: open loop); for `warm_up` unrecorded, then `seconds`.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub clients: usize,
+    pub seconds: u64,
+    pub rate: Option<f64>,
+    pub warm_up: Duration,
+}
+
+impl Load {
+    pub fn closed(clients: usize, seconds: u64) -> Self {
+        Self {
+            clients,
+            seconds,
+            rate: None,
+            warm_up: Duration::ZERO,
+        }
+    }
+}
+
+/// Runs `scripts` (each with its weight) under `load` on `database`, with `-D name=value`
+/// variables; prepared statements, as diesel-async uses.
 pub async fn run(
     database: &sb_db::DatabaseConfig,
     scripts: &[(&Path, u32)],
-    clients: usize,
-    seconds: u64,
+    load: Load,
     variables: &[(&str, String)],
 ) -> anyhow::Result<PgbenchResult> {
+    let Load {
+        clients,
+        seconds,
+        rate,
+        warm_up,
+    } = load;
+    let seconds = seconds + warm_up.as_secs();
     crate::checkpoint(database).await?;
     let url = url::Url::parse(database.url.expose_secret())?;
     let threads = std::thread::available_parallelism()
@@ -113,6 +152,9 @@ pub async fn run(
             .arg("-f")
             .arg(format!("{}@{weight}", script.display()));
     }
+    if let Some(rate) = rate {
+        command.args(["--rate", &format!("{rate:.1}")]);
+    }
     if let Some(password) = url.password() {
         command.env("PGPASSWORD", password);
     }
@@ -120,11 +162,15 @@ pub async fn run(
         command.args(["-D", &format!("{name}={value}")]);
     }
     command.arg(url.path().trim_start_matches('/'));
+    let recorded_from = std::time::SystemTime::now() + warm_up;
+    let since_us = recorded_from
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_micros() as u64;
     let output = tokio::time::timeout(Duration::from_secs(seconds + 60), command.output())
         .await
         .map_err(|_| anyhow::anyhow!("pgbench did not finish"))??;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut latencies = transaction_latencies(&logs);
+    let mut latencies = transaction_latencies(&logs, since_us);
     if !output.status.success() {
         anyhow::bail!(
             "pgbench failed ({}): {}{}",
@@ -134,6 +180,7 @@ pub async fn run(
         );
     }
     let mut result = parse_report(&stdout)?;
+    result.latency_p50_ms = percentile_ms(&mut latencies, 0.50);
     result.latency_p99_ms = percentile_ms(&mut latencies, 0.99);
     Ok(result)
 }
@@ -156,11 +203,23 @@ mod tests {
         let text: String = (1..=200)
             .map(|n| format!("0 {n} {} 0 1763700000 123456\n", n * 100))
             .collect();
-        let mut log = parse_transaction_log(&text);
+        let mut log = parse_transaction_log(&text, 0);
         assert_eq!(log.len(), 200);
         // 198th of 200 sorted latencies: 19,800 µs.
         assert_eq!(percentile_ms(&mut log, 0.99), 19.8);
         assert!(percentile_ms(&mut [], 0.99).is_nan());
-        assert!(parse_transaction_log("garbage\n").is_empty());
+        assert!(parse_transaction_log("garbage\n", 0).is_empty());
+    }
+
+    #[test]
+    fn a_rated_transaction_counts_from_when_it_was_due_and_warm_up_is_left_out() {
+        // 2,500 µs running after 1,500 µs waiting to start; ended at 1763700000.123456.
+        let line = "3 17 2500 0 1763700000 123456 1500\n";
+        assert_eq!(parse_transaction_log(line, 0), vec![4_000]);
+        assert_eq!(
+            parse_transaction_log(line, 1_763_700_000_123_456),
+            vec![4_000]
+        );
+        assert!(parse_transaction_log(line, 1_763_700_000_123_457).is_empty());
     }
 }

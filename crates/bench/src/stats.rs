@@ -31,6 +31,11 @@ impl Spread {
         })
     }
 
+    /// The spread of `values` rendered, or `n/a` when no run produced it.
+    pub fn render_of(values: &[f64], decimals: usize) -> String {
+        Self::of(values).map_or("n/a".to_owned(), |spread| spread.render(decimals))
+    }
+
     /// `median [min–max]`, with `decimals` digits (the range is left out after a single run).
     pub fn render(&self, decimals: usize) -> String {
         if self.runs < 2 {

@@ -208,8 +208,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
             let limit = pgbench::run(
                 &db.config(),
                 &[(script.as_path(), 1)],
-                concurrency,
-                SECONDS,
+                pgbench::Load::closed(concurrency, SECONDS),
                 &[
                     ("org", org.to_string()),
                     ("host", host.id.to_string()),
@@ -228,8 +227,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
                 let floor = pgbench::run(
                     &db.config(),
                     &[(minimal.as_path(), 1)],
-                    concurrency,
-                    SECONDS,
+                    pgbench::Load::closed(concurrency, SECONDS),
                     &[("org", org.to_string()), ("host", host.id.to_string())],
                 )
                 .await?;
@@ -263,6 +261,26 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         steady.p50.push(result.percentile_ms(0.50));
         steady.p99.push(result.percentile_ms(0.99));
         steady.limit.push(run_limit);
+        // Postgres alone at the same steady rate: how much of the p99 is this machine's.
+        let same_rate = pgbench::run(
+            &db.config(),
+            &[(script.as_path(), 1)],
+            pgbench::Load {
+                clients: FLOOR_CONCURRENCY,
+                seconds: STEADY_FOR.as_secs(),
+                rate: Some(rate),
+                warm_up: STEADY_WARM_UP,
+            },
+            &[
+                ("org", org.to_string()),
+                ("host", host.id.to_string()),
+                ("appointments", next.to_string()),
+            ],
+        )
+        .await?;
+        steady.pgbench_rate.push(same_rate.tps);
+        steady.pgbench_p50.push(same_rate.latency_p50_ms);
+        steady.pgbench_p99.push(same_rate.latency_p99_ms);
     }
     drop(app);
     let mut rows: Vec<Row> = LEVELS
@@ -284,6 +302,10 @@ struct Steady {
     p50: Vec<f64>,
     p99: Vec<f64>,
     limit: Vec<f64>,
+    /// pgbench running the same SQL at the same rate over as many connections.
+    pgbench_rate: Vec<f64>,
+    pgbench_p50: Vec<f64>,
+    pgbench_p99: Vec<f64>,
 }
 
 /// The p99 target's row: the achieved rate must be the asked 50 % of the pgbench limit (a
@@ -315,13 +337,16 @@ fn steady_row(f: &Steady) -> Row {
         ours: format!(
             "{} req/s (asked {}); p50 {} ms, p99 {} ms",
             rate.render(0),
-            Spread::of(&f.asked).map_or("n/a".to_owned(), |a| a.render(0)),
+            Spread::render_of(&f.asked, 0),
             p50.render(2),
             p99.render(2)
         ),
         peer: format!(
-            "pgbench limit, same SQL (best of 1/16/64 clients): {} tx/s",
-            limit.render(0)
+            "pgbench limit, same SQL (best of 1/16/64 clients): {} tx/s; pgbench, same SQL at the same rate, {FLOOR_CONCURRENCY} clients (open loop): {} tx/s; p50 {} ms, p99 {} ms",
+            limit.render(0),
+            Spread::render_of(&f.pgbench_rate, 0),
+            Spread::render_of(&f.pgbench_p50, 2),
+            Spread::render_of(&f.pgbench_p99, 2),
         ),
         ratio: share.map_or("n/a".to_owned(), |s| format!("{} %", s.render(0))),
         target,
@@ -383,7 +408,7 @@ fn row(concurrency: usize, f: &Level) -> Row {
         peer: format!(
             "pgbench, same SQL transaction, {concurrency} clients: {} tx/s; p99 {} ms",
             limit.render(0),
-            Spread::of(&f.pgbench_p99).map_or("n/a".to_owned(), |p| p.render(2))
+            Spread::render_of(&f.pgbench_p99, 2)
         ),
         ratio: ratio.map_or("n/a".to_owned(), |r| format!("{} %", r.render(0))),
         target: TARGET.to_owned(),

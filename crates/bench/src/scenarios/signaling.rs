@@ -61,7 +61,10 @@ async fn run_once(binary: &Path) -> anyhow::Result<BenchJson> {
     parse_output(&stdout)
 }
 
+/// Builds the example, and installs the Node reference server's packages it starts.
 pub async fn build() -> anyhow::Result<std::path::PathBuf> {
+    let root = crate::workspace_root()?;
+    crate::npm_ci_unless_installed(&root.join("interop/socketio"), "socket.io").await?;
     let status = crate::cargo()
         .args([
             "build",
@@ -76,7 +79,7 @@ pub async fn build() -> anyhow::Result<std::path::PathBuf> {
     if !status.success() {
         anyhow::bail!("cargo build of the signaling benchmark failed");
     }
-    Ok(crate::workspace_root()?.join("target/release/examples/bench"))
+    Ok(root.join("target/release/examples/bench"))
 }
 
 const TARGET_RATE: &str = "≥ 5× socket.io at equal or lower p99";

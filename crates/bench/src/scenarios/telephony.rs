@@ -346,8 +346,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
                 (status_script.as_path(), 3),
                 (completed_script.as_path(), 1),
             ],
-            CONCURRENCY,
-            PGBENCH_SECONDS,
+            pgbench::Load::closed(CONCURRENCY, PGBENCH_SECONDS),
             &[("calls", calls.len().to_string())],
         )
         .await?;
@@ -402,7 +401,7 @@ fn rows(f: &Figures) -> Vec<Row> {
         peer: format!(
             "pgbench, same SQL, {CONCURRENCY} clients: {} tx/s, p99 {} ms; Node 20 Express + twilio + pg: {}",
             limit.render(0),
-            Spread::of(&f.pgbench_p99).map_or("n/a".to_owned(), |p| p.render(2)),
+            Spread::render_of(&f.pgbench_p99, 2),
             match (node, node_p99) {
                 (Some(n), Some(p)) =>
                     format!("{} callbacks/s, p99 {} ms", n.render(0), p.render(2)),
@@ -431,18 +430,7 @@ struct RunningNode {
 
 impl NodeReference {
     async fn start(dir: &Path) -> anyhow::Result<Self> {
-        if !dir.join("node_modules/twilio").exists() {
-            eprintln!("  npm ci in {}…", dir.display());
-            let status = tokio::process::Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(dir)
-                .stdout(Stdio::null())
-                .status()
-                .await?;
-            if !status.success() {
-                anyhow::bail!("npm ci failed in {}", dir.display());
-            }
-        }
+        crate::npm_ci_unless_installed(dir, "twilio").await?;
         Ok(Self {
             dir: dir.to_owned(),
         })
