@@ -253,8 +253,12 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         )
         .await?;
         next += STEADY_MAX_REQUESTS;
-        if let Some(error) = &result.first_error {
-            anyhow::bail!("open loop: {} joins failed, first: {error}", result.errors);
+        // Unlike the closed loops, an open loop can ask for more than the service does (the
+        // rate follows a noisy pgbench limit): joins that then wait past a budget and are
+        // refused are part of its result, not a reason to throw the scenario away.
+        steady.failed += result.errors;
+        if steady.first_error.is_none() {
+            steady.first_error = result.first_error.clone();
         }
         steady.asked.push(rate);
         steady.rate.push(result.rate());
@@ -302,6 +306,9 @@ struct Steady {
     p50: Vec<f64>,
     p99: Vec<f64>,
     limit: Vec<f64>,
+    /// Joins refused over all runs (not in the latencies), and the first refusal.
+    failed: u64,
+    first_error: Option<String>,
     /// pgbench running the same SQL at the same rate over as many connections.
     pgbench_rate: Vec<f64>,
     pgbench_p50: Vec<f64>,
@@ -332,10 +339,21 @@ fn steady_row(f: &Steady) -> Row {
     let share = Spread::of(&share);
     // 2 % of slack for the rate: the last requests of a run are still in flight at its end.
     let kept_up = share.is_some_and(|s| s.median >= STEADY_SHARE * 100.0 * 0.98);
+    let refused = match &f.first_error {
+        Some(first) if f.failed > 0 => {
+            let first: String = first
+                .chars()
+                .take(120)
+                .collect::<String>()
+                .replace('|', "/");
+            format!("; **{} joins refused** (first: {first})", f.failed)
+        }
+        _ => String::new(),
+    };
     Row {
         scenario: name,
         ours: format!(
-            "{} req/s (asked {}); p50 {} ms, p99 {} ms",
+            "{} req/s (asked {}); p50 {} ms, p99 {} ms{refused}",
             rate.render(0),
             Spread::render_of(&f.asked, 0),
             p50.render(2),
@@ -353,6 +371,7 @@ fn steady_row(f: &Steady) -> Row {
         met: Verdict::all(&[
             Verdict::from_bool(kept_up),
             Verdict::from_bool(p99.median < P99_LIMIT_MS),
+            Verdict::from_bool(f.failed == 0),
         ]),
     }
 }
@@ -419,6 +438,34 @@ fn row(concurrency: usize, f: &Level) -> Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn steady(p99: f64, failed: u64) -> Steady {
+        Steady {
+            asked: vec![300.0],
+            rate: vec![300.0],
+            p50: vec![5.0],
+            p99: vec![p99],
+            limit: vec![600.0],
+            failed,
+            first_error: (failed > 0).then(|| "join answered 503 | livekit_unavailable".to_owned()),
+            pgbench_rate: vec![300.0],
+            pgbench_p50: vec![4.0],
+            pgbench_p99: vec![12.0],
+        }
+    }
+
+    #[test]
+    fn the_open_loop_is_met_only_at_its_rate_under_the_p99_and_without_refusals() {
+        assert_eq!(steady_row(&steady(20.0, 0)).met, Verdict::Met);
+        assert_eq!(steady_row(&steady(30.0, 0)).met, Verdict::Missed);
+        let refused = steady_row(&steady(20.0, 2));
+        assert_eq!(refused.met, Verdict::Missed);
+        assert!(refused.ours.contains("2 joins refused"), "{}", refused.ours);
+        assert!(!refused.ours.contains('|'), "{}", refused.ours);
+        let mut behind = steady(20.0, 0);
+        behind.rate = vec![250.0];
+        assert_eq!(steady_row(&behind).met, Verdict::Missed);
+    }
 
     #[test]
     fn appointment_ids_match_the_sql_formula() {
