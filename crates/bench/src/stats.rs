@@ -99,6 +99,13 @@ pub fn ratios(ours: &[f64], peer: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// The spread of the per-run `ours / peer` ratios, in percent: on a noisy machine the median of
+/// per-run ratios is steadier than the ratio of medians.
+pub fn percent_of(ours: &[f64], peer: &[f64]) -> Option<Spread> {
+    let percents: Vec<f64> = ratios(ours, peer).iter().map(|r| r * 100.0).collect();
+    Spread::of(&percents)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ use sb_video::config::{GuestLinkConfig, ReconcileConfig, RecordingConfig};
 use uuid::Uuid;
 
 use crate::report::{Row, Verdict};
-use crate::stats::{Spread, ratios};
+use crate::stats::{Spread, percent_of};
 use crate::{loadgen, pgbench};
 
 pub const LEVELS: [usize; 3] = [1, 16, 64];
@@ -185,6 +185,14 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         return Ok(Vec::new());
     }
     let mut next = warmup;
+    // sql/join.sql's variables once `appointments` are seeded.
+    let join_variables = |appointments: usize| {
+        [
+            ("org", org.to_string()),
+            ("host", host.id.to_string()),
+            ("appointments", appointments.to_string()),
+        ]
+    };
     for run in 1..=runs {
         let mut run_limit: f64 = 0.0;
         for (level, &concurrency) in LEVELS.iter().enumerate() {
@@ -209,11 +217,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
                 &db.config(),
                 &[(script.as_path(), 1)],
                 pgbench::Load::closed(concurrency, SECONDS),
-                &[
-                    ("org", org.to_string()),
-                    ("host", host.id.to_string()),
-                    ("appointments", next.to_string()),
-                ],
+                &join_variables(next),
             )
             .await?;
             let figures = &mut levels[level];
@@ -275,11 +279,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
                 rate: Some(rate),
                 warm_up: STEADY_WARM_UP,
             },
-            &[
-                ("org", org.to_string()),
-                ("host", host.id.to_string()),
-                ("appointments", next.to_string()),
-            ],
+            &join_variables(next),
         )
         .await?;
         steady.pgbench_rate.push(same_rate.tps);
@@ -332,11 +332,7 @@ fn steady_row(f: &Steady) -> Row {
     ) else {
         return Row::failed(&name, &target, "no run");
     };
-    let share: Vec<f64> = ratios(&f.rate, &f.limit)
-        .iter()
-        .map(|r| r * 100.0)
-        .collect();
-    let share = Spread::of(&share);
+    let share = percent_of(&f.rate, &f.limit);
     // 2 % of slack for the rate: the last requests of a run are still in flight at its end.
     let kept_up = share.is_some_and(|s| s.median >= STEADY_SHARE * 100.0 * 0.98);
     let refused = match &f.first_error {
@@ -407,12 +403,7 @@ fn row(concurrency: usize, f: &Level) -> Row {
             "no run",
         );
     };
-    let ratio = Spread::of(
-        &ratios(&f.rate, &f.pgbench)
-            .iter()
-            .map(|r| r * 100.0)
-            .collect::<Vec<_>>(),
-    );
+    let ratio = percent_of(&f.rate, &f.pgbench);
     let ratio_met = ratio.is_some_and(|r| r.median >= 50.0);
     Row {
         scenario: format!(

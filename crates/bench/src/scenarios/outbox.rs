@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::report::{Row, Verdict};
-use crate::stats::{Spread, number, ratios};
+use crate::stats::{Spread, number, percent_of};
 
 /// What the scenario runs (the former `switchboard bench outbox` defaults).
 #[derive(Clone)]
@@ -529,18 +529,9 @@ fn rows(args: &OutboxArgs, f: &Figures) -> Vec<Row> {
     else {
         return vec![Row::failed("4. outbox", TARGET_RATE, "no run")];
     };
-    // Each run measures raw and relay back to back: the median of the per-run ratios is steadier
-    // than the ratio of medians on a noisy machine.
-    let percent = |ours: &[f64], peer: &[f64]| {
-        Spread::of(
-            &ratios(ours, peer)
-                .iter()
-                .map(|r| r * 100.0)
-                .collect::<Vec<_>>(),
-        )
-    };
-    let publish_ratio = percent(&f.outbox_rate, &f.raw_rate);
-    let end_to_end_ratio = percent(&f.end_to_end_rate, &f.sql_limit_rate);
+    // Each run measures raw and relay back to back, so the per-run ratios are compared.
+    let publish_ratio = percent_of(&f.outbox_rate, &f.raw_rate);
+    let end_to_end_ratio = percent_of(&f.end_to_end_rate, &f.sql_limit_rate);
     let render_ratio =
         |r: Option<Spread>| r.map_or("n/a".to_owned(), |r| format!("{} %", r.render(0)));
     vec![

@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::report::{Row, Verdict};
-use crate::stats::{Spread, ratios};
+use crate::stats::{Spread, percent_of, ratios};
 use crate::{loadgen, pgbench};
 
 pub const CALLS: usize = 1_000;
@@ -374,15 +374,7 @@ fn rows(f: &Figures) -> Vec<Row> {
     ) else {
         return vec![Row::failed(&scenario, TARGET, "no run")];
     };
-    let percent = |peer: &[f64]| {
-        Spread::of(
-            &ratios(&f.rate, peer)
-                .iter()
-                .map(|r| r * 100.0)
-                .collect::<Vec<_>>(),
-        )
-    };
-    let of_pgbench = percent(&f.pgbench);
+    let of_pgbench = percent_of(&f.rate, &f.pgbench);
     let node = Spread::of(&f.node_rate);
     let node_p99 = Spread::of(&f.node_p99);
     let times_node = Spread::of(&ratios(&f.rate, &f.node_rate));
