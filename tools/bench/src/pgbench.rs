@@ -1,5 +1,5 @@
 //! The Postgres limit beside a scenario: `/usr/bin/pgbench` running the scenario's SQL
-//! transaction (a script file committed in `crates/bench/sql/`) on the same database at the same
+//! transaction (a script file committed in `tools/bench/sql/`) on the same database at the same
 //! concurrency.
 
 use std::path::Path;

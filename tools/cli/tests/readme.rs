@@ -31,7 +31,7 @@ fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// clap's `env = "…"`, `std::env::var("…")`).
 fn variables_read() -> Result<BTreeSet<String>> {
     let mut files = Vec::new();
-    for dir in ["crates", "services"] {
+    for dir in ["crates", "services", "tools", "suites"] {
         let path = root().join(dir);
         if path.exists() {
             rust_sources(&path, &mut files)?;

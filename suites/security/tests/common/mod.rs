@@ -157,7 +157,7 @@ fn expand(route: &Route, fixture: &Fixture) -> std::result::Result<String, Strin
         let Some(value) = fixture.ids.get(name) else {
             return Err(format!(
                 "{}: path parameter `{name}` has no fixture: create a real object of org A in \
-                 this service's fixture (crates/security/tests/isolation.rs) and add its id \
+                 this service's fixture (suites/security/tests/isolation.rs) and add its id \
                  under \"{name}\"",
                 route.key()
             ));

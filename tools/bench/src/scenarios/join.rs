@@ -139,8 +139,8 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
     let per_run = LEVELS.len() * REQUESTS + STEADY_MAX_REQUESTS;
     let warmup = if log_sql { 3 } else { 200 };
     seed(&db, org, host.id, 0, warmup + runs * per_run).await?;
-    let script = crate::workspace_root()?.join("crates/bench/sql/join.sql");
-    let minimal = crate::workspace_root()?.join("crates/bench/sql/join_minimal.sql");
+    let script = crate::workspace_root()?.join("tools/bench/sql/join.sql");
+    let minimal = crate::workspace_root()?.join("tools/bench/sql/join_minimal.sql");
     let (mut minimal_rate, mut minimal_p99) = (Vec::new(), Vec::new());
     let base = Arc::new(app.address.clone());
 

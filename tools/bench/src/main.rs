@@ -23,7 +23,7 @@ struct Cli {
     #[arg(long, global = true)]
     no_write: bool,
     /// join, telephony: only make Postgres log the statements of a few requests with their
-    /// durations (server log), to re-derive the pgbench scripts in crates/bench/sql/ from what
+    /// durations (server log), to re-derive the pgbench scripts in tools/bench/sql/ from what
     /// the services run.
     #[arg(long, global = true)]
     log_sql: bool,

@@ -271,7 +271,7 @@ async fn index_calls(db: &TestDb, calls: &[(Uuid, String)]) -> anyhow::Result<()
 async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
     let err = |e: sb_testkit::Error| anyhow::anyhow!("{e}");
     let root = crate::workspace_root()?;
-    let node = NodeReference::start(&root.join("crates/bench/node")).await;
+    let node = NodeReference::start(&root.join("tools/bench/node")).await;
     let db = TestDb::new().await.map_err(err)?;
     if log_sql {
         crate::log_statements(&db).await?;
@@ -318,8 +318,8 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         );
         return Ok(Vec::new());
     }
-    let status_script = root.join("crates/bench/sql/telephony_status.sql");
-    let completed_script = root.join("crates/bench/sql/telephony_completed.sql");
+    let status_script = root.join("tools/bench/sql/telephony_status.sql");
+    let completed_script = root.join("tools/bench/sql/telephony_completed.sql");
     let mut figures = Figures::default();
     for run in 1..=runs {
         eprintln!("  telephony run {run}/{runs}: ours…");
