@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use sb_platform::Problem;
 use sb_platform::error::error_chain;
 
-use crate::twilio::{TwilioError, codes};
+use sb_twilio::{TwilioError, codes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelephonyError {

@@ -12,7 +12,6 @@ mod metrics;
 mod routes;
 mod state;
 mod store;
-pub mod twilio;
 
 use std::sync::Arc;
 

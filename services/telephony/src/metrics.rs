@@ -3,7 +3,7 @@
 
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::twilio::TwilioError;
+use sb_twilio::TwilioError;
 
 #[derive(Clone)]
 pub struct TelephonyMetrics {

@@ -9,7 +9,7 @@ use sb_events::outbox::Outbox;
 use crate::config::TelephonyConfig;
 use crate::error::TelephonyError;
 use crate::metrics::TelephonyMetrics;
-use crate::twilio::{TwilioApi, TwilioClient, TwilioError};
+use sb_twilio::{Account, TwilioApi, TwilioClient, TwilioError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,7 +28,13 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             pool,
-            twilio: Arc::new(TwilioClient::new(&config.twilio)?),
+            twilio: Arc::new(TwilioClient::new(Account {
+                account_sid: config.twilio.account_sid.clone(),
+                auth_token: config.twilio.auth_token.clone(),
+                api_base: config.twilio.api_base.clone(),
+                insights_base: config.twilio.insights_base.clone(),
+                timeout: config.twilio.timeout,
+            })?),
             outbox: Outbox::new(crate::SERVICE),
             metrics: TelephonyMetrics::register(registry)?,
             config,

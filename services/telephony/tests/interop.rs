@@ -14,9 +14,9 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use sb_auth::Role;
-use sb_telephony::domain::twiml::{VOICEMAIL_MAX_SECONDS, prompts};
-use sb_telephony::twilio::signature;
 use sb_testkit::{Result, twilio_node};
+use sb_twilio::signature;
+use sb_twilio::twiml::{VOICEMAIL_MAX_SECONDS, prompts};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

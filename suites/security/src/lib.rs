@@ -12,8 +12,8 @@ use livekit_api::access_token::AccessToken;
 use sb_auth::{AuthConfig, GuestLinks, JwtVerifier};
 use sb_livekit::{LiveKitConfig, MAX_WEBHOOK_BYTES, WebhookError, WebhookVerifier};
 use sb_socketio::packet::{self, EnginePacket, Packet, PacketType};
-use sb_telephony::domain::twiml::{self, Outbound, Ring, Speech};
-use sb_telephony::twilio::{Params, signature};
+use sb_twilio::twiml::{self, Outbound, Ring, Speech};
+use sb_twilio::{Params, signature};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use sb_telephony::config::{DEV_AUTH_TOKEN, parse_public_base_url};
-use sb_telephony::twilio::signature;
+use sb_twilio::signature;
 use uuid::Uuid;
 
 #[derive(Subcommand)]

@@ -14,7 +14,7 @@ use crate::error::TelephonyError;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, NewCall};
 use crate::store::numbers::{self, PhoneNumber};
-use crate::twilio::{self, TwilioError};
+use sb_twilio::TwilioError;
 
 /// What `POST /api/calls/initiate` asks for.
 #[derive(Debug, Clone)]
@@ -144,7 +144,7 @@ pub async fn initiate(
     .await?;
     tracing::info!(call.id = %call.id, to = %phone::redact(request.to.as_str()), "placing a call");
 
-    let create = twilio::NewCall {
+    let create = sb_twilio::NewCall {
         to: device,
         from: number.e164.clone(),
         url: state.public_url(&format!("/webhook/voice/outbound?callId={}", call.id)),

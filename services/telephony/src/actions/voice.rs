@@ -10,13 +10,13 @@ use crate::actions::calls::{insert_outbound, twilio_time, valid_call_sid};
 use crate::actions::{events, status};
 use crate::domain::phone::{self, E164};
 use crate::domain::status::{CallStatus, DialStatus, Direction, RecordingStatus};
-use crate::domain::twiml::{self, Speech};
 use crate::error::TelephonyError;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, NewCall};
 use crate::store::numbers::{self, PhoneNumber};
 use crate::store::recordings::{self, NewRecording};
-use crate::twilio::Params;
+use sb_twilio::Params;
+use sb_twilio::twiml::{self, Speech};
 
 /// What a webhook did: the TwiML to answer and the metric outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,7 @@
 //! The telephony service's rules, with no I/O: call statuses and their order, phone numbers and
-//! identities, TwiML documents, quality thresholds and the job's backoff.
+//! identities, quality thresholds and the job's backoff.
 
 pub mod backoff;
 pub mod phone;
 pub mod quality;
 pub mod status;
-pub mod twiml;

@@ -17,7 +17,7 @@ use crate::error::TelephonyError;
 use crate::state::AppState;
 use crate::store::calls::{self, Call};
 use crate::store::followups;
-use crate::twilio::{CallResource, TwilioError};
+use sb_twilio::{CallResource, TwilioError};
 
 /// How many calls one pass looks at per kind of work.
 const BATCH: i64 = 100;

@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::state::AppState;
-use crate::twilio::{Params, signature};
+use sb_twilio::{Params, signature};
 
 /// A verified webhook: its form parameters and the query of the URL Twilio requested.
 pub struct TwilioRequest {

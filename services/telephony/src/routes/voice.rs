@@ -11,7 +11,7 @@ use crate::domain::phone;
 use crate::error::TelephonyError;
 use crate::routes::query::Query;
 use crate::state::AppState;
-use crate::twilio::token::{self, VoiceToken};
+use sb_twilio::token::{self, VoiceToken};
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     cfg.service(voice_token);

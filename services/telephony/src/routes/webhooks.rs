@@ -114,7 +114,7 @@ async fn status(
     let result = voice::status_callback(&state, &webhook.params, webhook.call_id())
         .await
         .map(|outcome| Answer {
-            twiml: crate::domain::twiml::empty(),
+            twiml: sb_twilio::twiml::empty(),
             outcome,
         });
     answer(&state, &req, result)

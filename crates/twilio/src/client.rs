@@ -1,19 +1,11 @@
-//! The Twilio adapter: a small REST client over reqwest (Calls and Voice Insights, base URLs
-//! configurable so tests use the fake in testkit), Twilio's error bodies as typed errors, the
-//! webhook signature and Voice access tokens. The `twilio` crate cannot serve (no `<Dial>`, a
-//! fixed base URL, mis-parsed `in-progress`/`no-answer`, signatures with a port or query
-//! refused); see ARCHITECTURE.md, "Twilio".
-
-pub mod signature;
-pub mod token;
+//! Twilio's REST API (Calls and Voice Insights) over reqwest, with base URLs configurable so
+//! tests use the fake in testkit, and Twilio's error bodies as typed errors.
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-
-use crate::config::TwilioConfig;
 
 /// Twilio's error codes the service treats specially.
 pub mod codes {
@@ -100,6 +92,31 @@ pub trait TwilioApi: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<serde_json::Value>, TwilioError>>;
 }
 
+/// Where and as whom the client calls Twilio.
+#[derive(Clone)]
+pub struct Account {
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    /// REST API root (`https://api.twilio.com`; the fake's address in tests).
+    pub api_base: String,
+    /// Voice Insights API root (`https://insights.twilio.com`).
+    pub insights_base: String,
+    /// Longest wait for one API call.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"[redacted]")
+            .field("api_base", &self.api_base)
+            .field("insights_base", &self.insights_base)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// The REST client.
 pub struct TwilioClient {
     http: reqwest::Client,
@@ -116,17 +133,17 @@ struct ErrorBody {
 }
 
 impl TwilioClient {
-    pub fn new(config: &TwilioConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(account: Account) -> Result<Self, reqwest::Error> {
         Ok(Self {
             http: reqwest::Client::builder()
-                .timeout(config.timeout)
-                .connect_timeout(config.timeout.min(Duration::from_secs(3)))
-                .user_agent(concat!("switchboard-telephony/", env!("CARGO_PKG_VERSION")))
+                .timeout(account.timeout)
+                .connect_timeout(account.timeout.min(Duration::from_secs(3)))
+                .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
                 .build()?,
-            account_sid: config.account_sid.clone(),
-            auth_token: config.auth_token.clone(),
-            api_base: config.api_base.clone(),
-            insights_base: config.insights_base.clone(),
+            account_sid: account.account_sid,
+            auth_token: account.auth_token,
+            api_base: account.api_base,
+            insights_base: account.insights_base,
         })
     }
 
@@ -224,24 +241,5 @@ impl TwilioApi for TwilioClient {
                 Err(error) => Err(error),
             }
         })
-    }
-}
-
-/// The parameters of a webhook Twilio posted (form fields), in the order received.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(pub Vec<(String, String)>);
-
-impl Params {
-    /// The first value of `name`, trimmed; `None` when absent or empty.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn parse_form(body: &[u8]) -> Self {
-        Self(url::form_urlencoded::parse(body).into_owned().collect())
     }
 }
