@@ -4,12 +4,10 @@
 mod actions;
 pub mod config;
 mod consumers;
-mod demo;
 pub mod domain;
 mod error;
 mod jobs;
 mod metrics;
-mod namespace;
 mod routes;
 mod state;
 mod store;
@@ -32,7 +30,7 @@ pub use config::SignalingConfig;
 pub use error::SignalingError;
 pub use jobs::cleanup_once;
 pub use metrics::SignalingMetrics;
-pub use namespace::NAMESPACE;
+pub use routes::socket::NAMESPACE;
 pub use state::AppState;
 
 /// Name of the service: metrics label, outbox source, consumer prefix.
@@ -81,7 +79,7 @@ pub fn socket_server(state: &AppState) -> SocketIo {
         cors_origins: socket.cors_origins.clone(),
         ..sb_socketio::Config::default()
     };
-    let video_call = namespace::VideoCall::new(state.clone());
+    let video_call = routes::socket::VideoCall::new(state.clone());
     let answers = video_call.clone();
     SocketIo::builder(config)
         .namespace(NAMESPACE, video_call)
@@ -146,7 +144,7 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         for (path, route) in io.routes() {
             cfg.route(&path, route);
         }
-        for (path, route) in demo::routes() {
+        for (path, route) in routes::demo::routes() {
             cfg.route(path, route);
         }
         routes::config(cfg);

@@ -1,4 +1,4 @@
-//! The REST routes of seed 004: read an appointment's room, create it by hand.
+//! The REST room routes: read an appointment's room, create it by hand.
 
 use actix_web::{get, post, web};
 use chrono::{DateTime, Utc};

@@ -1,4 +1,4 @@
-//! The `/video-call` namespace: JWT at CONNECT, and every seed 004 event.
+//! The `/video-call` namespace's event handlers: JWT at CONNECT, rooms, signals, call end.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,9 +3,9 @@
 
 use actix_web::{HttpResponse, web};
 
-const PAGE: &str = include_str!("../static/demo.html");
+const PAGE: &str = include_str!("../../static/demo.html");
 /// socket.io-client 4.8.1's browser bundle (MIT), vendored so the page needs no CDN.
-const CLIENT: &str = include_str!("../static/socket.io.min.js");
+const CLIENT: &str = include_str!("../../static/socket.io.min.js");
 
 pub fn routes() -> Vec<(&'static str, actix_web::Route)> {
     vec![
