@@ -44,16 +44,16 @@ pub fn parse_report(output: &str) -> anyhow::Result<PgbenchResult> {
 /// The latencies (µs) in pgbench's per-transaction log lines
 /// (`client_id transaction_no time script_no time_epoch time_us [schedule_lag]`) of the
 /// transactions that ended at or after `since` (Unix time, µs). With a rate (`--rate`) each line
-/// also has the transaction's schedule lag, how late it started after it was due, and its
-/// latency counts from when it was due (as the open loop's do).
+/// also has the transaction's schedule lag, how late it started after it was due; its `time`
+/// already counts from when it was due (pgbench computes it as end minus scheduled start, as the
+/// open loop's latencies do), so the lag is part of it and must not be added again.
 pub fn parse_transaction_log(log: &str, since_us: u64) -> Vec<u64> {
     log.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
             let ended_us = number(4)? * 1_000_000 + number(5)?;
-            let lag = if fields.len() > 6 { number(6)? } else { 0 };
-            (ended_us >= since_us).then_some(number(2)? + lag)
+            (ended_us >= since_us).then_some(number(2)?)
         })
         .collect()
 }
@@ -212,9 +212,10 @@ mod tests {
     }
 
     #[test]
-    fn a_rated_transaction_counts_from_when_it_was_due_and_warm_up_is_left_out() {
-        // 2,500 µs running after 1,500 µs waiting to start; ended at 1763700000.123456.
-        let line = "3 17 2500 0 1763700000 123456 1500\n";
+    fn a_rated_transaction_counts_from_when_it_was_due_once_and_warm_up_is_left_out() {
+        // Due, started 1,500 µs late, ended 4,000 µs after it was due at 1763700000.123456: the
+        // logged time (4,000) already holds the lag (1,500), which is not added a second time.
+        let line = "3 17 4000 0 1763700000 123456 1500\n";
         assert_eq!(parse_transaction_log(line, 0), vec![4_000]);
         assert_eq!(
             parse_transaction_log(line, 1_763_700_000_123_456),
