@@ -5,6 +5,8 @@
 -- host (uuids), appointments (how many appointments sb-bench seeded). Differences, all in
 -- pgbench's favour or neutral: no LiveKit call after the INSERT of the call, no relay marking the
 -- outbox rows published, ids from gen_random_uuid() (v4) instead of the service's v7.
+-- Outbox rows carry source 'pgbench', which no relay claims: the service running beside pgbench
+-- would otherwise publish them, and the limit would carry our relay's cost.
 \set n random(0, :appointments - 1)
 \set a random(0, 281474976710655)
 -- access::appointment
@@ -21,11 +23,11 @@ INSERT INTO video_participant_sessions (call_id, sid, identity, joined_at, left_
 -- presence::refresh_participants (the upserted participant): it becomes active, participant_joined is enqueued
 SELECT sid, joined_at, left_at FROM video_participant_sessions WHERE call_id = :call_id AND identity = 'u_' || :host;
 UPDATE video_call_participants SET active = true, joined_at = now(), left_at = NULL, total_seconds = 0, updated_at = CURRENT_TIMESTAMP WHERE id = :participant_id;
-INSERT INTO outbox (id, source, subject, payload, headers) VALUES (gen_random_uuid(), 'video', 'sb.video.participant.joined', decode(repeat('0a24', 95), 'hex'), '{"Sb-Org-Id": "01a1fdac-3e74-762a-8c33-b29364dde9b5", "Nats-Msg-Id": "01a1fdac-410a-75d5-9f5d-64f2950cffa6", "traceparent": "00-01a1fdac410a75d59f5d64f2950cffa6-f3beb3389e424221-01", "Sb-Event-Type": "switchboard.events.v1.VideoParticipantJoined"}');
+INSERT INTO outbox (id, source, subject, payload, headers) VALUES (gen_random_uuid(), 'pgbench', 'sb.video.participant.joined', decode(repeat('0a24', 95), 'hex'), '{"Sb-Org-Id": "01a1fdac-3e74-762a-8c33-b29364dde9b5", "Nats-Msg-Id": "01a1fdac-410a-75d5-9f5d-64f2950cffa6", "traceparent": "00-01a1fdac410a75d59f5d64f2950cffa6-f3beb3389e424221-01", "Sb-Event-Type": "switchboard.events.v1.VideoParticipantJoined"}');
 -- presence::settle: the call becomes ONGOING, call_started is enqueued
 SELECT id, org_id, appointment_id, room_name, status, room_created, started_at, ended_at, duration_seconds, end_reason, recording_status, recording_url, recording_data, room_finished_at, created_at, updated_at FROM video_calls WHERE id = :call_id LIMIT 1 FOR UPDATE;
 SELECT id, user_id, identity, role, display_name, is_host, is_guest, active, joined_at, left_at, total_seconds FROM video_call_participants WHERE call_id = :call_id ORDER BY created_at ASC, id ASC;
 -- (the call as written is what the join answers with, from RETURNING)
 UPDATE video_calls SET started_at = now(), ended_at = NULL, duration_seconds = NULL, updated_at = CURRENT_TIMESTAMP, status = 'ONGOING' WHERE id = :call_id RETURNING id, org_id, appointment_id, room_name, status, room_created, started_at, ended_at, duration_seconds, end_reason, recording_status, recording_url, recording_data, room_finished_at, created_at, updated_at;
-INSERT INTO outbox (id, source, subject, payload, headers) VALUES (gen_random_uuid(), 'video', 'sb.video.call.started', decode(repeat('0a24', 95), 'hex'), '{"Sb-Org-Id": "01a1fdac-3e74-762a-8c33-b29364dde9b5", "Nats-Msg-Id": "01a1fdac-4175-774d-a363-6064f02a62c9", "traceparent": "00-01a1fdac4175774da3636064f02a62c9-a88bcc3622ee4f8d-01", "Sb-Event-Type": "switchboard.events.v1.VideoCallStarted"}');
+INSERT INTO outbox (id, source, subject, payload, headers) VALUES (gen_random_uuid(), 'pgbench', 'sb.video.call.started', decode(repeat('0a24', 95), 'hex'), '{"Sb-Org-Id": "01a1fdac-3e74-762a-8c33-b29364dde9b5", "Nats-Msg-Id": "01a1fdac-4175-774d-a363-6064f02a62c9", "traceparent": "00-01a1fdac4175774da3636064f02a62c9-a88bcc3622ee4f8d-01", "Sb-Event-Type": "switchboard.events.v1.VideoCallStarted"}');
 COMMIT;

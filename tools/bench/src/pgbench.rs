@@ -223,4 +223,26 @@ mod tests {
         );
         assert!(parse_transaction_log(line, 1_763_700_000_123_457).is_empty());
     }
+
+    #[test]
+    fn the_scripts_outbox_rows_are_out_of_every_relays_reach() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut inserts = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let script = std::fs::read_to_string(&path).unwrap();
+            for line in script
+                .lines()
+                .filter(|l| l.starts_with("INSERT INTO outbox"))
+            {
+                inserts += 1;
+                assert!(
+                    line.contains("VALUES (gen_random_uuid(), 'pgbench', "),
+                    "{}: a relay publishes outbox rows of its service's source: {line}",
+                    path.display()
+                );
+            }
+        }
+        assert!(inserts > 0, "no outbox INSERT found in {dir}");
+    }
 }
