@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use diesel::prelude::*;
-use diesel::result::DatabaseErrorKind;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -43,6 +42,10 @@ pub struct ConsumerConfig {
     pub ack_wait: Duration,
     /// Delay before the n-th retry (the last one repeats).
     pub backoff: Vec<Duration>,
+    /// How long an applied event's inbox row is kept. It must outlast every way the event can
+    /// arrive again: JetStream's redeliveries (`max_deliver` × `ack_wait` and the backoff) and a
+    /// relay re-publishing after an outage; past it, a copy would be applied again.
+    pub inbox_retention: Duration,
 }
 
 impl ConsumerConfig {
@@ -61,6 +64,7 @@ impl ConsumerConfig {
                 Duration::from_secs(5),
                 Duration::from_secs(10),
             ],
+            inbox_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
@@ -139,17 +143,14 @@ impl From<diesel::result::Error> for TxError {
     }
 }
 
+/// A lost or refused connection is Postgres' outage, not the message's fault: the same test the
+/// pool and the HTTP errors use (`sb_db::connection_lost`, which also knows the server's
+/// "terminating connection" and "the database system is starting up/shutting down" errors).
 fn classify(error: diesel::result::Error) -> ApplyError {
-    use diesel::result::Error;
-    match error {
-        Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            info,
-        ) => ApplyError::Infrastructure(info.message().to_owned()),
-        Error::BrokenTransactionManager => {
-            ApplyError::Infrastructure("broken transaction".to_owned())
-        }
-        other => ApplyError::Handler(HandlerError::Retry(Box::new(other))),
+    if sb_db::connection_lost(&error) {
+        ApplyError::Infrastructure(error.to_string())
+    } else {
+        ApplyError::Handler(HandlerError::Retry(Box::new(error)))
     }
 }
 
@@ -315,25 +316,42 @@ impl<H: Handler> ConsumerRunner<H> {
             })
             .collect();
         let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-        diesel::insert_into(dead_letters::table)
-            .values((
-                dead_letters::id.eq(uuid::Uuid::now_v7()),
-                dead_letters::consumer.eq(self.name()),
-                dead_letters::event_id.eq(event.map(|e| e.id)),
-                dead_letters::subject.eq(self.ns.strip(message.subject.as_str())),
-                dead_letters::event_type.eq(event.map(|e| e.event_type.clone())),
-                dead_letters::payload.eq(message.payload.to_vec()),
-                dead_letters::headers.eq(serde_json::Value::Object(headers)),
-                dead_letters::error.eq(error),
-                dead_letters::deliveries.eq(info.delivered),
-                dead_letters::stream_sequence
-                    .eq(i64::try_from(info.stream_sequence).unwrap_or(i64::MAX)),
-            ))
-            .cached()
-            .execute(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        let name = self.name();
+        let consumer = self.name();
+        let dead_letter = (
+            dead_letters::id.eq(uuid::Uuid::now_v7()),
+            dead_letters::consumer.eq(consumer.clone()),
+            dead_letters::event_id.eq(event.map(|e| e.id)),
+            dead_letters::subject.eq(self.ns.strip(message.subject.as_str())),
+            dead_letters::event_type.eq(event.map(|e| e.event_type.clone())),
+            dead_letters::payload.eq(message.payload.to_vec()),
+            dead_letters::headers.eq(serde_json::Value::Object(headers)),
+            dead_letters::error.eq(error),
+            dead_letters::deliveries.eq(info.delivered),
+            dead_letters::stream_sequence
+                .eq(i64::try_from(info.stream_sequence).unwrap_or(i64::MAX)),
+        );
+        // The dead letter and the event's inbox row commit together: should the Term that follows
+        // be lost, JetStream redelivers the message, and the inbox turns that delivery into a
+        // duplicate instead of applying an event already handed to the dead letters.
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::insert_into(dead_letters::table)
+                .values(dead_letter)
+                .cached()
+                .execute(conn)
+                .await?;
+            if let Some(event) = event {
+                diesel::insert_into(inbox::table)
+                    .values((inbox::consumer.eq(&consumer), inbox::event_id.eq(event.id)))
+                    .on_conflict_do_nothing()
+                    .cached()
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let name = consumer;
         self.metrics
             .consumer_dead_letters_total
             .with_label_values(&[name.as_str()])
@@ -462,11 +480,56 @@ impl<H: Handler> ConsumerRunner<H> {
         }
     }
 
+    /// Deletes this consumer's inbox rows older than `inbox_retention`, at most `limit` of them
+    /// (a bounded statement, repeated by the next pass while a backlog lasts).
+    pub async fn prune_inbox(&self, limit: i64) -> Result<usize, ApplyError> {
+        let retention = chrono::Duration::from_std(self.config.inbox_retention)
+            .unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Utc::now()
+            .checked_sub_signed(retention)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ApplyError::Infrastructure(e.to_string()))?;
+        diesel::sql_query(
+            "DELETE FROM inbox WHERE (consumer, event_id) IN \
+             (SELECT consumer, event_id FROM inbox WHERE consumer = $1 AND processed_at < $2 LIMIT $3)",
+        )
+        .bind::<diesel::sql_types::Text, _>(self.name())
+        .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .execute(&mut conn)
+        .await
+        .map_err(classify)
+    }
+
+    async fn prune_inbox_pass(&self) {
+        const BATCH: i64 = 10_000;
+        loop {
+            match self.prune_inbox(BATCH).await {
+                Ok(deleted) if i64::try_from(deleted).unwrap_or(i64::MAX) >= BATCH => continue,
+                Ok(0) => return,
+                Ok(deleted) => {
+                    tracing::debug!(consumer = %self.name(), deleted, "pruned the inbox");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(consumer = %self.name(), %error, "cannot prune the inbox");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Consumes until `stop` is cancelled; the message in hand is finished first. Survives NATS
-    /// outages by re-binding to the consumer with a backoff.
+    /// outages by re-binding to the consumer with a backoff. Prunes its inbox every hour.
     pub async fn run(self, stop: CancellationToken) {
         let name = self.name();
         let mut backoff = Duration::from_millis(200);
+        let mut prune = tokio::time::interval(Duration::from_secs(3600));
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(consumer = %name, "consumer started");
         'outer: while !stop.is_cancelled() {
             let messages = match self.ensure().await {
@@ -496,6 +559,10 @@ impl<H: Handler> ConsumerRunner<H> {
             loop {
                 let next = tokio::select! {
                     () = stop.cancelled() => break 'outer,
+                    _ = prune.tick() => {
+                        self.prune_inbox_pass().await;
+                        continue;
+                    }
                     next = messages.next() => next,
                 };
                 match next {
@@ -511,5 +578,38 @@ impl<H: Handler> ConsumerRunner<H> {
             }
         }
         tracing::info!(consumer = %name, "consumer stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::{ApplyError, classify};
+
+    #[test]
+    fn a_connection_the_server_terminated_is_an_outage_not_a_handler_failure() {
+        for message in [
+            "terminating connection due to administrator command",
+            "the database system is shutting down",
+            "the database system is starting up",
+        ] {
+            let error =
+                Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned()));
+            assert!(
+                matches!(classify(error), ApplyError::Infrastructure(_)),
+                "{message}"
+            );
+        }
+        let closed = Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection".to_owned()),
+        );
+        assert!(matches!(classify(closed), ApplyError::Infrastructure(_)));
+        let conflict = Error::DatabaseError(
+            DatabaseErrorKind::SerializationFailure,
+            Box::new("could not serialize access".to_owned()),
+        );
+        assert!(matches!(classify(conflict), ApplyError::Handler(_)));
     }
 }

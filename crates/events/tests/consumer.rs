@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{Effects, World, call_started, effects};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use sb_db::schema::dead_letters;
+use sb_db::schema::{dead_letters, inbox};
 use sb_events::Domain;
 use sb_events::consumer::{Applied, ConsumerConfig, ConsumerRunner};
 use sb_events::publish::publish;
@@ -293,5 +293,81 @@ async fn a_postgres_outage_holds_messages_without_spending_attempts() -> Result 
         "the held message kept its delivery: no attempt was spent"
     );
     assert_eq!(effects(&world, "during-outage").await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dead_lettered_event_redelivered_after_a_lost_term_is_not_applied() -> Result {
+    let world = World::new().await?;
+    publish(&world.js, &world.ns, &call_started("flaky", ORG, 1)).await?;
+    let dead_lettered = || {
+        world
+            .metrics
+            .consumer_dead_letters_total
+            .with_label_values(&["test-effects"])
+            .get()
+    };
+    run_until(
+        Duration::from_secs(20),
+        "the flaky message to be dead-lettered after max_deliver attempts",
+        |stop| runner(&world, config()).run(stop),
+        || async { dead_lettered() == 1 },
+    )
+    .await?;
+
+    // The Term is lost: JetStream delivers the message a fourth time, when the handler would
+    // succeed. The event is in the dead letters already, so it must not be applied as well.
+    let runner = runner(&world, config());
+    let message = world
+        .stream_messages(Domain::Video)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or("the stream is empty")?;
+    let mut redelivered = runner.envelope(&message)?;
+    redelivered.delivered = 4;
+    assert_eq!(runner.apply(&redelivered).await?, Applied::Duplicate);
+    assert_eq!(effects(&world, "flaky").await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn inbox_rows_older_than_the_retention_are_pruned_and_newer_ones_kept() -> Result {
+    let world = World::new().await?;
+    let mut conn = world.db.conn().await?;
+    let old = uuid::Uuid::now_v7();
+    let recent = uuid::Uuid::now_v7();
+    let other_consumer = uuid::Uuid::now_v7();
+    let eight_days_ago = chrono::Utc::now() - chrono::Duration::days(8);
+    diesel::insert_into(inbox::table)
+        .values(vec![
+            (
+                inbox::consumer.eq("test-effects"),
+                inbox::event_id.eq(old),
+                inbox::processed_at.eq(eight_days_ago),
+            ),
+            (
+                inbox::consumer.eq("test-effects"),
+                inbox::event_id.eq(recent),
+                inbox::processed_at.eq(chrono::Utc::now()),
+            ),
+            (
+                inbox::consumer.eq("test-other"),
+                inbox::event_id.eq(other_consumer),
+                inbox::processed_at.eq(eight_days_ago),
+            ),
+        ])
+        .execute(&mut conn)
+        .await?;
+
+    let mut config = config();
+    config.inbox_retention = Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(runner(&world, config).prune_inbox(100).await?, 1);
+
+    let mut left: Vec<uuid::Uuid> = inbox::table.select(inbox::event_id).load(&mut conn).await?;
+    left.sort();
+    let mut expected = vec![recent, other_consumer];
+    expected.sort();
+    assert_eq!(left, expected, "only this consumer's old row goes");
     Ok(())
 }

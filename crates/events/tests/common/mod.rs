@@ -124,8 +124,8 @@ pub fn header(message: &async_nats::jetstream::Message, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Records one effect row per application (not idempotent on purpose: the runner must be), and
-/// fails forever on the call named "poison".
+/// Records one effect row per application (not idempotent on purpose: the runner must be), fails
+/// forever on the call named "poison", and on the call named "flaky" until its fourth delivery.
 pub struct Effects;
 
 impl Handler for Effects {
@@ -140,6 +140,9 @@ impl Handler for Effects {
                 .map_err(HandlerError::permanent)?;
             if call.call_id == "poison" {
                 return Err(HandlerError::retry("this message always fails"));
+            }
+            if call.call_id == "flaky" && event.delivered <= 3 {
+                return Err(HandlerError::retry("this message fails three times"));
             }
             diesel::insert_into(webhook_receipts::table)
                 .values((
