@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::{Effects, World, call_started, effects, header, read_stream};
 use diesel_async::AsyncConnection;
 use diesel_async::AsyncPgConnection;
+use diesel_async::RunQueryDsl;
 use prost::Message;
 use sb_events::consumer::{ConsumerConfig, ConsumerRunner};
 use sb_events::outbox::{self, Outbox, RelayConfig};
@@ -359,6 +360,58 @@ async fn a_relay_crash_between_publish_and_mark_duplicates_nothing() -> Result {
             "call-{aggregate}: one effect per event"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn marks_lost_to_an_outage_longer_than_the_duplicate_window_publish_nothing_twice() -> Result
+{
+    let world = World::new().await?;
+    // A short duplicate window, so the outage below outlasts it.
+    let window = Duration::from_millis(500);
+    ensure_streams(
+        &world.js,
+        &world.ns,
+        &[Domain::Video],
+        &StreamSettings {
+            duplicate_window: window,
+            ..StreamSettings::default()
+        },
+    )
+    .await?;
+    let mut conn = world.db.conn().await?;
+    let ids = enqueue_many(&mut conn, 3, 2).await?;
+
+    // Postgres stops taking the marks once JetStream has acknowledged the rows: the relay's
+    // transaction fails after publishing, as when Postgres goes away at that moment.
+    diesel::sql_query(
+        "CREATE FUNCTION refuse_marks() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'Postgres is away'; END $$",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query(
+        "CREATE TRIGGER refuse_marks BEFORE UPDATE ON outbox FOR EACH ROW \
+         EXECUTE FUNCTION refuse_marks()",
+    )
+    .execute(&mut conn)
+    .await?;
+    let relay = world.relay(video());
+    assert!(relay.publish_once().await.is_err(), "the marks failed");
+    assert_eq!(world.stream_messages(Domain::Video).await?.len(), ids.len());
+    assert_eq!(pending(&world).await?, ids.len() as i64);
+
+    // The outage outlasts the duplicate window: JetStream would now take copies.
+    tokio::time::sleep(window * 4).await;
+    diesel::sql_query("DROP TRIGGER refuse_marks ON outbox")
+        .execute(&mut conn)
+        .await?;
+
+    while relay.publish_once().await? != published(0) {}
+    assert_eq!(pending(&world).await?, 0, "every row is marked");
+    let messages = world.stream_messages(Domain::Video).await?;
+    assert_eq!(messages.len(), ids.len(), "nothing was published twice");
+    assert_per_aggregate_order(&messages)?;
     Ok(())
 }
 

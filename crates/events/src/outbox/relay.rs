@@ -6,7 +6,10 @@
 //! `Nats-Msg-Id`, await the acks in order, mark the acknowledged prefix published, commit.
 //!
 //! A crash after publishing but before the commit leaves the rows unpublished: they are published
-//! again and JetStream drops the copies (same `Nats-Msg-Id`, within the duplicate window).
+//! again and JetStream drops the copies (same `Nats-Msg-Id`, within the duplicate window). A
+//! failed commit of a relay that lives on (Postgres down, for however long) loses nothing of what
+//! it learnt: the relay remembers the acknowledged ids and marks them first once Postgres is back,
+//! so an outage longer than the duplicate window does not publish them a second time.
 //! NATS down: publishes time out, the transaction rolls back, the relay backs off and retries;
 //! rows wait in Postgres and nothing is lost.
 
@@ -97,6 +100,9 @@ pub struct Relay {
     metrics: EventMetrics,
     config: RelayConfig,
     observer: Option<AckObserver>,
+    /// Ids JetStream acknowledged whose mark has not committed yet (the transaction failed):
+    /// marked before anything is claimed, never published again.
+    acknowledged_unmarked: std::sync::Mutex<Vec<Uuid>>,
 }
 
 /// The URL for the dedicated LISTEN connection (never logged).
@@ -123,7 +129,21 @@ impl Relay {
             metrics,
             config: RelayConfig::default(),
             observer: None,
+            acknowledged_unmarked: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    fn unmarked(&self) -> std::sync::MutexGuard<'_, Vec<Uuid>> {
+        // A panic while holding the lock leaves a plain list of ids: still usable.
+        self.acknowledged_unmarked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records acknowledged ids before their mark is attempted: if the transaction fails, they
+    /// are marked at the start of the next one instead of being published again.
+    fn remember(&self, acked: &[Uuid]) {
+        self.unmarked().extend_from_slice(acked);
     }
 
     pub fn with_config(mut self, config: RelayConfig) -> Self {
@@ -238,70 +258,83 @@ impl Relay {
         let source = self.outbox.source();
         let batch_size = self.config.batch_size;
         let max_batches = self.config.batches_per_transaction.max(1);
-        conn.transaction::<_, RelayError, _>(async |conn| {
-            // The marks this transaction writes are hints: losing the last few to a crash means
-            // those rows are published again, which JetStream de-duplication and the consumers'
-            // inbox absorb. So the relay does not wait for the WAL flush, and leaves the disk to
-            // the producers' commits.
-            if !begin_batch(conn, source).await? {
-                return Ok(BatchOutcome::Busy);
-            }
-            let mut published = 0;
-            let mut failure: Option<RelayError> = None;
-            let mut after: Option<Uuid> = None;
-            let mut in_flight: Option<Sent> = None;
-            for round in 0..=max_batches {
-                let rows = if round < max_batches && failure.is_none() {
-                    claim(conn, source, after, batch_size).await?
-                } else {
-                    Vec::new()
-                };
-                let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= batch_size;
-                after = rows.last().map(|row| row.id).or(after);
-                let next = if rows.is_empty() {
-                    None
-                } else {
-                    Some(self.send(rows).await)
-                };
-                if let Some(previous) = in_flight.take() {
-                    let (acked, error) = self.confirm(previous).await;
-                    mark_published(conn, &acked).await?;
-                    published += acked.len();
-                    if let Some(error) = error {
-                        // The batch sent after it is not marked: it is sent again later, and
-                        // JetStream drops the copies of what did arrive.
-                        failure = Some(error);
-                        break;
-                    }
+        let remembered = self.unmarked().clone();
+        let outcome = conn
+            .transaction::<_, RelayError, _>(async |conn| {
+                // The marks this transaction writes are hints: losing the last few to a crash means
+                // those rows are published again, which JetStream de-duplication and the consumers'
+                // inbox absorb. So the relay does not wait for the WAL flush, and leaves the disk to
+                // the producers' commits.
+                if !begin_batch(conn, source).await? {
+                    return Ok(BatchOutcome::Busy);
                 }
-                match next {
-                    Some(sent) if sent.failure.is_some() || !full => {
-                        let (acked, error) = self.confirm(sent).await;
+                if !remembered.is_empty() {
+                    mark_published(conn, &remembered).await?;
+                }
+                let mut published = 0;
+                let mut failure: Option<RelayError> = None;
+                let mut after: Option<Uuid> = None;
+                let mut in_flight: Option<Sent> = None;
+                for round in 0..=max_batches {
+                    let rows = if round < max_batches && failure.is_none() {
+                        claim(conn, source, after, batch_size).await?
+                    } else {
+                        Vec::new()
+                    };
+                    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= batch_size;
+                    after = rows.last().map(|row| row.id).or(after);
+                    let next = if rows.is_empty() {
+                        None
+                    } else {
+                        Some(self.send(rows).await)
+                    };
+                    if let Some(previous) = in_flight.take() {
+                        let (acked, error) = self.confirm(previous).await;
+                        self.remember(&acked);
                         mark_published(conn, &acked).await?;
                         published += acked.len();
-                        failure = failure.or(error);
-                        break;
+                        if let Some(error) = error {
+                            // The batch sent after it is not marked: it is sent again later, and
+                            // JetStream drops the copies of what did arrive.
+                            failure = Some(error);
+                            break;
+                        }
                     }
-                    Some(sent) => in_flight = Some(sent),
-                    None => break,
+                    match next {
+                        Some(sent) if sent.failure.is_some() || !full => {
+                            let (acked, error) = self.confirm(sent).await;
+                            self.remember(&acked);
+                            mark_published(conn, &acked).await?;
+                            published += acked.len();
+                            failure = failure.or(error);
+                            break;
+                        }
+                        Some(sent) => in_flight = Some(sent),
+                        None => break,
+                    }
                 }
-            }
-            if let Some(error) = failure {
-                if published == 0 {
-                    return Err(error);
+                if let Some(error) = failure {
+                    if published == 0 {
+                        return Err(error);
+                    }
+                    tracing::warn!(source, published, %error, "outbox batch partly published");
+                    return Ok(BatchOutcome::Published {
+                        published,
+                        failed: true,
+                    });
                 }
-                tracing::warn!(source, published, %error, "outbox batch partly published");
-                return Ok(BatchOutcome::Published {
+                Ok(BatchOutcome::Published {
                     published,
-                    failed: true,
-                });
-            }
-            Ok(BatchOutcome::Published {
-                published,
-                failed: false,
+                    failed: false,
+                })
             })
-        })
-        .await
+            .await;
+        if matches!(outcome, Ok(BatchOutcome::Published { .. })) {
+            // Committed: every remembered id is marked now (this relay publishes one
+            // transaction at a time, so nothing was added meanwhile but by this one).
+            self.unmarked().clear();
+        }
+        outcome
     }
 
     /// Runs until `stop` is cancelled: publishes whenever its [`Outbox`] wakes it after a commit,
