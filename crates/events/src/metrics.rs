@@ -10,6 +10,9 @@ pub struct EventMetrics {
     pub outbox_publish_seconds: HistogramVec,
     /// Events acknowledged by JetStream, by source and subject.
     pub events_published_total: IntCounterVec,
+    /// Outbox rows JetStream kept refusing (no stream for the subject, too large), moved to the
+    /// dead letters so they stop holding up the rows behind them, by source.
+    pub outbox_dead_letters_total: IntCounterVec,
     /// Messages handled by a consumer, by outcome (applied, duplicate, retried, dead_lettered).
     pub consumer_messages_total: IntCounterVec,
     /// Deliveries beyond the first, by consumer.
@@ -46,6 +49,13 @@ impl EventMetrics {
                 ),
                 &["source", "subject"],
             )?,
+            outbox_dead_letters_total: IntCounterVec::new(
+                Opts::new(
+                    "sb_outbox_dead_letters_total",
+                    "Outbox rows JetStream refused until the relay gave up on them.",
+                ),
+                &["source"],
+            )?,
             consumer_messages_total: IntCounterVec::new(
                 Opts::new(
                     "sb_consumer_messages_total",
@@ -76,6 +86,7 @@ impl EventMetrics {
         registry.register(Box::new(metrics.outbox_pending.clone()))?;
         registry.register(Box::new(metrics.outbox_publish_seconds.clone()))?;
         registry.register(Box::new(metrics.events_published_total.clone()))?;
+        registry.register(Box::new(metrics.outbox_dead_letters_total.clone()))?;
         registry.register(Box::new(metrics.consumer_messages_total.clone()))?;
         registry.register(Box::new(metrics.consumer_redeliveries_total.clone()))?;
         registry.register(Box::new(metrics.consumer_dead_letters_total.clone()))?;

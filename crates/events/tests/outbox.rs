@@ -415,6 +415,108 @@ async fn marks_lost_to_an_outage_longer_than_the_duplicate_window_publish_nothin
     Ok(())
 }
 
+/// Writes an outbox row of the video source by hand: any subject, any size.
+async fn enqueue_raw(
+    conn: &mut AsyncPgConnection,
+    subject: &str,
+    payload: Vec<u8>,
+) -> Result<uuid::Uuid> {
+    use diesel::ExpressionMethods;
+    use sb_db::schema::outbox as table;
+    let id = uuid::Uuid::now_v7();
+    diesel::insert_into(table::table)
+        .values((
+            table::id.eq(id),
+            table::source.eq("video"),
+            table::subject.eq(subject),
+            table::payload.eq(payload),
+            table::headers.eq(serde_json::json!({
+                headers::MSG_ID: id.to_string(),
+                headers::EVENT_TYPE: "switchboard.events.v1.VideoCallStarted",
+            })),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+#[tokio::test]
+async fn rows_jetstream_keeps_refusing_become_dead_letters_and_stop_blocking_their_source() -> Result
+{
+    use diesel::QueryDsl;
+    use sb_db::schema::dead_letters;
+    let world = World::new().await?;
+    let mut conn = world.db.conn().await?;
+    let before = enqueue_many(&mut conn, 2, 1).await?;
+    // No stream captures this subject, and this payload is larger than the server takes.
+    let unrouted = enqueue_raw(&mut conn, "sb.unrouted.call.started", vec![1; 16]).await?;
+    let max_payload = world.js.client().server_info().max_payload;
+    let too_large =
+        enqueue_raw(&mut conn, "sb.video.call.started", vec![2; max_payload + 1]).await?;
+    let after = enqueue_many(&mut conn, 2, 1).await?;
+
+    let relay = world.relay(video()).with_config(RelayConfig {
+        ack_timeout: Duration::from_secs(2),
+        max_attempts: 3,
+        ..RelayConfig::default()
+    });
+    let mut passes = 0;
+    while pending(&world).await? > 0 {
+        passes += 1;
+        assert!(
+            passes <= 20,
+            "the refused rows still block the outbox after {passes} passes"
+        );
+        // A refused row fails its batch (an error, or a partly published batch).
+        drop(relay.publish_once().await);
+    }
+
+    let stream = world.stream_messages(Domain::Video).await?;
+    let published: Vec<String> = stream.iter().map(|m| header(m, headers::MSG_ID)).collect();
+    let expected: Vec<String> = before
+        .iter()
+        .chain(&after)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(published, expected, "every other row published, in order");
+
+    let mut letters: Vec<(Option<uuid::Uuid>, String, String, i64)> = dead_letters::table
+        .select((
+            dead_letters::event_id,
+            dead_letters::consumer,
+            dead_letters::subject,
+            dead_letters::deliveries,
+        ))
+        .load(&mut conn)
+        .await?;
+    letters.sort();
+    let mut wanted = vec![
+        (
+            Some(unrouted),
+            "outbox:video".to_owned(),
+            "sb.unrouted.call.started".to_owned(),
+            3,
+        ),
+        (
+            Some(too_large),
+            "outbox:video".to_owned(),
+            "sb.video.call.started".to_owned(),
+            3,
+        ),
+    ];
+    wanted.sort();
+    assert_eq!(letters, wanted);
+    assert_eq!(
+        world
+            .metrics
+            .outbox_dead_letters_total
+            .with_label_values(&["video"])
+            .get(),
+        2
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_nats_outage_loses_nothing_and_keeps_per_aggregate_order() -> Result {
     let world = World::new().await?;

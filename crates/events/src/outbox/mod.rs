@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use sb_db::schema::outbox;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -228,6 +228,52 @@ pub async fn prune_published(
     .bind::<SqlUuid, _>(boundary)
     .bind::<BigInt, _>(limit)
     .execute(conn)
+    .await
+}
+
+/// Moves a row JetStream keeps refusing out of the outbox into `dead_letters` (its consumer named
+/// `outbox:<source>`, `deliveries` the attempts, no stream sequence: it never reached a stream),
+/// in one transaction; false when the row is gone or published already (another relay did it).
+pub async fn dead_letter(
+    conn: &mut AsyncPgConnection,
+    source: &str,
+    row: &OutboxRow,
+    error: &str,
+    attempts: i64,
+) -> QueryResult<bool> {
+    use sb_db::schema::dead_letters;
+    conn.transaction(async |conn| {
+        let deleted = diesel::delete(
+            outbox::table
+                .filter(outbox::id.eq(row.id))
+                .filter(outbox::published_at.is_null()),
+        )
+        .execute(conn)
+        .await?;
+        if deleted == 0 {
+            return Ok(false);
+        }
+        diesel::insert_into(dead_letters::table)
+            .values((
+                dead_letters::id.eq(Uuid::now_v7()),
+                dead_letters::consumer.eq(format!("outbox:{source}")),
+                dead_letters::event_id.eq(Some(row.id)),
+                dead_letters::subject.eq(&row.subject),
+                dead_letters::event_type.eq(row
+                    .headers
+                    .get(headers::EVENT_TYPE)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)),
+                dead_letters::payload.eq(&row.payload),
+                dead_letters::headers.eq(&row.headers),
+                dead_letters::error.eq(error),
+                dead_letters::deliveries.eq(attempts),
+                dead_letters::stream_sequence.eq(0_i64),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(true)
+    })
     .await
 }
 

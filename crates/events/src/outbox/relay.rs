@@ -12,6 +12,11 @@
 //! so an outage longer than the duplicate window does not publish them a second time.
 //! NATS down: publishes time out, the transaction rolls back, the relay backs off and retries;
 //! rows wait in Postgres and nothing is lost.
+//!
+//! A row JetStream refuses for what it is (larger than the server takes, or a subject no stream
+//! captures, as JetStream itself confirms) would hold up every row of its source behind it: after
+//! `max_attempts` refusals it moves to the dead letters, counted in `sb_outbox_dead_letters_total`.
+//! Refusals while JetStream cannot even answer (an outage, a leader election) are not counted.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -27,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    NOTIFY_CHANNEL, Outbox, OutboxRow, claim, mark_published, pending, prune_published, row_headers,
+    NOTIFY_CHANNEL, Outbox, OutboxRow, claim, dead_letter, mark_published, pending,
+    prune_published, row_headers,
 };
 use crate::metrics::EventMetrics;
 use crate::subject::Namespace;
@@ -50,6 +56,8 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// Published rows older than this are deleted.
     pub retention: Duration,
+    /// Refusals of one row (see the module's documentation) before it becomes a dead letter.
+    pub max_attempts: u32,
 }
 
 impl Default for RelayConfig {
@@ -61,6 +69,7 @@ impl Default for RelayConfig {
             ack_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
             retention: Duration::from_secs(24 * 3600),
+            max_attempts: 10,
         }
     }
 }
@@ -80,6 +89,22 @@ struct Sent {
     rows: Vec<OutboxRow>,
     acks: Vec<jetstream::context::PublishAckFuture>,
     failure: Option<RelayError>,
+    refused: Option<Refusal>,
+}
+
+/// A row JetStream refused.
+struct Refusal {
+    row: OutboxRow,
+    reason: String,
+    /// It can never be published as it is (larger than the server takes): no need to ask again.
+    permanent: bool,
+}
+
+/// What awaiting a batch's acks gave: the acknowledged prefix, and what stopped it.
+struct Confirmed {
+    acked: Vec<Uuid>,
+    failure: Option<RelayError>,
+    refused: Option<Refusal>,
 }
 
 /// What one batch did.
@@ -103,6 +128,8 @@ pub struct Relay {
     /// Ids JetStream acknowledged whose mark has not committed yet (the transaction failed):
     /// marked before anything is claimed, never published again.
     acknowledged_unmarked: std::sync::Mutex<Vec<Uuid>>,
+    /// Refusals counted per row id (see the module's documentation).
+    refusals: std::sync::Mutex<std::collections::HashMap<Uuid, u32>>,
 }
 
 /// The URL for the dedicated LISTEN connection (never logged).
@@ -130,6 +157,7 @@ impl Relay {
             config: RelayConfig::default(),
             observer: None,
             acknowledged_unmarked: std::sync::Mutex::new(Vec::new()),
+            refusals: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -167,9 +195,11 @@ impl Relay {
                 rows,
                 acks,
                 failure,
+                refused: None,
             };
         }
         let mut failure = None;
+        let mut refused = None;
         for row in &rows {
             let subject = self.ns.subject(&row.subject);
             let publish =
@@ -178,6 +208,17 @@ impl Relay {
             match tokio::time::timeout(self.config.ack_timeout, publish).await {
                 Ok(Ok(ack)) => acks.push(ack),
                 Ok(Err(error)) => {
+                    let permanent =
+                        error.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded;
+                    if permanent
+                        || error.kind() == jetstream::context::PublishErrorKind::StreamNotFound
+                    {
+                        refused = Some(Refusal {
+                            row: row.clone(),
+                            reason: error.to_string(),
+                            permanent,
+                        });
+                    }
                     failure = Some(RelayError::Publish(error.to_string()));
                     break;
                 }
@@ -193,23 +234,36 @@ impl Relay {
             rows,
             acks,
             failure,
+            refused,
         }
     }
 
     /// Awaits the acks of `sent` in order and returns the ids JetStream acknowledged: the longest
     /// acknowledged prefix, so a failure never lets a later event overtake an earlier one.
-    async fn confirm(&self, sent: Sent) -> (Vec<Uuid>, Option<RelayError>) {
+    async fn confirm(&self, sent: Sent) -> Confirmed {
         let Sent {
             rows,
             acks,
             mut failure,
+            mut refused,
         } = sent;
         let mut acked = Vec::with_capacity(acks.len());
         let source = self.outbox.source();
         for (row, ack) in rows.iter().zip(acks) {
             let error = match tokio::time::timeout(self.config.ack_timeout, ack).await {
                 Ok(Ok(_)) => None,
-                Ok(Err(error)) => Some(RelayError::Publish(error.to_string())),
+                Ok(Err(error)) => {
+                    // No responder for the ack: no stream captures the subject, or JetStream
+                    // cannot answer at all; `count_refusal` asks JetStream which.
+                    if error.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
+                        refused = Some(Refusal {
+                            row: row.clone(),
+                            reason: error.to_string(),
+                            permanent: false,
+                        });
+                    }
+                    Some(RelayError::Publish(error.to_string()))
+                }
                 Err(_) => Some(RelayError::Publish(format!(
                     "no ack within {:?}",
                     self.config.ack_timeout
@@ -237,13 +291,18 @@ impl Relay {
             }
             acked.push(row.id);
         }
-        (acked, failure)
+        Confirmed {
+            acked,
+            failure,
+            refused,
+        }
     }
 
     /// Publishes `rows` in order, pipelined, and returns the acknowledged prefix (see `confirm`).
     pub async fn publish_rows(&self, rows: &[OutboxRow]) -> (Vec<Uuid>, Option<RelayError>) {
         let sent = self.send(rows.to_vec()).await;
-        self.confirm(sent).await
+        let confirmed = self.confirm(sent).await;
+        (confirmed.acked, confirmed.failure)
     }
 
     /// Publishes up to `batches_per_transaction` batches of this source's outbox in one
@@ -259,6 +318,7 @@ impl Relay {
         let batch_size = self.config.batch_size;
         let max_batches = self.config.batches_per_transaction.max(1);
         let remembered = self.unmarked().clone();
+        let mut refused: Option<Refusal> = None;
         let outcome = conn
             .transaction::<_, RelayError, _>(async |conn| {
                 // The marks this transaction writes are hints: losing the last few to a crash means
@@ -289,7 +349,12 @@ impl Relay {
                         Some(self.send(rows).await)
                     };
                     if let Some(previous) = in_flight.take() {
-                        let (acked, error) = self.confirm(previous).await;
+                        let Confirmed {
+                            acked,
+                            failure: error,
+                            refused: refusal,
+                        } = self.confirm(previous).await;
+                        refused = refused.take().or(refusal);
                         self.remember(&acked);
                         mark_published(conn, &acked).await?;
                         published += acked.len();
@@ -302,7 +367,12 @@ impl Relay {
                     }
                     match next {
                         Some(sent) if sent.failure.is_some() || !full => {
-                            let (acked, error) = self.confirm(sent).await;
+                            let Confirmed {
+                                acked,
+                                failure: error,
+                                refused: refusal,
+                            } = self.confirm(sent).await;
+                            refused = refused.take().or(refusal);
                             self.remember(&acked);
                             mark_published(conn, &acked).await?;
                             published += acked.len();
@@ -334,7 +404,76 @@ impl Relay {
             // transaction at a time, so nothing was added meanwhile but by this one).
             self.unmarked().clear();
         }
+        if let Some(refusal) = refused {
+            self.count_refusal(refusal).await;
+        }
         outcome
+    }
+
+    /// Counts a refusal of a row when it is the row's fault, and moves the row to the dead
+    /// letters once it has been refused `max_attempts` times.
+    async fn count_refusal(&self, refusal: Refusal) {
+        let source = self.outbox.source();
+        let id = refusal.row.id;
+        if !refusal.permanent {
+            // Only JetStream itself answering "no stream takes this subject" is the row's fault;
+            // no answer at all (JetStream down, a leader election) is not.
+            let subject = self.ns.subject(&refusal.row.subject);
+            match self.js.stream_by_subject(subject).await {
+                Err(error)
+                    if error.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound => {}
+                _ => return,
+            }
+        }
+        let attempts = {
+            let mut refusals = self
+                .refusals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let count = refusals.entry(id).or_insert(0);
+            *count = if refusal.permanent {
+                self.config.max_attempts
+            } else {
+                count.saturating_add(1)
+            };
+            *count
+        };
+        tracing::warn!(source, event.id = %id, subject = %refusal.row.subject, attempts, reason = %refusal.reason, "JetStream refused an outbox row");
+        if attempts < self.config.max_attempts {
+            return;
+        }
+        let moved = match self.pool.get().await {
+            Ok(mut conn) => {
+                dead_letter(
+                    &mut conn,
+                    source,
+                    &refusal.row,
+                    &refusal.reason,
+                    i64::from(attempts),
+                )
+                .await
+            }
+            Err(error) => {
+                tracing::warn!(source, %error, "cannot dead-letter the outbox row yet");
+                return;
+            }
+        };
+        match moved {
+            Ok(moved) => {
+                self.refusals
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&id);
+                if moved {
+                    self.metrics
+                        .outbox_dead_letters_total
+                        .with_label_values(&[source])
+                        .inc();
+                    tracing::error!(source, event.id = %id, subject = %refusal.row.subject, attempts, reason = %refusal.reason, "outbox row dead-lettered");
+                }
+            }
+            Err(error) => tracing::warn!(source, %error, "cannot dead-letter the outbox row yet"),
+        }
     }
 
     /// Runs until `stop` is cancelled: publishes whenever its [`Outbox`] wakes it after a commit,
