@@ -62,23 +62,43 @@ fn prose(text: &str) -> Vec<(usize, &str)> {
     lines
 }
 
-/// Targets of inline links `[text](target)` and images on a line, outside inline code.
-fn link_targets(line: &str) -> Vec<String> {
+/// `(line number, target)` of the inline links `[text](target)` and images of `text`, outside
+/// fenced blocks and inline code (which may span lines).
+fn link_targets(text: &str) -> Vec<(usize, String)> {
+    let mut lines = Vec::new();
+    let mut joined = String::new();
+    for (n, line) in prose(text) {
+        lines.push((joined.len(), n));
+        joined.push_str(line);
+        joined.push('\n');
+    }
+    let line_at = |offset: usize| {
+        lines
+            .iter()
+            .take_while(|(start, _)| *start <= offset)
+            .last()
+            .map_or(0, |(_, n)| *n)
+    };
     let mut targets = Vec::new();
-    let without_code: String = line
-        .split('`')
-        .enumerate()
-        .map(|(i, part)| if i % 2 == 0 { part } else { "" })
-        .collect();
-    let mut rest = without_code.as_str();
-    while let Some(i) = rest.find("](") {
-        let after = &rest[i + 2..];
-        let Some(end) = after.find(')') else { break };
-        let target = after[..end].trim();
-        // `[text](url "title")`
-        let target = target.split_whitespace().next().unwrap_or_default();
-        targets.push(target.trim_matches(['<', '>']).to_owned());
-        rest = &after[end..];
+    let mut offset = 0;
+    for (i, part) in joined.split('`').enumerate() {
+        if i % 2 == 0 {
+            let mut rest = part;
+            let mut at = offset;
+            while let Some(found) = rest.find("](") {
+                let after = &rest[found + 2..];
+                let Some(end) = after.find(')') else { break };
+                // `[text](url "title")`
+                let target = after[..end].split_whitespace().next().unwrap_or_default();
+                targets.push((
+                    line_at(at + found),
+                    target.trim_matches(['<', '>']).to_owned(),
+                ));
+                at += found + 2 + end;
+                rest = &after[end..];
+            }
+        }
+        offset += part.len() + 1;
     }
     targets
 }
@@ -139,50 +159,48 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 fn broken_links(page: &Path, text: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let dir = page.parent().unwrap_or(Path::new(""));
-    for (n, line) in prose(text) {
-        for target in link_targets(line) {
-            let at = format!("{}:{n}: {target}", page.display());
-            if target.is_empty() {
-                problems.push(format!("{at}: empty link"));
-                continue;
+    for (n, target) in link_targets(text) {
+        let at = format!("{}:{n}: {target}", page.display());
+        if target.is_empty() {
+            problems.push(format!("{at}: empty link"));
+            continue;
+        }
+        if target.contains("://") || target.starts_with("mailto:") {
+            continue; // external address: not this test's business
+        }
+        if target.starts_with('/') {
+            problems.push(format!("{at}: absolute path, use a relative link"));
+            continue;
+        }
+        let (file, anchor) = match target.split_once('#') {
+            Some((file, anchor)) => (file, Some(anchor)),
+            None => (target.as_str(), None),
+        };
+        if file.is_empty() {
+            let anchor = anchor.unwrap_or_default();
+            if !anchors(text).contains(anchor) {
+                problems.push(format!("{at}: no heading #{anchor} on this page"));
             }
-            if target.contains("://") || target.starts_with("mailto:") {
-                continue; // external address: not this test's business
+            continue;
+        }
+        let Some(resolved) = normalize(&dir.join(file)) else {
+            problems.push(format!("{at}: points outside the repository"));
+            continue;
+        };
+        let full = root().join(&resolved);
+        if !full.exists() {
+            if !PENDING.contains(&resolved.to_string_lossy().as_ref()) {
+                problems.push(format!("{at}: {} does not exist", resolved.display()));
             }
-            if target.starts_with('/') {
-                problems.push(format!("{at}: absolute path, use a relative link"));
-                continue;
-            }
-            let (file, anchor) = match target.split_once('#') {
-                Some((file, anchor)) => (file, Some(anchor)),
-                None => (target.as_str(), None),
-            };
-            if file.is_empty() {
-                let anchor = anchor.unwrap_or_default();
-                if !anchors(text).contains(anchor) {
-                    problems.push(format!("{at}: no heading #{anchor} on this page"));
-                }
-                continue;
-            }
-            let Some(resolved) = normalize(&dir.join(file)) else {
-                problems.push(format!("{at}: points outside the repository"));
-                continue;
-            };
-            let full = root().join(&resolved);
-            if !full.exists() {
-                if !PENDING.contains(&resolved.to_string_lossy().as_ref()) {
-                    problems.push(format!("{at}: {} does not exist", resolved.display()));
-                }
-                continue;
-            }
-            if let (Some(anchor), true) = (anchor, full.extension().is_some_and(|e| e == "md")) {
-                let target_text = std::fs::read_to_string(&full).unwrap_or_default();
-                if !anchors(&target_text).contains(anchor) {
-                    problems.push(format!(
-                        "{at}: no heading #{anchor} in {}",
-                        resolved.display()
-                    ));
-                }
+            continue;
+        }
+        if let (Some(anchor), true) = (anchor, full.extension().is_some_and(|e| e == "md")) {
+            let target_text = std::fs::read_to_string(&full).unwrap_or_default();
+            if !anchors(&target_text).contains(anchor) {
+                problems.push(format!(
+                    "{at}: no heading #{anchor} in {}",
+                    resolved.display()
+                ));
             }
         }
     }
@@ -289,15 +307,17 @@ fn the_readme_stays_short() -> Result {
 fn the_checks_catch_what_they_are_for() {
     let page = Path::new("docs/x.md");
     let bad = "See [design](../../shared/ARCHITECTURE.md), [gone](missing.md), \
-               [up](../README.md#no-such-heading), [abs](/etc/passwd), [here](#nowhere).";
+               [up](../README.md#no-such-heading), [abs](/etc/passwd), [here](#nowhere), `x\ny` [after a \
+               code span across lines](gone.md).";
     assert_eq!(
         broken_links(page, bad).len(),
-        5,
+        6,
         "{:?}",
         broken_links(page, bad)
     );
     let good = "See [readme](../README.md#two-commands), [self](#x), `[code](nowhere.md)`, \
-                [web](https://example.com/a).\n```\n[in a block](nowhere.md)\n```";
+                [web](https://example.com/a), `a code\nspan` [two lines](../README.md).\n\
+                ```\n[in a block](nowhere.md)\n```";
     assert!(
         broken_links(page, &format!("# X\n{good}")).is_empty(),
         "{:?}",
