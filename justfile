@@ -8,7 +8,7 @@ dev:
 test:
     cargo test --workspace
 
-# Mixed traffic against the four services on a private Postgres and NATS (README "Resilience");
+# Mixed traffic against the four services on a private Postgres and NATS (docs/testing.md, "Soak");
 # `just soak 1` for a one-minute run.
 soak minutes="10":
     cargo run --release -p sb-resilience --bin soak -- --minutes {{minutes}}
@@ -23,8 +23,8 @@ fmt:
 ci:
     bash .ci/run
 
-# Every benchmark scenario beside its peer and limit; writes docs/benchmarks.md and the README
-# block (the same as `cargo run --release -p sb-bench -- all`).
+# Every benchmark scenario beside its peer and limit; writes the table into docs/performance.md
+# (the same as `cargo run --release -p sb-bench -- all`).
 bench:
     cargo run --release -p sb-bench -- all
 

@@ -7,10 +7,10 @@ Checks, per overlay (deploy/k8s/overlays/*), on what `kubectl kustomize` renders
   workloads  probes on /healthz and /readyz, resources, non-root, read-only root filesystem, no
              capabilities, grace period longer than preStop + SHUTDOWN_TIMEOUT, selectors that
              select, HPA/PDB/Service/ServiceMonitor/route targets that exist, pinned images
-  env        every variable a container gets is in README's configuration table and read by that
+  env        every variable a container gets is in docs/configuration.md's table and read by that
              service; every variable the service needs in production is set
   routes     every path of every service's OpenAPI document (services/*/tests/snapshots) reaches
-             that service through the gateway, and the issue's prefixes go where they should
+             that service through the gateway, and the public path prefixes go where they should
 And once: the Grafana dashboard queries only metrics the code registers, and the Dockerfile and
 Railway configs build what CI builds.
 """
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.32.0"
 SERVICES = ["video", "telephony", "signaling", "monitoring"]
 OPERATIONAL = {"/healthz", "/readyz"}
-# The issue's routing table: prefix -> service. `/socket.io` is not in any OpenAPI document.
+# The public routing table: prefix -> service. `/socket.io` is not in any OpenAPI document.
 PREFIXES = {
     "/calls": "video",
     "/webhooks/livekit": "video",
@@ -77,8 +77,8 @@ def render(overlay: Path) -> list[dict]:
 
 def readme_table() -> dict[str, set[str] | None]:
     """Variable -> the services that read it (None: every service and `switchboard`)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    # The table's rows are the page's only lines starting with "| `".
+    section = (ROOT / "docs" / "configuration.md").read_text()
     scopes = {
         "Video, monitoring:": {"video", "monitoring"},
         "Video:": {"video"},
@@ -104,14 +104,14 @@ def readme_table() -> dict[str, set[str] | None]:
         for name in names:
             table[name] = scope
     if "DATABASE_URL" not in table:
-        die("cannot read README's configuration table")
+        die("cannot read the table of docs/configuration.md")
     return table
 
 
 def required_in_production(table: dict[str, set[str] | None]) -> dict[str, list[list[str]]]:
     """Per service, alternatives of variables that must be set (any one of each list)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    # The table's rows are the page's only lines starting with "| `".
+    section = (ROOT / "docs" / "configuration.md").read_text()
     required: dict[str, list[list[str]]] = {
         s: [["DATABASE_URL"], ["NATS_URL"], ["APP_ENV"], ["JWT_SECRET", "JWT_PUBLIC_KEY_PEM"]]
         for s in SERVICES
@@ -413,7 +413,7 @@ def check_env(objs: list[dict], table: dict, required: dict) -> list[str]:
         errors += [f"{where}: {p}" for p in problems]
         for name in env:
             if name not in table:
-                errors.append(f"{where}: {name} is not in README's configuration table")
+                errors.append(f"{where}: {name} is not in docs/configuration.md's table")
             elif table[name] is not None and service not in table[name]:
                 errors.append(f"{where}: {name} is read by {sorted(table[name])}, not {service}")
         if service in required:

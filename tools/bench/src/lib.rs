@@ -1,5 +1,5 @@
-//! sb-bench: every performance scenario of issue 9 beside its peer and its limit, run several
-//! times on this machine, summarised in one markdown table (`docs/benchmarks.md` and the README).
+//! sb-bench: every performance scenario beside its peer and its limit, run several times on
+//! this machine, summarised in one markdown table (in `docs/performance.md`).
 
 pub mod loadgen;
 pub mod pgbench;
@@ -9,8 +9,8 @@ pub mod stats;
 
 use std::path::PathBuf;
 
-/// The workspace root (where `Cargo.toml` lists `crates/*`): the harness runs cargo, pgbench
-/// scripts and writes the README from there.
+/// The workspace root (two levels above `tools/bench`): the harness runs cargo, pgbench scripts
+/// and writes `docs/performance.md` from there.
 pub fn workspace_root() -> anyhow::Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest

@@ -7,11 +7,11 @@ use sb_bench::scenarios;
 #[derive(Parser)]
 #[command(
     name = "sb-bench",
-    about = "Switchboard's performance harness: each scenario beside its peer and its limit (issue 9)",
+    about = "Switchboard's performance harness: each scenario beside its peer and its limit",
     long_about = "Switchboard's performance harness: each scenario beside its peer and its limit.\n\n\
         Needs PostgreSQL and NATS (JetStream) as for the tests (TEST_DATABASE_URL / TEST_NATS_URL, or \
         DATABASE_URL / NATS_URL, or the local defaults), /usr/bin/pgbench, and Node 20 with npm for the \
-        reference servers. `all` writes docs/benchmarks.md and the README block; a single scenario only prints."
+        reference servers. `all` writes the table into docs/performance.md; a single scenario only prints."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -19,7 +19,7 @@ struct Cli {
     /// Runs of each scenario; figures are medians with [min–max].
     #[arg(long, default_value_t = 3, global = true)]
     runs: usize,
-    /// Print the table only (do not write docs/benchmarks.md and the README).
+    /// Print the table only (do not write docs/performance.md).
     #[arg(long, global = true)]
     no_write: bool,
     /// join, telephony: only make Postgres log the statements of a few requests with their
@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
-    /// Every scenario, then write docs/benchmarks.md and the README's Performance block.
+    /// Every scenario, then write the table into docs/performance.md.
     All,
     /// 1. Joining an appointment call, beside pgbench running the same SQL.
     Join,
@@ -87,19 +87,10 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("{block}");
     if cli.scenario == Scenario::All && !cli.no_write {
-        let root = sb_bench::workspace_root()?;
-        std::fs::create_dir_all(root.join("docs"))?;
-        std::fs::write(
-            root.join("docs/benchmarks.md"),
-            report::render_document(&block),
-        )?;
-        let readme_path = root.join("README.md");
-        let readme = std::fs::read_to_string(&readme_path)?;
-        std::fs::write(
-            &readme_path,
-            report::rewrite_between_markers(&readme, &block)?,
-        )?;
-        eprintln!("wrote docs/benchmarks.md and the README's Performance block");
+        let path = sb_bench::workspace_root()?.join(report::DOCUMENT);
+        let page = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, report::rewrite_between_markers(&page, &block)?)?;
+        eprintln!("wrote the table into {}", report::DOCUMENT);
     }
     Ok(())
 }

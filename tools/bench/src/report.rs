@@ -1,8 +1,10 @@
-//! The one table of results: rows, the machine they were taken on, `docs/benchmarks.md`, and the
-//! README block between the `bench:start`/`bench:end` markers.
+//! The one table of results: rows, the machine they were taken on, and the block of
+//! `docs/performance.md` between the `bench:start`/`bench:end` markers.
 
 use std::fmt::Write as _;
 
+/// The page that holds the table, relative to the workspace root.
+pub const DOCUMENT: &str = "docs/performance.md";
 pub const START_MARKER: &str = "<!-- bench:start -->";
 pub const END_MARKER: &str = "<!-- bench:end -->";
 
@@ -147,7 +149,7 @@ pub fn render_table(rows: &[Row]) -> String {
     out
 }
 
-/// The block the README includes and `docs/benchmarks.md` holds: machine, command, table.
+/// The block `docs/performance.md` holds between its markers: machine, command, table.
 pub fn render_block(machine: &Machine, runs: usize, command: &str, rows: &[Row]) -> String {
     format!(
         "Measured with `{command}` on {}; {runs} runs per scenario, median [min–max]; each peer \
@@ -170,36 +172,26 @@ impl std::fmt::Display for MarkerError {
         match self {
             Self::Missing => write!(
                 f,
-                "the README has no `{START_MARKER}` … `{END_MARKER}` markers"
+                "{DOCUMENT} has no `{START_MARKER}` … `{END_MARKER}` markers"
             ),
             Self::OutOfOrder => write!(
                 f,
-                "the README's `{END_MARKER}` comes before `{START_MARKER}`"
+                "in {DOCUMENT}, `{END_MARKER}` comes before `{START_MARKER}`"
             ),
         }
     }
 }
 
-/// `readme` with everything between the markers replaced by `block` (markers kept).
-pub fn rewrite_between_markers(readme: &str, block: &str) -> Result<String, MarkerError> {
-    let start = readme.find(START_MARKER).ok_or(MarkerError::Missing)?;
-    let end = readme.find(END_MARKER).ok_or(MarkerError::Missing)?;
+/// `page` with everything between the markers replaced by `block` (markers kept).
+pub fn rewrite_between_markers(page: &str, block: &str) -> Result<String, MarkerError> {
+    let start = page.find(START_MARKER).ok_or(MarkerError::Missing)?;
+    let end = page.find(END_MARKER).ok_or(MarkerError::Missing)?;
     if end < start {
         return Err(MarkerError::OutOfOrder);
     }
-    let before = &readme[..start + START_MARKER.len()];
-    let after = &readme[end..];
+    let before = &page[..start + START_MARKER.len()];
+    let after = &page[end..];
     Ok(format!("{before}\n{}\n{after}", block.trim_end()))
-}
-
-/// The whole `docs/benchmarks.md`.
-pub fn render_document(block: &str) -> String {
-    format!(
-        "# Benchmarks\n\nWritten by `sb-bench` (`cargo run --release -p sb-bench -- all`, or \
-         `just bench`); do not edit by hand. How each scenario is measured and what limits it: \
-         README, \"Performance\".\n\n{}",
-        block.trim_end()
-    ) + "\n"
 }
 
 #[cfg(test)]
@@ -245,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_block_is_replaced_and_the_rest_kept() {
+    fn the_block_is_replaced_and_the_rest_kept() {
         let readme = format!(
             "# T\n\n## Performance\n\n{START_MARKER}\nold table\n| a |\n{END_MARKER}\n\nprose after\n"
         );
