@@ -22,6 +22,33 @@ pub enum Closed {
     Silently,
 }
 
+/// The server closed the websocket while we waited for a frame.
+#[derive(Debug, thiserror::Error)]
+#[error("websocket closed by the server: {code:?} {reason}")]
+pub struct ClosedByServer {
+    pub code: Option<u16>,
+    pub reason: String,
+}
+
+/// Whether `error` says the server turned the session away before taking it on: it was not
+/// listening (connection refused), or it closed the websocket because it is going away (1001),
+/// as a server shutting down does.
+pub fn turned_away(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(closed) = cause.downcast_ref::<ClosedByServer>() {
+            return closed.code == Some(1001);
+        }
+        if let Some(tokio_tungstenite::tungstenite::Error::Io(io)) =
+            cause.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+        {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+}
+
 pub struct SocketClient {
     stream: Stream,
 }
@@ -68,8 +95,19 @@ impl SocketClient {
         loop {
             match tokio::time::timeout(WAIT, self.stream.next()).await? {
                 Some(Ok(Message::Text(text))) if text.as_str() == "2" => self.send("3").await?,
+                // Engine.IO CLOSE: the server ends the session; its close frame, next, says why.
+                Some(Ok(Message::Text(text))) if text.as_str() == "1" => {}
                 Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
-                Some(Ok(Message::Close(_))) | None => anyhow::bail!("websocket closed"),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(ClosedByServer {
+                        code: frame.as_ref().map(|f| u16::from(f.code)),
+                        reason: frame
+                            .map(|f| f.reason.as_str().to_owned())
+                            .unwrap_or_default(),
+                    }
+                    .into());
+                }
+                None => anyhow::bail!("websocket closed"),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
             }

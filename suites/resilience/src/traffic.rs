@@ -23,6 +23,10 @@ pub struct Sample {
     pub elapsed: Duration,
     /// The problem+json `code` of an error answer, when there is one.
     pub code: Option<String>,
+    /// No answer because the server turned the request away before taking it: nothing was
+    /// listening (connection refused), or a websocket was closed with 1001 (going away). What a
+    /// server that is shutting down may do, unlike cutting a request it had taken.
+    pub turned_away: bool,
 }
 
 /// Base URLs of the four services.
@@ -134,12 +138,13 @@ impl Traffic {
         }
         .await;
         let elapsed = started.elapsed();
-        let (status, body) = match answer {
+        let (status, body, turned_away) = match answer {
             Ok((status, text)) => (
                 status,
                 serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                false,
             ),
-            Err(error) => (0, Value::String(error.to_string())),
+            Err(error) => (0, Value::String(error.to_string()), error.is_connect()),
         };
         let code = body["code"].as_str().map(str::to_owned);
         (
@@ -148,6 +153,7 @@ impl Traffic {
                 status,
                 elapsed,
                 code,
+                turned_away,
             },
             body,
         )
@@ -218,6 +224,7 @@ impl Traffic {
                     status: 0,
                     elapsed: Duration::ZERO,
                     code: Some(error.to_string()),
+                    turned_away: false,
                 };
             }
         };
@@ -412,6 +419,7 @@ impl Traffic {
                     status: 0,
                     elapsed: Duration::ZERO,
                     code: Some(error.to_string()),
+                    turned_away: false,
                 });
                 return samples;
             }
@@ -446,11 +454,16 @@ impl Traffic {
             }
             Err(_) => 0,
         };
+        let turned_away = exchanged
+            .as_ref()
+            .err()
+            .is_some_and(crate::socket::turned_away);
         samples.push(Sample {
             route: "socket.io join + signal round trip",
             status,
             elapsed: started.elapsed(),
             code: exchanged.err().map(|e| e.to_string()),
+            turned_away,
         });
         samples
     }
@@ -496,6 +509,7 @@ impl Traffic {
                     status: 0,
                     elapsed: Duration::ZERO,
                     code: Some(error.to_string()),
+                    turned_away: false,
                 }];
             }
         };

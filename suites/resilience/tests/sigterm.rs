@@ -1,6 +1,11 @@
 //! SIGTERM to the four services (real processes) while they take traffic and NATS is down, so
 //! events wait in the outbox: in-flight requests finish, Socket.IO sockets are told why they
 //! close, the processes exit cleanly, and after a restart the outbox is published, nothing lost.
+//! Then SIGTERM again under traffic with NATS up, so relays stop between publishing events and
+//! marking them: after a restart every event is in its stream once. Every request of the traffic
+//! is judged: before SIGTERM each is answered without a 5xx; during the drain each is answered
+//! (a 503 at worst) or turned away unanswered (not listening any more, a socket closed with 1001),
+//! never cut.
 
 mod common;
 
@@ -9,11 +14,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Load, Result};
+use common::{Load, Result, describe};
 use sb_auth::Role;
 use sb_resilience::events::{account, drained, unpublished};
 use sb_resilience::socket::{Closed, SocketClient};
-use sb_resilience::traffic::{Endpoints, Traffic};
+use sb_resilience::traffic::{Endpoints, Sample, Traffic};
 use sb_resilience::{SERVICES, service_env};
 use sb_testkit::{FakeLiveKit, FakeTwilio, PrivateDeps, TestTokens, TestUser};
 use serde_json::json;
@@ -81,6 +86,68 @@ fn endpoints(processes: &[Process]) -> Result<Endpoints> {
     })
 }
 
+/// Every request of `samples` was answered without a server error.
+fn assert_answered(phase: &str, samples: &[Sample]) {
+    let failed: Vec<_> = samples
+        .iter()
+        .filter(|s| s.status == 0 || s.status >= 500)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{phase}: {} of {} requests failed:\n{}",
+        failed.len(),
+        samples.len(),
+        describe(&failed)
+    );
+}
+
+/// Every request of `samples` was answered (a 503 at worst: retry elsewhere) or turned away
+/// before the server took it; none was cut or failed with another server error.
+fn assert_drained(phase: &str, samples: &[Sample]) {
+    let failed: Vec<_> = samples
+        .iter()
+        .filter(|s| !(s.turned_away || (1..500).contains(&s.status) || s.status == 503))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{phase}: {} of {} requests cut or failed:\n{}",
+        failed.len(),
+        samples.len(),
+        describe(&failed)
+    );
+}
+
+async fn traffic_on(
+    processes: &[Process],
+    tokens: &TestTokens,
+    livekit: &Arc<FakeLiveKit>,
+    twilio: &FakeTwilio,
+    database_url: &str,
+) -> Result<Traffic> {
+    Ok(Traffic::new(
+        endpoints(processes)?,
+        tokens.clone(),
+        livekit.clone(),
+        twilio.auth_token.clone(),
+        database_url,
+        Duration::from_secs(15),
+    )
+    .await?)
+}
+
+async fn wait_for_exit(processes: Vec<Process>) -> Result {
+    for mut process in processes {
+        let status = sb_testkit::within(
+            Duration::from_secs(30),
+            "the service to exit",
+            process.child.wait(),
+        )
+        .await??;
+        assert!(status.success(), "{} exited with {status}", process.name);
+    }
+    Ok(())
+}
+
 async fn sigterm(process: &Process) -> Result {
     let pid = process.child.id().ok_or("already exited")?;
     let status = Command::new("kill")
@@ -100,15 +167,7 @@ async fn sigterm_drains_requests_closes_sockets_with_a_reason_and_loses_no_event
     let env = service_env(&database_url, &deps.nats.url(), &livekit, &twilio);
     let processes = spawn_all(&env).await?;
     let tokens = TestTokens::new();
-    let traffic = Traffic::new(
-        endpoints(&processes)?,
-        tokens.clone(),
-        livekit.clone(),
-        twilio.auth_token.clone(),
-        &database_url,
-        Duration::from_secs(15),
-    )
-    .await?;
+    let traffic = traffic_on(&processes, &tokens, &livekit, &twilio, &database_url).await?;
 
     // Two people in a signaling room, connected over websockets.
     let host = TestUser::new(traffic.org, Role::Closer);
@@ -149,6 +208,7 @@ async fn sigterm_drains_requests_closes_sockets_with_a_reason_and_loses_no_event
         tokio::spawn(async move { traffic.join(&joiner, joining).await })
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
+    let before_sigterm = load.take();
     for process in &processes {
         sigterm(process).await?;
     }
@@ -164,17 +224,16 @@ async fn sigterm_drains_requests_closes_sockets_with_a_reason_and_loses_no_event
             Closed::WithReason("1001 server shutting down".to_owned())
         );
     }
-    for mut process in processes {
-        let status = sb_testkit::within(
-            Duration::from_secs(30),
-            "the service to exit",
-            process.child.wait(),
-        )
-        .await??;
-        assert!(status.success(), "{} exited with {status}", process.name);
-    }
-    drop(load.stop().await?);
+    wait_for_exit(processes).await?;
+    let during_drain = load.stop().await?;
     livekit.set_latency(Duration::ZERO);
+    assert!(
+        before_sigterm.len() >= 8,
+        "too little traffic before SIGTERM to mean anything: {}",
+        before_sigterm.len()
+    );
+    assert_answered("before SIGTERM (NATS down)", &before_sigterm);
+    assert_drained("SIGTERM with NATS down", &during_drain);
 
     let waiting = unpublished(&database_url).await?;
     assert!(
@@ -187,16 +246,38 @@ async fn sigterm_drains_requests_closes_sockets_with_a_reason_and_loses_no_event
     let accounting = account(&database_url, &deps.nats.url(), Duration::from_secs(30)).await?;
     println!("{waiting} events waited; {accounting}");
     assert!(accounting.is_exact(), "{accounting}");
+
+    // SIGTERM under traffic with NATS up: relays stop wherever they are, between publishing a
+    // batch and marking it included; nothing may be lost or reach a stream twice.
+    let traffic = traffic_on(&restarted, &tokens, &livekit, &twilio, &database_url).await?;
+    let load = Load::start(&traffic, 3);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before_sigterm = load.take();
     for process in &restarted {
         sigterm(process).await?;
     }
-    for mut process in restarted {
-        sb_testkit::within(
-            Duration::from_secs(30),
-            "the service to exit",
-            process.child.wait(),
-        )
-        .await??;
+    wait_for_exit(restarted).await?;
+    let during_drain = load.stop().await?;
+    assert!(
+        before_sigterm.len() >= 8,
+        "too little traffic before SIGTERM to mean anything: {}",
+        before_sigterm.len()
+    );
+    assert_answered("before SIGTERM (NATS up)", &before_sigterm);
+    assert_drained("SIGTERM with NATS up", &during_drain);
+
+    let again = spawn_all(&env).await?;
+    drained(&database_url, Duration::from_secs(60)).await?;
+    let accounting = account(&database_url, &deps.nats.url(), Duration::from_secs(30)).await?;
+    println!(
+        "NATS up: {} requests before SIGTERM, {} during the drain; {accounting}",
+        before_sigterm.len(),
+        during_drain.len()
+    );
+    assert!(accounting.is_exact(), "{accounting}");
+    for process in &again {
+        sigterm(process).await?;
     }
+    wait_for_exit(again).await?;
     Ok(())
 }
