@@ -1,7 +1,9 @@
 //! Tenant isolation generated from each service's OpenAPI document: every route with a path
 //! parameter is called by another org's leader (404), by a user of the same org without the
 //! role or relation (403 or 404) and by the owner (not 404: the fixture is real and survived
-//! the attacks), each against fresh objects of org A created through the API. Every list route
+//! the attacks; a route refusing everyone, its owner too, fails), each against fresh objects of
+//! org A created through the API. Routes naming objects only in their body (`repId`,
+//! `appointmentId`, …) are attacked the same way with org A's ids in the body. Every list route
 //! is read by org B's leader with A's ids in its query: none of A's objects may show. A route
 //! added to a service is attacked without editing this file; one whose path parameter has no
 //! fixture fails with a message saying what to add.
@@ -9,7 +11,7 @@
 mod common;
 
 use common::services::{self, Service};
-use common::{Callers, Credential, Exception, Fixture, check_isolation};
+use common::{AttackerBodies, Callers, Credential, Exception, Fixture, check_isolation};
 use sb_auth::Role;
 use sb_testkit::{Result, TestUser};
 use serde_json::{Value, json};
@@ -146,6 +148,19 @@ async fn video_fixture(video: &Service) -> Result<Fixture> {
         "POST /calls/{id}/participants/{identity}/mute".to_owned(),
         json!({"trackSid": track, "muted": true}),
     );
+    // A token for A's meeting: each caller names themselves (a token is never minted for
+    // someone else), so what is judged is their access to the meeting.
+    fixture.bodies.insert(
+        "POST /api/livekit/token".to_owned(),
+        json!({"room_name": meeting, "user_id": host.id}),
+    );
+    fixture.attacker_bodies.insert(
+        "POST /api/livekit/token".to_owned(),
+        AttackerBodies {
+            other_org: json!({"room_name": meeting, "user_id": ceo_b.id}),
+            same_org_without_role: json!({"room_name": meeting, "user_id": member_a.id}),
+        },
+    );
     Ok(fixture)
 }
 
@@ -222,6 +237,10 @@ async fn monitoring_fixture(monitoring: &Service) -> Result<Fixture> {
         "POST /monitoring/sessions/{id}/mode".to_owned(),
         json!({"mode": "listen"}),
     );
+    fixture.bodies.insert(
+        "POST /monitoring/sessions".to_owned(),
+        json!({"repId": rep.id}),
+    );
     Ok(fixture)
 }
 
@@ -269,6 +288,31 @@ async fn telephony_fixture(telephony: &Service) -> Result<Fixture> {
 
     let ceo_b = TestUser::new(Uuid::now_v7(), Role::Ceo);
     let other_rep_a = TestUser::new(org, Role::Closer);
+    // A's appointment, hosted by the rep, and a number of their own for each attacker: they
+    // name A's appointment in a call from their own number.
+    let appointment = telephony.appointment(org, rep.id, None, None).await?;
+    let own_number = |leader: &TestUser, owner: &TestUser| {
+        let suffix = Uuid::now_v7().as_u128() % 10_000_000;
+        let number = format!("+3314{suffix:07}");
+        let (leader, owner) = (leader.clone(), owner.id);
+        async move {
+            let (status, assigned) = telephony
+                .call(
+                    &leader,
+                    "PUT",
+                    &format!("/api/numbers/{number}"),
+                    Some(json!({"ownerUserId": owner})),
+                )
+                .await?;
+            assert!(
+                status == 201 || status == 200,
+                "PUT number: {status} {assigned}"
+            );
+            Ok::<_, sb_testkit::Error>(number)
+        }
+    };
+    let number_b = own_number(&ceo_b, &ceo_b).await?;
+    let number_other_rep_a = own_number(&ceo, &other_rep_a).await?;
     let mut fixture = Fixture {
         bearer: Some(Callers {
             owner: Credential::Bearer(telephony.token(&ceo)),
@@ -300,6 +344,24 @@ async fn telephony_fixture(telephony: &Service) -> Result<Fixture> {
     fixture.owners.insert(
         "POST /api/calls/{id}/quality".to_owned(),
         Credential::Bearer(telephony.token(&rep)),
+    );
+    let to = "+33987654321";
+    fixture.bodies.insert(
+        "POST /api/calls/initiate".to_owned(),
+        json!({"from": number, "to": to, "appointmentId": appointment}),
+    );
+    fixture.owners.insert(
+        "POST /api/calls/initiate".to_owned(),
+        Credential::Bearer(telephony.token(&rep)),
+    );
+    fixture.attacker_bodies.insert(
+        "POST /api/calls/initiate".to_owned(),
+        AttackerBodies {
+            other_org: json!({"from": number_b, "to": to, "appointmentId": appointment}),
+            same_org_without_role: json!({
+                "from": number_other_rep_a, "to": to, "appointmentId": appointment
+            }),
+        },
     );
     fixture.other_org_exceptions.insert(
         "PUT /api/numbers/{e164}".to_owned(),
@@ -384,6 +446,51 @@ async fn a_route_without_a_fixture_fails_with_what_to_add() -> Result {
         problems
             .iter()
             .any(|p| p.contains("`appointmentId` has no fixture") && p.contains("add its id")),
+        "{problems:#?}"
+    );
+    Ok(())
+}
+
+/// A route that answers 403 to everyone, its owner included, must fail: refusing everyone says
+/// nothing about isolation.
+#[tokio::test]
+async fn a_route_refusing_its_owner_too_fails() -> Result {
+    let monitoring = services::monitoring().await?;
+    let (problems, _) = check_isolation("monitoring", &monitoring.app, || async {
+        let mut fixture = monitoring_fixture(&monitoring).await?;
+        fixture.owners.clear();
+        let callers = fixture.bearer.as_mut().ok_or("no callers")?;
+        // The "owner" is now a caller every route refuses.
+        callers.owner = callers.same_org_without_role.clone();
+        Ok(fixture)
+    })
+    .await?;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("the owner got 403") && p.contains("refuses everyone")),
+        "{problems:#?}"
+    );
+    Ok(())
+}
+
+/// A route naming objects only in its body is attacked too: without a body naming org A's
+/// objects in the fixture, it fails with what to add.
+#[tokio::test]
+async fn a_route_with_ids_in_its_body_and_no_fixture_fails_with_what_to_add() -> Result {
+    let monitoring = services::monitoring().await?;
+    let (problems, _) = check_isolation("monitoring", &monitoring.app, || async {
+        let mut fixture = monitoring_fixture(&monitoring).await?;
+        fixture.bodies.remove("POST /monitoring/sessions");
+        Ok(fixture)
+    })
+    .await?;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("POST /monitoring/sessions:")
+                && p.contains("repId")
+                && p.contains("add a body")),
         "{problems:#?}"
     );
     Ok(())

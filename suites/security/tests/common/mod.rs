@@ -32,6 +32,12 @@ pub struct Callers {
 /// What a route answers another org's caller when that is not 404, and why (shown in the test
 /// output and the README).
 #[derive(Debug, Clone)]
+pub struct AttackerBodies {
+    pub other_org: Value,
+    pub same_org_without_role: Value,
+}
+
+#[derive(Debug, Clone)]
 pub struct Exception {
     pub status: u16,
     pub code: &'static str,
@@ -47,6 +53,10 @@ pub struct Fixture {
     /// `METHOD /path/{template}` → the body the owner sends (the same body is sent by the
     /// attackers, so a 400 cannot hide a missing check). Routes not listed send no body.
     pub bodies: BTreeMap<String, Value>,
+    /// Bodies the attackers send instead of `bodies[route]`, when the owner's body holds more of
+    /// org A's than the route's object (the owner's own phone number, say): the attackers name A's
+    /// object with what is theirs, so the answer is about A's object.
+    pub attacker_bodies: BTreeMap<String, AttackerBodies>,
     /// Callers of routes that take a bearer token.
     pub bearer: Option<Callers>,
     /// `METHOD /path` → callers of a public route (no bearer security in the document).
@@ -66,6 +76,9 @@ pub struct Route {
     pub path: String,
     pub path_params: Vec<String>,
     pub query_params: Vec<String>,
+    /// Properties of the JSON body that name objects (`repId`, `appointmentId`, `user_id`, or
+    /// declared `format: uuid`): such a route is attacked with org A's ids in its body.
+    pub body_ids: Vec<String>,
     pub bearer: bool,
 }
 
@@ -105,11 +118,30 @@ pub fn routes(document: &Value) -> Vec<Route> {
                 path: path.clone(),
                 path_params: named("path"),
                 query_params: named("query"),
+                body_ids: body_ids(document, operation),
                 bearer,
             });
         }
     }
     routes
+}
+
+/// The properties of an operation's JSON request body that name objects.
+fn body_ids(document: &Value, operation: &Value) -> Vec<String> {
+    let mut schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        schema = &document["components"]["schemas"][name];
+    }
+    schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(name, property)| {
+            name.ends_with("Id") || name.ends_with("_id") || property["format"] == "uuid"
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 pub async fn openapi(app: &TestApp) -> Result<Value> {
@@ -191,7 +223,11 @@ where
     let mut problems = Vec::new();
     let mut log = Vec::new();
     let quick = Duration::from_millis(0);
-    for route in all.iter().filter(|r| !r.path_params.is_empty()) {
+    // Routes that name objects in their path, or only in their body (with org A's ids there).
+    let attacked = all.iter().filter(|r| {
+        !r.path_params.is_empty() || (r.bearer && !r.body_ids.is_empty() && r.method != "GET")
+    });
+    for route in attacked {
         let fixture = fixture().await?;
         let key = route.key();
         let path = match expand(route, &fixture) {
@@ -201,6 +237,14 @@ where
                 continue;
             }
         };
+        if route.path_params.is_empty() && !fixture.bodies.contains_key(&key) {
+            problems.push(format!(
+                "{key}: its body names objects ({}) and has no fixture: add a body naming org \
+                 A's objects to `bodies` in {service}'s fixture",
+                route.body_ids.join(", ")
+            ));
+            continue;
+        }
         let callers = if route.bearer {
             fixture.bearer.clone()
         } else {
@@ -219,8 +263,16 @@ where
             .bodies
             .get(&key)
             .or((route.method == "POST" || route.method == "PUT").then_some(&empty));
-        let (status, answer) =
-            send(app, &route.method, &path, &callers.other_org, body, quick).await?;
+        let attacker = fixture.attacker_bodies.get(&key);
+        let (status, answer) = send(
+            app,
+            &route.method,
+            &path,
+            &callers.other_org,
+            attacker.map(|b| &b.other_org).or(body),
+            quick,
+        )
+        .await?;
         match fixture.other_org_exceptions.get(&key) {
             Some(exception) if status != exception.status || code_of(&answer) != exception.code => {
                 problems.push(format!(
@@ -241,7 +293,7 @@ where
             &route.method,
             &path,
             &callers.same_org_without_role,
-            body,
+            attacker.map(|b| &b.same_org_without_role).or(body),
             quick,
         )
         .await?;
@@ -254,10 +306,12 @@ where
         let owner = fixture.owners.get(&key).unwrap_or(&callers.owner);
         let (owner_status, owner_answer) =
             send(app, &route.method, &path, owner, body, quick).await?;
-        if owner_status == 404 || owner_status >= 500 {
+        // A route that refuses everyone (401/403 to the owner too) proves nothing about
+        // isolation: the owner must get through.
+        if matches!(owner_status, 401 | 403 | 404) || owner_status >= 500 {
             problems.push(format!(
-                "{key}: the owner got {owner_status} (the fixture is not real, or an attack \
-                 destroyed it): {owner_answer}"
+                "{key}: the owner got {owner_status} (the fixture is not real, an attack \
+                 destroyed it, or the route refuses everyone): {owner_answer}"
             ));
         }
         log.push(format!(
