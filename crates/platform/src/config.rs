@@ -283,8 +283,16 @@ impl NatsConfig {
 }
 
 /// `scheme://user:secret@host` → `scheme://user:***@host`; a bare token (`nats://token@host`) is
-/// hidden too. Unparseable input is hidden whole.
+/// hidden too, in each URL of a comma-separated list (NATS seed servers). Unparseable input is
+/// hidden whole.
 pub fn redact_url_credentials(raw: &str) -> String {
+    raw.split(',')
+        .map(|url| redact_one_url(url.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_one_url(raw: &str) -> String {
     let Some((scheme, rest)) = raw.split_once("://") else {
         return "<url>".to_owned();
     };
@@ -300,6 +308,18 @@ pub fn redact_url_credentials(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_url_of_a_list_has_its_credentials_hidden() {
+        assert_eq!(
+            redact_url_credentials("nats://app:s3cret@nats-0:4222,nats://tok3n@nats-1:4222"),
+            "nats://app:***@nats-0:4222,nats://***@nats-1:4222"
+        );
+        assert_eq!(
+            redact_url_credentials("postgres://u:pw@db/x"),
+            "postgres://u:***@db/x"
+        );
+    }
 
     #[test]
     fn missing_required_names_the_variable() {

@@ -18,7 +18,9 @@ pub struct NatsUnreachable {
 }
 
 /// Connects with the service name (shown by `nats server report connections`) and keeps
-/// reconnecting forever after the first success: an outage must not kill the service.
+/// reconnecting forever after the first success: an outage must not kill the service. `NATS_URL`
+/// may list several servers of a cluster, comma-separated: the first that answers is used, and
+/// the client learns the cluster's other servers from it to reconnect to when that one fails.
 pub async fn connect(
     config: &NatsConfig,
     service: &str,
@@ -33,7 +35,14 @@ pub async fn connect(
                 other => tracing::debug!(event = %other, "nats event"),
             }
         })
-        .connect(config.url.as_str())
+        .connect(
+            config
+                .url
+                .split(',')
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .collect::<Vec<_>>(),
+        )
         .await
         .map_err(|source| NatsUnreachable {
             url: config.redacted_url(),

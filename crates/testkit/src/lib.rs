@@ -13,6 +13,7 @@ mod fake_livekit;
 mod fake_twilio;
 mod interop;
 mod nats;
+mod nats_cluster;
 mod private;
 mod proxy;
 mod tokens;
@@ -28,6 +29,7 @@ pub use fake_livekit::{
 pub use fake_twilio::{FakeCall, FakeTwilio, TwilioRequest, sign_twilio_webhook, twilio_sid};
 pub use interop::{demo_in_chromium, livekit_node, socketio_node, twilio_node};
 pub use nats::{NatsServer, TestNats, nats_url};
+pub use nats_cluster::NatsCluster;
 pub use private::{PrivateDeps, PrivateNats, PrivatePostgres};
 pub use proxy::FaultProxy;
 pub use tokens::{TEST_JWT_SECRET, TestTokens};

@@ -162,7 +162,7 @@ impl NatsServer {
     }
 }
 
-fn which_nats_server() -> Option<PathBuf> {
+pub(crate) fn which_nats_server() -> Option<PathBuf> {
     let from_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("nats-server"))

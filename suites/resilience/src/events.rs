@@ -168,3 +168,112 @@ pub async fn drained(database_url: &str, limit: Duration) -> anyhow::Result<()> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// What one durable consumer applied, against what its stream holds for it.
+#[derive(Debug)]
+pub struct Application {
+    pub consumer: &'static str,
+    /// Events of its stream its filter takes.
+    pub expected: usize,
+    /// Events its inbox holds (each applied once: the inbox row commits with the effect).
+    pub applied: usize,
+    /// In the stream, not in the inbox.
+    pub missing: Vec<String>,
+    /// In the inbox, not in the stream.
+    pub unknown: Vec<String>,
+}
+
+impl std::fmt::Display for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} expected, {} applied, {} missing, {} unknown",
+            self.consumer,
+            self.expected,
+            self.applied,
+            self.missing.len(),
+            self.unknown.len()
+        )
+    }
+}
+
+/// Event ids of `domain`'s stream whose subject starts with `prefix`.
+async fn stream_ids_under(
+    js: &jetstream::Context,
+    domain: Domain,
+    prefix: &str,
+) -> anyhow::Result<BTreeSet<String>> {
+    let ns = Namespace::production();
+    let mut ids = BTreeSet::new();
+    let mut stream = js.get_stream(ns.stream(domain)).await?;
+    let total = stream.info().await?.state.messages;
+    if total == 0 {
+        return Ok(ids);
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await?;
+    let mut messages = consumer.messages().await?;
+    for _ in 0..total {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("reading {}", domain.stream()))?
+            .ok_or_else(|| anyhow::anyhow!("stream ended early"))??;
+        if message.subject.as_str().starts_with(prefix)
+            && let Some(id) = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(sb_events::headers::MSG_ID))
+        {
+            ids.insert(id.as_str().to_owned());
+        }
+    }
+    Ok(ids)
+}
+
+/// For each `(consumer, domain, subject prefix)`: every event of the stream under the prefix
+/// against the consumer's inbox, repeated until nothing is missing or `settle` passes (consumers
+/// may still be catching up).
+pub async fn applications(
+    database_url: &str,
+    nats_url: &str,
+    consumers: &[(&'static str, Domain, &str)],
+    settle: Duration,
+) -> anyhow::Result<Vec<Application>> {
+    use sb_db::schema::inbox;
+    let js = jetstream::new(async_nats::connect(nats_url).await?);
+    let deadline = tokio::time::Instant::now() + settle;
+    loop {
+        let mut conn = AsyncPgConnection::establish(database_url).await?;
+        let mut out = Vec::new();
+        for (consumer, domain, prefix) in consumers {
+            let expected = stream_ids_under(&js, *domain, prefix).await?;
+            let applied: BTreeSet<String> = inbox::table
+                .filter(inbox::consumer.eq(*consumer))
+                .select(inbox::event_id)
+                .load::<uuid::Uuid>(&mut conn)
+                .await?
+                .into_iter()
+                .map(|id| id.to_string())
+                .collect();
+            out.push(Application {
+                consumer,
+                expected: expected.len(),
+                applied: applied.len(),
+                missing: expected.difference(&applied).cloned().collect(),
+                unknown: applied.difference(&expected).cloned().collect(),
+            });
+        }
+        if out.iter().all(|a| a.missing.is_empty()) || tokio::time::Instant::now() >= deadline {
+            return Ok(out);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Rows in `dead_letters`.
+pub async fn dead_letters(database_url: &str) -> anyhow::Result<i64> {
+    use sb_db::schema::dead_letters;
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    Ok(dead_letters::table.count().get_result(&mut conn).await?)
+}

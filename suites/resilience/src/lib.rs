@@ -5,6 +5,7 @@
 pub mod consistency;
 pub mod events;
 pub mod memory;
+pub mod process;
 pub mod socket;
 pub mod traffic;
 

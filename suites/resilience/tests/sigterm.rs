@@ -10,80 +10,28 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Load, Result, describe};
 use sb_auth::Role;
 use sb_resilience::events::{account, drained, unpublished};
+use sb_resilience::process::{ServiceProcess, endpoints};
+use sb_resilience::service_env;
 use sb_resilience::socket::{Closed, SocketClient};
-use sb_resilience::traffic::{Endpoints, Sample, Traffic};
-use sb_resilience::{SERVICES, service_env};
+use sb_resilience::traffic::{Sample, Traffic};
 use sb_testkit::{FakeLiveKit, FakeTwilio, PrivateDeps, TestTokens, TestUser};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-struct Process {
-    name: &'static str,
-    child: Child,
-    address: String,
-}
+type Process = ServiceProcess;
 
-/// Starts `service` (the crate's `service` binary) with `env`; returns once it prints its port.
-async fn spawn(name: &'static str, env: &HashMap<String, String>) -> Result<Process> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_service"))
-        .arg(name)
-        .env_clear()
-        .envs(env)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let port = sb_testkit::within(Duration::from_secs(30), "the service to listen", async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(port) = line.strip_prefix("listening on ") {
-                return Ok::<_, sb_testkit::Error>(port.trim().parse::<u16>()?);
-            }
-        }
-        Err(format!("{name} exited before listening").into())
-    })
-    .await??;
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Process {
-        name,
-        child,
-        address: format!("http://127.0.0.1:{port}"),
-    })
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_service"))
 }
 
 async fn spawn_all(env: &HashMap<String, String>) -> Result<Vec<Process>> {
-    let mut processes = Vec::new();
-    for name in SERVICES {
-        processes.push(spawn(name, env).await?);
-    }
-    Ok(processes)
-}
-
-fn endpoints(processes: &[Process]) -> Result<Endpoints> {
-    let of = |name: &str| {
-        processes
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.address.clone())
-            .ok_or_else(|| format!("no {name}"))
-    };
-    Ok(Endpoints {
-        video: of("video")?,
-        telephony: of("telephony")?,
-        signaling: of("signaling")?,
-        monitoring: of("monitoring")?,
-    })
+    ServiceProcess::spawn_all(binary(), env).await
 }
 
 /// Every request of `samples` was answered without a server error.
@@ -137,25 +85,17 @@ async fn traffic_on(
 
 async fn wait_for_exit(processes: Vec<Process>) -> Result {
     for mut process in processes {
-        let status = sb_testkit::within(
-            Duration::from_secs(30),
-            "the service to exit",
-            process.child.wait(),
-        )
-        .await??;
-        assert!(status.success(), "{} exited with {status}", process.name);
+        assert!(
+            process.wait().await?,
+            "{} did not exit cleanly",
+            process.name
+        );
     }
     Ok(())
 }
 
 async fn sigterm(process: &Process) -> Result {
-    let pid = process.child.id().ok_or("already exited")?;
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await?;
-    assert!(status.success());
-    Ok(())
+    process.sigterm().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
