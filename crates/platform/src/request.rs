@@ -7,16 +7,22 @@ use std::ops::RangeInclusive;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
-use crate::error::Problem;
+use crate::error::{Code, Problem};
 
 /// 400 `invalid_field` naming `field` (also in the `field` member, for clients).
 pub fn invalid_field(field: &str, detail: impl std::fmt::Display) -> Problem {
-    Problem::bad_request("invalid_field", format!("{field}: {detail}"))
+    Problem::new(Code::InvalidField)
+        .with_detail(format!("{field}: {detail}"))
         .with_extension("field", field.to_owned())
+}
+
+/// 415 `unsupported_media_type`: the route takes JSON.
+pub fn not_json() -> Problem {
+    Problem::new(Code::UnsupportedMediaType).with_detail("expected Content-Type: application/json")
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
@@ -37,8 +43,7 @@ async fn read(req: HttpRequest, mut payload: Payload) -> Result<web::Bytes, Prob
         .await
         .map_err(|error| {
             if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-                    .with_detail("the request body is too large")
+                Problem::new(Code::PayloadTooLarge).with_detail("the request body is too large")
             } else {
                 invalid_field("body", error)
             }
@@ -100,20 +105,28 @@ impl Query {
             .map_err(|e| invalid_field("query", e))
     }
 
+    /// The parameter's value; an empty one (`?status=`, as forms send) counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+            .filter(|value| !value.is_empty())
     }
 
-    /// An RFC 3339 time.
+    /// An RFC 3339 time, or a date (`2026-11-21`, midnight UTC).
     pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, Problem> {
         self.get(name)
             .map(|raw| {
                 DateTime::parse_from_rfc3339(raw)
                     .map(|t| t.with_timezone(&Utc))
-                    .map_err(|e| invalid_field(name, format!("expected an RFC 3339 time: {e}")))
+                    .or_else(|_| {
+                        NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                            .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+                    })
+                    .map_err(|_| {
+                        invalid_field(name, "expected an RFC 3339 time or a YYYY-MM-DD date")
+                    })
             })
             .transpose()
     }

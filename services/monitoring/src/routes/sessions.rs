@@ -3,6 +3,8 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::{Principal, Role};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use sb_platform::request::{JsonBody, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -143,7 +145,7 @@ async fn list_sessions(
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
         return Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "only supervisors list sessions",
         ));
     }
@@ -191,17 +193,17 @@ async fn get_session(
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
         return Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "only supervisors see sessions",
         ));
     }
     let mut conn = state.conn().await?;
     let session = sessions::find(&mut conn, path.into_inner())
         .await?
-        .ok_or(MonitoringError::NotFound("session"))?;
+        .ok_or(MonitoringError::not_found("session"))?;
     actions::rep_in_scope(&mut conn, &principal, session.rep_id)
         .await
-        .map_err(|_| MonitoringError::NotFound("session"))?;
+        .map_err(|_| MonitoringError::not_found("session"))?;
     Ok(HttpResponse::Ok().json(SessionView::from(session)))
 }
 

@@ -2,6 +2,8 @@
 
 use actix_web::{HttpResponse, get, put, web};
 use sb_auth::{Principal, Role};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use sb_platform::request::JsonBody;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -42,7 +44,7 @@ fn require_leader(principal: &Principal) -> Result<(), MonitoringError> {
         Ok(())
     } else {
         Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "the monitoring policy is for CEO, DIRECTOR and ADMIN",
         ))
     }

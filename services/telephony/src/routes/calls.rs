@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -14,11 +15,11 @@ use crate::domain::quality::Metrics;
 use crate::domain::status::{CallStatus, Direction};
 use crate::error::TelephonyError;
 use crate::routes::JsonBody;
-use crate::routes::query::Query;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, CallFilter};
 use crate::store::followups;
 use crate::store::recordings::{self, Recording};
+use sb_platform::request::Query;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     cfg.service(initiate)
@@ -238,7 +239,7 @@ async fn list_calls(
     principal: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
-    let query = Query::of(&req)?;
+    let query = Query::parse(&req)?;
     let limit = query.int("limit", 50, 1..=100)?;
     let offset = query.int("offset", 0, 0..=1_000_000)?;
     let direction = query

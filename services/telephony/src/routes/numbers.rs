@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, put, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -12,9 +13,9 @@ use crate::actions;
 use crate::domain::phone::E164;
 use crate::error::TelephonyError;
 use crate::routes::OptionalJson;
-use crate::routes::query::Query;
 use crate::state::AppState;
 use crate::store::numbers::{NumberSettings, PhoneNumber};
+use sb_platform::request::Query;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     cfg.service(list_numbers)
@@ -176,7 +177,7 @@ async fn list_numbers(
     principal: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
-    let org = Query::of(&req)?.uuid("orgId")?;
+    let org = Query::parse(&req)?.uuid("orgId")?;
     let numbers = actions::numbers::list(&state, &principal, org).await?;
     Ok(HttpResponse::Ok().json(
         numbers
@@ -207,7 +208,7 @@ async fn put_number(
     OptionalJson(body): OptionalJson<NumberBody>,
 ) -> Result<HttpResponse, TelephonyError> {
     let e164 = number_path(&path)?;
-    let org = Query::of(&req)?.uuid("orgId")?;
+    let org = Query::parse(&req)?.uuid("orgId")?;
     let (number, created) =
         actions::numbers::put(&state, &principal, org, &e164, body.settings()?).await?;
     let mut response = if created {
@@ -234,7 +235,7 @@ async fn get_number(
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let e164 = number_path(&path)?;
-    let org = Query::of(&req)?.uuid("orgId")?;
+    let org = Query::parse(&req)?.uuid("orgId")?;
     let number = actions::numbers::get(&state, &principal, org, &e164).await?;
     Ok(HttpResponse::Ok().json(NumberView::from(number)))
 }
@@ -255,7 +256,7 @@ async fn delete_number(
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let e164 = number_path(&path)?;
-    let org = Query::of(&req)?.uuid("orgId")?;
+    let org = Query::parse(&req)?.uuid("orgId")?;
     actions::numbers::delete(&state, &principal, org, &e164).await?;
     Ok(HttpResponse::NoContent().finish())
 }

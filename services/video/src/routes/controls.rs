@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, post, web};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;

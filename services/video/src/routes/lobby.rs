@@ -7,6 +7,8 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -169,7 +171,7 @@ fn link_token(req: &HttpRequest) -> Result<String, VideoError> {
         })
         .filter(|token| !token.is_empty())
         .ok_or_else(|| VideoError::GuestLink {
-            code: "guest_link_invalid",
+            code: Code::GuestLinkInvalid,
             detail: "the guest-link token is missing (`?token=`)".to_owned(),
         })
 }

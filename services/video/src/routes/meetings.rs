@@ -3,6 +3,8 @@
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -306,7 +308,8 @@ async fn meeting_token(
         .user_id
         .is_some_and(|id| id != principal.user_id.as_uuid())
     {
-        return Err(VideoError::Forbidden(
+        return Err(VideoError::forbidden(
+            Code::Forbidden,
             "a token can only be issued for yourself".to_owned(),
         ));
     }
