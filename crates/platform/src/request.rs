@@ -1,11 +1,12 @@
 //! Request parsing every service shares: JSON bodies (optional where an API makes them
 //! optional) and query parameters, with a 400 `invalid_field` that names the field at fault
-//! (`displayName`, `participants[2]`, `pageSize`).
+//! (`displayName`, `participants[2]`, `pageSize`), and a 415 `unsupported_media_type` for a body
+//! that is not JSON.
 
 use std::ops::RangeInclusive;
 
 use actix_web::dev::Payload;
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::future::LocalBoxFuture;
@@ -23,6 +24,27 @@ pub fn invalid_field(field: &str, detail: impl std::fmt::Display) -> Problem {
 /// 415 `unsupported_media_type`: the route takes JSON.
 pub fn not_json() -> Problem {
     Problem::new(Code::UnsupportedMediaType).with_detail("expected Content-Type: application/json")
+}
+
+/// The request's Content-Type: `None` when absent, `Some(true)` when JSON (`application/json` or
+/// any `application/*+json`, whatever its parameters), `Some(false)` for anything else.
+fn content_type_is_json(req: &HttpRequest) -> Option<bool> {
+    let value = req.headers().get(header::CONTENT_TYPE)?;
+    let Ok(value) = value.to_str() else {
+        return Some(false);
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    Some(
+        essence == "application/json"
+            || essence
+                .strip_prefix("application/")
+                .is_some_and(|subtype| subtype.ends_with("+json") && !subtype.contains('/')),
+    )
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
@@ -54,7 +76,8 @@ fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
 }
 
-/// A JSON body that may be absent (empty), in which case `T::default()` is used.
+/// A JSON body that may be absent (empty), in which case `T::default()` is used. A body, or a
+/// Content-Type, that is there must be JSON (else 415).
 pub struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
@@ -64,16 +87,23 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let (req, payload) = (req.clone(), payload.take());
         Box::pin(async move {
+            let json = content_type_is_json(&req);
+            if json == Some(false) {
+                return Err(not_json());
+            }
             let bytes = read(req, payload).await?;
             if is_blank(&bytes) {
                 return Ok(Self(T::default()));
+            }
+            if json.is_none() {
+                return Err(not_json());
             }
             parse(&bytes).map(Self)
         })
     }
 }
 
-/// A required JSON body.
+/// A required JSON body, with a JSON Content-Type (else 415).
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
@@ -83,6 +113,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let (req, payload) = (req.clone(), payload.take());
         Box::pin(async move {
+            if content_type_is_json(&req) != Some(true) {
+                return Err(not_json());
+            }
             let bytes = read(req, payload).await?;
             if is_blank(&bytes) {
                 return Err(invalid_field("body", "a JSON body is required"));

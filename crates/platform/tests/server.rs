@@ -289,6 +289,14 @@ async fn bad_input_answers_problem_json_with_stable_codes() -> Result {
         (
             h.client
                 .post(h.url("/things"))
+                .header("content-type", "text/plain")
+                .body("{}"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            h.client
+                .post(h.url("/things"))
                 .header("content-type", "application/json")
                 .body(format!(r#"{{"name":"{}"}}"#, "a".repeat(4096))),
             413,
@@ -306,6 +314,71 @@ async fn bad_input_answers_problem_json_with_stable_codes() -> Result {
         let body: Value = response.json().await?;
         assert_eq!(body["code"], code, "{body}");
         assert_eq!(body["status"], status);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_routes_take_only_json_bodies() -> Result {
+    let h = start(false)?;
+    let post = |path: &str, content_type: Option<&str>, body: &'static str| {
+        let request = h.client.post(h.url(path)).body(body);
+        match content_type {
+            Some(value) => request.header("content-type", value),
+            None => request,
+        }
+    };
+    let name = r#"{"name":"a"}"#;
+    let cases = [
+        (post("/things", Some("application/json"), name), 201),
+        (
+            post("/things", Some("application/json; charset=utf-8"), name),
+            201,
+        ),
+        (post("/things", Some("Application/JSON"), name), 201),
+        (
+            post("/things", Some("application/merge-patch+json"), name),
+            201,
+        ),
+        (post("/things", Some("text/plain"), name), 415),
+        (
+            post(
+                "/things",
+                Some("application/x-www-form-urlencoded"),
+                "name=a",
+            ),
+            415,
+        ),
+        (
+            post("/things", Some("multipart/form-data; boundary=x"), name),
+            415,
+        ),
+        (post("/things", Some("application/jsonx"), name), 415),
+        (post("/things", None, name), 415),
+        (post("/things/optional", None, ""), 201),
+        (post("/things/optional", Some("application/json"), ""), 201),
+        (
+            post("/things/optional", Some("application/json"), name),
+            201,
+        ),
+        (post("/things/optional", None, name), 415),
+        (post("/things/optional", Some("text/plain"), name), 415),
+        (
+            post(
+                "/things/optional",
+                Some("application/x-www-form-urlencoded"),
+                "",
+            ),
+            415,
+        ),
+    ];
+    for (i, (request, status)) in cases.into_iter().enumerate() {
+        let response = request.send().await?;
+        assert_eq!(response.status(), status, "case {i}");
+        if status == 415 {
+            let body: Value = response.json().await?;
+            assert_eq!(body["code"], "unsupported_media_type", "case {i}: {body}");
+        }
     }
     Ok(())
 }

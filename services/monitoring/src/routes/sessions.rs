@@ -104,7 +104,8 @@ pub struct StartBody {
         (status = 200, body = SessionConnection, description = "This supervisor's open session on the rep, with a fresh token"),
         (status = 403, description = "Not a supervisor", content_type = "application/problem+json"),
         (status = 404, description = "Rep unknown or outside the caller's scope", content_type = "application/problem+json"),
-        (status = 409, description = "`rep_offline` or `too_many_supervisors`", content_type = "application/problem+json")),
+        (status = 409, description = "`rep_offline` or `too_many_supervisors`", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/monitoring/sessions")]
 async fn start_session(
@@ -288,6 +289,7 @@ pub struct ModeBody {
         (status = 200, body = SessionView),
         (status = 403, description = "`mode_not_allowed` by the org's policy", content_type = "application/problem+json"),
         (status = 409, description = "`session_not_active`", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
         (status = 503, description = "LiveKit unavailable: nothing changed", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/monitoring/sessions/{id}/mode")]

@@ -68,7 +68,8 @@ async fn get_settings(
 /// `PUT /monitoring/settings`
 #[utoipa::path(put, path = "/monitoring/settings", tag = "settings",
     request_body = SettingsBody,
-    responses((status = 200, body = SettingsBody), (status = 400, content_type = "application/problem+json"), (status = 403, content_type = "application/problem+json")),
+    responses((status = 200, body = SettingsBody), (status = 400, content_type = "application/problem+json"), (status = 403, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[put("/monitoring/settings")]
 async fn put_settings(

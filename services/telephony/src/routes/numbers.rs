@@ -197,7 +197,8 @@ async fn list_numbers(
         (status = 201, body = NumberView, description = "Created"),
         (status = 400, description = "`invalid_phone_number` or an invalid setting", content_type = "application/problem+json"),
         (status = 403, description = "Only CEO, DIRECTOR, ADMIN", content_type = "application/problem+json"),
-        (status = 409, description = "`number_taken`: another org has this number", content_type = "application/problem+json")),
+        (status = 409, description = "`number_taken`: another org has this number", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[put("/api/numbers/{e164}")]
 async fn put_number(

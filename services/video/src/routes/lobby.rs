@@ -125,7 +125,8 @@ pub struct GuestJoinResponse {
         (status = 400, description = "Malformed body or display name", content_type = "application/problem+json"),
         (status = 401, description = "Guest link invalid (`guest_link_invalid`), expired (`guest_link_expired`) or not open yet (`guest_link_not_yet_valid`)", content_type = "application/problem+json"),
         (status = 404, description = "The link's call does not exist", content_type = "application/problem+json"),
-        (status = 409, description = "The call is over (`call_finished`) or too many guests wait (`lobby_full`)", content_type = "application/problem+json")))]
+        (status = 409, description = "The call is over (`call_finished`) or too many guests wait (`lobby_full`)", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")))]
 #[post("/calls/guest/join")]
 async fn join_lobby(
     state: web::Data<AppState>,
