@@ -384,6 +384,42 @@ mod tests {
         }
     }
 
+    /// `conflict(Code::X, …)` answers 409 and `forbidden(Code::X, …)` 403: X must list that
+    /// status (`Problem::with_status` only checks it in debug builds, on the paths tests take).
+    #[test]
+    fn codes_given_to_conflict_and_forbidden_list_their_status() {
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let mut files = sources(&root.join("services"));
+        files.extend(sources(&root.join("crates")));
+        files.retain(|(path, _)| !path.ends_with("codes.rs"));
+        for (call, status) in [
+            ("conflict(", StatusCode::CONFLICT),
+            ("forbidden(", StatusCode::FORBIDDEN),
+        ] {
+            for (path, text) in &files {
+                for (at, _) in text.match_indices(call) {
+                    let rest = text[at + call.len()..].trim_start();
+                    let Some(rest) = rest.strip_prefix("Code::") else {
+                        continue;
+                    };
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    let code = Code::ALL
+                        .iter()
+                        .find(|c| format!("{c:?}") == name)
+                        .unwrap_or_else(|| panic!("{}: unknown Code::{name}", path.display()));
+                    assert!(
+                        code.statuses().contains(&status),
+                        "{}: {code} is answered with {status} but codes.rs does not list it",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_code_names_known_services() {
         let known = ["all", "video", "telephony", "signaling", "monitoring"];

@@ -217,3 +217,48 @@ impl Query {
         Ok((from, to))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// One parser per concern: services take bodies and queries through this module (415 and
+    /// `invalid_field` included), never actix's extractors, nor a copy of their own.
+    #[test]
+    fn services_parse_requests_only_with_the_platform() {
+        let services = concat!(env!("CARGO_MANIFEST_DIR"), "/../../services");
+        let mut stack = vec![std::path::PathBuf::from(services)];
+        let mut checked = 0;
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    // tests build requests, they do not parse them
+                    if !path.ends_with("tests") {
+                        stack.push(path);
+                    }
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                checked += 1;
+                for extractor in [
+                    ": web::Json<",
+                    ": web::Query<",
+                    ": web::Form<",
+                    ": Json<",
+                    ": Form<",
+                    "impl FromRequest for Query",
+                    "impl<T: DeserializeOwned",
+                ] {
+                    assert!(
+                        !text.contains(extractor),
+                        "{} parses a request with `{extractor}`: use sb_platform::request",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} files under {services}");
+    }
+}
