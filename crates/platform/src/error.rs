@@ -449,4 +449,95 @@ mod tests {
             .body();
         assert_eq!(body["status"], 403);
     }
+
+    #[test]
+    fn api_errors_answer_their_code_and_keep_500s_opaque() {
+        let cases: [(ApiError, u16, &str); 5] = [
+            (ApiError::NotFound("call"), 404, "not_found"),
+            (
+                ApiError::Conflict {
+                    code: Code::CallFinished,
+                    detail: "over".into(),
+                },
+                409,
+                "call_finished",
+            ),
+            (
+                ApiError::Forbidden {
+                    code: Code::NotYourSession,
+                    detail: "no".into(),
+                },
+                403,
+                "not_your_session",
+            ),
+            (
+                ApiError::DatabaseUnavailable("pool timed out".into()),
+                503,
+                "database_unavailable",
+            ),
+            (
+                ApiError::Internal("password=hunter2".into()),
+                500,
+                "internal",
+            ),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(error.status_code().as_u16(), status, "{error}");
+            let body = error.problem().body();
+            assert_eq!(body["code"], code);
+            assert!(!body.to_string().contains("hunter2"), "{body}");
+        }
+        let invalid = ApiError::Invalid {
+            field: "participants[2]".into(),
+            detail: "not a UUID".into(),
+        }
+        .problem()
+        .body();
+        assert_eq!(invalid["code"], "invalid_field");
+        assert_eq!(invalid["field"], "participants[2]");
+    }
+
+    #[test]
+    fn a_ready_made_problem_answers_itself_whole() {
+        let error = ApiError::from(
+            Problem::new(Code::InvalidPhoneNumber)
+                .with_detail("to must be E.164")
+                .with_extension("field", "to")
+                .with_retry_after(3),
+        );
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers().get("retry-after").unwrap(), "3");
+        let body = error.problem().body();
+        assert_eq!(body["field"], "to");
+        assert_eq!(body["detail"], "to must be E.164");
+    }
+
+    #[cfg(feature = "db")]
+    #[test]
+    fn a_lost_connection_is_503_and_a_failed_query_an_opaque_500() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let lost = ApiError::from(Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("connection closed".to_owned()),
+        ));
+        assert_eq!(lost.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(lost.problem().body()["code"], "database_unavailable");
+        let failed = ApiError::from(Error::DatabaseError(
+            DatabaseErrorKind::CheckViolation,
+            Box::new("secret_column violates check".to_owned()),
+        ));
+        assert_eq!(failed.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !failed
+                .problem()
+                .body()
+                .to_string()
+                .contains("secret_column")
+        );
+        assert!(
+            failed.to_string().contains("secret_column"),
+            "kept for the log"
+        );
+    }
 }
