@@ -90,7 +90,7 @@ macro_rules! event_codes {
 http_codes! {
     // Shared: the platform's parsers, router, auth and readiness.
     InvalidField = "invalid_field", [BAD_REQUEST], [video, telephony, monitoring],
-        "A body, query or header value is malformed or missing; the `field` member names it (`body`, `query`, `displayName`, `participants[2]`, `pageSize`).";
+        "A body or query value is malformed or missing; the `field` member names it (`body`, `query`, `displayName`, `participants[2]`, `pageSize`).";
     InvalidPathParameter = "invalid_path_parameter", [BAD_REQUEST], [all],
         "A path segment is not what the route takes (e.g. not a UUID).";
     MissingToken = "missing_token", [UNAUTHORIZED], [all],
