@@ -12,7 +12,7 @@ use crate::verify::{AuthError, JwtVerifier};
 
 impl From<AuthError> for Problem {
     fn from(error: AuthError) -> Self {
-        Problem::unauthorized(error.code(), error.to_string())
+        Problem::new(error.code()).with_detail(error.to_string())
     }
 }
 

@@ -34,11 +34,12 @@ pub enum AuthError {
 
 impl AuthError {
     /// Stable problem code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> sb_platform::Code {
+        use sb_platform::Code;
         match self {
-            AuthError::Missing | AuthError::NotBearer => "missing_token",
-            AuthError::Expired => "token_expired",
-            _ => "invalid_token",
+            AuthError::Missing | AuthError::NotBearer => Code::MissingToken,
+            AuthError::Expired => Code::TokenExpired,
+            _ => Code::InvalidToken,
         }
     }
 }

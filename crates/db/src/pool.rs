@@ -242,26 +242,8 @@ pub async fn ensure_database_exists(config: &DatabaseConfig) -> Result<bool, Dat
     }
 }
 
-/// Whether a query failed because the connection to Postgres was lost (a restart, a failover, a
-/// network cut) rather than because of the query: callers answer 503, not 500. Without a
-/// SQLSTATE diesel-async reports `UnableToSendCommand`; a server shutting down sends 57P01
-/// (`terminating connection due to administrator command`).
-pub fn connection_lost(error: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match error {
-        Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _,
-        )
-        | Error::BrokenTransactionManager => true,
-        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            let message = info.message();
-            message.starts_with("terminating connection")
-                || message.starts_with("the database system is")
-        }
-        _ => false,
-    }
-}
+/// Answered 503 by `ApiError`, so it lives with it in sb-platform (which cannot depend on sb-db).
+pub use sb_platform::error::db::connection_lost;
 
 #[cfg(test)]
 mod tests {

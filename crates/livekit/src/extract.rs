@@ -6,8 +6,8 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use livekit_protocol::WebhookEvent;
-use sb_platform::Problem;
 use sb_platform::error::StatusCode;
+use sb_platform::{Code, Problem};
 
 use crate::webhook::{MAX_WEBHOOK_BYTES, WebhookVerifier};
 
@@ -20,18 +20,18 @@ pub struct RejectedWebhooks(pub prometheus::IntCounter);
 pub struct SignedWebhook(pub WebhookEvent);
 
 fn refused() -> Problem {
-    Problem::new(StatusCode::FORBIDDEN, "invalid_signature")
+    Problem::new(Code::InvalidSignature)
         .with_detail("the webhook signature is missing or does not match the body")
 }
 
 fn too_large() -> Problem {
-    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").with_detail(format!(
+    Problem::new(Code::PayloadTooLarge).with_detail(format!(
         "a webhook body is at most {MAX_WEBHOOK_BYTES} bytes"
     ))
 }
 
 fn unsupported_media_type() -> Problem {
-    Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    Problem::new(Code::UnsupportedMediaType)
         .with_detail("expected Content-Type: application/webhook+json")
 }
 

@@ -42,15 +42,13 @@ impl LiveKitError {
 
     /// What a client is told: 503 `livekit_unavailable` (retry) or 502 `livekit_error`.
     pub fn problem(&self) -> sb_platform::Problem {
-        use sb_platform::Problem;
-        use sb_platform::error::StatusCode;
+        use sb_platform::{Code, Problem};
         if self.is_unavailable() {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "livekit_unavailable")
+            Problem::new(Code::LivekitUnavailable)
                 .with_detail("the media server is temporarily unavailable, retry shortly")
                 .with_retry_after(2)
         } else {
-            Problem::new(StatusCode::BAD_GATEWAY, "livekit_error")
-                .with_detail("the media server refused the request")
+            Problem::new(Code::LivekitError).with_detail("the media server refused the request")
         }
     }
 }

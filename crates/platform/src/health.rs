@@ -111,10 +111,7 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> Result<HttpResponse, Pro
     }
     let failed = report.failed().join(", ");
     tracing::warn!(failed = %failed, "not ready");
-    Err(Problem::new(
-        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
-    )
-    .with_detail(format!("not ready: {failed} unreachable"))
-    .with_extension("checks", report.checks_json()))
+    Err(Problem::new(crate::Code::NotReady)
+        .with_detail(format!("not ready: {failed} unreachable"))
+        .with_extension("checks", report.checks_json()))
 }

@@ -1,6 +1,7 @@
 //! Service bootstrap shared by every Switchboard service: configuration, tracing, metrics,
 //! health and readiness, problem+json errors, the HTTP application and graceful shutdown.
 
+pub mod codes;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -12,7 +13,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{ConfigError, Env, ProcessEnv};
-pub use error::Problem;
+pub use error::{ApiError, ApiErrorExt, Code, EventCode, Problem};
 pub use health::{Readiness, ReadinessProbe};
 pub use metrics::Metrics;
 pub use server::{Application, ServiceSpec};

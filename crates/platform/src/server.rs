@@ -15,7 +15,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::HttpConfig;
-use crate::error::Problem;
+use crate::error::{Code, Problem};
 use crate::health::{self, Readiness};
 use crate::metrics::{self, Metrics};
 use crate::telemetry::{self, RequestSpan};
@@ -201,27 +201,21 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, Problem>
     )))
 }
 
+/// Services parse bodies and queries with `crate::request`; should a route take actix's
+/// `web::Json` or `web::Query` all the same, it answers the same codes.
 fn json_config(limit: usize) -> web::JsonConfig {
     use actix_web::error::JsonPayloadError;
     web::JsonConfig::default()
         .limit(limit)
         .error_handler(|error, _req| {
             let problem = match &error {
-                JsonPayloadError::ContentType => Problem::new(
-                    actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                )
-                .with_detail("expected Content-Type: application/json"),
+                JsonPayloadError::ContentType => crate::request::not_json(),
                 JsonPayloadError::Overflow { limit }
-                | JsonPayloadError::OverflowKnownLength { limit, .. } => Problem::new(
-                    actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                )
-                .with_detail(format!("body is larger than {limit} bytes")),
-                JsonPayloadError::Deserialize(e) => {
-                    Problem::bad_request("invalid_body", e.to_string())
+                | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+                    Problem::new(Code::PayloadTooLarge)
+                        .with_detail(format!("body is larger than {limit} bytes"))
                 }
-                other => Problem::bad_request("invalid_body", other.to_string()),
+                other => crate::request::invalid_field("body", other),
             };
             problem.into()
         })
@@ -229,14 +223,15 @@ fn json_config(limit: usize) -> web::JsonConfig {
 
 fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|error, _req| {
-        Problem::bad_request("invalid_path_parameter", error.to_string()).into()
+        Problem::new(Code::InvalidPathParameter)
+            .with_detail(error.to_string())
+            .into()
     })
 }
 
 fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|error, _req| {
-        Problem::bad_request("invalid_query", error.to_string()).into()
-    })
+    web::QueryConfig::default()
+        .error_handler(|error, _req| crate::request::invalid_field("query", error).into())
 }
 
 /// The OpenAPI document of a service: its title and description, and the `bearer` (JWT)

@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, web};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sb_platform::config::HttpConfig;
+use sb_platform::request::{JsonBody, OptionalJson};
 use sb_platform::{Application, Metrics, Problem, Readiness, ReadinessProbe, ServiceSpec};
 use serde_json::Value;
 
@@ -48,10 +49,16 @@ impl ReadinessProbe for Hangs {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default)]
 struct Body {
     #[expect(dead_code, reason = "only its presence in the JSON matters")]
     name: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Raw {
+    #[expect(dead_code, reason = "only whether it parses matters")]
+    n: u32,
 }
 
 struct Harness {
@@ -96,7 +103,19 @@ fn start(probes_hang: bool) -> Result<Harness> {
         );
         cfg.route(
             "/things",
+            web::post().to(|_: JsonBody<Body>| async { HttpResponse::Created().finish() }),
+        );
+        cfg.route(
+            "/raw",
             web::post().to(|_: web::Json<Body>| async { HttpResponse::Created().finish() }),
+        );
+        cfg.route(
+            "/raw",
+            web::get().to(|_: web::Query<Raw>| async { HttpResponse::Ok().finish() }),
+        );
+        cfg.route(
+            "/things/optional",
+            web::post().to(|_: OptionalJson<Body>| async { HttpResponse::Created().finish() }),
         );
         cfg.route(
             "/boom",
@@ -257,7 +276,7 @@ async fn bad_input_answers_problem_json_with_stable_codes() -> Result {
                 .header("content-type", "application/json")
                 .body("{not json"),
             400,
-            "invalid_body",
+            "invalid_field",
         ),
         (
             h.client
@@ -265,7 +284,7 @@ async fn bad_input_answers_problem_json_with_stable_codes() -> Result {
                 .header("content-type", "application/json")
                 .body("{}"),
             400,
-            "invalid_body",
+            "invalid_field",
         ),
         (
             h.client
@@ -285,6 +304,124 @@ async fn bad_input_answers_problem_json_with_stable_codes() -> Result {
         ),
     ];
     for (request, status, code) in cases {
+        let response = request.send().await?;
+        assert_eq!(response.status(), status, "{code}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{code}"
+        );
+        let body: Value = response.json().await?;
+        assert_eq!(body["code"], code, "{body}");
+        assert_eq!(body["status"], status);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_routes_take_only_json_bodies() -> Result {
+    let h = start(false)?;
+    let post = |path: &str, content_type: Option<&str>, body: &'static str| {
+        let request = h.client.post(h.url(path)).body(body);
+        match content_type {
+            Some(value) => request.header("content-type", value),
+            None => request,
+        }
+    };
+    let name = r#"{"name":"a"}"#;
+    let cases = [
+        (post("/things", Some("application/json"), name), 201),
+        (
+            post("/things", Some("application/json; charset=utf-8"), name),
+            201,
+        ),
+        (post("/things", Some("Application/JSON"), name), 201),
+        (
+            post("/things", Some("application/merge-patch+json"), name),
+            201,
+        ),
+        (post("/things", Some("text/plain"), name), 415),
+        (
+            post(
+                "/things",
+                Some("application/x-www-form-urlencoded"),
+                "name=a",
+            ),
+            415,
+        ),
+        (
+            post("/things", Some("multipart/form-data; boundary=x"), name),
+            415,
+        ),
+        (post("/things", Some("application/jsonx"), name), 415),
+        (post("/things", None, name), 415),
+        (post("/things/optional", None, ""), 201),
+        (post("/things/optional", Some("application/json"), ""), 201),
+        (
+            post("/things/optional", Some("application/json"), name),
+            201,
+        ),
+        (post("/things/optional", None, name), 415),
+        (post("/things/optional", Some("text/plain"), name), 415),
+        (
+            post(
+                "/things/optional",
+                Some("application/x-www-form-urlencoded"),
+                "",
+            ),
+            415,
+        ),
+    ];
+    for (i, (request, status)) in cases.into_iter().enumerate() {
+        let response = request.send().await?;
+        assert_eq!(response.status(), status, "case {i}");
+        if status == 415 {
+            let body: Value = response.json().await?;
+            assert_eq!(body["code"], "unsupported_media_type", "case {i}: {body}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_field_is_named() -> Result {
+    let h = start(false)?;
+    let response = h
+        .client
+        .post(h.url("/things"))
+        .header("content-type", "application/json")
+        .body(r#"{"name":3}"#)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await?;
+    assert_eq!(body["code"], "invalid_field", "{body}");
+    assert_eq!(body["field"], "name", "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn actix_extractors_answer_the_same_codes() -> Result {
+    let h = start(false)?;
+    for (request, status, code) in [
+        (
+            h.client
+                .post(h.url("/raw"))
+                .header("content-type", "text/plain")
+                .body("{}"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            h.client
+                .post(h.url("/raw"))
+                .header("content-type", "application/json")
+                .body("{}"),
+            400,
+            "invalid_field",
+        ),
+        (h.client.get(h.url("/raw?n=x")), 400, "invalid_field"),
+    ] {
         let response = request.send().await?;
         assert_eq!(response.status(), status, "{code}");
         assert_eq!(

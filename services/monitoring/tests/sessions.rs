@@ -500,3 +500,30 @@ async fn offline_reps_expired_tokens_and_livekit_outages() -> Result {
     let _: &Value = &reps;
     Ok(())
 }
+
+#[tokio::test]
+async fn settings_take_only_a_json_body() -> Result {
+    let monitoring = TestMonitoring::spawn().await?;
+    let ceo = User::new(Uuid::now_v7(), Role::Ceo);
+    let body = json!({"notifyRep": true, "allowCoach": true, "allowBarge": false, "maxSupervisorsPerRep": 1})
+        .to_string();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let (status, answer) = monitoring
+            .app
+            .send(
+                monitoring
+                    .app
+                    .client
+                    .put(monitoring.app.url("/monitoring/settings"))
+                    .header("Content-Type", content_type)
+                    .body(body.clone()),
+                Some(&monitoring.token(&ceo)),
+            )
+            .await?;
+        assert_eq!(status, 415, "{content_type}: {answer}");
+        assert_eq!(answer["code"], "unsupported_media_type", "{answer}");
+    }
+    let (_, settings) = monitoring.get_json(&ceo, "/monitoring/settings").await?;
+    assert_eq!(settings["notifyRep"], false, "nothing was changed");
+    Ok(())
+}

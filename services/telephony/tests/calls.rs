@@ -218,6 +218,35 @@ async fn numbers_are_validated_with_a_phone_number_library() -> Result {
 }
 
 #[tokio::test]
+async fn initiate_takes_only_a_json_body() -> Result {
+    let telephony = TestTelephony::spawn().await?;
+    let (_, rep) = org_with_rep(&telephony).await?;
+    let body = json!({"from": FROM, "to": TO}).to_string();
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let response = telephony
+            .app
+            .post("/api/calls/initiate")
+            .bearer_auth(telephony.token(&rep))
+            .header("Content-Type", content_type)
+            .body(body.clone())
+            .send()
+            .await?;
+        assert_eq!(response.status(), 415, "{content_type}");
+        let answer: Value = response.json().await?;
+        assert_eq!(answer["code"], "unsupported_media_type", "{answer}");
+    }
+    assert!(
+        telephony.twilio.requests().is_empty(),
+        "Twilio was never asked"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn from_must_be_one_of_the_callers_numbers() -> Result {
     let telephony = TestTelephony::spawn().await?;
     let (ceo, rep) = org_with_rep(&telephony).await?;

@@ -1,92 +1,28 @@
-//! The video service's errors and how each answers: `application/problem+json` with a stable code.
+//! The video service's errors: the shared ones, plus what only video answers (LiveKit, guest
+//! links, things LiveKit does not know).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use sb_livekit::LiveKitError;
-use sb_platform::Problem;
-use sb_platform::error::error_chain;
+use sb_platform::{ApiError, Code, Problem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
-    /// Missing, or another org's: both answer 404 so ids cannot be probed across tenants.
-    #[error("{0} not found")]
-    NotFound(&'static str),
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// Something LiveKit does not know (a participant not connected, a track not published):
     /// 404 with a `code` saying what, since the call itself exists.
     #[error("{code}: {detail}")]
-    Absent { code: &'static str, detail: String },
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// A request field is malformed; `field` is its JSON name.
-    #[error("invalid {field}: {detail}")]
-    Invalid { field: &'static str, detail: String },
-    /// The request is valid but conflicts with the object's state (e.g. stopping a finished call).
-    #[error("{code}: {detail}")]
-    Conflict { code: &'static str, detail: String },
-    /// A guest link that is invalid, expired or not yet open.
+    Absent { code: Code, detail: String },
+    /// A guest link that is invalid, expired or not yet open: 401.
     #[error("guest link refused ({code})")]
-    GuestLink { code: &'static str, detail: String },
+    GuestLink { code: Code, detail: String },
     /// LiveKit unreachable (503) or refusing (502).
     #[error("LiveKit: {0}")]
     LiveKit(#[source] LiveKitError),
-    #[error("the database is unavailable: {0}")]
-    DatabaseUnavailable(String),
-    #[error("database error: {0}")]
-    Database(#[from] diesel::result::Error),
-    /// A request the platform's parsers refused (a named field, a body too large).
-    #[error("{0}")]
-    Request(Box<Problem>),
-    #[error("{}", error_chain(.0.as_ref()))]
-    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl VideoError {
-    pub fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            detail: detail.into(),
-        }
-    }
-
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            detail: detail.into(),
-        }
-    }
-
-    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self::Internal(cause.into())
-    }
-
-    fn problem(&self) -> Problem {
-        match self {
-            Self::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found")
-                .with_detail(format!("{what} not found")),
-            Self::Absent { code, detail } => {
-                Problem::new(StatusCode::NOT_FOUND, *code).with_detail(detail.clone())
-            }
-            Self::Forbidden(detail) => Problem::forbidden(detail.clone()),
-            Self::Invalid { field, detail } => sb_platform::request::invalid_field(field, detail),
-            Self::Conflict { code, detail } => Problem::conflict(*code, detail.clone()),
-            Self::GuestLink { code, detail } => Problem::unauthorized(*code, detail.clone()),
-            Self::LiveKit(error) => error.problem(),
-            Self::DatabaseUnavailable(_) => database_unavailable(),
-            // A query cut by a lost connection is an outage, not a bug: 503 like the pool's.
-            Self::Database(error) if sb_db::connection_lost(error) => database_unavailable(),
-            Self::Request(problem) => Problem::new(problem.status(), problem.code().to_owned()),
-            Self::Database(_) | Self::Internal(_) => {
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
-        }
-    }
-}
-
-impl From<Problem> for VideoError {
-    fn from(problem: Problem) -> Self {
-        Self::Request(Box::new(problem))
-    }
-}
+sb_platform::wraps_api_error!(VideoError);
 
 impl From<LiveKitError> for VideoError {
     fn from(error: LiveKitError) -> Self {
@@ -94,30 +30,27 @@ impl From<LiveKitError> for VideoError {
     }
 }
 
-impl From<sb_db::diesel_async::pooled_connection::deadpool::PoolError> for VideoError {
-    fn from(error: sb_db::diesel_async::pooled_connection::deadpool::PoolError) -> Self {
-        Self::DatabaseUnavailable(error.to_string())
+impl VideoError {
+    fn problem(&self) -> Problem {
+        match self {
+            Self::Api(error) => error.problem(),
+            Self::Absent { code, detail } => Problem::new(*code)
+                .with_status(StatusCode::NOT_FOUND)
+                .with_detail(detail.clone()),
+            Self::GuestLink { code, detail } => Problem::new(*code)
+                .with_status(StatusCode::UNAUTHORIZED)
+                .with_detail(detail.clone()),
+            Self::LiveKit(error) => error.problem(),
+        }
     }
 }
 
 impl ResponseError for VideoError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Request(problem) => problem.status(),
-            other => other.problem().status(),
-        }
+        self.problem().status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        match self {
-            Self::Request(problem) => problem.error_response(),
-            other => other.problem().error_response(),
-        }
+        self.problem().error_response()
     }
-}
-
-fn database_unavailable() -> Problem {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
-        .with_detail("the database is temporarily unavailable, retry shortly")
-        .with_retry_after(1)
 }

@@ -5,7 +5,7 @@ mod common;
 use common::{TestAppointment, TestVideo, User};
 use sb_auth::Role;
 use sb_testkit::Result;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 #[tokio::test]
@@ -212,6 +212,41 @@ async fn bad_bodies_and_queries_are_400_naming_the_field() -> Result {
         assert_eq!(status, 400, "{query}: {answer}");
         assert_eq!(answer["field"], field, "{query}: {answer}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn join_takes_only_a_json_body() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let appointment = TestAppointment::new(org, closer.id);
+    video.appointment(&appointment).await?;
+    let path = format!("/calls/appointments/{}/join", appointment.id);
+    let body = json!({"displayName": "Ada"}).to_string();
+    let send = |content_type: &'static str, body: String| {
+        video
+            .app
+            .post(&path)
+            .bearer_auth(video.token(&closer))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+    for (content_type, body) in [
+        ("text/plain", body.clone()),
+        (
+            "application/x-www-form-urlencoded",
+            "displayName=Ada".to_owned(),
+        ),
+    ] {
+        let response = send(content_type, body).await?;
+        assert_eq!(response.status(), 415, "{content_type}");
+        let answer: Value = response.json().await?;
+        assert_eq!(answer["code"], "unsupported_media_type", "{answer}");
+    }
+    let response = send("application/json; charset=utf-8", body).await?;
+    assert_eq!(response.status(), 200);
     Ok(())
 }
 

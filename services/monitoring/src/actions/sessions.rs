@@ -10,6 +10,8 @@ use sb_events::proto::{
     MonitoringSessionModeChanged, MonitoringSessionStarted, MonitoringSessionStopped,
 };
 use sb_livekit::{ParticipantToken, Preset};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::actions::presence;
@@ -57,7 +59,7 @@ fn require_supervisor(principal: &Principal) -> Result<(), MonitoringError> {
         Ok(())
     } else {
         Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "only supervisors (ADMIN, CEO, DIRECTOR, MANAGER) may monitor",
         ))
     }
@@ -72,7 +74,7 @@ pub async fn rep_in_scope(
     reps::find(conn, rep_id)
         .await?
         .filter(|rep| can_monitor(principal, rep))
-        .ok_or(MonitoringError::NotFound("rep"))
+        .ok_or(MonitoringError::not_found("rep"))
 }
 
 /// The session if `principal` may act on it: its supervisor, or a leader of the org (CEO,
@@ -86,10 +88,10 @@ async fn session_for(
     require_supervisor(principal)?;
     let session = sessions::find(conn, id)
         .await?
-        .ok_or(MonitoringError::NotFound("session"))?;
+        .ok_or(MonitoringError::not_found("session"))?;
     let rep = rep_in_scope(conn, principal, session.rep_id)
         .await
-        .map_err(|_| MonitoringError::NotFound("session"))?;
+        .map_err(|_| MonitoringError::not_found("session"))?;
     let own = session.supervisor_id == principal.user_id.as_uuid();
     let leader = matches!(principal.role, Role::Admin | Role::Ceo | Role::Director);
     if own || leader {
@@ -97,7 +99,7 @@ async fn session_for(
         Ok(session)
     } else {
         Err(MonitoringError::forbidden(
-            "not_your_session",
+            Code::NotYourSession,
             "another supervisor's session",
         ))
     }
@@ -183,11 +185,11 @@ pub async fn start(
             rep_in_scope(conn, principal, rep_id).await?;
             let rep = reps::lock(conn, rep_id)
                 .await?
-                .ok_or(MonitoringError::NotFound("rep"))?;
+                .ok_or(MonitoringError::not_found("rep"))?;
             let settings = settings::of_org(conn, rep.org_id).await?;
             if !rep.publishing {
                 return Err(MonitoringError::conflict(
-                    "rep_offline",
+                    Code::RepOffline,
                     "the rep is not connected with their microphone on",
                 ));
             }
@@ -200,7 +202,7 @@ pub async fn start(
             let open = sessions::open_of_rep(conn, rep_id).await?;
             if open.len() >= usize::try_from(settings.max_supervisors_per_rep).unwrap_or(1) {
                 return Err(MonitoringError::conflict(
-                    "too_many_supervisors",
+                    Code::TooManySupervisors,
                     format!(
                         "{} supervisor(s) already monitor this rep (the org allows {})",
                         open.len(),
@@ -270,7 +272,7 @@ pub async fn renew(
     let session = session_for(&mut conn, principal, id).await?;
     if session.supervisor_id != principal.user_id.as_uuid() {
         return Err(MonitoringError::forbidden(
-            "not_your_session",
+            Code::NotYourSession,
             "only the session's supervisor may renew its token",
         ));
     }
@@ -282,7 +284,7 @@ pub async fn renew(
             let session = sessions::lock(conn, id).await?;
             if session.status == SessionStatus::Stopped.as_str() {
                 return Err(MonitoringError::conflict(
-                    "session_stopped",
+                    Code::SessionStopped,
                     "the session has stopped",
                 ));
             }
@@ -353,7 +355,7 @@ pub async fn set_paused(
     };
     if session.status != from.as_str() {
         return Err(MonitoringError::conflict(
-            "invalid_transition",
+            Code::InvalidTransition,
             format!("the session is {}, not {}", session.status, from.as_str()),
         ));
     }
@@ -372,7 +374,7 @@ pub async fn set_paused(
             let session = sessions::lock(conn, id).await?;
             if session.status != from.as_str() {
                 return Err(MonitoringError::conflict(
-                    "invalid_transition",
+                    Code::InvalidTransition,
                     "the session changed meanwhile",
                 ));
             }
@@ -413,13 +415,13 @@ pub async fn set_mode(
     };
     if !allowed {
         return Err(MonitoringError::forbidden(
-            "mode_not_allowed",
+            Code::ModeNotAllowed,
             format!("the organisation does not allow {} mode", mode.as_str()),
         ));
     }
     if session.status != SessionStatus::Active.as_str() {
         return Err(MonitoringError::conflict(
-            "session_not_active",
+            Code::SessionNotActive,
             format!("the session is {}", session.status),
         ));
     }
@@ -499,7 +501,7 @@ pub async fn stop(
     }
     sessions::find(&mut conn, id)
         .await?
-        .ok_or(MonitoringError::NotFound("session"))
+        .ok_or(MonitoringError::not_found("session"))
 }
 
 /// Takes the supervisor out of the rep's room once their session stopped. Best effort: a

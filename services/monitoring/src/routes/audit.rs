@@ -2,6 +2,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use sb_auth::{Principal, Role};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use sb_platform::request::Query;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -35,7 +37,7 @@ async fn list_audit(
 ) -> Result<HttpResponse, MonitoringError> {
     if !matches!(principal.role, Role::Admin | Role::Ceo | Role::Director) {
         return Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "the monitoring audit is for CEO, DIRECTOR and ADMIN",
         ));
     }

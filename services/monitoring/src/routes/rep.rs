@@ -4,6 +4,8 @@ use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::{Principal, Role};
 use sb_livekit::{Preset, RoomOptions};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -22,7 +24,7 @@ fn require_rep(principal: &Principal) -> Result<(), MonitoringError> {
         Ok(())
     } else {
         Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "only sales reps (CLOSER, SETTER) publish to a monitoring room",
         ))
     }

@@ -3,6 +3,8 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::{Principal, Role};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use sb_platform::request::{JsonBody, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -102,7 +104,8 @@ pub struct StartBody {
         (status = 200, body = SessionConnection, description = "This supervisor's open session on the rep, with a fresh token"),
         (status = 403, description = "Not a supervisor", content_type = "application/problem+json"),
         (status = 404, description = "Rep unknown or outside the caller's scope", content_type = "application/problem+json"),
-        (status = 409, description = "`rep_offline` or `too_many_supervisors`", content_type = "application/problem+json")),
+        (status = 409, description = "`rep_offline` or `too_many_supervisors`", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/monitoring/sessions")]
 async fn start_session(
@@ -143,7 +146,7 @@ async fn list_sessions(
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
         return Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "only supervisors list sessions",
         ));
     }
@@ -191,17 +194,17 @@ async fn get_session(
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
         return Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "only supervisors see sessions",
         ));
     }
     let mut conn = state.conn().await?;
     let session = sessions::find(&mut conn, path.into_inner())
         .await?
-        .ok_or(MonitoringError::NotFound("session"))?;
+        .ok_or(MonitoringError::not_found("session"))?;
     actions::rep_in_scope(&mut conn, &principal, session.rep_id)
         .await
-        .map_err(|_| MonitoringError::NotFound("session"))?;
+        .map_err(|_| MonitoringError::not_found("session"))?;
     Ok(HttpResponse::Ok().json(SessionView::from(session)))
 }
 
@@ -286,6 +289,7 @@ pub struct ModeBody {
         (status = 200, body = SessionView),
         (status = 403, description = "`mode_not_allowed` by the org's policy", content_type = "application/problem+json"),
         (status = 409, description = "`session_not_active`", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
         (status = 503, description = "LiveKit unavailable: nothing changed", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/monitoring/sessions/{id}/mode")]

@@ -2,6 +2,8 @@
 
 use actix_web::{HttpResponse, get, put, web};
 use sb_auth::{Principal, Role};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use sb_platform::request::JsonBody;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -42,7 +44,7 @@ fn require_leader(principal: &Principal) -> Result<(), MonitoringError> {
         Ok(())
     } else {
         Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "the monitoring policy is for CEO, DIRECTOR and ADMIN",
         ))
     }
@@ -66,7 +68,8 @@ async fn get_settings(
 /// `PUT /monitoring/settings`
 #[utoipa::path(put, path = "/monitoring/settings", tag = "settings",
     request_body = SettingsBody,
-    responses((status = 200, body = SettingsBody), (status = 400, content_type = "application/problem+json"), (status = 403, content_type = "application/problem+json")),
+    responses((status = 200, body = SettingsBody), (status = 400, content_type = "application/problem+json"), (status = 403, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[put("/monitoring/settings")]
 async fn put_settings(

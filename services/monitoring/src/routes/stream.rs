@@ -3,6 +3,9 @@
 //! the stream subscribes to the service's own events on NATS (published through the outbox), so
 //! it works whichever instance made the change.
 
+use sb_platform::ApiError;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -109,16 +112,15 @@ async fn live_stream(
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
         return Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "only supervisors follow reps live",
         ));
     }
     let subject = state.namespace.subject("sb.monitoring.>");
-    let mut subscriber = state
-        .nats
-        .subscribe(subject)
-        .await
-        .map_err(|e| MonitoringError::DatabaseUnavailable(format!("NATS: {e}")))?;
+    let mut subscriber =
+        state.nats.subscribe(subject).await.map_err(|e| {
+            MonitoringError::from(ApiError::DatabaseUnavailable(format!("NATS: {e}")))
+        })?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
     let state = state.into_inner();
     let keepalive = state.config.stream_keepalive;

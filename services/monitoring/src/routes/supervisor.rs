@@ -3,6 +3,8 @@
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -87,7 +89,7 @@ async fn list_reps(
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
         return Err(MonitoringError::forbidden(
-            "forbidden",
+            Code::Forbidden,
             "only supervisors (ADMIN, CEO, DIRECTOR, MANAGER) see reps",
         ));
     }

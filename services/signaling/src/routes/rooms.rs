@@ -13,6 +13,7 @@ use crate::actions;
 use crate::error::SignalingError;
 use crate::state::AppState;
 use crate::store::{self, Room};
+use sb_platform::ApiErrorExt as _;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     cfg.service(get_room).service(create_room);
@@ -101,7 +102,7 @@ async fn visible_appointment(
 ) -> Result<Appointment, SignalingError> {
     match store::appointment(conn, id).await? {
         Some(appointment) if actions::may_access(principal, &appointment) => Ok(appointment),
-        _ => Err(SignalingError::NotFound("appointment")),
+        _ => Err(SignalingError::not_found("appointment")),
     }
 }
 
@@ -122,7 +123,7 @@ async fn get_room(
     let appointment = visible_appointment(&mut conn, &principal, path.into_inner()).await?;
     let room = store::by_appointment(&mut conn, appointment.id)
         .await?
-        .ok_or(SignalingError::NotFound("room"))?;
+        .ok_or(SignalingError::not_found("room"))?;
     Ok(web::Json(view(room, &appointment)))
 }
 

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 use sb_auth::Principal;
+use sb_platform::EventCode;
 use sb_socketio::{
     Ack, ConnectContext, ConnectError, DisconnectReason, Namespace, Socket, SocketData, SocketIo,
 };
@@ -106,12 +107,12 @@ fn token(ctx: &ConnectContext<'_>) -> Option<String> {
 /// (`{ok: false, code, error}`).
 #[derive(Debug)]
 struct EventError {
-    code: &'static str,
+    code: EventCode,
     message: String,
 }
 
 impl EventError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: EventCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -120,12 +121,12 @@ impl EventError {
 
     /// The payload is not what the event needs.
     fn invalid(message: impl Into<String>) -> Self {
-        Self::new("invalid_payload", message)
+        Self::new(EventCode::InvalidPayload, message)
     }
 
     /// The database is away: the client should retry (what a 503 is to HTTP).
     fn unavailable(message: impl Into<String>) -> Self {
-        Self::new("unavailable", message)
+        Self::new(EventCode::Unavailable, message)
     }
 }
 
@@ -178,10 +179,10 @@ impl Namespace for VideoCall {
                 Err(EventError { code, message }) => {
                     socket.emit(
                         "error",
-                        &[json!({"event": event, "code": code, "message": message})],
+                        &[json!({"event": event, "code": code.as_str(), "message": message})],
                     );
                     if let Some(ack) = ack {
-                        ack.send(&[json!({"ok": false, "code": code, "error": message})]);
+                        ack.send(&[json!({"ok": false, "code": code.as_str(), "error": message})]);
                     }
                 }
             }
@@ -213,14 +214,17 @@ impl VideoCall {
         else {
             return Err(EventError::invalid("roomId must be a string"));
         };
-        let me = member(socket).ok_or(EventError::new("unauthorized", "not authenticated"))?;
+        let me = member(socket).ok_or(EventError::new(
+            EventCode::Unauthorized,
+            "not authenticated",
+        ))?;
         if event == "join-room" {
             return self.join(socket, me, &room).await;
         }
         let joined = lock(&me.rooms).contains_key(&room);
         if !joined {
             return Err(EventError::new(
-                "not_in_room",
+                EventCode::NotInRoom,
                 format!("not in room {room}"),
             ));
         }
@@ -300,7 +304,7 @@ impl VideoCall {
             }
             other => {
                 return Err(EventError::new(
-                    "unknown_event",
+                    EventCode::UnknownEvent,
                     format!("unknown event {other}"),
                 ));
             }
@@ -317,16 +321,21 @@ impl VideoCall {
         let room = store::by_room_id(&mut conn, room_id)
             .await
             .map_err(|e| unavailable(e.into()))?
-            .ok_or_else(|| EventError::new("not_found", format!("room {room_id} not found")))?;
+            .ok_or_else(|| {
+                EventError::new(EventCode::NotFound, format!("room {room_id} not found"))
+            })?;
         if RoomStatus::parse(&room.status) == RoomStatus::Ended {
-            return Err(EventError::new("call_ended", "the call has ended"));
+            return Err(EventError::new(EventCode::CallEnded, "the call has ended"));
         }
         let appointment = store::appointment(&mut conn, room.appointment_id)
             .await
             .map_err(|e| unavailable(e.into()))?
             .filter(|a| actions::may_access(&me.principal, a))
             .ok_or_else(|| {
-                EventError::new("forbidden", format!("not allowed to join room {room_id}"))
+                EventError::new(
+                    EventCode::Forbidden,
+                    format!("not allowed to join room {room_id}"),
+                )
             })?;
         drop(conn);
         let side = actions::side(me.principal.user_id.as_uuid(), &appointment);

@@ -2,6 +2,8 @@
 
 use diesel_async::AsyncPgConnection;
 use sb_auth::{Principal, Role};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::error::TelephonyError;
@@ -17,7 +19,8 @@ pub fn org_of(principal: &Principal, requested: Option<Uuid>) -> Result<Uuid, Te
     match requested {
         Some(org) if principal.role == Role::Admin => Ok(org),
         Some(org) if org == principal.org_id.as_uuid() => Ok(org),
-        Some(_) => Err(TelephonyError::Forbidden(
+        Some(_) => Err(TelephonyError::forbidden(
+            Code::Forbidden,
             "only ADMIN may act on another organisation".to_owned(),
         )),
         None => Ok(principal.org_id.as_uuid()),
@@ -49,9 +52,10 @@ pub async fn call(
     let call = calls::find(conn, id)
         .await?
         .filter(|c| principal.role == Role::Admin || c.org_id == principal.org_id.as_uuid())
-        .ok_or(TelephonyError::NotFound("call"))?;
+        .ok_or(TelephonyError::not_found("call"))?;
     if !scope(principal, call.org_id).contains(&call) {
-        return Err(TelephonyError::Forbidden(
+        return Err(TelephonyError::forbidden(
+            Code::Forbidden,
             "this call is neither yours nor your teams'".to_owned(),
         ));
     }

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::policy::{self, AppointmentAccess};
 use sb_auth::{Principal, Role};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::actions::{events, status};
@@ -38,7 +40,7 @@ fn caller_device(number: &PhoneNumber, user: Uuid) -> Result<String, TelephonyEr
     }
     number.forward_to.clone().ok_or_else(|| {
         TelephonyError::conflict(
-            "no_device",
+            Code::NoDevice,
             "this number rings neither an app nor a forward number: ask an admin to set one",
         )
     })
@@ -52,7 +54,7 @@ async fn check_appointment(
     let appointment = sb_db::models::find_appointment_any_org(conn, id)
         .await?
         .filter(|a| principal.role == Role::Admin || a.org_id == principal.org_id.as_uuid())
-        .ok_or(TelephonyError::NotFound("appointment"))?;
+        .ok_or(TelephonyError::not_found("appointment"))?;
     let access = AppointmentAccess {
         org_id: appointment.org_id.into(),
         team_id: appointment.team_id.map(Into::into),
@@ -63,7 +65,8 @@ async fn check_appointment(
     if policy::can_access_appointment(principal, &access) {
         Ok(())
     } else {
-        Err(TelephonyError::Forbidden(
+        Err(TelephonyError::forbidden(
+            Code::Forbidden,
             "your role does not give access to this appointment".to_owned(),
         ))
     }
@@ -160,7 +163,7 @@ pub async fn initiate(
             calls::set_sid(&mut conn, call.id, &resource.sid).await?;
             calls::find(&mut conn, call.id)
                 .await?
-                .ok_or(TelephonyError::NotFound("call"))
+                .ok_or(TelephonyError::not_found("call"))
         }
         Ok(resource) => {
             let error = TwilioError::Unavailable(format!("unexpected CallSid {:?}", resource.sid));

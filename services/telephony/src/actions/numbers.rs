@@ -2,6 +2,8 @@
 
 use diesel_async::AsyncConnection;
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::actions::access;
@@ -14,7 +16,8 @@ fn require_admin(principal: &Principal) -> Result<(), TelephonyError> {
     if access::is_number_admin(principal) {
         Ok(())
     } else {
-        Err(TelephonyError::Forbidden(
+        Err(TelephonyError::forbidden(
+            Code::Forbidden,
             "only CEO, DIRECTOR or ADMIN manage phone numbers".to_owned(),
         ))
     }
@@ -33,33 +36,31 @@ pub async fn put(
     let org = access::org_of(principal, org)?;
     let mut conn = state.conn().await?;
     let settings = &settings;
-    let result = state
+    state
         .outbox
         .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
             match numbers::lock(conn, e164.as_str()).await? {
                 Some(existing) if existing.org_id != org => Err(TelephonyError::conflict(
-                    "number_taken",
+                    Code::NumberTaken,
                     "this number belongs to another organisation",
                 )),
                 Some(existing) => Ok((numbers::update(conn, existing.id, settings).await?, false)),
-                None => Ok((
-                    numbers::insert(conn, org, e164.as_str(), settings).await?,
-                    true,
-                )),
+                None => match numbers::insert(conn, org, e164.as_str(), settings).await {
+                    Ok(number) => Ok((number, true)),
+                    // Two first PUTs of one number at once: the loser's insert hits the unique
+                    // index.
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => Err(TelephonyError::conflict(
+                        Code::ConcurrentUpdate,
+                        "the number was created at the same time, retry",
+                    )),
+                    Err(error) => Err(error.into()),
+                },
             }
         }))
-        .await;
-    match result {
-        // Two first PUTs of one number at once: the loser's insert hits the unique index.
-        Err(TelephonyError::Database(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        ))) => Err(TelephonyError::conflict(
-            "concurrent_update",
-            "the number was created at the same time, retry",
-        )),
-        other => other,
-    }
+        .await
 }
 
 /// The number if `principal` may read it: org leaders, and its owner. Another org's is 404.
@@ -74,13 +75,14 @@ pub async fn get(
     let number = numbers::find(&mut conn, e164.as_str())
         .await?
         .filter(|n| n.org_id == org)
-        .ok_or(TelephonyError::NotFound("number"))?;
+        .ok_or(TelephonyError::not_found("number"))?;
     if access::is_number_admin(principal)
         || number.owner_user_id == Some(principal.user_id.as_uuid())
     {
         Ok(number)
     } else {
-        Err(TelephonyError::Forbidden(
+        Err(TelephonyError::forbidden(
+            Code::Forbidden,
             "only org leaders and the number's owner see its settings".to_owned(),
         ))
     }
@@ -99,7 +101,7 @@ pub async fn delete(
     let number = numbers::find(&mut conn, e164.as_str())
         .await?
         .filter(|n| n.org_id == org)
-        .ok_or(TelephonyError::NotFound("number"))?;
+        .ok_or(TelephonyError::not_found("number"))?;
     numbers::delete(&mut conn, number.id).await?;
     Ok(())
 }

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::actions::{access, events};
@@ -90,7 +92,8 @@ pub async fn report(
     let mut conn = state.conn().await?;
     let call = access::call(&mut conn, principal, call_id).await?;
     if call.user_id != Some(principal.user_id.as_uuid()) {
-        return Err(TelephonyError::Forbidden(
+        return Err(TelephonyError::forbidden(
+            Code::Forbidden,
             "only the rep on the call reports its quality".to_owned(),
         ));
     }
@@ -109,7 +112,7 @@ pub async fn report(
             let call = calls::lock(conn, call.id).await?;
             if store::count_samples(conn, call.id).await? >= MAX_SAMPLES {
                 return Err(TelephonyError::conflict(
-                    "too_many_samples",
+                    Code::TooManySamples,
                     format!("a call keeps at most {MAX_SAMPLES} samples"),
                 ));
             }

@@ -4,6 +4,7 @@
 
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use sb_platform::ApiErrorExt as _;
 use uuid::Uuid;
 
 use crate::actions::calls::{insert_outbound, twilio_time, valid_call_sid};

@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -14,11 +15,11 @@ use crate::domain::quality::Metrics;
 use crate::domain::status::{CallStatus, Direction};
 use crate::error::TelephonyError;
 use crate::routes::JsonBody;
-use crate::routes::query::Query;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, CallFilter};
 use crate::store::followups;
 use crate::store::recordings::{self, Recording};
+use sb_platform::request::Query;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     cfg.service(initiate)
@@ -63,6 +64,7 @@ pub struct InitiateResponse {
         (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
         (status = 403, description = "`number_not_owned`: `from` is not one of the caller's numbers", content_type = "application/problem+json"),
         (status = 409, description = "`no_device`: the number rings neither an app nor a forward number", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
         (status = 422, description = "`invalid_destination`: Twilio cannot call `to` (21211)", content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`, with Retry-After", content_type = "application/problem+json"),
         (status = 502, description = "`provider_rejected`: another refusal of Twilio's, `twilioCode` says which", content_type = "application/problem+json"),
@@ -238,7 +240,7 @@ async fn list_calls(
     principal: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
-    let query = Query::of(&req)?;
+    let query = Query::parse(&req)?;
     let limit = query.int("limit", 50, 1..=100)?;
     let offset = query.int("offset", 0, 0..=1_000_000)?;
     let direction = query
@@ -409,7 +411,8 @@ pub struct QualitySample {
         (status = 201, body = QualityView, description = "Stored; the call's quality as it now stands"),
         (status = 400, description = "A metric out of range", content_type = "application/problem+json"),
         (status = 403, description = "Only the rep on the call reports its quality", content_type = "application/problem+json"),
-        (status = 404, content_type = "application/problem+json")),
+        (status = 404, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/api/calls/{id}/quality")]
 async fn post_quality(

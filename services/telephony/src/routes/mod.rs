@@ -1,16 +1,14 @@
 //! The route table of the telephony service, one file per resource.
 
-mod body;
 mod calls;
 mod numbers;
-mod query;
 mod twilio_request;
 mod voice;
 mod webhooks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
-pub use body::{JsonBody, OptionalJson};
+pub use sb_platform::request::{JsonBody, OptionalJson};
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     calls::config(cfg);

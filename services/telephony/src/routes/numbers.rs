@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, put, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -12,9 +13,9 @@ use crate::actions;
 use crate::domain::phone::E164;
 use crate::error::TelephonyError;
 use crate::routes::OptionalJson;
-use crate::routes::query::Query;
 use crate::state::AppState;
 use crate::store::numbers::{NumberSettings, PhoneNumber};
+use sb_platform::request::Query;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
     cfg.service(list_numbers)
@@ -176,7 +177,7 @@ async fn list_numbers(
     principal: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
-    let org = Query::of(&req)?.uuid("orgId")?;
+    let org = Query::parse(&req)?.uuid("orgId")?;
     let numbers = actions::numbers::list(&state, &principal, org).await?;
     Ok(HttpResponse::Ok().json(
         numbers
@@ -196,7 +197,8 @@ async fn list_numbers(
         (status = 201, body = NumberView, description = "Created"),
         (status = 400, description = "`invalid_phone_number` or an invalid setting", content_type = "application/problem+json"),
         (status = 403, description = "Only CEO, DIRECTOR, ADMIN", content_type = "application/problem+json"),
-        (status = 409, description = "`number_taken`: another org has this number", content_type = "application/problem+json")),
+        (status = 409, description = "`number_taken`: another org has this number", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[put("/api/numbers/{e164}")]
 async fn put_number(
@@ -207,7 +209,7 @@ async fn put_number(
     OptionalJson(body): OptionalJson<NumberBody>,
 ) -> Result<HttpResponse, TelephonyError> {
     let e164 = number_path(&path)?;
-    let org = Query::of(&req)?.uuid("orgId")?;
+    let org = Query::parse(&req)?.uuid("orgId")?;
     let (number, created) =
         actions::numbers::put(&state, &principal, org, &e164, body.settings()?).await?;
     let mut response = if created {
@@ -234,7 +236,7 @@ async fn get_number(
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let e164 = number_path(&path)?;
-    let org = Query::of(&req)?.uuid("orgId")?;
+    let org = Query::parse(&req)?.uuid("orgId")?;
     let number = actions::numbers::get(&state, &principal, org, &e164).await?;
     Ok(HttpResponse::Ok().json(NumberView::from(number)))
 }
@@ -255,7 +257,7 @@ async fn delete_number(
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let e164 = number_path(&path)?;
-    let org = Query::of(&req)?.uuid("orgId")?;
+    let org = Query::parse(&req)?.uuid("orgId")?;
     actions::numbers::delete(&state, &principal, org, &e164).await?;
     Ok(HttpResponse::NoContent().finish())
 }

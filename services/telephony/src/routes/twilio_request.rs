@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
-use sb_platform::Problem;
+use sb_platform::{Code, Problem};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -40,7 +40,7 @@ fn refuse(state: Option<&AppState>, req: &HttpRequest, why: &str) -> actix_web::
         reason = why,
         "Twilio webhook refused"
     );
-    Problem::new(StatusCode::FORBIDDEN, "invalid_signature")
+    Problem::new(Code::InvalidSignature)
         .with_detail("the X-Twilio-Signature header is missing or does not match the request")
         .into()
 }
@@ -65,12 +65,9 @@ impl FromRequest for TwilioRequest {
                     if let Some(state) = &state {
                         state.metrics.webhook(req.path(), "rejected");
                     }
-                    return Err(Problem::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "unsupported_media_type",
-                    )
-                    .with_detail("expected Content-Type: application/x-www-form-urlencoded")
-                    .into());
+                    return Err(Problem::new(Code::UnsupportedMediaType)
+                        .with_detail("expected Content-Type: application/x-www-form-urlencoded")
+                        .into());
                 }
             }
             // A `Content-Length` above the limit is answered without reading the body, a
@@ -83,11 +80,9 @@ impl FromRequest for TwilioRequest {
                     if let Some(state) = &state {
                         state.metrics.webhook(req.path(), "rejected");
                     }
-                    return Err(
-                        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-                            .with_detail(error.to_string())
-                            .into(),
-                    );
+                    return Err(Problem::new(Code::PayloadTooLarge)
+                        .with_detail(error.to_string())
+                        .into());
                 }
                 Err(error) => return Err(error),
             };

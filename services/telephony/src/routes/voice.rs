@@ -3,14 +3,15 @@
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::domain::phone;
 use crate::error::TelephonyError;
-use crate::routes::query::Query;
 use crate::state::AppState;
+use sb_platform::request::Query;
 use sb_twilio::token::{self, VoiceToken};
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
@@ -43,7 +44,7 @@ async fn voice_token(
     req: HttpRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let voice = &state.config.twilio.voice;
-    let push_credential = match Query::of(&req)?.get("platform") {
+    let push_credential = match Query::parse(&req)?.get("platform") {
         None => None,
         Some("ios") => voice.push_credential_apns.as_deref(),
         Some("android") => voice.push_credential_fcm.as_deref(),

@@ -4,6 +4,9 @@ use diesel_async::AsyncPgConnection;
 use sb_auth::policy::{self, AppointmentAccess};
 use sb_auth::{Principal, Role};
 use sb_db::models::{Appointment, find_appointment_any_org};
+use sb_platform::ApiError;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::error::VideoError;
@@ -29,9 +32,10 @@ pub async fn appointment(
     let appointment = find_appointment_any_org(conn, id)
         .await?
         .filter(|a| principal.role == Role::Admin || a.org_id == principal.org_id.as_uuid())
-        .ok_or(VideoError::NotFound("appointment"))?;
+        .ok_or(VideoError::not_found("appointment"))?;
     if !policy::can_access_appointment(principal, &access_of(&appointment)) {
-        return Err(VideoError::Forbidden(
+        return Err(VideoError::forbidden(
+            Code::Forbidden,
             "your role does not give access to this appointment".to_owned(),
         ));
     }
@@ -47,11 +51,11 @@ pub async fn call(
     let call = calls::find(conn, id)
         .await?
         .filter(|c| principal.role == Role::Admin || c.org_id == principal.org_id.as_uuid())
-        .ok_or(VideoError::NotFound("call"))?;
+        .ok_or(VideoError::not_found("call"))?;
     let appointment = self::appointment(conn, principal, call.appointment_id)
         .await
         .map_err(|e| match e {
-            VideoError::NotFound(_) => VideoError::NotFound("call"),
+            VideoError::Api(ApiError::NotFound(_)) => VideoError::not_found("call"),
             other => other,
         })?;
     Ok((call, appointment))
@@ -72,7 +76,8 @@ pub fn require_host(principal: &Principal, appointment: &Appointment) -> Result<
     if can_host(principal, appointment) {
         Ok(())
     } else {
-        Err(VideoError::Forbidden(
+        Err(VideoError::forbidden(
+            Code::Forbidden,
             "only the host or a leader of the organisation may do this".to_owned(),
         ))
     }

@@ -5,6 +5,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::Principal;
 use sb_db::models::Appointment;
 use sb_livekit::{ParticipantToken, Preset, RoomOptions};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use sb_platform::config::Environment;
 use uuid::Uuid;
 
@@ -44,7 +46,7 @@ pub async fn join(
     let appointment = access::appointment(&mut conn, principal, appointment_id).await?;
     if appointment.status == "cancelled" {
         return Err(VideoError::conflict(
-            "appointment_cancelled",
+            Code::AppointmentCancelled,
             "this appointment was cancelled",
         ));
     }
@@ -76,7 +78,7 @@ pub async fn join(
             let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
             if status.is_final() {
                 return Err(VideoError::conflict(
-                    "call_finished",
+                    Code::CallFinished,
                     format!("this call is {}", status.as_str()),
                 ));
             }
@@ -117,7 +119,7 @@ pub async fn join(
                     .participants
                     .into_iter()
                     .find(|p| p.identity == identity)
-                    .ok_or(VideoError::NotFound("participant"))?;
+                    .ok_or(VideoError::not_found("participant"))?;
                 Ok::<_, VideoError>((refreshed.call, participant))
             };
             let (room, joined) = tokio::join!(room, joined);
@@ -186,7 +188,7 @@ async fn insert_call(
     }
     let winner = calls::find_by_appointment(conn, appointment.id)
         .await?
-        .ok_or(VideoError::NotFound("call"))?;
+        .ok_or(VideoError::not_found("call"))?;
     Ok((calls::lock(conn, winner.id).await?, false))
 }
 
@@ -234,7 +236,7 @@ pub async fn start(
     let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
     if status.is_final() {
         return Err(VideoError::conflict(
-            "call_finished",
+            Code::CallFinished,
             format!("this call is {}", status.as_str()),
         ));
     }
@@ -260,7 +262,7 @@ pub async fn start(
     }
     calls::find(&mut conn, call_id)
         .await?
-        .ok_or(VideoError::NotFound("call"))
+        .ok_or(VideoError::not_found("call"))
 }
 
 /// `POST /calls/{id}/stop`: the caller leaves; the last one out completes the call.
@@ -282,7 +284,7 @@ pub async fn stop(
             let call = calls::lock(conn, call.id).await?;
             let Some(participant) = calls::find_participant(conn, call.id, identity).await? else {
                 return Err(VideoError::conflict(
-                    "not_in_call",
+                    Code::NotInCall,
                     "you have not joined this call",
                 ));
             };
@@ -306,5 +308,5 @@ pub async fn stop(
     }
     calls::find(&mut conn, call_id)
         .await?
-        .ok_or(VideoError::NotFound("call"))
+        .ok_or(VideoError::not_found("call"))
 }

@@ -6,6 +6,8 @@ use diesel_async::AsyncConnection;
 use sb_auth::{GuestClaims, GuestLinkError, OrgId, Principal};
 use sb_livekit::protocol::TrackInfo;
 use sb_livekit::{ParticipantToken, Preset};
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::actions::access;
@@ -25,15 +27,15 @@ const DEFAULT_APPOINTMENT_LENGTH: chrono::Duration = chrono::Duration::hours(1);
 /// The 401 a refused guest link answers, with a code the guest page can explain.
 pub fn link_error(error: GuestLinkError) -> VideoError {
     let (code, detail) = match error {
-        GuestLinkError::Expired => ("guest_link_expired", "this guest link has expired"),
+        GuestLinkError::Expired => (Code::GuestLinkExpired, "this guest link has expired"),
         GuestLinkError::NotYetValid => (
-            "guest_link_not_yet_valid",
+            Code::GuestLinkNotYetValid,
             "this guest link opens shortly before the appointment",
         ),
         GuestLinkError::WrongCall
         | GuestLinkError::Invalid
         | GuestLinkError::EmptyWindow
-        | GuestLinkError::Signing => ("guest_link_invalid", "this guest link is not valid"),
+        | GuestLinkError::Signing => (Code::GuestLinkInvalid, "this guest link is not valid"),
     };
     VideoError::GuestLink {
         code,
@@ -45,7 +47,7 @@ fn ensure_open(call: &Call) -> Result<(), VideoError> {
     let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
     if status.is_final() {
         return Err(VideoError::conflict(
-            "call_finished",
+            Code::CallFinished,
             format!("this call is {}", status.as_str()),
         ));
     }
@@ -79,7 +81,7 @@ pub async fn mint_link(
         .mint(OrgId::from(call.org_id), call.id, open, close)
         .map_err(|error| match error {
             GuestLinkError::EmptyWindow => VideoError::conflict(
-                "appointment_window_empty",
+                Code::AppointmentWindowEmpty,
                 "the appointment ends before a guest link for it would open",
             ),
             other => VideoError::internal(other),
@@ -107,14 +109,14 @@ pub async fn join(
                 .await
                 .optional()?
                 .filter(|call| call.org_id == org)
-                .ok_or(VideoError::NotFound("call"))?;
+                .ok_or(VideoError::not_found("call"))?;
             ensure_open(&call)?;
             if let Some(guest) = lobby::find_by_link(conn, call.id, claims.sub).await? {
                 return Ok(guest);
             }
             if lobby::count_waiting(conn, call.id, Utc::now()).await? >= MAX_WAITING_GUESTS {
                 return Err(VideoError::conflict(
-                    "lobby_full",
+                    Code::LobbyFull,
                     format!("{MAX_WAITING_GUESTS} guests are already waiting for this call"),
                 ));
             }
@@ -153,10 +155,10 @@ pub async fn poll(
     let guest = lobby::find(&mut conn, claims.call, guest_id)
         .await?
         .filter(|g| g.link_id == claims.sub && g.org_id == claims.org.as_uuid())
-        .ok_or(VideoError::NotFound("guest"))?;
+        .ok_or(VideoError::not_found("guest"))?;
     let call = calls::find(&mut conn, guest.call_id)
         .await?
-        .ok_or(VideoError::NotFound("call"))?;
+        .ok_or(VideoError::not_found("call"))?;
     ensure_open(&call)?;
     let status: LobbyStatus = guest.status.parse().map_err(VideoError::internal)?;
     if status != LobbyStatus::Admitted {
@@ -209,14 +211,14 @@ pub async fn decide(
             let call = calls::lock(conn, call.id).await?;
             let guest = lobby::lock(conn, call.id, guest_id)
                 .await?
-                .ok_or(VideoError::NotFound("guest"))?;
+                .ok_or(VideoError::not_found("guest"))?;
             let current: LobbyStatus = guest.status.parse().map_err(VideoError::internal)?;
             let status = match rules::decide(current, decision) {
                 // The first decision's author and time stay: they are the audit trail.
                 Outcome::Unchanged => return Ok(guest),
                 Outcome::AlreadyDecided(done) => {
                     return Err(VideoError::conflict(
-                        "already_decided",
+                        Code::AlreadyDecided,
                         format!("this guest is already {}", done.as_str()),
                     ));
                 }
@@ -227,7 +229,7 @@ pub async fn decide(
                 ensure_open(&call)?;
                 if guest.expires_at <= now {
                     return Err(VideoError::conflict(
-                        "guest_link_expired",
+                        Code::GuestLinkExpired,
                         "this guest's link has expired: send them a new one",
                     ));
                 }
@@ -316,7 +318,7 @@ pub async fn remove(
         Ok(())
     } else {
         Err(VideoError::Absent {
-            code: "participant_not_found",
+            code: Code::ParticipantNotFound,
             detail: format!("{name} is not connected to this call"),
         })
     }
@@ -348,7 +350,7 @@ pub async fn mute(
         .map_err(|error| {
             if error.is_not_found() {
                 VideoError::Absent {
-                    code: "track_not_found",
+                    code: Code::TrackNotFound,
                     detail: format!("{name} has no published track {track_sid} in this call"),
                 }
             } else {

@@ -1,6 +1,8 @@
 //! Ad-hoc meetings (seed 003): creating them with their LiveKit room, joining, leaving, ending,
 //! and applying LiveKit's webhooks about their rooms.
 
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -54,7 +56,7 @@ fn parsed<T: std::str::FromStr<Err = String>>(raw: &str) -> Result<T, VideoError
 }
 
 fn not_found() -> VideoError {
-    VideoError::NotFound("meeting")
+    VideoError::not_found("meeting")
 }
 
 /// The caller's org's meeting named `room_name` and the caller's membership. A meeting of
@@ -121,7 +123,7 @@ pub async fn create(
             .await?
             else {
                 return Err(VideoError::conflict(
-                    "room_exists",
+                    Code::RoomExists,
                     format!("a meeting named {} already exists", request.room_name),
                 ));
             };
@@ -215,7 +217,7 @@ pub async fn join(
 ) -> Result<Joined, VideoError> {
     let mut conn = state.conn().await?;
     let (meeting, member) = visible(&mut conn, principal, room_name).await?;
-    let ended = || VideoError::conflict("meeting_ended", "this meeting has ended");
+    let ended = || VideoError::conflict(Code::MeetingEnded, "this meeting has ended");
     if meeting.is_ended() {
         return Err(ended());
     }
@@ -268,7 +270,8 @@ pub async fn leave(
     let mut conn = state.conn().await?;
     let (meeting, member) = visible(&mut conn, principal, room_name).await?;
     if end && meeting.created_by != principal.user_id.as_uuid() {
-        return Err(VideoError::Forbidden(
+        return Err(VideoError::forbidden(
+            Code::Forbidden,
             "only the meeting's creator may end it".to_owned(),
         ));
     }

@@ -7,6 +7,7 @@ use sb_events::outbox::Outbox;
 use sb_events::proto::{
     VideoCallCompleted, VideoCallStarted, VideoParticipantJoined, VideoParticipantLeft,
 };
+use sb_platform::ApiErrorExt as _;
 
 use crate::domain::call::{CallStatus, Identity};
 use crate::domain::presence::{self, seconds_between};

@@ -6,6 +6,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_events::outbox::Outbox;
 use sb_events::proto::VideoRecordingReady;
 use sb_livekit::protocol::{self as lk, encoded_file_output};
+use sb_platform::ApiErrorExt as _;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -58,7 +59,7 @@ pub async fn start(
 ) -> Result<(), VideoError> {
     let call = calls::find(conn, call_id)
         .await?
-        .ok_or(VideoError::NotFound("call"))?;
+        .ok_or(VideoError::not_found("call"))?;
     if RecordingStatus::parse(&call.recording_status).is_recording() {
         return Ok(());
     }

@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
 use sb_db::models::Appointment;
+use sb_platform::ApiErrorExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -227,6 +228,7 @@ pub struct JoinResponse {
         (status = 403, description = "The role does not open this appointment", content_type = "application/problem+json"),
         (status = 404, description = "Unknown appointment (or another org's)", content_type = "application/problem+json"),
         (status = 409, description = "Appointment cancelled or call finished", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
         (status = 503, description = "LiveKit unavailable", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/calls/appointments/{appointmentId}/join")]
@@ -273,6 +275,7 @@ pub struct StartBody {
         (status = 403, description = "Recording needs the host or an org leader", content_type = "application/problem+json"),
         (status = 404, content_type = "application/problem+json"),
         (status = 409, description = "The call is over", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
         (status = 502, description = "LiveKit refused the recording (the call shows FAILED)", content_type = "application/problem+json"),
         (status = 503, description = "LiveKit unavailable", content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -303,7 +306,8 @@ pub struct StopBody {
     responses(
         (status = 200, body = CallView, description = "The caller left; the last one out completes the call"),
         (status = 404, content_type = "application/problem+json"),
-        (status = 409, description = "The caller never joined", content_type = "application/problem+json")),
+        (status = 409, description = "The caller never joined", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/calls/{id}/stop")]
 async fn stop_call(

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, post, web};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -107,6 +108,7 @@ pub struct MutedResponse {
         (status = 400, description = "Malformed identity or track sid", content_type = "application/problem+json"),
         (status = 403, description = "Only the host or an org leader", content_type = "application/problem+json"),
         (status = 404, description = "Unknown call, or no such track of this participant (`track_not_found`)", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
         (status = 503, description = "LiveKit unavailable", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/calls/{id}/participants/{identity}/mute")]

@@ -7,6 +7,8 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -123,7 +125,8 @@ pub struct GuestJoinResponse {
         (status = 400, description = "Malformed body or display name", content_type = "application/problem+json"),
         (status = 401, description = "Guest link invalid (`guest_link_invalid`), expired (`guest_link_expired`) or not open yet (`guest_link_not_yet_valid`)", content_type = "application/problem+json"),
         (status = 404, description = "The link's call does not exist", content_type = "application/problem+json"),
-        (status = 409, description = "The call is over (`call_finished`) or too many guests wait (`lobby_full`)", content_type = "application/problem+json")))]
+        (status = 409, description = "The call is over (`call_finished`) or too many guests wait (`lobby_full`)", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")))]
 #[post("/calls/guest/join")]
 async fn join_lobby(
     state: web::Data<AppState>,
@@ -169,7 +172,7 @@ fn link_token(req: &HttpRequest) -> Result<String, VideoError> {
         })
         .filter(|token| !token.is_empty())
         .ok_or_else(|| VideoError::GuestLink {
-            code: "guest_link_invalid",
+            code: Code::GuestLinkInvalid,
             detail: "the guest-link token is missing (`?token=`)".to_owned(),
         })
 }

@@ -3,6 +3,8 @@
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::ApiErrorExt as _;
+use sb_platform::Code;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -152,6 +154,7 @@ fn display_name(username: Option<&str>) -> Result<Option<DisplayName>, VideoErro
         (status = 400, description = "Malformed body; `field` names the field at fault (`participants[2]`)", content_type = "application/problem+json"),
         (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
         (status = 409, description = "`room_exists`: the organisation has a meeting of that name", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
         (status = 503, description = "`livekit_unavailable`: nothing was created, retry", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/api/livekit/rooms")]
@@ -229,7 +232,8 @@ pub struct JoinBody {
         (status = 200, body = TokenResponse, description = "A LiveKit token with the grants of the caller's role"),
         (status = 400, description = "Malformed room name or body", content_type = "application/problem+json"),
         (status = 404, description = "Unknown, another organisation's, or the caller is not a member", content_type = "application/problem+json"),
-        (status = 409, description = "`meeting_ended`", content_type = "application/problem+json")),
+        (status = 409, description = "`meeting_ended`", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/api/livekit/rooms/{room_name}/join")]
 async fn join_meeting(
@@ -260,7 +264,8 @@ pub struct LeaveBody {
         (status = 200, body = MeetingView, description = "The caller left; the meeting stays open unless its creator ended it"),
         (status = 400, description = "Malformed room name or body", content_type = "application/problem+json"),
         (status = 403, description = "Only the creator may end the meeting", content_type = "application/problem+json"),
-        (status = 404, description = "Unknown, another organisation's, or the caller is not a member", content_type = "application/problem+json")),
+        (status = 404, description = "Unknown, another organisation's, or the caller is not a member", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/api/livekit/rooms/{room_name}/leave")]
 async fn leave_meeting(
@@ -294,7 +299,8 @@ pub struct TokenBody {
         (status = 400, description = "Malformed body", content_type = "application/problem+json"),
         (status = 403, description = "`user_id` is not the caller", content_type = "application/problem+json"),
         (status = 404, description = "Unknown, another organisation's, or the caller is not a member", content_type = "application/problem+json"),
-        (status = 409, description = "`meeting_ended`", content_type = "application/problem+json")),
+        (status = 409, description = "`meeting_ended`", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/api/livekit/token")]
 async fn meeting_token(
@@ -306,7 +312,8 @@ async fn meeting_token(
         .user_id
         .is_some_and(|id| id != principal.user_id.as_uuid())
     {
-        return Err(VideoError::Forbidden(
+        return Err(VideoError::forbidden(
+            Code::Forbidden,
             "a token can only be issued for yourself".to_owned(),
         ));
     }
