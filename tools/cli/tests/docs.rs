@@ -9,9 +9,6 @@ use std::path::{Component, Path, PathBuf};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Pages other work adds (the error codes and the API conventions): a link to them is accepted
-/// while they do not exist yet, and checked like any other once they do.
-const PENDING: [&str; 2] = ["docs/errors.md", "docs/api-conventions.md"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -189,9 +186,7 @@ fn broken_links(page: &Path, text: &str) -> Vec<String> {
         };
         let full = root().join(&resolved);
         if !full.exists() {
-            if !PENDING.contains(&resolved.to_string_lossy().as_ref()) {
-                problems.push(format!("{at}: {} does not exist", resolved.display()));
-            }
+            problems.push(format!("{at}: {} does not exist", resolved.display()));
             continue;
         }
         if let (Some(anchor), true) = (anchor, full.extension().is_some_and(|e| e == "md")) {
