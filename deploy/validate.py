@@ -7,6 +7,7 @@ Checks, per overlay (deploy/k8s/overlays/*), on what `kubectl kustomize` renders
   workloads  probes on /healthz and /readyz, resources, non-root, read-only root filesystem, no
              capabilities, grace period longer than preStop + SHUTDOWN_TIMEOUT, selectors that
              select, HPA/PDB/Service/ServiceMonitor/route targets that exist, pinned images
+  config     every ConfigMap a workload uses is generated (name suffix = kustomize hash of data)
   env        every variable a container gets is in docs/configuration.md's table and read by that
              service; every variable the service needs in production is set
   routes     every path of every service's OpenAPI document (services/*/tests/snapshots) reaches
@@ -18,6 +19,7 @@ Railway configs build what CI builds.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import subprocess
@@ -183,6 +185,46 @@ def configmap_data(objs: list[dict], name: str) -> dict | None:
     return None
 
 
+GENERATED = re.compile(r"(.+)-([2456789bcdfghkmt]{10})")
+
+
+def generated(objs: list[dict], base: str) -> dict | None:
+    """The ConfigMap kustomize generated as `base` (named `base-<hash>`), or one named `base`."""
+    for cm in by_kind(objs, "ConfigMap"):
+        name = cm["metadata"]["name"]
+        m = GENERATED.fullmatch(name)
+        if name == base or (m and m.group(1) == base):
+            return cm
+    return None
+
+
+def kustomize_hash(cm: dict) -> str:
+    """The suffix kustomize (5.x) gives a generated ConfigMap: sha256 of its JSON (kind, empty name,
+    data) in Go's encoding (sorted keys, HTML characters escaped), 10 hex digits with 0, 1, 3, a, e
+    replaced by g, h, k, m, t."""
+    doc: dict = {"kind": "ConfigMap", "name": "", "data": cm.get("data") or {}}
+    if cm.get("binaryData"):
+        doc["binaryData"] = cm["binaryData"]
+    if cm.get("immutable"):
+        doc["immutable"] = True
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return hashlib.sha256(text.encode()).hexdigest()[:10].translate(str.maketrans("013ae", "ghkmt"))
+
+
+def configmap_refs(pod: dict) -> list[str]:
+    refs = []
+    for c in pod.get("initContainers", []) + pod.get("containers", []):
+        refs += [s["configMapRef"]["name"] for s in c.get("envFrom", []) if "configMapRef" in s]
+        refs += [e["valueFrom"]["configMapKeyRef"]["name"] for e in c.get("env", [])
+                 if "configMapKeyRef" in e.get("valueFrom", {})]
+    for v in pod.get("volumes", []):
+        if "configMap" in v:
+            refs.append(v["configMap"]["name"])
+        refs += [s["configMap"]["name"] for s in v.get("projected", {}).get("sources", []) if "configMap" in s]
+    return refs
+
+
 def container_env(objs: list[dict], container: dict) -> tuple[dict[str, str | None], list[str]]:
     """The variables a container gets (value, or None for a secret) and errors on the way."""
     env: dict[str, str | None] = {}
@@ -315,7 +357,7 @@ def check_security(obj: dict, container: dict) -> list[str]:
 def check_workloads(objs: list[dict], overlay: str) -> list[str]:
     errors = []
     deployments = by_kind(objs, "Deployment")
-    shared = configmap_data(objs, "switchboard-shared") or {}
+    shared = (generated(objs, "switchboard-shared") or {}).get("data") or {}
     names = {d["metadata"]["name"] for d in deployments}
     if names != set(SERVICES):
         errors.append(f"Deployments {sorted(names)} are not the services {SERVICES}")
@@ -538,6 +580,25 @@ def check_routes(objs: list[dict], paths: dict[str, list[str]]) -> list[str]:
     return errors
 
 
+def check_config(objs: list[dict]) -> list[str]:
+    """Every ConfigMap a workload uses is generated: its name carries the hash of its data, so a
+    change renames it, changes the pod template and rolls the pods."""
+    errors = []
+    for w in objs:
+        if w.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            continue
+        for ref in sorted(set(configmap_refs(pod_spec(w)))):
+            cm = next((c for c in by_kind(objs, "ConfigMap") if c["metadata"]["name"] == ref), None)
+            m = GENERATED.fullmatch(ref)
+            if cm is None:
+                errors.append(f"{name_of(w)}: ConfigMap {ref} is not rendered")
+            elif not m:
+                errors.append(f"{name_of(w)}: ConfigMap {ref} has no content hash in its name: changing it would not roll the pods (configMapGenerator)")
+            elif m.group(2) != kustomize_hash(cm):
+                errors.append(f"{name_of(w)}: ConfigMap {ref}: its suffix is not the hash of its data ({kustomize_hash(cm)})")
+    return errors
+
+
 def dashboard_metrics(dashboard: dict) -> list[str]:
     exprs = []
 
@@ -633,6 +694,7 @@ def run_checks(ctx: Context, rendered: dict[str, list[dict]], dashboard: dict, n
         results[f"{overlay}: schema"] = check_schema(objs, notes, overlay)
         results[f"{overlay}: crds"] = check_crds(objs)
         results[f"{overlay}: workloads"] = check_workloads(objs, overlay)
+        results[f"{overlay}: config"] = check_config(objs)
         results[f"{overlay}: env"] = check_env(objs, ctx.table, ctx.required)
         results[f"{overlay}: routes"] = check_routes(objs, ctx.paths)
     results["grafana"] = check_dashboard(dashboard, ctx.metrics)
@@ -675,7 +737,7 @@ def self_test(ctx: Context) -> int:
         main_container(objs, "video")["env"].append({"name": "TWILIO_TIMEOUT", "value": "5s"})
 
     def missing_required(objs):
-        del find(objs, "ConfigMap", "switchboard-telephony")["data"]["PUBLIC_BASE_URL"]
+        del generated(objs, "switchboard-telephony")["data"]["PUBLIC_BASE_URL"]
 
     def optional_required(objs):
         for var in main_container(objs, "video")["env"]:
@@ -716,6 +778,19 @@ def self_test(ctx: Context) -> int:
     def no_migrate_gate(objs):
         pod_spec(find(objs, "Deployment", "video"))["initContainers"] = []
 
+    def fixed_configmap_name(objs):
+        cm = generated(objs, "switchboard-video")
+        old = cm["metadata"]["name"]
+        cm["metadata"]["name"] = "switchboard-video"
+        for d in by_kind(objs, "Deployment"):
+            for c in pod_spec(d)["containers"]:
+                for source in c.get("envFrom", []):
+                    if source.get("configMapRef", {}).get("name") == old:
+                        source["configMapRef"]["name"] = "switchboard-video"
+
+    def edited_configmap(objs):
+        generated(objs, "switchboard-shared")["data"]["RUST_LOG"] = "debug"
+
     def made_up_metric(dashboard):
         panel = next(p for p in dashboard["panels"] if p.get("targets"))
         panel["targets"][0]["expr"] = "sum(rate(sb_made_up_total[5m]))"
@@ -735,6 +810,8 @@ def self_test(ctx: Context) -> int:
         ("routes", "monitoring's webhook not rewritten", no_rewrite),
         ("routes", "signaling without sticky sessions", no_stickiness),
         ("crds|routes", "a route to a Service port that does not exist", bad_backend),
+        ("config", "a ConfigMap with a fixed name", fixed_configmap_name),
+        ("config", "a ConfigMap changed without a new name", edited_configmap),
     ]
     failures = 0
     for check, what, breaker in manifest_cases:
