@@ -6,12 +6,14 @@ Checks, per overlay (deploy/k8s/overlays/*), on what `kubectl kustomize` renders
              ServiceMonitor) are checked structurally below, and the output says so
   workloads  probes on /healthz and /readyz, resources, non-root, read-only root filesystem, no
              capabilities, grace period longer than preStop + SHUTDOWN_TIMEOUT, selectors that
-             select, HPA/PDB/Service/ServiceMonitor/route targets that exist, pinned images
+             select, HPA/PDB/Service/ServiceMonitor/route targets that exist, pinned images; the
+             migrate Job named after its image's tag, with no ConfigMap in its pod template
   config     every ConfigMap a workload uses is generated (name suffix = kustomize hash of data)
   env        every variable a container gets is in docs/configuration.md's table and read by that
              service; every variable the service needs in production is set
   routes     every path of every service's OpenAPI document (services/*/tests/snapshots) reaches
              that service through the gateway, and the public path prefixes go where they should
+  release    two renders with different image tags name the migrate Job differently
 And once: the Grafana dashboard queries only metrics the code registers, and the Dockerfile and
 Railway configs build what CI builds.
 """
@@ -22,8 +24,10 @@ import copy
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import kubernetes_validate
@@ -426,6 +430,19 @@ def check_workloads(objs: list[dict], overlay: str) -> list[str]:
     for j in jobs:
         for c in pod_spec(j)["containers"]:
             errors += check_security(j, c)
+    for j in migrate:
+        # A Job's pod template is immutable: what changes it must change the Job's name too.
+        name = j["metadata"]["name"]
+        image = pod_spec(j)["containers"][0].get("image", "")
+        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
+        if not tag or not name.endswith(f"-{tag}"):
+            errors.append(f"{name_of(j)}: its name must end with its image's tag ({tag}), or the next release's apply fails on the immutable Job")
+        if len(name) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
+            errors.append(f"{name_of(j)}: not a valid Job name (lowercase letters, digits, '.', '-', at most 63): check the image tag")
+        for ref in configmap_refs(pod_spec(j)):
+            errors.append(f"{name_of(j)}: uses ConfigMap {ref}: a config change would change the immutable pod template under the same Job name")
+        if "ttlSecondsAfterFinished" not in j["spec"]:
+            errors.append(f"{name_of(j)}: needs ttlSecondsAfterFinished (finished Jobs are cleaned up)")
     for d in deployments:
         init = [c.get("command", []) for c in pod_spec(d).get("initContainers", [])]
         if ["/usr/local/bin/switchboard", "migrate", "--check"] not in init:
@@ -597,6 +614,46 @@ def check_config(objs: list[dict]) -> list[str]:
             elif m.group(2) != kustomize_hash(cm):
                 errors.append(f"{name_of(w)}: ConfigMap {ref}: its suffix is not the hash of its data ({kustomize_hash(cm)})")
     return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Renders of modified copies of deploy/k8s
+
+
+def render_copy(edit) -> list[dict]:
+    """Renders, in a copy of deploy/k8s that `edit(root)` may change, the overlay `edit` returns."""
+    with tempfile.TemporaryDirectory(prefix="sb-validate-") as tmp:
+        root = Path(tmp) / "k8s"
+        shutil.copytree(ROOT / "deploy/k8s", root)
+        overlay = edit(root)
+        return render(overlay)
+
+
+def edit_kustomization(path: Path, change) -> None:
+    k = yaml.safe_load(path.read_text())
+    change(k)
+    path.write_text(yaml.safe_dump(k, sort_keys=False))
+
+
+def check_release(overlay: str, drop_replacements: bool = False) -> list[str]:
+    """Two releases (image tags) of the overlay name the migrate Job differently."""
+    names = {}
+    for tag in ("1.4.0", "1.4.1"):
+        def edit(root: Path, tag=tag):
+            def change(k):
+                for image in k.get("images", []):
+                    image["newTag"] = tag
+                if drop_replacements:
+                    k.pop("replacements", None)
+            edit_kustomization(root / "overlays" / overlay / "kustomization.yaml", change)
+            return root / "overlays" / overlay
+        objs = render_copy(edit)
+        jobs = [j["metadata"]["name"] for j in by_kind(objs, "Job")
+                if pod_spec(j)["containers"][0].get("command", [])[-1:] == ["migrate"]]
+        names[tag] = jobs
+    if names["1.4.0"] == names["1.4.1"]:
+        return [f"image tags 1.4.0 and 1.4.1 both name the migrate Job {names['1.4.0']}: the next release's apply would fail on the immutable Job"]
+    return []
 
 
 def dashboard_metrics(dashboard: dict) -> list[str]:
@@ -791,6 +848,16 @@ def self_test(ctx: Context) -> int:
     def edited_configmap(objs):
         generated(objs, "switchboard-shared")["data"]["RUST_LOG"] = "debug"
 
+    def migrate_job(objs):
+        return next(j for j in by_kind(objs, "Job") if j["metadata"]["name"].startswith("switchboard-migrate"))
+
+    def fixed_job_name(objs):
+        migrate_job(objs)["metadata"]["name"] = "switchboard-migrate"
+
+    def configmap_in_job(objs):
+        name = generated(objs, "switchboard-shared")["metadata"]["name"]
+        pod_spec(migrate_job(objs))["containers"][0]["envFrom"] = [{"configMapRef": {"name": name}}]
+
     def made_up_metric(dashboard):
         panel = next(p for p in dashboard["panels"] if p.get("targets"))
         panel["targets"][0]["expr"] = "sum(rate(sb_made_up_total[5m]))"
@@ -812,6 +879,8 @@ def self_test(ctx: Context) -> int:
         ("crds|routes", "a route to a Service port that does not exist", bad_backend),
         ("config", "a ConfigMap with a fixed name", fixed_configmap_name),
         ("config", "a ConfigMap changed without a new name", edited_configmap),
+        ("workloads", "a migrate Job named the same for every release", fixed_job_name),
+        ("workloads", "a ConfigMap in the migrate Job's pod template", configmap_in_job),
     ]
     failures = 0
     for check, what, breaker in manifest_cases:
@@ -823,6 +892,10 @@ def self_test(ctx: Context) -> int:
             status = "caught" if caught else "MISSED"
             failures += not caught
             print(f"  self-test {overlay}: {what}: {status}" + (f" ({caught[0]})" if caught else ""))
+    for overlay in ctx.rendered:
+        caught = check_release(overlay, drop_replacements=True)
+        failures += not caught
+        print(f"  self-test {overlay}: the migrate Job's name not following the image tag: {'caught' if caught else 'MISSED'}" + (f" ({caught[0]})" if caught else ""))
     broken = copy.deepcopy(ctx.dashboard)
     made_up_metric(broken)
     caught = check_dashboard(broken, ctx.metrics)
@@ -835,6 +908,8 @@ def main() -> int:
     ctx = Context()
     notes: list[str] = []
     results = run_checks(ctx, ctx.rendered, ctx.dashboard, notes)
+    for overlay in ctx.rendered:
+        results[f"{overlay}: release"] = check_release(overlay)
     failed = 0
     for name, errors in results.items():
         print(f"{'ok  ' if not errors else 'FAIL'} {name}")
