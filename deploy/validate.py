@@ -11,11 +11,13 @@ Checks, per overlay (deploy/k8s/overlays/*), on what `kubectl kustomize` renders
   config     every ConfigMap a workload uses is generated (name suffix = kustomize hash of data)
   env        every variable a container gets is in docs/configuration.md's table and read by that
              service; every variable the service needs in production is set
+  egress     the port of LIVEKIT_URL is open in the egress NetworkPolicies of the pods reading it
   routes     every path of every service's OpenAPI document (services/*/tests/snapshots) reaches
              that service through the gateway, and the public path prefixes go where they should
   release    two renders with different image tags name the migrate Job differently
-And once: the Grafana dashboard queries only metrics the code registers, and the Dockerfile and
-Railway configs build what CI builds.
+And once: prod with components/livekit-self-hosted and a LiveKit on 7880 opens that port; the
+Grafana dashboard queries only metrics the code registers; the Dockerfile and Railway configs build
+what CI builds.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import kubernetes_validate
@@ -617,6 +620,77 @@ def check_config(objs: list[dict]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# NetworkPolicy egress
+
+
+def matches_selector(selector: dict | None, labels: dict) -> bool:
+    """A Kubernetes label selector ({} selects everything)."""
+    if selector is None:
+        return False
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values) \
+                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
+
+
+def egress_allows(objs: list[dict], labels: dict, port: int, protocol: str = "TCP") -> bool:
+    """Whether the NetworkPolicies let a pod with these labels open `port` (to some destination)."""
+    policies = [
+        p for p in by_kind(objs, "NetworkPolicy")
+        if "Egress" in p["spec"].get("policyTypes", ["Ingress"] + (["Egress"] if "egress" in p["spec"] else []))
+        and matches_selector(p["spec"].get("podSelector"), labels)
+    ]
+    if not policies:
+        return True
+    for p in policies:
+        for rule in p["spec"].get("egress", []) or []:
+            ports = rule.get("ports")
+            if not ports:
+                return True
+            for entry in ports:
+                if entry.get("protocol", "TCP") != protocol:
+                    continue
+                number = entry.get("port")
+                if number is None or number == port or (
+                    isinstance(number, int) and number <= port <= entry.get("endPort", number)
+                ):
+                    return True
+    return False
+
+
+def url_port(url: str) -> int | None:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        if parts.port:
+            return parts.port
+    except ValueError:
+        return None
+    return {"wss": 443, "https": 443, "ws": 80, "http": 80}.get(parts.scheme)
+
+
+def check_egress(objs: list[dict]) -> list[str]:
+    """The LiveKit server (LIVEKIT_URL; its server API is the same host and port over http(s)) is
+    reachable through the egress NetworkPolicies from every pod that reads it."""
+    errors = []
+    for d in by_kind(objs, "Deployment"):
+        env, _ = container_env(objs, pod_spec(d)["containers"][0])
+        url = env.get("LIVEKIT_URL")
+        if not url:
+            continue
+        port = url_port(url)
+        labels = d["spec"]["template"]["metadata"].get("labels", {})
+        if port is None:
+            errors.append(f"{name_of(d)}: no port in LIVEKIT_URL {url} (ws, wss, http, https)")
+        elif not egress_allows(objs, labels, port):
+            errors.append(f"{name_of(d)}: LIVEKIT_URL {url} needs egress to TCP {port}, which no NetworkPolicy allows (components/livekit-self-hosted)")
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
 # Renders of modified copies of deploy/k8s
 
 
@@ -654,6 +728,29 @@ def check_release(overlay: str, drop_replacements: bool = False) -> list[str]:
     if names["1.4.0"] == names["1.4.1"]:
         return [f"image tags 1.4.0 and 1.4.1 both name the migrate Job {names['1.4.0']}: the next release's apply would fail on the immutable Job"]
     return []
+
+
+LIVEKIT_SELF_HOSTED = "ws://livekit.livekit.svc.cluster.local:7880"
+
+
+def render_livekit_example(with_component: bool = True) -> list[dict]:
+    """prod with a self-hosted LiveKit on 7880, through components/livekit-self-hosted."""
+    def edit(root: Path):
+        example = root / "overlays" / "livekit-example"
+        example.mkdir()
+        k = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["../prod"],
+            "components": ["../../components/livekit-self-hosted"] if with_component else [],
+            "configMapGenerator": [
+                {"name": f"switchboard-{s}", "behavior": "merge", "literals": [f"LIVEKIT_URL={LIVEKIT_SELF_HOSTED}"]}
+                for s in ("video", "monitoring")
+            ],
+        }
+        (example / "kustomization.yaml").write_text(yaml.safe_dump(k, sort_keys=False))
+        return example
+    return render_copy(edit)
 
 
 def dashboard_metrics(dashboard: dict) -> list[str]:
@@ -753,6 +850,7 @@ def run_checks(ctx: Context, rendered: dict[str, list[dict]], dashboard: dict, n
         results[f"{overlay}: workloads"] = check_workloads(objs, overlay)
         results[f"{overlay}: config"] = check_config(objs)
         results[f"{overlay}: env"] = check_env(objs, ctx.table, ctx.required)
+        results[f"{overlay}: egress"] = check_egress(objs)
         results[f"{overlay}: routes"] = check_routes(objs, ctx.paths)
     results["grafana"] = check_dashboard(dashboard, ctx.metrics)
     results["build configs"] = check_build_configs()
@@ -858,6 +956,14 @@ def self_test(ctx: Context) -> int:
         name = generated(objs, "switchboard-shared")["metadata"]["name"]
         pod_spec(migrate_job(objs))["containers"][0]["envFrom"] = [{"configMapRef": {"name": name}}]
 
+    def livekit_on_7880(objs):
+        generated(objs, "switchboard-video")["data"]["LIVEKIT_URL"] = "ws://livekit:7880"
+
+    def no_https_egress(objs):
+        policy = find(objs, "NetworkPolicy", "switchboard-egress")
+        for rule in policy["spec"]["egress"]:
+            rule["ports"] = [p for p in rule["ports"] if p["port"] != 443]
+
     def made_up_metric(dashboard):
         panel = next(p for p in dashboard["panels"] if p.get("targets"))
         panel["targets"][0]["expr"] = "sum(rate(sb_made_up_total[5m]))"
@@ -881,6 +987,8 @@ def self_test(ctx: Context) -> int:
         ("config", "a ConfigMap changed without a new name", edited_configmap),
         ("workloads", "a migrate Job named the same for every release", fixed_job_name),
         ("workloads", "a ConfigMap in the migrate Job's pod template", configmap_in_job),
+        ("egress", "a self-hosted LiveKit on 7880 without its port open", livekit_on_7880),
+        ("egress", "HTTPS egress closed", no_https_egress),
     ]
     failures = 0
     for check, what, breaker in manifest_cases:
@@ -896,6 +1004,9 @@ def self_test(ctx: Context) -> int:
         caught = check_release(overlay, drop_replacements=True)
         failures += not caught
         print(f"  self-test {overlay}: the migrate Job's name not following the image tag: {'caught' if caught else 'MISSED'}" + (f" ({caught[0]})" if caught else ""))
+    caught = check_egress(render_livekit_example(with_component=False))
+    failures += not caught
+    print(f"  self-test livekit-self-hosted: {LIVEKIT_SELF_HOSTED} without the component: {'caught' if caught else 'MISSED'}" + (f" ({caught[0]})" if caught else ""))
     broken = copy.deepcopy(ctx.dashboard)
     made_up_metric(broken)
     caught = check_dashboard(broken, ctx.metrics)
@@ -910,6 +1021,7 @@ def main() -> int:
     results = run_checks(ctx, ctx.rendered, ctx.dashboard, notes)
     for overlay in ctx.rendered:
         results[f"{overlay}: release"] = check_release(overlay)
+    results["livekit-self-hosted example: egress"] = check_egress(render_livekit_example())
     failed = 0
     for name, errors in results.items():
         print(f"{'ok  ' if not errors else 'FAIL'} {name}")
