@@ -127,6 +127,34 @@ async fn applied_by(client: &reqwest::Client, base: &str, consumer: &str) -> Res
         .map_or(0, |v| v as u64))
 }
 
+/// Counts `event: session.started` frames of a supervisor's live stream at `base` until `stop`.
+fn watch_sessions(
+    client: reqwest::Client,
+    base: String,
+    token: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Result<usize>> {
+    tokio::spawn(async move {
+        let mut response = client
+            .get(format!("{base}/monitoring/stream"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        assert_eq!(response.status().as_u16(), 200, "the live stream");
+        let mut text = String::new();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                chunk = response.chunk() => match chunk? {
+                    Some(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
+                    None => break,
+                },
+            }
+        }
+        Ok(text.matches("event: session.started").count())
+    })
+}
+
 async fn traffic_on(
     processes: &[ServiceProcess],
     tokens: &TestTokens,
@@ -191,6 +219,16 @@ async fn two_replicas_per_service_on_a_nats_cluster_survive_crashes_and_apply_ev
     let a_crashed = load_a.stop().await?;
     let a = ServiceProcess::spawn_all(binary(), &env).await?;
     let traffic_a = traffic_on(&a, &tokens, &livekit, &twilio, &database_url).await?;
+    // Replica B's supervisor watches the live stream of replica A: the sessions B's traffic
+    // starts on replica B must reach it.
+    let watching = tokio_util::sync::CancellationToken::new();
+    let monitoring_a = endpoints(&a)?.monitoring;
+    let watcher = watch_sessions(
+        reqwest::Client::new(),
+        monitoring_a,
+        tokens.for_principal(&traffic_b.ceo.principal()),
+        watching.clone(),
+    );
     let load_a = Load::start(&traffic_a, 2);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -208,6 +246,13 @@ async fn two_replicas_per_service_on_a_nats_cluster_survive_crashes_and_apply_ev
 
     let a_after_restart = load_a.stop().await?;
     let b_samples = load_b.stop().await?;
+    watching.cancel();
+    let b_sessions_seen_on_a =
+        sb_testkit::within(Duration::from_secs(10), "the live stream to end", watcher).await???;
+    let b_sessions_started = b_samples
+        .iter()
+        .filter(|s| s.route == "POST /monitoring/sessions" && s.status == 201)
+        .count();
     let appointments =
         sb_testkit::within(Duration::from_secs(60), "the CRM to publish", crm).await???;
     println!(
@@ -217,6 +262,14 @@ async fn two_replicas_per_service_on_a_nats_cluster_survive_crashes_and_apply_ev
         a_crashed.len(),
         a_after_restart.len(),
         b_samples.len()
+    );
+    println!(
+        "monitoring: {b_sessions_started} sessions started on replica B, {b_sessions_seen_on_a} \
+         seen in a live stream on replica A"
+    );
+    assert!(
+        b_sessions_seen_on_a > 0 && b_sessions_started > 0,
+        "replica A's live stream saw none of replica B's sessions"
     );
     assert_answered("replica A before its crash", &a_before_crash);
     assert_answered("replica A after its restart", &a_after_restart);
