@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod nats;
+pub mod pagination;
 pub mod request;
 pub mod server;
 pub mod shutdown;
@@ -15,6 +16,7 @@ pub use config::{ConfigError, Env, ProcessEnv};
 pub use error::Problem;
 pub use health::{Readiness, ReadinessProbe};
 pub use metrics::Metrics;
+pub use pagination::{Page, PageRequest};
 pub use server::{Application, ServiceSpec};
 
 /// Installs rustls' ring crypto provider for the process. reqwest is built without a default
