@@ -22,6 +22,10 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 /// (narrow the list with its filters instead).
 pub const MAX_PAGE: i64 = 10_000;
 
+/// The members of every list answer, sorted: tests of each service check their lists against
+/// this one list, so the envelope cannot drift between services.
+pub const ENVELOPE: [&str; 4] = ["items", "page", "pageSize", "total"];
+
 /// Which page a client asked for: an extractor reading `page` and `pageSize` from the query
 /// string, answering 400 `invalid_field` (naming the parameter) when either is malformed or out
 /// of range.
@@ -243,6 +247,13 @@ mod tests {
             serde_json::to_value(page)?,
             serde_json::json!({"items": ["a"], "page": 1, "pageSize": 50, "total": 1})
         );
+        let value = serde_json::to_value(PageRequest::default().wrap(Vec::<u8>::new(), 0))?;
+        let keys: Vec<&str> = value
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys().map(String::as_str))
+            .collect();
+        assert_eq!(keys, ENVELOPE);
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::{Principal, Role};
+use sb_platform::pagination::{Page, PageRequest};
 use sb_platform::request::{JsonBody, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -129,10 +130,10 @@ async fn start_session(
         ("supervisorId" = Option<Uuid>, Query),
         ("from" = Option<DateTime<Utc>>, Query, description = "Started at or after"),
         ("to" = Option<DateTime<Utc>>, Query, description = "Started before"),
-        ("limit" = Option<i64>, Query, description = "1–500, default 100")),
+        PageRequest),
     responses(
-        (status = 200, body = Vec<SessionView>, description = "Active sessions and history in the caller's scope, newest first"),
-        (status = 400, content_type = "application/problem+json"),
+        (status = 200, body = Page<SessionView>, description = "Active sessions and history in the caller's scope, newest first"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 403, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/monitoring/sessions")]
@@ -149,8 +150,24 @@ async fn list_sessions(
     }
     let query = Query::parse(&req)?;
     let (from, to) = query.window()?;
+    let page = PageRequest::from_query(&query)?;
+    let org = principal.org_id.as_uuid();
+    let mut conn = state.conn().await?;
+    let leader = matches!(principal.role, Role::Admin | Role::Ceo | Role::Director);
+    let visible_to = if leader {
+        None
+    } else {
+        let reps = reps::of_org(&mut conn, org).await?;
+        Some((
+            principal.user_id.as_uuid(),
+            reps.iter()
+                .filter(|r| can_monitor(&principal, r))
+                .map(|r| r.user_id)
+                .collect(),
+        ))
+    };
     let filter = SessionFilter {
-        org: principal.org_id.as_uuid(),
+        org,
         status: query
             .value::<SessionStatus>("status")?
             .map(|s| s.as_str().to_owned()),
@@ -158,24 +175,10 @@ async fn list_sessions(
         supervisor_id: query.uuid("supervisorId")?,
         from,
         to,
+        visible_to,
     };
-    let limit = query.int("limit", 100, 1..=500)?;
-    let mut conn = state.conn().await?;
-    let reps = reps::of_org(&mut conn, filter.org).await?;
-    let leader = matches!(principal.role, Role::Admin | Role::Ceo | Role::Director);
-    let visible: Vec<SessionView> = sessions::list(&mut conn, &filter, limit)
-        .await?
-        .into_iter()
-        .filter(|s| {
-            leader
-                || s.supervisor_id == principal.user_id.as_uuid()
-                || reps
-                    .iter()
-                    .any(|r| r.user_id == s.rep_id && can_monitor(&principal, r))
-        })
-        .map(Into::into)
-        .collect();
-    Ok(HttpResponse::Ok().json(visible))
+    let (items, total) = sessions::list(&mut conn, &filter, page.limit(), page.offset()).await?;
+    Ok(HttpResponse::Ok().json(page.wrap(items, total).map(SessionView::from)))
 }
 
 /// `GET /monitoring/sessions/{id}`

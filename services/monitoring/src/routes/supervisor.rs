@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -76,14 +77,17 @@ pub async fn view(
 
 /// `GET /monitoring/reps`
 #[utoipa::path(get, path = "/monitoring/reps", tag = "supervisor",
+    params(PageRequest),
     responses(
-        (status = 200, body = Vec<RepView>, description = "Reps the caller may monitor, with their status (live changes: GET /monitoring/stream)"),
+        (status = 200, body = Page<RepView>, description = "Reps the caller may monitor, by name, with their status (live changes: GET /monitoring/stream)"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 403, description = "Not a supervisor", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/monitoring/reps")]
 async fn list_reps(
     state: web::Data<AppState>,
     principal: Principal,
+    page: PageRequest,
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
         return Err(MonitoringError::forbidden(
@@ -92,11 +96,22 @@ async fn list_reps(
         ));
     }
     let mut conn = state.conn().await?;
-    let mut views = Vec::new();
-    for rep in reps::of_org(&mut conn, principal.org_id.as_uuid()).await? {
-        if can_monitor(&principal, &rep) {
-            views.push(view(&mut conn, rep).await?);
-        }
+    // Who may be monitored is decided by the access policy (roles, teams), not SQL: the org's
+    // reps are filtered here and cut into a page, and only that page's views are built.
+    let monitorable: Vec<_> = reps::of_org(&mut conn, principal.org_id.as_uuid())
+        .await?
+        .into_iter()
+        .filter(|rep| can_monitor(&principal, rep))
+        .collect();
+    let page = page.slice(monitorable);
+    let mut views = Vec::with_capacity(page.items.len());
+    for rep in page.items {
+        views.push(view(&mut conn, rep).await?);
     }
-    Ok(HttpResponse::Ok().json(views))
+    Ok(HttpResponse::Ok().json(Page {
+        items: views,
+        page: page.page,
+        page_size: page.page_size,
+        total: page.total,
+    }))
 }

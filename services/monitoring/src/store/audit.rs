@@ -60,30 +60,35 @@ pub async fn list(
     filter: &AuditFilter,
     limit: i64,
     offset: i64,
-) -> QueryResult<Vec<AuditEntry>> {
-    let mut query = monitoring_audit::table
-        .filter(monitoring_audit::org_id.eq(filter.org))
-        .into_boxed();
-    if let Some(rep) = filter.rep_id {
-        query = query.filter(monitoring_audit::rep_id.eq(rep));
-    }
-    if let Some(actor) = filter.actor_id {
-        query = query.filter(monitoring_audit::actor_id.eq(actor));
-    }
-    if let Some(session) = filter.session_id {
-        query = query.filter(monitoring_audit::session_id.eq(session));
-    }
-    if let Some(from) = filter.from {
-        query = query.filter(monitoring_audit::at.ge(from));
-    }
-    if let Some(to) = filter.to {
-        query = query.filter(monitoring_audit::at.lt(to));
-    }
-    query
+) -> QueryResult<(Vec<AuditEntry>, i64)> {
+    let matching = || {
+        let mut query = monitoring_audit::table
+            .filter(monitoring_audit::org_id.eq(filter.org))
+            .into_boxed();
+        if let Some(rep) = filter.rep_id {
+            query = query.filter(monitoring_audit::rep_id.eq(rep));
+        }
+        if let Some(actor) = filter.actor_id {
+            query = query.filter(monitoring_audit::actor_id.eq(actor));
+        }
+        if let Some(session) = filter.session_id {
+            query = query.filter(monitoring_audit::session_id.eq(session));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(monitoring_audit::at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(monitoring_audit::at.lt(to));
+        }
+        query
+    };
+    let total = matching().count().get_result(conn).await?;
+    let entries = matching()
         .order((monitoring_audit::at.desc(), monitoring_audit::id.desc()))
         .limit(limit)
         .offset(offset)
         .select(AuditEntry::as_select())
         .load(conn)
-        .await
+        .await?;
+    Ok((entries, total))
 }

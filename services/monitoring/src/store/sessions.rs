@@ -178,39 +178,56 @@ pub struct SessionFilter {
     pub supervisor_id: Option<Uuid>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// `None`: every session of the org (its leaders). `Some`: only this supervisor's own
+    /// sessions and those on these reps (the ones the caller may monitor).
+    pub visible_to: Option<(Uuid, Vec<Uuid>)>,
 }
 
-/// Sessions of an org matching `filter`, newest first (the caller narrows to its scope).
+/// A page of the sessions of an org matching `filter`, newest first, and the total matching.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     filter: &SessionFilter,
     limit: i64,
-) -> QueryResult<Vec<Session>> {
-    let mut query = monitoring_sessions::table
-        .filter(monitoring_sessions::org_id.eq(filter.org))
-        .into_boxed();
-    if let Some(status) = &filter.status {
-        query = query.filter(monitoring_sessions::status.eq(status.clone()));
-    }
-    if let Some(rep) = filter.rep_id {
-        query = query.filter(monitoring_sessions::rep_id.eq(rep));
-    }
-    if let Some(supervisor) = filter.supervisor_id {
-        query = query.filter(monitoring_sessions::supervisor_id.eq(supervisor));
-    }
-    if let Some(from) = filter.from {
-        query = query.filter(monitoring_sessions::started_at.ge(from));
-    }
-    if let Some(to) = filter.to {
-        query = query.filter(monitoring_sessions::started_at.lt(to));
-    }
-    query
+    offset: i64,
+) -> QueryResult<(Vec<Session>, i64)> {
+    let matching = || {
+        let mut query = monitoring_sessions::table
+            .filter(monitoring_sessions::org_id.eq(filter.org))
+            .into_boxed();
+        if let Some(status) = &filter.status {
+            query = query.filter(monitoring_sessions::status.eq(status.clone()));
+        }
+        if let Some(rep) = filter.rep_id {
+            query = query.filter(monitoring_sessions::rep_id.eq(rep));
+        }
+        if let Some(supervisor) = filter.supervisor_id {
+            query = query.filter(monitoring_sessions::supervisor_id.eq(supervisor));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(monitoring_sessions::started_at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(monitoring_sessions::started_at.lt(to));
+        }
+        if let Some((supervisor, reps)) = &filter.visible_to {
+            query = query.filter(
+                monitoring_sessions::supervisor_id
+                    .eq(*supervisor)
+                    .or(monitoring_sessions::rep_id.eq_any(reps.clone())),
+            );
+        }
+        query
+    };
+    let total = matching().count().get_result(conn).await?;
+    let sessions = matching()
         .order((
             monitoring_sessions::started_at.desc(),
             monitoring_sessions::id.desc(),
         ))
         .limit(limit)
+        .offset(offset)
         .select(Session::as_select())
         .load(conn)
-        .await
+        .await?;
+    Ok((sessions, total))
 }

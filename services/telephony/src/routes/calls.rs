@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -207,29 +208,19 @@ impl From<Call> for CallView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CallPage {
-    items: Vec<CallView>,
-    total: i64,
-    limit: i64,
-    offset: i64,
-}
-
 /// `GET /api/calls`
 #[utoipa::path(get, path = "/api/calls", tag = "calls",
     params(
-        ("limit" = Option<i64>, Query, description = "1–100, default 50"),
-        ("offset" = Option<i64>, Query, description = "Default 0"),
         ("direction" = Option<Direction>, Query, description = "inbound or outbound"),
         ("status" = Option<CallStatus>, Query, description = "Our spelling or Twilio's (`in-progress`)"),
         ("from" = Option<DateTime<Utc>>, Query, description = "Created at or after (RFC 3339 or YYYY-MM-DD)"),
         ("to" = Option<DateTime<Utc>>, Query, description = "Created before (RFC 3339 or YYYY-MM-DD)"),
         ("number" = Option<String>, Query, description = "Either party's number (E.164)"),
         ("userId" = Option<Uuid>, Query, description = "One rep's calls (within what the caller may see)"),
-        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org")),
+        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org"),
+        PageRequest),
     responses(
-        (status = 200, body = CallPage, description = "Calls the caller may see, newest first: reps their own, managers their teams', CEO and DIRECTOR the org's"),
+        (status = 200, body = Page<CallView>, description = "Calls the caller may see, newest first: reps their own, managers their teams', CEO and DIRECTOR the org's"),
         (status = 400, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/api/calls")]
@@ -237,10 +228,9 @@ async fn list_calls(
     state: web::Data<AppState>,
     principal: Principal,
     req: HttpRequest,
+    page: PageRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let query = Query::of(&req)?;
-    let limit = query.int("limit", 50, 1..=100)?;
-    let offset = query.int("offset", 0, 0..=1_000_000)?;
     let direction = query
         .get("direction")
         .map(|d| {
@@ -277,13 +267,9 @@ async fn list_calls(
     };
     let scope = access::scope(&principal, org);
     let mut conn = state.conn().await?;
-    let (items, total) = calls::list(&mut conn, &scope, &filter, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(CallPage {
-        items: items.into_iter().map(CallView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let (items, total) =
+        calls::list(&mut conn, &scope, &filter, page.limit(), page.offset()).await?;
+    Ok(HttpResponse::Ok().json(page.wrap(items, total).map(CallView::from)))
 }
 
 /// `GET /api/calls/{id}`

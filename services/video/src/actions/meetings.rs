@@ -1,6 +1,7 @@
 //! Ad-hoc meetings (seed 003): creating them with their LiveKit room, joining, leaving, ending,
 //! and applying LiveKit's webhooks about their rooms.
 
+use sb_platform::pagination::{Page, PageRequest};
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -23,9 +24,6 @@ use crate::store::meetings::{
 /// Seconds LiveKit keeps an empty meeting room. The meeting itself stays open (rooms are
 /// reusable); LiveKit's default `auto_create` opens the room again on the next connection.
 const EMPTY_ROOM_TIMEOUT_SECS: u32 = 300;
-
-/// Most meetings the list answers.
-const LIST_LIMIT: i64 = 100;
 
 /// What `POST /api/livekit/rooms` asks for, parsed.
 #[derive(Debug, Clone)]
@@ -162,13 +160,15 @@ pub async fn create(
 pub async fn list(
     state: &AppState,
     principal: &Principal,
-) -> Result<Vec<MeetingDetail>, VideoError> {
+    page: PageRequest,
+) -> Result<Page<MeetingDetail>, VideoError> {
     let mut conn = state.conn().await?;
-    let meetings = store::list_for_user(
+    let (meetings, total) = store::list_for_user(
         &mut conn,
         principal.org_id.as_uuid(),
         principal.user_id.as_uuid(),
-        LIST_LIMIT,
+        page.limit(),
+        page.offset(),
     )
     .await?;
     let ids: Vec<Uuid> = meetings.iter().map(|m| m.id).collect();
@@ -176,13 +176,10 @@ pub async fn list(
     for member in store::members_of(&mut conn, &ids).await? {
         members.entry(member.meeting_id).or_default().push(member);
     }
-    Ok(meetings
-        .into_iter()
-        .map(|meeting| MeetingDetail {
-            members: members.remove(&meeting.id).unwrap_or_default(),
-            meeting,
-        })
-        .collect())
+    Ok(page.wrap(meetings, total).map(|meeting| MeetingDetail {
+        members: members.remove(&meeting.id).unwrap_or_default(),
+        meeting,
+    }))
 }
 
 /// `GET /api/livekit/rooms/{room_name}`.

@@ -17,6 +17,7 @@ use crate::routes::OptionalJson;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, CallFilter, Participant};
 use crate::store::recordings::{self, Recording};
+use sb_platform::pagination::{Page, PageRequest};
 use sb_platform::Problem;
 use sb_platform::request::Query;
 
@@ -363,27 +364,17 @@ fn filter_and_org(query: &Query) -> Result<(CallFilter, Option<Uuid>), Problem> 
     ))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CallPage {
-    items: Vec<CallView>,
-    total: i64,
-    page: i64,
-    page_size: i64,
-}
-
 /// `GET /calls`
 #[utoipa::path(get, path = "/calls", tag = "calls",
     params(
         ("status" = Option<CallStatus>, Query),
         ("from" = Option<DateTime<Utc>>, Query, description = "Created at or after (RFC 3339)"),
         ("to" = Option<DateTime<Utc>>, Query, description = "Created before (RFC 3339)"),
-        ("page" = Option<i64>, Query, description = "1-based, default 1"),
-        ("pageSize" = Option<i64>, Query, description = "1–100, default 20"),
-        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org")),
+        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org"),
+        PageRequest),
     responses(
-        (status = 200, body = CallPage, description = "Calls the caller may see, newest first"),
-        (status = 400, content_type = "application/problem+json")),
+        (status = 200, body = Page<CallView>, description = "Calls the caller may see, newest first"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/calls")]
 async fn list_calls(
@@ -393,27 +384,12 @@ async fn list_calls(
 ) -> Result<HttpResponse, VideoError> {
     let query = Query::parse(&req)?;
     let (filter, org) = filter_and_org(&query)?;
-    let page = query.int("page", 1, 1..=100_000)?;
-    let page_size = query.int("pageSize", 20, 1..=100)?;
+    let page = PageRequest::from_query(&query)?;
     let scope = access::scope(&principal, org);
     let mut conn = state.conn().await?;
-    let (items, total) = calls::list(
-        &mut conn,
-        &scope,
-        &filter,
-        page_size,
-        (page - 1) * page_size,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(CallPage {
-        items: items
-            .into_iter()
-            .map(CallView::summary)
-            .collect::<Result<_, _>>()?,
-        total,
-        page,
-        page_size,
-    }))
+    let (items, total) =
+        calls::list(&mut conn, &scope, &filter, page.limit(), page.offset()).await?;
+    Ok(HttpResponse::Ok().json(page.wrap(items, total).try_map(CallView::summary)?))
 }
 
 /// `GET /calls/stats`

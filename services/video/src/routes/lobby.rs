@@ -4,6 +4,7 @@
 //! `GET /calls/guest/{guestId}`. The guest page polls the latter (every few seconds) until the
 //! host decides; polling works through every proxy and needs no connection state on a replica.
 
+use sb_platform::pagination::{Page, PageRequest};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
@@ -235,18 +236,12 @@ impl TryFrom<LobbyGuest> for LobbyGuestView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LobbyView {
-    /// Oldest first.
-    guests: Vec<LobbyGuestView>,
-}
-
 /// `GET /calls/{id}/lobby`
 #[utoipa::path(get, path = "/calls/{id}/lobby", tag = "lobby",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), PageRequest),
     responses(
-        (status = 200, body = LobbyView, description = "The call's guests, waiting or decided"),
+        (status = 200, body = Page<LobbyGuestView>, description = "The call's guests, waiting or decided, oldest first"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 403, description = "Only the host or an org leader", content_type = "application/problem+json"),
         (status = 404, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -255,14 +250,11 @@ async fn list_lobby(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
+    page: PageRequest,
 ) -> Result<HttpResponse, VideoError> {
+    // A call's lobby is small (one appointment's guests): it is cut into pages in memory.
     let guests = lobby::list(&state, &principal, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(LobbyView {
-        guests: guests
-            .into_iter()
-            .map(LobbyGuestView::try_from)
-            .collect::<Result<_, _>>()?,
-    }))
+    Ok(HttpResponse::Ok().json(page.slice(guests).try_map(LobbyGuestView::try_from)?))
 }
 
 async fn decide(

@@ -1,5 +1,6 @@
 //! Ad-hoc meetings (seed 003) under `/api/livekit`: create, list, read, join, leave, token.
 
+use sb_platform::pagination::{Page, PageRequest};
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
@@ -106,12 +107,6 @@ impl TryFrom<MeetingDetail> for MeetingView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MeetingList {
-    /// Open meetings first, then newest first; at most 100.
-    rooms: Vec<MeetingView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     /// LiveKit access token for this member (short-lived).
     token: String,
@@ -177,21 +172,20 @@ async fn create_meeting(
 
 /// `GET /api/livekit/rooms`
 #[utoipa::path(get, path = "/api/livekit/rooms", tag = "meetings",
+    params(PageRequest),
     responses(
-        (status = 200, body = MeetingList, description = "Meetings of the caller's organisation they created or were invited to"),
+        (status = 200, body = Page<MeetingView>, description = "Meetings of the caller's organisation they created or were invited to: open ones first, then newest first"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 401, description = "No or bad JWT", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/api/livekit/rooms")]
 async fn list_meetings(
     state: web::Data<AppState>,
     principal: Principal,
+    page: PageRequest,
 ) -> Result<HttpResponse, VideoError> {
-    let rooms = meetings::list(&state, &principal)
-        .await?
-        .into_iter()
-        .map(MeetingView::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok(HttpResponse::Ok().json(MeetingList { rooms }))
+    let meetings = meetings::list(&state, &principal, page).await?;
+    Ok(HttpResponse::Ok().json(meetings.try_map(MeetingView::try_from)?))
 }
 
 /// `GET /api/livekit/rooms/{room_name}`

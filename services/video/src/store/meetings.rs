@@ -190,17 +190,22 @@ pub async fn list_for_user(
     org_id: Uuid,
     user_id: Uuid,
     limit: i64,
-) -> QueryResult<Vec<Meeting>> {
-    let invited = video_meeting_members::table
-        .filter(video_meeting_members::user_id.eq(user_id))
-        .select(video_meeting_members::meeting_id);
-    video_meetings::table
-        .filter(video_meetings::org_id.eq(org_id))
-        .filter(
-            video_meetings::created_by
-                .eq(user_id)
-                .or(video_meetings::id.eq_any(invited)),
-        )
+    offset: i64,
+) -> QueryResult<(Vec<Meeting>, i64)> {
+    let visible = || {
+        let invited = video_meeting_members::table
+            .filter(video_meeting_members::user_id.eq(user_id))
+            .select(video_meeting_members::meeting_id);
+        video_meetings::table
+            .filter(video_meetings::org_id.eq(org_id))
+            .filter(
+                video_meetings::created_by
+                    .eq(user_id)
+                    .or(video_meetings::id.eq_any(invited)),
+            )
+    };
+    let total = visible().count().get_result(conn).await?;
+    let meetings = visible()
         .order((
             // false sorts before true: open meetings first.
             video_meetings::status.ne(MeetingStatus::Open.as_str()),
@@ -208,9 +213,11 @@ pub async fn list_for_user(
             video_meetings::id.desc(),
         ))
         .limit(limit)
+        .offset(offset)
         .select(Meeting::as_select())
         .load(conn)
-        .await
+        .await?;
+    Ok((meetings, total))
 }
 
 /// Members of these meetings, the host first in each.
