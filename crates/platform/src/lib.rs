@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod metrics;
 pub mod nats;
 pub mod pagination;
