@@ -211,15 +211,25 @@ mod tests {
         let metrics = Metrics::new("test")?;
         let stop = CancellationToken::new();
         let ran = Arc::new(AtomicUsize::new(0));
-        let job = Job::new("test-job", Duration::from_secs(1), (stop.clone(), ran.clone()))
-            .pass("cancels", |(stop, _): (CancellationToken, Arc<AtomicUsize>)| async move {
+        let job = Job::new(
+            "test-job",
+            Duration::from_secs(1),
+            (stop.clone(), ran.clone()),
+        )
+        .pass(
+            "cancels",
+            |(stop, _): (CancellationToken, Arc<AtomicUsize>)| async move {
                 stop.cancel();
                 Ok::<_, String>(())
-            })
-            .pass("after", |(_, ran): (CancellationToken, Arc<AtomicUsize>)| async move {
+            },
+        )
+        .pass(
+            "after",
+            |(_, ran): (CancellationToken, Arc<AtomicUsize>)| async move {
                 ran.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, String>(())
-            });
+            },
+        );
         job.run_once(&metrics, &stop).await;
         assert_eq!(ran.load(Ordering::SeqCst), 0);
         Ok(())

@@ -33,8 +33,14 @@ pub struct ReconcileReport {
 pub fn job(state: AppState) -> Job<AppState> {
     let period = state.config.reconcile_interval;
     Job::new("monitoring-reconcile", period, state)
-        .pass("rep_connections", |s| async move { rep_connections(&s).await })
-        .pass("expired_sessions", |s| async move { expired_sessions(&s).await })
+        .pass(
+            "rep_connections",
+            |s| async move { rep_connections(&s).await },
+        )
+        .pass(
+            "expired_sessions",
+            |s| async move { expired_sessions(&s).await },
+        )
 }
 
 /// Runs the job until `stop`.

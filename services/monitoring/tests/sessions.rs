@@ -522,10 +522,19 @@ async fn every_list_route_pages_the_same_way() -> Result {
             .post_json(&ceo, "/monitoring/sessions", json!({"repId": rep.id}))
             .await?;
         assert_eq!(status, 201, "{body}");
-        sessions.push(body["session"]["id"].as_str().unwrap_or_default().to_owned());
+        sessions.push(
+            body["session"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
 
-    for route in ["/monitoring/reps", "/monitoring/sessions", "/monitoring/audit"] {
+    for route in [
+        "/monitoring/reps",
+        "/monitoring/sessions",
+        "/monitoring/audit",
+    ] {
         let (status, page) = monitoring.get_json(&ceo, route).await?;
         assert_eq!(status, 200, "{route}: {page}");
         let keys: Vec<&str> = page
@@ -554,14 +563,22 @@ async fn every_list_route_pages_the_same_way() -> Result {
     let (_, second) = monitoring
         .get_json(&ceo, "/monitoring/sessions?pageSize=1&page=2")
         .await?;
-    assert_eq!(second["items"].as_array().map(Vec::len), Some(1), "{second}");
+    assert_eq!(
+        second["items"].as_array().map(Vec::len),
+        Some(1),
+        "{second}"
+    );
     assert_eq!(second["items"][0]["id"], sessions[0].as_str(), "{second}");
     // The manager's scope is applied before the page is cut, so the total is theirs.
     for route in ["/monitoring/reps", "/monitoring/sessions"] {
         let (status, page) = monitoring.get_json(&manager, route).await?;
         assert_eq!(status, 200, "{route}: {page}");
         assert_eq!(page["total"], 1, "{route}: {page}");
-        assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{route}: {page}");
+        assert_eq!(
+            page["items"].as_array().map(Vec::len),
+            Some(1),
+            "{route}: {page}"
+        );
     }
     Ok(())
 }

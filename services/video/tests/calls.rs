@@ -623,7 +623,11 @@ async fn every_list_route_pages_the_same_way() -> Result {
     let (_, second) = video
         .get_json(&closer, "/api/livekit/rooms?page=2&pageSize=1")
         .await?;
-    assert_eq!(second["items"].as_array().map(Vec::len), Some(1), "{second}");
+    assert_eq!(
+        second["items"].as_array().map(Vec::len),
+        Some(1),
+        "{second}"
+    );
     assert_eq!(second["items"][0]["room_name"], "first", "{second}");
     assert_eq!(second["total"], 2);
     Ok(())
