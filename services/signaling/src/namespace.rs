@@ -318,7 +318,7 @@ impl VideoCall {
             .await
             .map_err(|e| unavailable(e.into()))?
             .ok_or_else(|| EventError::new("not_found", format!("room {room_id} not found")))?;
-        if RoomStatus::parse(&room.status) == RoomStatus::Ended {
+        if room.status == RoomStatus::Ended {
             return Err(EventError::new("call_ended", "the call has ended"));
         }
         let appointment = store::appointment(&mut conn, room.appointment_id)
@@ -357,7 +357,7 @@ impl VideoCall {
                 }
             }
         }
-        let mut status = room.status.clone();
+        let mut status = room.status;
         let announce = !already && !returning && !present_elsewhere;
         if announce
             && let Some(updated) =
@@ -372,7 +372,7 @@ impl VideoCall {
             "roomId": room_id,
             "userId": me.user_id,
             "role": side.as_str(),
-            "status": status,
+            "status": status.as_str(),
             "appointmentId": room.appointment_id,
             "members": members,
             "iceServers": ice,

@@ -33,7 +33,7 @@ fn ms(at: DateTime<Utc>) -> i64 {
 }
 
 fn mode_of(session: &Session) -> Mode {
-    Mode::parse(&session.mode).unwrap_or(Mode::Listen)
+    session.mode
 }
 
 /// Whether `principal` may monitor `rep` (the policy's scope rule).
@@ -150,7 +150,7 @@ fn token(
 }
 
 fn preset_of(session: &Session, settings: &Settings) -> Preset {
-    if session.status == SessionStatus::Paused.as_str() {
+    if session.status == SessionStatus::Paused {
         Preset::SupervisorPaused
     } else {
         mode_of(session).preset(settings.notify_rep)
@@ -280,7 +280,7 @@ pub async fn renew(
         .outbox
         .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
-            if session.status == SessionStatus::Stopped.as_str() {
+            if session.status == SessionStatus::Stopped {
                 return Err(MonitoringError::conflict(
                     "session_stopped",
                     "the session has stopped",
@@ -351,10 +351,14 @@ pub async fn set_paused(
     } else {
         (SessionStatus::Paused, SessionStatus::Active, "resume")
     };
-    if session.status != from.as_str() {
+    if session.status != from {
         return Err(MonitoringError::conflict(
             "invalid_transition",
-            format!("the session is {}, not {}", session.status, from.as_str()),
+            format!(
+                "the session is {}, not {}",
+                session.status.as_str(),
+                from.as_str()
+            ),
         ));
     }
     let settings = settings::of_org(&mut conn, session.org_id).await?;
@@ -370,13 +374,13 @@ pub async fn set_paused(
         .outbox
         .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
-            if session.status != from.as_str() {
+            if session.status != from {
                 return Err(MonitoringError::conflict(
                     "invalid_transition",
                     "the session changed meanwhile",
                 ));
             }
-            sessions::set_status(conn, id, to.as_str()).await?;
+            sessions::set_status(conn, id, to).await?;
             audit_row(
                 conn,
                 &session,
@@ -417,10 +421,10 @@ pub async fn set_mode(
             format!("the organisation does not allow {} mode", mode.as_str()),
         ));
     }
-    if session.status != SessionStatus::Active.as_str() {
+    if session.status != SessionStatus::Active {
         return Err(MonitoringError::conflict(
             "session_not_active",
-            format!("the session is {}", session.status),
+            format!("the session is {}", session.status.as_str()),
         ));
     }
     let previous = mode_of(&session);
@@ -434,7 +438,7 @@ pub async fn set_mode(
         .outbox
         .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
-            sessions::set_mode(conn, id, mode.as_str()).await?;
+            sessions::set_mode(conn, id, mode).await?;
             audit_row(
                 conn,
                 &session,

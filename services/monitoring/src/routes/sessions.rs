@@ -48,8 +48,8 @@ pub struct SessionView {
 impl From<Session> for SessionView {
     fn from(s: Session) -> Self {
         Self {
-            status: SessionStatus::parse(&s.status).unwrap_or(SessionStatus::Stopped),
-            mode: Mode::parse(&s.mode).unwrap_or(Mode::Listen),
+            status: s.status,
+            mode: s.mode,
             id: s.id,
             rep_id: s.rep_id,
             supervisor_id: s.supervisor_id,
@@ -168,9 +168,7 @@ async fn list_sessions(
     };
     let filter = SessionFilter {
         org,
-        status: query
-            .value::<SessionStatus>("status")?
-            .map(|s| s.as_str().to_owned()),
+        status: query.value::<SessionStatus>("status")?,
         rep_id: query.uuid("repId")?,
         supervisor_id: query.uuid("supervisorId")?,
         from,

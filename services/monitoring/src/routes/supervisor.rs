@@ -10,7 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use crate::actions::sessions::can_monitor;
-use crate::domain::RepStatus;
+use crate::domain::{RepStatus, SessionStatus};
 use crate::error::MonitoringError;
 use crate::state::AppState;
 use crate::store::reps::{self, Rep};
@@ -52,7 +52,7 @@ pub async fn view(
     let listened_by = sessions::open_of_rep(conn, rep.user_id)
         .await?
         .into_iter()
-        .filter(|s| s.status == "ACTIVE")
+        .filter(|s| s.status == SessionStatus::Active)
         .map(|s| s.supervisor_id)
         .collect();
     let on_call = reps::current_call(conn, rep.user_id)
@@ -64,7 +64,7 @@ pub async fn view(
         });
     Ok(RepView {
         teams: rep.team_ids(),
-        status: RepStatus::parse(&rep.status),
+        status: rep.status,
         online: rep.publishing,
         user_id: rep.user_id,
         name: rep.name,

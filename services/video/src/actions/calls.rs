@@ -3,7 +3,7 @@
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::Principal;
-use sb_db::models::Appointment;
+use sb_db::models::{Appointment, AppointmentStatus};
 use sb_livekit::{ParticipantToken, Preset, RoomOptions};
 use sb_platform::config::Environment;
 use uuid::Uuid;
@@ -42,7 +42,7 @@ pub async fn join(
 ) -> Result<Joined, VideoError> {
     let mut conn = state.conn().await?;
     let appointment = access::appointment(&mut conn, principal, appointment_id).await?;
-    if appointment.status == "cancelled" {
+    if appointment.status == AppointmentStatus::Cancelled {
         return Err(VideoError::conflict(
             "appointment_cancelled",
             "this appointment was cancelled",
@@ -73,7 +73,7 @@ pub async fn join(
                 Some(call) => (calls::lock(conn, call.id).await?, false),
                 None => insert_call(conn, &appointment).await?,
             };
-            let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+            let status = call.status;
             if status.is_final() {
                 return Err(VideoError::conflict(
                     "call_finished",
@@ -231,7 +231,7 @@ pub async fn start(
 ) -> Result<Call, VideoError> {
     let mut conn = state.conn().await?;
     let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
-    let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+    let status = call.status;
     if status.is_final() {
         return Err(VideoError::conflict(
             "call_finished",

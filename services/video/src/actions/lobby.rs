@@ -9,7 +9,7 @@ use sb_livekit::{ParticipantToken, Preset};
 use uuid::Uuid;
 
 use crate::actions::access;
-use crate::domain::call::{CallStatus, DisplayName, Identity, RecordingStatus};
+use crate::domain::call::{DisplayName, Identity};
 use crate::domain::lobby::{self as rules, Decision, LobbyStatus, MAX_WAITING_GUESTS, Outcome};
 use crate::error::VideoError;
 use crate::state::AppState;
@@ -42,7 +42,7 @@ pub fn link_error(error: GuestLinkError) -> VideoError {
 }
 
 fn ensure_open(call: &Call) -> Result<(), VideoError> {
-    let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+    let status = call.status;
     if status.is_final() {
         return Err(VideoError::conflict(
             "call_finished",
@@ -158,7 +158,7 @@ pub async fn poll(
         .await?
         .ok_or(VideoError::NotFound("call"))?;
     ensure_open(&call)?;
-    let status: LobbyStatus = guest.status.parse().map_err(VideoError::internal)?;
+    let status = guest.status;
     if status != LobbyStatus::Admitted {
         return Ok((guest, None));
     }
@@ -173,7 +173,7 @@ pub async fn poll(
             None,
         )
         .map_err(VideoError::internal)?;
-    let recording = RecordingStatus::parse(&call.recording_status).is_recording();
+    let recording = call.recording_status.is_recording();
     Ok((guest, Some(Admission { token, recording })))
 }
 
@@ -210,7 +210,7 @@ pub async fn decide(
             let guest = lobby::lock(conn, call.id, guest_id)
                 .await?
                 .ok_or(VideoError::NotFound("guest"))?;
-            let current: LobbyStatus = guest.status.parse().map_err(VideoError::internal)?;
+            let current = guest.status;
             let status = match rules::decide(current, decision) {
                 // The first decision's author and time stay: they are the audit trail.
                 Outcome::Unchanged => return Ok(guest),
@@ -248,13 +248,13 @@ pub async fn decide(
                 )
                 .await?;
             }
-            Ok(lobby::set_status(conn, guest.id, status.as_str(), decided_by, now).await?)
+            Ok(lobby::set_status(conn, guest.id, status, decided_by, now).await?)
         }))
         .await?;
     tracing::info!(
         call.id = %call_id,
         guest.id = %guest.id,
-        status = %guest.status,
+        status = guest.status.as_str(),
         decided_by = %decided_by,
         "lobby decision"
     );
@@ -281,16 +281,10 @@ pub async fn remove(
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             if let Identity::Guest(guest_id) = identity
                 && let Some(guest) = lobby::lock(conn, call.id, guest_id).await?
-                && guest.status != LobbyStatus::Denied.as_str()
+                && guest.status != LobbyStatus::Denied
             {
-                lobby::set_status(
-                    conn,
-                    guest.id,
-                    LobbyStatus::Denied.as_str(),
-                    decided_by,
-                    Utc::now(),
-                )
-                .await?;
+                lobby::set_status(conn, guest.id, LobbyStatus::Denied, decided_by, Utc::now())
+                    .await?;
             }
             match state
                 .livekit_call(

@@ -47,10 +47,6 @@ pub struct Joined {
     pub token: ParticipantToken,
 }
 
-fn parsed<T: std::str::FromStr<Err = String>>(raw: &str) -> Result<T, VideoError> {
-    raw.parse().map_err(VideoError::internal)
-}
-
 fn not_found() -> VideoError {
     VideoError::NotFound("meeting")
 }
@@ -112,8 +108,8 @@ pub async fn create(
                     room_name: request.room_name.as_str(),
                     livekit_room,
                     created_by: creator,
-                    call_type: request.call_type.as_str(),
-                    mode: request.mode.as_str(),
+                    call_type: request.call_type,
+                    mode: request.mode,
                 },
             )
             .await?
@@ -123,12 +119,12 @@ pub async fn create(
                     format!("a meeting named {} already exists", request.room_name),
                 ));
             };
-            let members: Vec<NewMember<'_>> = planned
+            let members: Vec<NewMember> = planned
                 .iter()
                 .map(|&(user_id, role)| NewMember {
                     meeting_id: id,
                     user_id,
-                    role: role.as_str(),
+                    role,
                 })
                 .collect();
             store::insert_members(conn, &members).await?;
@@ -216,8 +212,8 @@ pub async fn join(
     if meeting.is_ended() {
         return Err(ended());
     }
-    let role: MemberRole = parsed(&member.role)?;
-    let preset = meeting::preset(parsed(&meeting.call_type)?, parsed(&meeting.mode)?, role);
+    let role = member.role;
+    let preset = meeting::preset(meeting.call_type, meeting.mode, role);
     let identity = Identity::User(member.user_id).to_string();
     let name = display_name.or_else(|| {
         principal

@@ -8,8 +8,8 @@ use sb_platform::jobs::Job;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{calls as call_actions, presence, recording};
-use crate::domain::call::EgressState;
 use crate::domain::call::Identity;
+use crate::domain::call::{CallStatus, EgressState};
 use crate::error::VideoError;
 use crate::state::AppState;
 use crate::store::{calls, meetings, recordings};
@@ -32,11 +32,22 @@ pub struct ReconcileReport {
 pub fn job(state: AppState) -> Job<AppState> {
     let period = state.config.reconcile.interval;
     Job::new("video-reconcile", period, state)
-        .pass("active_calls", |s| async move { count_active_calls(&s).await })
-        .pass("missing_rooms", |s| async move { create_missing_rooms(&s).await })
-        .pass("empty_calls", |s| async move { complete_empty_calls(&s).await })
+        .pass(
+            "active_calls",
+            |s| async move { count_active_calls(&s).await },
+        )
+        .pass("missing_rooms", |s| async move {
+            create_missing_rooms(&s).await
+        })
+        .pass(
+            "empty_calls",
+            |s| async move { complete_empty_calls(&s).await },
+        )
         .pass("recordings", |s| async move { settle_recordings(&s).await })
-        .pass("meeting_presence", |s| async move { meeting_presence(&s).await })
+        .pass(
+            "meeting_presence",
+            |s| async move { meeting_presence(&s).await },
+        )
 }
 
 /// Runs the job until `stop`.
@@ -99,7 +110,10 @@ async fn complete_empty_calls(state: &AppState) -> Result<u64, VideoError> {
     let grace = chrono::Duration::from_std(state.config.reconcile.empty_grace)
         .unwrap_or(chrono::Duration::MAX);
     for call in calls::open_calls(&mut conn, BATCH).await? {
-        if call.status != "ONGOING" || !call.room_created || Utc::now() - call.updated_at < grace {
+        if call.status != CallStatus::Ongoing
+            || !call.room_created
+            || Utc::now() - call.updated_at < grace
+        {
             continue;
         }
         // Someone LiveKit reports joining after this moment may be missing from the list only
@@ -130,7 +144,8 @@ async fn complete_empty_calls(state: &AppState) -> Result<u64, VideoError> {
             .outbox
             .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
                 let call = calls::lock(conn, call.id).await?;
-                if call.status != "ONGOING" || calls::joined_since(conn, call.id, listed_at).await?
+                if call.status != CallStatus::Ongoing
+                    || calls::joined_since(conn, call.id, listed_at).await?
                 {
                     return Ok(false);
                 }
@@ -152,9 +167,7 @@ async fn complete_empty_calls(state: &AppState) -> Result<u64, VideoError> {
             recording::stop_for_call(state, &mut conn, call.id).await;
         }
     }
-    state
-        .metrics
-        .reconciled("call_completed", completed_calls);
+    state.metrics.reconciled("call_completed", completed_calls);
     Ok(completed_calls)
 }
 
@@ -236,9 +249,7 @@ async fn settle_recordings(state: &AppState) -> Result<RecordingsSettled, VideoE
     state
         .metrics
         .reconciled("recording_updated", settled.updated);
-    state
-        .metrics
-        .reconciled("recording_failed", settled.failed);
+    state.metrics.reconciled("recording_failed", settled.failed);
     Ok(settled)
 }
 /// Meeting members whose participant_left never came: marked out when their meeting's room no

@@ -17,8 +17,8 @@ use crate::routes::OptionalJson;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, CallFilter, Participant};
 use crate::store::recordings::{self, Recording};
-use sb_platform::pagination::{Page, PageRequest};
 use sb_platform::Problem;
+use sb_platform::pagination::{Page, PageRequest};
 use sb_platform::request::Query;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
@@ -79,7 +79,7 @@ impl From<&Appointment> for AppointmentView {
             closer: UserRef { id: a.host_user_id },
             scheduled_at: a.scheduled_at,
             ends_at: a.ends_at,
-            status: a.status.clone(),
+            status: a.status.as_str().to_owned(),
         }
     }
 }
@@ -140,7 +140,7 @@ impl From<Recording> for RecordingView {
         Self {
             id: r.id,
             egress_id: r.egress_id,
-            status: r.status,
+            status: r.status.as_str().to_owned(),
             filepath: r.filepath,
             location: r.location,
             duration_seconds: r.duration_seconds,
@@ -180,11 +180,11 @@ pub struct CallView {
 
 impl CallView {
     fn summary(call: Call) -> Result<Self, VideoError> {
-        let recording_status = RecordingStatus::parse(&call.recording_status);
+        let recording_status = call.recording_status;
         Ok(Self {
             id: call.id,
             appointment_id: call.appointment_id,
-            status: call.status.parse().map_err(VideoError::internal)?,
+            status: call.status,
             room_name: call.room_name,
             started_at: call.started_at,
             ended_at: call.ended_at,
@@ -244,13 +244,13 @@ async fn join_appointment_call(
         .transpose()
         .map_err(|e| VideoError::invalid("displayName", e))?;
     let joined = actions::calls::join(&state, &principal, path.into_inner(), display_name).await?;
-    let status = joined.call.status.parse().map_err(VideoError::internal)?;
+    let status = joined.call.status;
     Ok(HttpResponse::Ok().json(JoinResponse {
         call_id: joined.call.id,
         room_name: joined.call.room_name.clone(),
         token: joined.token.token,
         livekit_url: joined.token.server_url,
-        recording: RecordingStatus::parse(&joined.call.recording_status).is_recording(),
+        recording: joined.call.recording_status.is_recording(),
         status,
         appointment: AppointmentView::from(&joined.appointment),
         participant: joined.participant.into(),
@@ -354,14 +354,7 @@ async fn get_call(
 fn filter_and_org(query: &Query) -> Result<(CallFilter, Option<Uuid>), Problem> {
     let status = query.value::<CallStatus>("status")?;
     let (from, to) = query.window()?;
-    Ok((
-        CallFilter {
-            status: status.map(|s| s.as_str().to_owned()),
-            from,
-            to,
-        },
-        query.uuid("orgId")?,
-    ))
+    Ok((CallFilter { status, from, to }, query.uuid("orgId")?))
 }
 
 /// `GET /calls`
@@ -420,7 +413,7 @@ async fn call_stats(
             |(status, duration_seconds, recording_status, participants)| CallSample {
                 status,
                 duration_seconds,
-                recorded: recording_status != "NONE",
+                recorded: recording_status != RecordingStatus::None,
                 participants,
             },
         )

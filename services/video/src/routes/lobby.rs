@@ -4,10 +4,10 @@
 //! `GET /calls/guest/{guestId}`. The guest page polls the latter (every few seconds) until the
 //! host decides; polling works through every proxy and needs no connection state on a replica.
 
-use sb_platform::pagination::{Page, PageRequest};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -48,10 +48,6 @@ fn query_value(raw: &str) -> String {
 fn with_token(base: &str, token: &str) -> String {
     let separator = if base.contains('?') { '&' } else { '?' };
     format!("{base}{separator}token={}", query_value(token))
-}
-
-fn status_of(guest: &LobbyGuest) -> Result<LobbyStatus, VideoError> {
-    guest.status.parse().map_err(VideoError::internal)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -135,7 +131,7 @@ async fn join_lobby(
     let guest = lobby::join(&state, &body.token, &display_name).await?;
     Ok(HttpResponse::Accepted().json(GuestJoinResponse {
         guest_id: guest.id,
-        status: status_of(&guest)?,
+        status: guest.status,
         poll_url: with_token(&format!("/calls/guest/{}", guest.id), &body.token),
     }))
 }
@@ -195,7 +191,7 @@ async fn poll_guest(
     let (guest, admission) = lobby::poll(&state, &token, path.into_inner()).await?;
     let mut response = GuestStatusResponse {
         guest_id: guest.id,
-        status: status_of(&guest)?,
+        status: guest.status,
         token: None,
         livekit_url: None,
         room_name: None,
@@ -226,7 +222,7 @@ impl TryFrom<LobbyGuest> for LobbyGuestView {
     type Error = VideoError;
     fn try_from(guest: LobbyGuest) -> Result<Self, VideoError> {
         Ok(Self {
-            status: status_of(&guest)?,
+            status: guest.status,
             id: guest.id,
             display_name: guest.display_name,
             created_at: guest.created_at,

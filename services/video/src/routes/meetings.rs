@@ -1,9 +1,9 @@
 //! Ad-hoc meetings (seed 003) under `/api/livekit`: create, list, read, join, leave, token.
 
-use sb_platform::pagination::{Page, PageRequest};
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -61,7 +61,7 @@ impl TryFrom<Member> for MemberView {
     fn try_from(m: Member) -> Result<Self, Self::Error> {
         Ok(Self {
             user_id: m.user_id,
-            role: m.role.parse().map_err(VideoError::internal)?,
+            role: m.role,
             in_room: m.in_room,
             joined_at: m.joined_at,
             left_at: m.left_at,
@@ -92,9 +92,9 @@ impl TryFrom<MeetingDetail> for MeetingView {
             id: meeting.id,
             invite_link: invite_link(&meeting.room_name),
             room_name: meeting.room_name,
-            call_type: meeting.call_type.parse().map_err(VideoError::internal)?,
-            mode: meeting.mode.parse().map_err(VideoError::internal)?,
-            status: meeting.status.parse().map_err(VideoError::internal)?,
+            call_type: meeting.call_type,
+            mode: meeting.mode,
+            status: meeting.status,
             created_by: meeting.created_by,
             created_at: meeting.created_at,
             ended_at: meeting.ended_at,

@@ -168,8 +168,8 @@ impl TestAppointment {
             lead: serde_json::json!({"name": "Lead Person", "phone": "+33612345678", "email": "lead@example.test"}),
             scheduled_at: self.scheduled_at,
             ends_at: Some(self.scheduled_at + chrono::Duration::minutes(45)),
-            kind: "remote".to_owned(),
-            status: self.status.clone(),
+            kind: sb_db::models::AppointmentKind::Remote,
+            status: self.status.parse().expect("a known appointment status"),
             version: 1,
         }
     }
