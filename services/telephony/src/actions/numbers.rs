@@ -1,8 +1,8 @@
 //! Managing the org's numbers: org leaders assign them; owners read their own.
 
-use sb_platform::pagination::{Page, PageRequest};
 use diesel_async::AsyncConnection;
 use sb_auth::Principal;
+use sb_platform::pagination::{Page, PageRequest};
 use uuid::Uuid;
 
 use crate::actions::access;

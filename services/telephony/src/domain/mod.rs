@@ -1,7 +1,8 @@
 //! The telephony service's rules, with no I/O: call statuses and their order, phone numbers and
-//! identities, TwiML documents, quality thresholds and the job's backoff.
+//! identities, TwiML documents, quality thresholds, the follow-ups and their backoff.
 
 pub mod backoff;
+pub mod followup;
 pub mod phone;
 pub mod quality;
 pub mod status;

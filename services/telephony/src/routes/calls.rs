@@ -10,6 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use crate::actions::{self, access};
+use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::domain::phone::E164;
 use crate::domain::quality::Metrics;
 use crate::domain::status::{CallStatus, Direction};
@@ -119,8 +120,8 @@ impl From<Recording> for RecordingView {
         Self {
             id: r.id,
             sid: r.recording_sid,
-            kind: r.kind,
-            status: r.status,
+            kind: r.kind.as_str().to_owned(),
+            status: r.status.as_str().to_owned(),
             url: r.url,
             duration_seconds: r.duration_seconds,
             channels: r.channels,
@@ -178,8 +179,8 @@ impl From<Call> for CallView {
     fn from(call: Call) -> Self {
         Self {
             id: call.id,
-            direction: call.direction.parse().unwrap_or(Direction::Outbound),
-            status: call.status(),
+            direction: call.direction,
+            status: call.status,
             sid: call.call_sid,
             from: call.from_number,
             to: call.to_number,
@@ -258,8 +259,8 @@ async fn list_calls(
         .transpose()?;
     let org = access::org_of(&principal, query.uuid("orgId")?)?;
     let filter = CallFilter {
-        direction: direction.map(|d| d.as_str().to_owned()),
-        status: status.map(|s| s.as_str().to_owned()),
+        direction,
+        status,
         from,
         to,
         number: number.map(E164::into_inner),
@@ -292,10 +293,10 @@ async fn get_call(
     let cost = followups::of_call(&mut conn, call.id)
         .await?
         .into_iter()
-        .find(|f| f.kind == followups::COST);
+        .find(|f| f.kind == FollowupKind::Cost);
     let cost_status = match (&call.price, cost) {
         (Some(_), _) => "KNOWN",
-        (None, Some(f)) if f.status == "GAVE_UP" => "GAVE_UP",
+        (None, Some(f)) if f.status == FollowupStatus::GaveUp => "GAVE_UP",
         (None, Some(_)) => "PENDING",
         (None, None) => "NONE",
     };

@@ -36,7 +36,10 @@ pub struct FollowupReport {
 pub fn job(state: AppState) -> Job<AppState> {
     let period = state.config.followup.interval;
     Job::new("telephony-followup", period, state)
-        .pass("active_calls", |s| async move { count_active_calls(&s).await })
+        .pass(
+            "active_calls",
+            |s| async move { count_active_calls(&s).await },
+        )
         .pass("prices", |s| async move { prices::run(&s).await })
         .pass("quality", |s| async move { quality::run(&s).await })
         .pass("stale_calls", |s| async move { stale::run(&s).await })

@@ -5,10 +5,11 @@ use diesel_async::AsyncConnection;
 
 use super::{BATCH, next_attempt};
 use crate::actions::status;
+use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::error::TelephonyError;
 use crate::state::AppState;
 use crate::store::calls::{self, Call};
-use crate::store::followups::{self, COST, Followup};
+use crate::store::followups::{self, Followup};
 
 /// What one run of the pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub async fn run(state: &AppState) -> Result<Prices, TelephonyError> {
     let mut done = Prices::default();
     let mut conn = state.conn().await?;
     let now = chrono::Utc::now();
-    for (followup, call) in followups::due(&mut conn, COST, now, BATCH).await? {
+    for (followup, call) in followups::due(&mut conn, FollowupKind::Cost, now, BATCH).await? {
         match one(state, &mut conn, &followup, &call).await? {
             Step::Stored => done.stored += 1,
             Step::GaveUp => done.given_up += 1,
@@ -47,12 +48,28 @@ async fn one(
 ) -> Result<Step, TelephonyError> {
     let attempts = followup.attempts.saturating_add(1);
     let Some(sid) = call.call_sid.clone() else {
-        followups::record(conn, call.id, COST, "GAVE_UP", attempts, None).await?;
+        followups::record(
+            conn,
+            call.id,
+            FollowupKind::Cost,
+            FollowupStatus::GaveUp,
+            attempts,
+            None,
+        )
+        .await?;
         return Ok(Step::Other);
     };
     if call.price.is_some() {
         // A status callback carried it meanwhile.
-        followups::record(conn, call.id, COST, "DONE", followup.attempts, None).await?;
+        followups::record(
+            conn,
+            call.id,
+            FollowupKind::Cost,
+            FollowupStatus::Done,
+            followup.attempts,
+            None,
+        )
+        .await?;
         return Ok(Step::Other);
     }
     let fetched = state
@@ -75,7 +92,15 @@ async fn one(
             .outbox
             .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
                 calls::set_price(conn, call.id, &price, unit.as_deref()).await?;
-                followups::record(conn, call.id, COST, "DONE", attempts, None).await?;
+                followups::record(
+                    conn,
+                    call.id,
+                    FollowupKind::Cost,
+                    FollowupStatus::Done,
+                    attempts,
+                    None,
+                )
+                .await?;
                 Ok(())
             }))
             .await?;
@@ -84,12 +109,28 @@ async fn one(
     let give_up = state.config.followup.cost_give_up_after;
     match next_attempt(state, call, attempts, give_up) {
         Some(next) => {
-            followups::record(conn, call.id, COST, "PENDING", attempts, Some(next)).await?;
+            followups::record(
+                conn,
+                call.id,
+                FollowupKind::Cost,
+                FollowupStatus::Pending,
+                attempts,
+                Some(next),
+            )
+            .await?;
             Ok(Step::Other)
         }
         None => {
             tracing::info!(call.id = %call.id, attempts, "Twilio never priced the call; giving up");
-            followups::record(conn, call.id, COST, "GAVE_UP", attempts, None).await?;
+            followups::record(
+                conn,
+                call.id,
+                FollowupKind::Cost,
+                FollowupStatus::GaveUp,
+                attempts,
+                None,
+            )
+            .await?;
             Ok(Step::GaveUp)
         }
     }

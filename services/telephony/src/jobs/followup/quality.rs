@@ -5,11 +5,12 @@ use diesel_async::AsyncConnection;
 
 use super::{BATCH, next_attempt};
 use crate::actions::quality;
+use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::domain::quality::{SummaryState, from_summary};
 use crate::error::TelephonyError;
 use crate::state::AppState;
 use crate::store::calls::Call;
-use crate::store::followups::{self, Followup, QUALITY};
+use crate::store::followups::{self, Followup};
 
 /// What one run of the pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub async fn run(state: &AppState) -> Result<Quality, TelephonyError> {
     let mut done = Quality::default();
     let mut conn = state.conn().await?;
     let now = chrono::Utc::now();
-    for (followup, call) in followups::due(&mut conn, QUALITY, now, BATCH).await? {
+    for (followup, call) in followups::due(&mut conn, FollowupKind::Quality, now, BATCH).await? {
         match one(state, &mut conn, &followup, &call).await? {
             Step::Stored => done.stored += 1,
             Step::GaveUp => done.given_up += 1,
@@ -48,7 +49,15 @@ async fn one(
 ) -> Result<Step, TelephonyError> {
     let attempts = followup.attempts.saturating_add(1);
     let Some(sid) = call.call_sid.clone() else {
-        followups::record(conn, call.id, QUALITY, "GAVE_UP", attempts, None).await?;
+        followups::record(
+            conn,
+            call.id,
+            FollowupKind::Quality,
+            FollowupStatus::GaveUp,
+            attempts,
+            None,
+        )
+        .await?;
         return Ok(Step::Other);
     };
     let summary = state
@@ -68,27 +77,28 @@ async fn one(
         // A partial summary is kept and asked for again; past the deadline it is the best
         // there will be.
         let (status, next) = match (processing, next) {
-            (SummaryState::Partial, Some(next)) => ("PARTIAL", Some(next)),
-            _ => ("DONE", None),
+            (SummaryState::Partial, Some(next)) => (FollowupStatus::Partial, Some(next)),
+            _ => (FollowupStatus::Done, None),
         };
         state
             .outbox
             .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
                 quality::store_insights(conn, state, call, &metrics).await?;
-                followups::record(conn, call.id, QUALITY, status, attempts, next).await?;
+                followups::record(conn, call.id, FollowupKind::Quality, status, attempts, next)
+                    .await?;
                 Ok(())
             }))
             .await?;
         return Ok(Step::Stored);
     }
-    let partial = followup.status == "PARTIAL";
+    let partial = followup.status == FollowupStatus::Partial;
     let (status, next, step) = match next {
-        Some(next) if partial => ("PARTIAL", Some(next), Step::Other),
-        Some(next) => ("PENDING", Some(next), Step::Other),
+        Some(next) if partial => (FollowupStatus::Partial, Some(next), Step::Other),
+        Some(next) => (FollowupStatus::Pending, Some(next), Step::Other),
         // The partial summary already stored is the best there will be.
-        None if partial => ("DONE", None, Step::Other),
-        None => ("GAVE_UP", None, Step::GaveUp),
+        None if partial => (FollowupStatus::Done, None, Step::Other),
+        None => (FollowupStatus::GaveUp, None, Step::GaveUp),
     };
-    followups::record(conn, call.id, QUALITY, status, attempts, next).await?;
+    followups::record(conn, call.id, FollowupKind::Quality, status, attempts, next).await?;
     Ok(step)
 }
