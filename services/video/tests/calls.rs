@@ -277,7 +277,7 @@ async fn a_cancelled_appointment_cannot_be_joined() -> Result {
     let org = Uuid::now_v7();
     let closer = User::new(org, Role::Closer);
     let mut appointment = TestAppointment::new(org, closer.id);
-    appointment.status = "cancelled".to_owned();
+    appointment.status = sb_db::models::AppointmentStatus::Cancelled;
     video.appointment(&appointment).await?;
     let (status, body) = video
         .post_json(

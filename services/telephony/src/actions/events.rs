@@ -9,7 +9,7 @@ use sb_events::proto::{
 };
 
 use crate::domain::quality::Metrics;
-use crate::domain::status::{CallStatus, Direction};
+use crate::domain::status::CallStatus;
 use crate::error::TelephonyError;
 use crate::store::calls::Call;
 use crate::store::recordings::Recording;

@@ -23,30 +23,6 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
-    pub fn int(
-        &self,
-        name: &'static str,
-        default: i64,
-        range: std::ops::RangeInclusive<i64>,
-    ) -> Result<i64, TelephonyError> {
-        let Some(raw) = self.get(name) else {
-            return Ok(default);
-        };
-        raw.parse::<i64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                TelephonyError::invalid(
-                    name,
-                    format!(
-                        "expected an integer from {} to {}",
-                        range.start(),
-                        range.end()
-                    ),
-                )
-            })
-    }
-
     /// An RFC 3339 time, or a date (`2026-11-21`, midnight UTC).
     pub fn time(&self, name: &'static str) -> Result<Option<DateTime<Utc>>, TelephonyError> {
         self.get(name)
