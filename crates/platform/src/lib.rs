@@ -1,5 +1,6 @@
 //! Service bootstrap shared by every Switchboard service: configuration, tracing, metrics,
-//! health and readiness, problem+json errors, the HTTP application and graceful shutdown.
+//! health and readiness, problem+json errors, pagination, the HTTP application, the periodic-job
+//! loop and graceful shutdown.
 
 pub mod config;
 pub mod error;
