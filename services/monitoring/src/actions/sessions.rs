@@ -121,7 +121,7 @@ async fn audit_row(
             actor_id: actor,
             rep_id: session.rep_id,
             action,
-            mode: mode.as_str(),
+            mode,
             detail,
             ip,
         },

@@ -7,6 +7,8 @@ use sb_db::CacheBySql;
 use sb_db::schema::monitoring_audit;
 use uuid::Uuid;
 
+use crate::domain::Mode;
+
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
 #[diesel(table_name = monitoring_audit, check_for_backend(diesel::pg::Pg))]
 #[serde(rename_all = "camelCase")]
@@ -17,7 +19,7 @@ pub struct AuditEntry {
     pub actor_id: Option<Uuid>,
     pub rep_id: Uuid,
     pub action: String,
-    pub mode: String,
+    pub mode: Mode,
     pub detail: Option<String>,
     pub ip: Option<String>,
     pub at: DateTime<Utc>,
@@ -32,7 +34,7 @@ pub struct NewAuditEntry<'a> {
     pub actor_id: Option<Uuid>,
     pub rep_id: Uuid,
     pub action: &'a str,
-    pub mode: &'a str,
+    pub mode: Mode,
     pub detail: Option<&'a str>,
     pub ip: Option<&'a str>,
 }
