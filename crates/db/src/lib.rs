@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod models;
 mod pool;
 pub mod schema;
+mod text_enum;
 
 pub use cached::{CacheBySql, Cached};
 pub use config::{DatabaseConfig, redact_url};

@@ -21,6 +21,92 @@ pub struct Lead {
     pub email: Option<String>,
 }
 
+/// Where an appointment takes place (`appointments.kind`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum AppointmentKind {
+    Remote,
+    Onsite,
+}
+
+impl AppointmentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Remote => "remote",
+            Self::Onsite => "onsite",
+        }
+    }
+}
+
+impl std::str::FromStr for AppointmentKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Remote, Self::Onsite]
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| format!("expected remote or onsite, got {s:?}"))
+    }
+}
+
+/// An appointment's status in the CRM (`appointments.status`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum AppointmentStatus {
+    Scheduled,
+    Confirmed,
+    Cancelled,
+    Completed,
+    NoShow,
+}
+
+impl AppointmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Confirmed => "confirmed",
+            Self::Cancelled => "cancelled",
+            Self::Completed => "completed",
+            Self::NoShow => "no_show",
+        }
+    }
+}
+
+impl std::str::FromStr for AppointmentStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Scheduled,
+            Self::Confirmed,
+            Self::Cancelled,
+            Self::Completed,
+            Self::NoShow,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| {
+            format!("expected scheduled, confirmed, cancelled, completed or no_show, got {s:?}")
+        })
+    }
+}
+
+crate::text_enum!(AppointmentKind, AppointmentStatus);
+
 /// Read model of a CRM appointment (written only by the appointment projector).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = appointments, check_for_backend(diesel::pg::Pg))]
@@ -34,8 +120,8 @@ pub struct Appointment {
     pub lead: serde_json::Value,
     pub scheduled_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
-    pub kind: String,
-    pub status: String,
+    pub kind: AppointmentKind,
+    pub status: AppointmentStatus,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -60,8 +146,8 @@ pub struct NewAppointment {
     pub lead: serde_json::Value,
     pub scheduled_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
-    pub kind: String,
-    pub status: String,
+    pub kind: AppointmentKind,
+    pub status: AppointmentStatus,
     pub version: i64,
 }
 

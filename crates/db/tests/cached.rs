@@ -38,8 +38,8 @@ async fn appointment(conn: &mut AsyncPgConnection) -> Result<Uuid> {
             lead: json!({}),
             scheduled_at: Utc::now(),
             ends_at: None,
-            kind: "remote".to_owned(),
-            status: "scheduled".to_owned(),
+            kind: sb_db::models::AppointmentKind::Remote,
+            status: sb_db::models::AppointmentStatus::Scheduled,
             version: 1,
         },
     )

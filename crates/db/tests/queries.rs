@@ -2,14 +2,14 @@
 
 use chrono::{Duration, Utc};
 use sb_db::models::{
-    NewAppointment, find_appointment, find_appointment_any_org, record_webhook_once,
-    upsert_appointment,
+    AppointmentKind, AppointmentStatus, NewAppointment, find_appointment, find_appointment_any_org,
+    record_webhook_once, upsert_appointment,
 };
 use sb_testkit::{Result, TestDb};
 use serde_json::json;
 use uuid::Uuid;
 
-fn appointment(id: Uuid, org: Uuid, version: i64, status: &str) -> NewAppointment {
+fn appointment(id: Uuid, org: Uuid, version: i64, status: AppointmentStatus) -> NewAppointment {
     NewAppointment {
         id,
         org_id: org,
@@ -20,8 +20,8 @@ fn appointment(id: Uuid, org: Uuid, version: i64, status: &str) -> NewAppointmen
         lead: json!({"name": "Ada Lovelace", "phone": "+33612345678"}),
         scheduled_at: Utc::now() + Duration::hours(1),
         ends_at: None,
-        kind: "remote".to_owned(),
-        status: status.to_owned(),
+        kind: AppointmentKind::Remote,
+        status,
         version,
     }
 }
@@ -31,20 +31,40 @@ async fn appointments_keep_the_highest_version() -> Result {
     let db = TestDb::new().await?;
     let mut conn = db.conn().await?;
     let (id, org) = (Uuid::now_v7(), Uuid::now_v7());
-    assert!(upsert_appointment(&mut conn, &appointment(id, org, 2, "confirmed")).await?);
     assert!(
-        !upsert_appointment(&mut conn, &appointment(id, org, 1, "scheduled")).await?,
+        upsert_appointment(
+            &mut conn,
+            &appointment(id, org, 2, AppointmentStatus::Confirmed)
+        )
+        .await?
+    );
+    assert!(
+        !upsert_appointment(
+            &mut conn,
+            &appointment(id, org, 1, AppointmentStatus::Scheduled)
+        )
+        .await?,
         "older version ignored"
     );
     assert!(
-        !upsert_appointment(&mut conn, &appointment(id, org, 2, "cancelled")).await?,
+        !upsert_appointment(
+            &mut conn,
+            &appointment(id, org, 2, AppointmentStatus::Cancelled)
+        )
+        .await?,
         "same version ignored"
     );
     let stored = find_appointment(&mut conn, org, id)
         .await?
         .ok_or("missing")?;
     assert_eq!((stored.version, stored.status.as_str()), (2, "confirmed"));
-    assert!(upsert_appointment(&mut conn, &appointment(id, org, 3, "cancelled")).await?);
+    assert!(
+        upsert_appointment(
+            &mut conn,
+            &appointment(id, org, 3, AppointmentStatus::Cancelled)
+        )
+        .await?
+    );
     let stored = find_appointment(&mut conn, org, id)
         .await?
         .ok_or("missing")?;
@@ -58,7 +78,11 @@ async fn another_orgs_appointment_is_not_found() -> Result {
     let db = TestDb::new().await?;
     let mut conn = db.conn().await?;
     let (id, org) = (Uuid::now_v7(), Uuid::now_v7());
-    upsert_appointment(&mut conn, &appointment(id, org, 1, "scheduled")).await?;
+    upsert_appointment(
+        &mut conn,
+        &appointment(id, org, 1, AppointmentStatus::Scheduled),
+    )
+    .await?;
     assert!(
         find_appointment(&mut conn, Uuid::now_v7(), id)
             .await?
@@ -70,11 +94,18 @@ async fn another_orgs_appointment_is_not_found() -> Result {
 
 #[tokio::test]
 async fn invalid_kind_is_refused_by_the_database() -> Result {
+    use diesel_async::RunQueryDsl;
+    // The Rust side cannot spell a wrong kind any more (`AppointmentKind`); the CHECK constraint
+    // still guards the column against anything else that writes to it.
     let db = TestDb::new().await?;
     let mut conn = db.conn().await?;
-    let mut row = appointment(Uuid::now_v7(), Uuid::now_v7(), 1, "scheduled");
-    row.kind = "teleport".to_owned();
-    assert!(upsert_appointment(&mut conn, &row).await.is_err());
+    let refused = diesel::sql_query(
+        "INSERT INTO appointments (id, org_id, host_user_id, lead, scheduled_at, kind, status, version) \
+         VALUES (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '{}', now(), 'teleport', 'scheduled', 1)",
+    )
+    .execute(&mut *conn)
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
     Ok(())
 }
 
@@ -98,7 +129,11 @@ async fn test_databases_are_isolated() -> Result {
     let id = Uuid::now_v7();
     let org = Uuid::now_v7();
     let (mut conn_a, mut conn_b) = (a.conn().await?, b.conn().await?);
-    upsert_appointment(&mut conn_a, &appointment(id, org, 1, "scheduled")).await?;
+    upsert_appointment(
+        &mut conn_a,
+        &appointment(id, org, 1, AppointmentStatus::Scheduled),
+    )
+    .await?;
     assert!(find_appointment(&mut conn_b, org, id).await?.is_none());
     Ok(())
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use sb_db::models::{NewAppointment, upsert_appointment};
+use sb_db::models::{self, NewAppointment, upsert_appointment};
 use uuid::Uuid;
 
 use crate::consumer::{ConsumerConfig, Handler, HandlerError};
@@ -80,8 +80,8 @@ fn time(field: &str, unix_ms: i64) -> Result<DateTime<Utc>, String> {
 /// The read-model row of a CRM appointment snapshot.
 pub fn to_row(appointment: &Appointment) -> Result<NewAppointment, String> {
     let kind = match AppointmentKind::try_from(appointment.kind) {
-        Ok(AppointmentKind::Remote) => "remote",
-        Ok(AppointmentKind::Onsite) => "onsite",
+        Ok(AppointmentKind::Remote) => models::AppointmentKind::Remote,
+        Ok(AppointmentKind::Onsite) => models::AppointmentKind::Onsite,
         _ => {
             return Err(format!(
                 "appointment kind {} is not remote or onsite",
@@ -90,11 +90,11 @@ pub fn to_row(appointment: &Appointment) -> Result<NewAppointment, String> {
         }
     };
     let status = match AppointmentStatus::try_from(appointment.status) {
-        Ok(AppointmentStatus::Scheduled) => "scheduled",
-        Ok(AppointmentStatus::Confirmed) => "confirmed",
-        Ok(AppointmentStatus::Cancelled) => "cancelled",
-        Ok(AppointmentStatus::Completed) => "completed",
-        Ok(AppointmentStatus::NoShow) => "no_show",
+        Ok(AppointmentStatus::Scheduled) => models::AppointmentStatus::Scheduled,
+        Ok(AppointmentStatus::Confirmed) => models::AppointmentStatus::Confirmed,
+        Ok(AppointmentStatus::Cancelled) => models::AppointmentStatus::Cancelled,
+        Ok(AppointmentStatus::Completed) => models::AppointmentStatus::Completed,
+        Ok(AppointmentStatus::NoShow) => models::AppointmentStatus::NoShow,
         _ => {
             return Err(format!(
                 "appointment status {} is not known",
@@ -130,8 +130,8 @@ pub fn to_row(appointment: &Appointment) -> Result<NewAppointment, String> {
         } else {
             Some(time("ends_at_unix_ms", appointment.ends_at_unix_ms)?)
         },
-        kind: kind.to_owned(),
-        status: status.to_owned(),
+        kind,
+        status,
         version: appointment.version,
     })
 }

@@ -1,12 +1,15 @@
 //! Service bootstrap shared by every Switchboard service: configuration, tracing, metrics,
-//! health and readiness, problem+json errors, the HTTP application and graceful shutdown.
+//! health and readiness, problem+json errors, pagination, the HTTP application, the periodic-job
+//! loop and graceful shutdown.
 
 pub mod codes;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod metrics;
 pub mod nats;
+pub mod pagination;
 pub mod request;
 pub mod server;
 pub mod shutdown;
@@ -16,6 +19,7 @@ pub use config::{ConfigError, Env, ProcessEnv};
 pub use error::{ApiError, ApiErrorExt, Code, EventCode, Problem};
 pub use health::{Readiness, ReadinessProbe};
 pub use metrics::Metrics;
+pub use pagination::{Page, PageRequest};
 pub use server::{Application, ServiceSpec};
 
 /// Installs rustls' ring crypto provider for the process. reqwest is built without a default

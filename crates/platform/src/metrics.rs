@@ -26,6 +26,8 @@ struct Inner {
     registry: Registry,
     http_requests_total: IntCounterVec,
     http_request_duration_seconds: HistogramVec,
+    job_passes_total: IntCounterVec,
+    job_pass_duration_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -48,8 +50,27 @@ impl Metrics {
             ]),
             &["service", "route", "method"],
         )?;
+        let job_passes_total = IntCounterVec::new(
+            Opts::new(
+                "sb_job_pass_total",
+                "Periodic job passes run, by job, pass and outcome (ok, failed).",
+            ),
+            &["job", "pass", "outcome"],
+        )?;
+        let job_pass_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sb_job_pass_duration_seconds",
+                "Time one periodic job pass took, by job and pass.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["job", "pass"],
+        )?;
         registry.register(Box::new(http_requests_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
+        registry.register(Box::new(job_passes_total.clone()))?;
+        registry.register(Box::new(job_pass_duration_seconds.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -60,6 +81,8 @@ impl Metrics {
                 registry,
                 http_requests_total,
                 http_request_duration_seconds,
+                job_passes_total,
+                job_pass_duration_seconds,
             }),
         })
     }
@@ -78,6 +101,18 @@ impl Metrics {
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.inner.registry.gather(), &mut buffer)?;
         Ok(String::from_utf8_lossy(&buffer).into_owned())
+    }
+
+    /// One periodic job pass (see `jobs::Job`).
+    pub(crate) fn job_pass(&self, job: &str, pass: &str, outcome: &str, seconds: f64) {
+        self.inner
+            .job_passes_total
+            .with_label_values(&[job, pass, outcome])
+            .inc();
+        self.inner
+            .job_pass_duration_seconds
+            .with_label_values(&[job, pass])
+            .observe(seconds);
     }
 
     fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {

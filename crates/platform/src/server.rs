@@ -262,35 +262,3 @@ pub fn openapi_document(title: &str, description: &str) -> utoipa::openapi::Open
         )
         .build()
 }
-
-/// Runs `pass` every `period` until `stop`, the first time one period after start (at start-up
-/// there is nothing old to repair yet). A pass that fails is logged; the next one retries.
-pub async fn every<F, Fut, R, E>(
-    name: &'static str,
-    period: Duration,
-    stop: CancellationToken,
-    mut pass: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<R, E>>,
-    R: std::fmt::Debug + PartialEq + Default,
-    E: std::fmt::Display,
-{
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        match pass().await {
-            Ok(report) if report != R::default() => {
-                tracing::info!(job = name, ?report, "job pass repaired something")
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(job = name, error = %error, "job pass failed; the next one retries")
-            }
-        }
-    }
-}

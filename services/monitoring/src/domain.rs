@@ -52,8 +52,18 @@ impl FromStr for Identity {
 
 /// What a supervisor does in the rep's room.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
 )]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Hears the rep; nobody hears the supervisor.
@@ -99,7 +109,18 @@ impl Mode {
 }
 
 /// Seed 002's session statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    utoipa::ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SessionStatus {
     Active,
@@ -127,6 +148,23 @@ impl SessionStatus {
     }
 }
 
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| format!("expected listen, coach or barge, got {s:?}"))
+    }
+}
+
+impl FromStr for RepStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+            .ok_or_else(|| format!("expected OFFLINE, ONLINE, LISTENED or ON_CALL, got {s:?}"))
+    }
+}
+
+sb_db::text_enum!(Mode, SessionStatus, RepStatus);
+
 impl FromStr for SessionStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -136,7 +174,18 @@ impl FromStr for SessionStatus {
 }
 
 /// A rep's status as supervisors see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    utoipa::ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RepStatus {
     Offline,
@@ -158,13 +207,15 @@ impl RepStatus {
         }
     }
 
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "ONLINE" => RepStatus::Online,
-            "LISTENED" => RepStatus::Listened,
-            "ON_CALL" => RepStatus::OnCall,
-            _ => RepStatus::Offline,
-        }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RepStatus::Offline,
+            RepStatus::Online,
+            RepStatus::Listened,
+            RepStatus::OnCall,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
     }
 
     /// Listened beats on-call beats online: the supervisor page shows the most telling one,

@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use chrono::{TimeZone, Utc};
 use diesel_async::AsyncConnection;
 use sb_livekit::protocol::TrackSource;
+use sb_platform::Metrics;
+use sb_platform::jobs::Job;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{presence, sessions};
@@ -27,15 +29,39 @@ pub struct ReconcileReport {
     pub supervisors_removed: u64,
 }
 
-pub async fn run(state: AppState, stop: CancellationToken) {
+/// The job: its passes run in turn every `MONITORING_RECONCILE_INTERVAL`.
+pub fn job(state: AppState) -> Job<AppState> {
     let period = state.config.reconcile_interval;
-    sb_platform::server::every("monitoring-reconcile", period, stop, || {
-        reconcile_once(&state)
-    })
-    .await;
+    Job::new("monitoring-reconcile", period, state)
+        .pass(
+            "rep_connections",
+            |s| async move { rep_connections(&s).await },
+        )
+        .pass(
+            "expired_sessions",
+            |s| async move { expired_sessions(&s).await },
+        )
 }
 
+/// Runs the job until `stop`.
+pub async fn run(state: AppState, metrics: Metrics, stop: CancellationToken) {
+    job(state).run(metrics, stop).await;
+}
+
+/// Every pass once, in order, stopping at the first that fails.
 pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, MonitoringError> {
+    let connections = rep_connections(state).await?;
+    let sessions_expired = expired_sessions(state).await?;
+    Ok(ReconcileReport {
+        sessions_expired,
+        ..connections
+    })
+}
+
+/// Reps' connections checked against LiveKit's `ListParticipants`: closed when LiveKit no
+/// longer has them, recorded when it has ones we missed; supervisors without an open session
+/// taken out of the rep's room.
+async fn rep_connections(state: &AppState) -> Result<ReconcileReport, MonitoringError> {
     let mut report = ReconcileReport::default();
     let mut conn = state.conn().await?;
     let outbox = &state.outbox;
@@ -157,7 +183,14 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
         report.connections_closed += closed;
         report.connections_found += found;
     }
+    Ok(report)
+}
 
+/// Sessions whose supervisor token expired unrenewed are stopped.
+async fn expired_sessions(state: &AppState) -> Result<u64, MonitoringError> {
+    let mut conn = state.conn().await?;
+    let outbox = &state.outbox;
+    let mut expired = 0;
     for session in session_store::expired(&mut conn, Utc::now()).await? {
         let stopped = state
             .outbox
@@ -173,9 +206,9 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, Monitor
             }))
             .await?;
         if stopped {
-            report.sessions_expired += 1;
+            expired += 1;
             sessions::disconnect(state, &session).await;
         }
     }
-    Ok(report)
+    Ok(expired)
 }

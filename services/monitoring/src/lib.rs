@@ -119,6 +119,7 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
         );
         app.spawn_background("call-consumer", move |stop| runner.run(stop));
     }
-    app.spawn_background("reconcile", move |stop| jobs::run(state, stop));
+    let metrics = app.metrics().clone();
+    app.spawn_background("reconcile", move |stop| jobs::run(state, metrics, stop));
     Ok(app)
 }

@@ -129,7 +129,7 @@ fn script(run: &str, room: &str, identity: &str, base: i64) -> Vec<Value> {
 async fn rep_view(monitoring: &TestMonitoring, supervisor: &User, rep: &User) -> Result<Value> {
     let (status, reps) = monitoring.get_json(supervisor, "/monitoring/reps").await?;
     assert_eq!(status, 200, "{reps}");
-    Ok(reps
+    Ok(reps["items"]
         .as_array()
         .and_then(|list| {
             list.iter()
@@ -327,7 +327,8 @@ async fn a_restart_loses_nothing() -> Result {
     let (_, sessions) = restarted
         .get_json(&ceo, "/monitoring/sessions?status=ACTIVE")
         .await?;
-    assert_eq!(sessions.as_array().map(Vec::len), Some(1));
+    assert_eq!(sessions["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(sessions["total"], 1);
     Ok(())
 }
 

@@ -62,7 +62,7 @@ async fn the_scope_matrix_decides_who_may_monitor_whom() -> Result {
         }
         // The list shows exactly the reps in scope of the supervisor's own org.
         let (_, reps) = monitoring.get_json(supervisor, "/monitoring/reps").await?;
-        let listed = reps.as_array().map(Vec::len).unwrap_or(0);
+        let listed = reps["items"].as_array().map(Vec::len).unwrap_or(0);
         let in_own_org = if supervisor.org == org {
             expected[..2].iter().filter(|a| **a).count()
         } else if supervisor.org == other_org {
@@ -71,6 +71,7 @@ async fn the_scope_matrix_decides_who_may_monitor_whom() -> Result {
             0
         };
         assert_eq!(listed, in_own_org, "{:?}: {reps}", supervisor.role);
+        assert_eq!(reps["total"], in_own_org, "{:?}: {reps}", supervisor.role);
     }
     // Reps never reach supervisor routes.
     for path in [
@@ -102,7 +103,7 @@ async fn audit_actions(
         .get_json(ceo, &format!("/monitoring/audit?sessionId={session}"))
         .await?;
     assert_eq!(status, 200, "{entries}");
-    let mut rows: Vec<(String, String)> = entries
+    let mut rows: Vec<(String, String)> = entries["items"]
         .as_array()
         .into_iter()
         .flatten()
@@ -271,6 +272,7 @@ async fn a_session_listens_pauses_coaches_barges_and_stops_with_an_audit_row_eac
     let (_, entries) = monitoring
         .get_json(&ceo, &format!("/monitoring/audit?sessionId={id}"))
         .await?;
+    let entries = &entries["items"];
     assert!(
         entries
             .as_array()
@@ -496,7 +498,7 @@ async fn offline_reps_expired_tokens_and_livekit_outages() -> Result {
         (Some("STOPPED"), Some("token_expired"))
     );
     let (_, reps) = monitoring.get_json(&ceo, "/monitoring/reps").await?;
-    assert_eq!(reps[0]["status"], "ONLINE");
+    assert_eq!(reps["items"][0]["status"], "ONLINE");
     let _: &Value = &reps;
     Ok(())
 }
@@ -525,5 +527,85 @@ async fn settings_take_only_a_json_body() -> Result {
     }
     let (_, settings) = monitoring.get_json(&ceo, "/monitoring/settings").await?;
     assert_eq!(settings["notifyRep"], false, "nothing was changed");
+    Ok(())
+}
+
+/// Every list route takes `page` and `pageSize` and answers the one envelope of
+/// `sb_platform::pagination`; a bad page size is a 400 naming the parameter. A manager's page
+/// and total count only the sessions in their scope.
+#[tokio::test]
+async fn every_list_route_pages_the_same_way() -> Result {
+    let monitoring = TestMonitoring::spawn().await?;
+    let org = Uuid::now_v7();
+    let team = Uuid::now_v7();
+    let ceo = User::new(org, Role::Ceo);
+    let manager = User::new(org, Role::Manager).in_team(team);
+    let rep_in_team = User::new(org, Role::Closer).in_team(team);
+    let rep_out_of_team = User::new(org, Role::Setter).in_team(Uuid::now_v7());
+    let mut sessions = Vec::new();
+    for rep in [&rep_in_team, &rep_out_of_team] {
+        monitoring.rep_online(rep).await?;
+        let (status, body) = monitoring
+            .post_json(&ceo, "/monitoring/sessions", json!({"repId": rep.id}))
+            .await?;
+        assert_eq!(status, 201, "{body}");
+        sessions.push(
+            body["session"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+
+    for route in [
+        "/monitoring/reps",
+        "/monitoring/sessions",
+        "/monitoring/audit",
+    ] {
+        let (status, page) = monitoring.get_json(&ceo, route).await?;
+        assert_eq!(status, 200, "{route}: {page}");
+        let keys: Vec<&str> = page
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys().map(String::as_str))
+            .collect();
+        assert_eq!(keys, sb_platform::pagination::ENVELOPE, "{route}: {page}");
+        assert_eq!((&page["page"], &page["pageSize"]), (&json!(1), &json!(50)));
+        assert_eq!(page["total"], 2, "{route}: {page}");
+        for (query, field) in [
+            ("pageSize=0", "pageSize"),
+            ("pageSize=101", "pageSize"),
+            ("pageSize=ten", "pageSize"),
+            ("page=0", "page"),
+        ] {
+            let (status, answer) = monitoring
+                .get_json(&ceo, &format!("{route}?{query}"))
+                .await?;
+            assert_eq!(status, 400, "{route}?{query}: {answer}");
+            assert_eq!(answer["code"], "invalid_field", "{route}?{query}: {answer}");
+            assert_eq!(answer["field"], field, "{route}?{query}: {answer}");
+        }
+    }
+    // Newest first, one per page.
+    let (_, second) = monitoring
+        .get_json(&ceo, "/monitoring/sessions?pageSize=1&page=2")
+        .await?;
+    assert_eq!(
+        second["items"].as_array().map(Vec::len),
+        Some(1),
+        "{second}"
+    );
+    assert_eq!(second["items"][0]["id"], sessions[0].as_str(), "{second}");
+    // The manager's scope is applied before the page is cut, so the total is theirs.
+    for route in ["/monitoring/reps", "/monitoring/sessions"] {
+        let (status, page) = monitoring.get_json(&manager, route).await?;
+        assert_eq!(status, 200, "{route}: {page}");
+        assert_eq!(page["total"], 1, "{route}: {page}");
+        assert_eq!(
+            page["items"].as_array().map(Vec::len),
+            Some(1),
+            "{route}: {page}"
+        );
+    }
     Ok(())
 }

@@ -82,7 +82,7 @@ pub async fn change(
                 let Some(room) = store::lock_by_room_id(conn, &room_id).await? else {
                     return Ok((None, None));
                 };
-                let previous = RoomStatus::parse(&room.status);
+                let previous = room.status;
                 if previous == RoomStatus::Ended {
                     return Ok((Some(room), None));
                 }
@@ -102,7 +102,7 @@ pub async fn change(
                 };
                 let now = Utc::now();
                 let changes = RoomChanges {
-                    status: status.as_str(),
+                    status,
                     practitioner_joined: practitioner,
                     patient_joined: patient,
                     started_at: room

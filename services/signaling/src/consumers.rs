@@ -5,6 +5,7 @@
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use sb_db::models::{AppointmentKind, AppointmentStatus};
 use sb_events::EventEnvelope;
 use sb_events::consumer::{Handler, HandlerError};
 use sb_events::projector::AppointmentProjector;
@@ -57,16 +58,16 @@ impl Handler for SignalingAppointments {
             let Some(appointment) = store::appointment(conn, id).await? else {
                 return Ok(());
             };
-            if appointment.status == "cancelled" {
+            if appointment.status == AppointmentStatus::Cancelled {
                 if let Some(room) = store::by_appointment(conn, id).await?
-                    && RoomStatus::parse(&room.status) != RoomStatus::Ended
+                    && room.status != RoomStatus::Ended
                 {
                     let now = chrono::Utc::now();
                     store::update(
                         conn,
                         room.id,
                         &RoomChanges {
-                            status: RoomStatus::Ended.as_str(),
+                            status: RoomStatus::Ended,
                             practitioner_joined: room.practitioner_joined,
                             patient_joined: room.patient_joined,
                             started_at: room.started_at,
@@ -79,7 +80,7 @@ impl Handler for SignalingAppointments {
                         room_id: room.room_id.clone(),
                         org_id: room.org_id.to_string(),
                         appointment_id: room.appointment_id.to_string(),
-                        previous_status: RoomStatus::parse(&room.status).proto() as i32,
+                        previous_status: room.status.proto() as i32,
                         status: RoomStatus::Ended.proto() as i32,
                         practitioner_joined: room.practitioner_joined,
                         patient_joined: room.patient_joined,
@@ -92,7 +93,7 @@ impl Handler for SignalingAppointments {
                 }
                 return Ok(());
             }
-            if appointment.kind == "remote" {
+            if appointment.kind == AppointmentKind::Remote {
                 let room = actions::ensure_room(conn, &appointment).await?;
                 tracing::debug!(appointment.id = %id, room.id = %room.room_id, "room ready");
             }

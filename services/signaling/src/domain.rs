@@ -19,7 +19,17 @@ pub fn new_room_id() -> String {
     format!("room_{millis}_{}", &random[..9])
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Seed 004's room status (`signaling_rooms.status`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum RoomStatus {
     Waiting,
     InProgress,
@@ -32,14 +42,6 @@ impl RoomStatus {
             Self::Waiting => "Waiting",
             Self::InProgress => "InProgress",
             Self::Ended => "Ended",
-        }
-    }
-
-    pub fn parse(value: &str) -> Self {
-        match value {
-            "InProgress" => Self::InProgress,
-            "Ended" => Self::Ended,
-            _ => Self::Waiting,
         }
     }
 
@@ -61,6 +63,18 @@ impl RoomStatus {
         }
     }
 }
+
+impl std::str::FromStr for RoomStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Waiting, Self::InProgress, Self::Ended]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("expected Waiting, InProgress or Ended, got {s:?}"))
+    }
+}
+
+sb_db::text_enum!(RoomStatus);
 
 /// Which side of the appointment a user is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! The cleanup job: rooms of past appointments are ended.
 
+use sb_platform::Metrics;
+use sb_platform::jobs::Job;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{self, Change};
@@ -22,16 +24,14 @@ pub async fn cleanup_once(state: &AppState) -> Result<usize, SignalingError> {
     Ok(stale.len())
 }
 
-pub async fn run(state: AppState, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(state.config.cleanup_interval) => {}
-        }
-        match cleanup_once(&state).await {
-            Ok(0) => {}
-            Ok(ended) => tracing::info!(ended, "rooms of past appointments ended"),
-            Err(error) => tracing::warn!(%error, "room cleanup failed"),
-        }
-    }
+/// The job: its one pass runs every `SIGNALING_CLEANUP_INTERVAL`.
+pub fn job(state: AppState) -> Job<AppState> {
+    let period = state.config.cleanup_interval;
+    Job::new("signaling-cleanup", period, state)
+        .pass("past_rooms", |s| async move { cleanup_once(&s).await })
+}
+
+/// Runs the job until `stop`.
+pub async fn run(state: AppState, metrics: Metrics, stop: CancellationToken) {
+    job(state).run(metrics, stop).await;
 }

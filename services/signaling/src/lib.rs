@@ -181,6 +181,7 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         event_metrics,
     );
     app.spawn_background("appointment-consumer", move |stop| consumer.run(stop));
-    app.spawn_background("room-cleanup", move |stop| jobs::run(state, stop));
+    let metrics = app.metrics().clone();
+    app.spawn_background("room-cleanup", move |stop| jobs::run(state, metrics, stop));
     Ok(app)
 }

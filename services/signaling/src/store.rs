@@ -8,6 +8,8 @@ use sb_db::models::Appointment;
 use sb_db::schema::{appointments, signaling_rooms};
 use uuid::Uuid;
 
+use crate::domain::RoomStatus;
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = signaling_rooms)]
 pub struct Room {
@@ -15,7 +17,7 @@ pub struct Room {
     pub org_id: Uuid,
     pub room_id: String,
     pub appointment_id: Uuid,
-    pub status: String,
+    pub status: RoomStatus,
     pub practitioner_joined: bool,
     pub patient_joined: bool,
     pub started_at: Option<DateTime<Utc>>,
@@ -33,8 +35,8 @@ pub struct NewRoom<'a> {
 
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = signaling_rooms)]
-pub struct RoomChanges<'a> {
-    pub status: &'a str,
+pub struct RoomChanges {
+    pub status: RoomStatus,
     pub practitioner_joined: bool,
     pub patient_joined: bool,
     pub started_at: Option<DateTime<Utc>>,
@@ -105,7 +107,7 @@ pub async fn create(conn: &mut AsyncPgConnection, room: &NewRoom<'_>) -> QueryRe
 pub async fn update(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    changes: &RoomChanges<'_>,
+    changes: &RoomChanges,
 ) -> QueryResult<()> {
     diesel::update(signaling_rooms::table.find(id))
         .set(changes)
@@ -122,7 +124,7 @@ pub async fn stale_rooms(
 ) -> QueryResult<Vec<String>> {
     signaling_rooms::table
         .inner_join(appointments::table)
-        .filter(signaling_rooms::status.ne("Ended"))
+        .filter(signaling_rooms::status.ne(RoomStatus::Ended))
         .filter(
             appointments::ends_at.lt(before).or(appointments::ends_at
                 .is_null()

@@ -122,6 +122,9 @@ pub async fn build(config: TelephonyConfig) -> anyhow::Result<Application> {
         event_metrics,
     );
     app.spawn_background("outbox-relay", move |stop| relay.run(stop));
-    app.spawn_background("followup", move |stop| jobs::followup::run(state, stop));
+    let metrics = app.metrics().clone();
+    app.spawn_background("followup", move |stop| {
+        jobs::followup::run(state, metrics, stop)
+    });
     Ok(app)
 }

@@ -487,18 +487,18 @@ async fn history_is_scoped_by_role_and_filtered() -> Result {
         (&format!("userId={}", rep_a.id) as &str, 2),
         ("from=2000-01-01&to=2100-01-01", 4),
         ("from=2100-01-01", 0),
-        ("limit=2", 4),
+        ("pageSize=2", 4),
     ] {
         let page = telephony.get(&ceo, &format!("/api/calls?{query}")).await?;
         assert_eq!(total(&page), expected, "{query}: {}", page.text);
     }
-    let page = telephony.get(&ceo, "/api/calls?limit=2&offset=2").await?;
+    let page = telephony.get(&ceo, "/api/calls?pageSize=2&page=2").await?;
     assert_eq!(page.body["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(page.body["items"][1]["id"], ids[0].as_str(), "newest first");
     for bad in [
-        "limit=0",
-        "limit=101",
-        "offset=-1",
+        "pageSize=0",
+        "pageSize=101",
+        "page=-1",
         "direction=sideways",
         "status=sleeping",
         "from=yesterday",
@@ -558,8 +558,8 @@ async fn calls_for_an_appointment_need_access_to_it() -> Result {
                 lead: json!({"name": "Lead", "phone": TO}),
                 scheduled_at: chrono::Utc::now(),
                 ends_at: None,
-                kind: "remote".to_owned(),
-                status: "scheduled".to_owned(),
+                kind: sb_db::models::AppointmentKind::Remote,
+                status: sb_db::models::AppointmentStatus::Scheduled,
                 version: 1,
             },
         )
@@ -664,21 +664,16 @@ async fn org_leaders_manage_numbers() -> Result {
         403
     );
     let mine = telephony.get(&rep, "/api/numbers").await?;
-    assert_eq!(mine.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(mine.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(mine.body["total"], 1);
     assert_eq!(
-        telephony
-            .get(&manager, "/api/numbers")
-            .await?
-            .body
+        telephony.get(&manager, "/api/numbers").await?.body["items"]
             .as_array()
             .map(Vec::len),
         Some(0)
     );
     assert_eq!(
-        telephony
-            .get(&ceo, "/api/numbers")
-            .await?
-            .body
+        telephony.get(&ceo, "/api/numbers").await?.body["items"]
             .as_array()
             .map(Vec::len),
         Some(1)
@@ -703,7 +698,7 @@ async fn org_leaders_manage_numbers() -> Result {
     let listed = telephony
         .get(&admin, &format!("/api/numbers?orgId={org}"))
         .await?;
-    assert_eq!(listed.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
     let assigned = telephony
         .put(
             &admin,
@@ -867,5 +862,51 @@ async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
     );
     assert_eq!(event.org_id, rep.org.to_string());
     assert_eq!(event.status, PhoneCallStatus::Initiated as i32);
+    Ok(())
+}
+
+/// Both list routes take `page` and `pageSize` and answer the one envelope of
+/// `sb_platform::pagination`; a bad page size is a 400 naming the parameter.
+#[tokio::test]
+async fn every_list_route_pages_the_same_way() -> Result {
+    let telephony = TestTelephony::spawn().await?;
+    let org = Uuid::now_v7();
+    let ceo = User::new(org, Role::Ceo);
+    for route in ["/api/calls", "/api/numbers"] {
+        let page = telephony.get(&ceo, route).await?;
+        assert_eq!(page.status, 200, "{route}: {}", page.text);
+        let keys: Vec<&str> = page
+            .body
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys().map(String::as_str))
+            .collect();
+        assert_eq!(
+            keys,
+            sb_platform::pagination::ENVELOPE,
+            "{route}: {}",
+            page.text
+        );
+        assert_eq!(page.body["items"], serde_json::json!([]));
+        assert_eq!(
+            (&page.body["page"], &page.body["pageSize"]),
+            (&serde_json::json!(1), &serde_json::json!(50))
+        );
+        for (query, field) in [
+            ("pageSize=0", "pageSize"),
+            ("pageSize=101", "pageSize"),
+            ("pageSize=ten", "pageSize"),
+            ("page=0", "page"),
+        ] {
+            let refused = telephony.get(&ceo, &format!("{route}?{query}")).await?;
+            assert_eq!(refused.status, 400, "{route}?{query}: {}", refused.text);
+            assert_eq!(refused.body["code"], "invalid_field", "{route}?{query}");
+            assert_eq!(
+                refused.body["field"], field,
+                "{route}?{query}: {}",
+                refused.text
+            );
+        }
+    }
     Ok(())
 }

@@ -424,7 +424,7 @@ async fn new_call(
             .webhook("/webhook/voice", &inbound_form(&sid, CALLER, NUMBER))
             .await?;
         let page = telephony
-            .get(&org.rep, "/api/calls?direction=inbound&limit=1")
+            .get(&org.rep, "/api/calls?direction=inbound&pageSize=1")
             .await?;
         let id = first_call(&page.body)["id"]
             .as_str()

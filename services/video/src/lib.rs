@@ -112,6 +112,9 @@ pub async fn build(config: VideoConfig) -> anyhow::Result<Application> {
         event_metrics,
     );
     app.spawn_background("appointment-projector", move |stop| projector.run(stop));
-    app.spawn_background("reconcile", move |stop| jobs::reconcile::run(state, stop));
+    let metrics = app.metrics().clone();
+    app.spawn_background("reconcile", move |stop| {
+        jobs::reconcile::run(state, metrics, stop)
+    });
     Ok(app)
 }

@@ -312,7 +312,7 @@ async fn a_cancelled_appointment_cannot_be_joined() -> Result {
     let org = Uuid::now_v7();
     let closer = User::new(org, Role::Closer);
     let mut appointment = TestAppointment::new(org, closer.id);
-    appointment.status = "cancelled".to_owned();
+    appointment.status = sb_db::models::AppointmentStatus::Cancelled;
     video.appointment(&appointment).await?;
     let (status, body) = video
         .post_json(
@@ -597,4 +597,73 @@ async fn lists_and_statistics_are_scoped_like_access() -> Result {
 
 fn urlencode(raw: &str) -> String {
     raw.replace('+', "%2B").replace(':', "%3A")
+}
+
+/// Every list route of the service takes `page` and `pageSize` and answers the one envelope
+/// of `sb_platform::pagination`; a bad page size is a 400 naming the parameter.
+#[tokio::test]
+async fn every_list_route_pages_the_same_way() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let appointment = TestAppointment::new(org, closer.id);
+    video.appointment(&appointment).await?;
+    let (status, joined) = video
+        .post_json(
+            &closer,
+            &format!("/calls/appointments/{}/join", appointment.id),
+            json!({}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{joined}");
+    let call = joined["callId"].as_str().unwrap_or_default().to_owned();
+    for name in ["first", "second"] {
+        let (status, body) = video
+            .post_json(&closer, "/api/livekit/rooms", json!({"room_name": name}))
+            .await?;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    for (route, total) in [
+        ("/calls".to_owned(), 1),
+        ("/api/livekit/rooms".to_owned(), 2),
+        (format!("/calls/{call}/lobby"), 0),
+    ] {
+        let (status, page) = video.get_json(&closer, &route).await?;
+        assert_eq!(status, 200, "{route}: {page}");
+        let keys: Vec<&str> = page
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys().map(String::as_str))
+            .collect();
+        assert_eq!(keys, sb_platform::pagination::ENVELOPE, "{route}: {page}");
+        assert_eq!(
+            (&page["page"], &page["pageSize"], &page["total"]),
+            (&json!(1), &json!(50), &json!(total)),
+            "{route}: {page}"
+        );
+        for (query, field) in [
+            ("pageSize=0", "pageSize"),
+            ("pageSize=101", "pageSize"),
+            ("pageSize=ten", "pageSize"),
+            ("page=0", "page"),
+        ] {
+            let (status, answer) = video.get_json(&closer, &format!("{route}?{query}")).await?;
+            assert_eq!(status, 400, "{route}?{query}: {answer}");
+            assert_eq!(answer["code"], "invalid_field", "{route}?{query}: {answer}");
+            assert_eq!(answer["field"], field, "{route}?{query}: {answer}");
+        }
+    }
+    // The second page of one meeting per page holds the other meeting, newest first.
+    let (_, second) = video
+        .get_json(&closer, "/api/livekit/rooms?page=2&pageSize=1")
+        .await?;
+    assert_eq!(
+        second["items"].as_array().map(Vec::len),
+        Some(1),
+        "{second}"
+    );
+    assert_eq!(second["items"][0]["room_name"], "first", "{second}");
+    assert_eq!(second["total"], 2);
+    Ok(())
 }

@@ -210,7 +210,7 @@ async fn a_guest_follows_a_link_waits_in_the_lobby_and_is_admitted_with_guest_gr
     // The host sees them.
     let (status, lobby) = s.lobby(&s.host).await?;
     assert_eq!(status, 200, "{lobby}");
-    let guests = lobby["guests"].as_array().ok_or("guests")?;
+    let guests = lobby["items"].as_array().ok_or("items")?;
     assert_eq!(guests.len(), 1);
     assert_eq!(guests[0]["id"], guest.to_string());
     assert_eq!(guests[0]["displayName"], "Léa Lead");
@@ -363,7 +363,7 @@ async fn refused_links_answer_401_with_a_code_saying_why() -> Result {
 
     // Nothing reached the lobby.
     let (_, lobby) = s.lobby(&s.host).await?;
-    assert_eq!(lobby["guests"], json!([]));
+    assert_eq!(lobby["items"], json!([]));
 
     // A valid link reads only the lobby place it created: not another link's, not a
     // made-up one.
@@ -549,7 +549,7 @@ async fn the_lobby_holds_at_most_twenty_waiting_guests() -> Result {
     let (status, body) = s.guest_join(&extra, "One too many").await?;
     assert_eq!(status, 202, "{body}");
     let (_, lobby) = s.lobby(&s.host).await?;
-    let guests = lobby["guests"].as_array().ok_or("guests")?;
+    let guests = lobby["items"].as_array().ok_or("items")?;
     assert_eq!(guests.len(), 21);
     // Oldest first.
     assert_eq!(guests[0]["displayName"], "Guest 0");
@@ -610,7 +610,7 @@ async fn the_host_removes_a_guest_who_cannot_come_back_for_a_new_token() -> Resu
     assert_eq!(status, 200);
     assert_eq!(polled, json!({"guestId": guest, "status": "DENIED"}));
     let (_, lobby) = s.lobby(&s.host).await?;
-    assert_eq!(lobby["guests"][0]["status"], "DENIED");
+    assert_eq!(lobby["items"][0]["status"], "DENIED");
 
     // Gone already: LiveKit's 404 is the participant's.
     let (status, body) = s.remove(&s.host, &identity).await?;

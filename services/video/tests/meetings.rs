@@ -108,8 +108,8 @@ async fn a_meeting_is_created_listed_read_and_joined_with_host_and_participant_g
     for user in [&host, &invitee] {
         let (status, list) = video.get_json(user, ROOMS).await?;
         assert_eq!(status, 200, "{list}");
-        assert_eq!(list["rooms"].as_array().map(Vec::len), Some(1), "{list}");
-        assert_eq!(list["rooms"][0]["room_name"], "team-meeting");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+        assert_eq!(list["items"][0]["room_name"], "team-meeting");
         let (status, read) = video
             .get_json(user, &format!("{ROOMS}/team-meeting"))
             .await?;
@@ -118,7 +118,7 @@ async fn a_meeting_is_created_listed_read_and_joined_with_host_and_participant_g
     }
     let (status, list) = video.get_json(&colleague, ROOMS).await?;
     assert_eq!(status, 200);
-    assert_eq!(list["rooms"], json!([]), "not invited, not listed");
+    assert_eq!(list["items"], json!([]), "not invited, not listed");
 
     // The host: camera, microphone, screen share.
     let (status, body) = video
@@ -389,7 +389,7 @@ async fn livekit_down_creates_nothing_and_a_retry_succeeds() -> Result {
     assert_eq!(answer["code"], "livekit_unavailable");
     assert_eq!(meetings_in_db(&video).await?, 0, "rolled back");
     let (_, list) = video.get_json(&host, ROOMS).await?;
-    assert_eq!(list["rooms"], json!([]));
+    assert_eq!(list["items"], json!([]));
     let (status, _) = video
         .get_json(&invitee, &format!("{ROOMS}/standup"))
         .await?;
@@ -606,8 +606,8 @@ async fn leaving_keeps_the_meeting_and_the_creator_ends_it_deleting_the_livekit_
         .await?;
     assert_eq!(status, 201);
     let (_, list) = video.get_json(&host, ROOMS).await?;
-    assert_eq!(list["rooms"][0]["room_name"], "next");
-    assert_eq!(list["rooms"][1]["room_name"], "weekly");
+    assert_eq!(list["items"][0]["room_name"], "next");
+    assert_eq!(list["items"][1]["room_name"], "weekly");
     Ok(())
 }
 

@@ -180,8 +180,8 @@ impl Traffic {
                 lead: json!({"name": "Soak Lead"}),
                 scheduled_at: now,
                 ends_at: Some(now + chrono::Duration::minutes(30)),
-                kind: "remote".to_owned(),
-                status: "scheduled".to_owned(),
+                kind: sb_db::models::AppointmentKind::Remote,
+                status: sb_db::models::AppointmentStatus::Scheduled,
                 version: 1,
             },
         )

@@ -8,7 +8,7 @@ use sb_events::proto::RepPresenceChanged;
 use uuid::Uuid;
 
 use crate::actions::sessions;
-use crate::domain::{self, RepStatus};
+use crate::domain::{self, RepStatus, SessionStatus};
 use crate::error::MonitoringError;
 use crate::store::reps;
 use crate::store::sessions as session_store;
@@ -34,16 +34,16 @@ pub async fn refresh(
     let listened_by: Vec<String> = session_store::open_of_rep(conn, rep_id)
         .await?
         .into_iter()
-        .filter(|s| s.status == "ACTIVE")
+        .filter(|s| s.status == SessionStatus::Active)
         .map(|s| s.supervisor_id.to_string())
         .collect();
     let on_call = reps::current_call(conn, rep_id).await?.is_some();
     let status = RepStatus::derive(publishing, !listened_by.is_empty(), on_call);
-    let previous = RepStatus::parse(&rep.status);
+    let previous = rep.status;
     if status == previous && publishing == rep.publishing {
         return Ok(None);
     }
-    reps::write_status(conn, rep_id, status.as_str(), publishing).await?;
+    reps::write_status(conn, rep_id, status, publishing).await?;
     if status != previous {
         outbox
             .enqueue(

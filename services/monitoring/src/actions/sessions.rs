@@ -35,7 +35,7 @@ fn ms(at: DateTime<Utc>) -> i64 {
 }
 
 fn mode_of(session: &Session) -> Mode {
-    Mode::parse(&session.mode).unwrap_or(Mode::Listen)
+    session.mode
 }
 
 /// Whether `principal` may monitor `rep` (the policy's scope rule).
@@ -123,7 +123,7 @@ async fn audit_row(
             actor_id: actor,
             rep_id: session.rep_id,
             action,
-            mode: mode.as_str(),
+            mode,
             detail,
             ip,
         },
@@ -152,7 +152,7 @@ fn token(
 }
 
 fn preset_of(session: &Session, settings: &Settings) -> Preset {
-    if session.status == SessionStatus::Paused.as_str() {
+    if session.status == SessionStatus::Paused {
         Preset::SupervisorPaused
     } else {
         mode_of(session).preset(settings.notify_rep)
@@ -282,7 +282,7 @@ pub async fn renew(
         .outbox
         .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
-            if session.status == SessionStatus::Stopped.as_str() {
+            if session.status == SessionStatus::Stopped {
                 return Err(MonitoringError::conflict(
                     Code::SessionStopped,
                     "the session has stopped",
@@ -353,10 +353,14 @@ pub async fn set_paused(
     } else {
         (SessionStatus::Paused, SessionStatus::Active, "resume")
     };
-    if session.status != from.as_str() {
+    if session.status != from {
         return Err(MonitoringError::conflict(
             Code::InvalidTransition,
-            format!("the session is {}, not {}", session.status, from.as_str()),
+            format!(
+                "the session is {}, not {}",
+                session.status.as_str(),
+                from.as_str()
+            ),
         ));
     }
     let settings = settings::of_org(&mut conn, session.org_id).await?;
@@ -372,13 +376,13 @@ pub async fn set_paused(
         .outbox
         .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
-            if session.status != from.as_str() {
+            if session.status != from {
                 return Err(MonitoringError::conflict(
                     Code::InvalidTransition,
                     "the session changed meanwhile",
                 ));
             }
-            sessions::set_status(conn, id, to.as_str()).await?;
+            sessions::set_status(conn, id, to).await?;
             audit_row(
                 conn,
                 &session,
@@ -419,10 +423,10 @@ pub async fn set_mode(
             format!("the organisation does not allow {} mode", mode.as_str()),
         ));
     }
-    if session.status != SessionStatus::Active.as_str() {
+    if session.status != SessionStatus::Active {
         return Err(MonitoringError::conflict(
             Code::SessionNotActive,
-            format!("the session is {}", session.status),
+            format!("the session is {}", session.status.as_str()),
         ));
     }
     let previous = mode_of(&session);
@@ -436,7 +440,7 @@ pub async fn set_mode(
         .outbox
         .wake_on_commit(conn.transaction::<_, MonitoringError, _>(async |conn| {
             let session = sessions::lock(conn, id).await?;
-            sessions::set_mode(conn, id, mode.as_str()).await?;
+            sessions::set_mode(conn, id, mode).await?;
             audit_row(
                 conn,
                 &session,

@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use sb_auth::{Principal, Role};
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
+use sb_platform::pagination::{Page, PageRequest};
 use sb_platform::request::Query;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -23,10 +24,10 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
         ("sessionId" = Option<uuid::Uuid>, Query),
         ("from" = Option<chrono::DateTime<chrono::Utc>>, Query),
         ("to" = Option<chrono::DateTime<chrono::Utc>>, Query),
-        ("page" = Option<i64>, Query, description = "1-based"),
-        ("pageSize" = Option<i64>, Query, description = "1–500, default 100")),
+        PageRequest),
     responses(
-        (status = 200, body = Vec<AuditEntry>, description = "Newest first; append-only"),
+        (status = 200, body = Page<AuditEntry>, description = "Newest first; append-only"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 403, description = "Only CEO, DIRECTOR, ADMIN", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/monitoring/audit")]
@@ -43,8 +44,7 @@ async fn list_audit(
     }
     let query = Query::parse(&req)?;
     let (from, to) = query.window()?;
-    let page = query.int("page", 1, 1..=100_000)?;
-    let page_size = query.int("pageSize", 100, 1..=500)?;
+    let page = PageRequest::from_query(&query)?;
     let filter = AuditFilter {
         org: principal.org_id.as_uuid(),
         rep_id: query.uuid("repId")?,
@@ -54,6 +54,6 @@ async fn list_audit(
         to,
     };
     let mut conn = state.conn().await?;
-    let entries = audit::list(&mut conn, &filter, page_size, (page - 1) * page_size).await?;
-    Ok(HttpResponse::Ok().json(entries))
+    let (entries, total) = audit::list(&mut conn, &filter, page.limit(), page.offset()).await?;
+    Ok(HttpResponse::Ok().json(page.wrap(entries, total)))
 }

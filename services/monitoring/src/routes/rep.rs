@@ -139,7 +139,7 @@ async fn rep_status(
     let me = principal.user_id.as_uuid();
     let status = reps::find(&mut conn, me)
         .await?
-        .map_or(RepStatus::Offline, |r| RepStatus::parse(&r.status));
+        .map_or(RepStatus::Offline, |r| r.status);
     let notify = settings::of_org(&mut conn, principal.org_id.as_uuid())
         .await?
         .notify_rep;

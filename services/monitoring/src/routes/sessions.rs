@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sb_auth::{Principal, Role};
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
+use sb_platform::pagination::{Page, PageRequest};
 use sb_platform::request::{JsonBody, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -49,8 +50,8 @@ pub struct SessionView {
 impl From<Session> for SessionView {
     fn from(s: Session) -> Self {
         Self {
-            status: SessionStatus::parse(&s.status).unwrap_or(SessionStatus::Stopped),
-            mode: Mode::parse(&s.mode).unwrap_or(Mode::Listen),
+            status: s.status,
+            mode: s.mode,
             id: s.id,
             rep_id: s.rep_id,
             supervisor_id: s.supervisor_id,
@@ -132,10 +133,10 @@ async fn start_session(
         ("supervisorId" = Option<Uuid>, Query),
         ("from" = Option<DateTime<Utc>>, Query, description = "Started at or after"),
         ("to" = Option<DateTime<Utc>>, Query, description = "Started before"),
-        ("limit" = Option<i64>, Query, description = "1–500, default 100")),
+        PageRequest),
     responses(
-        (status = 200, body = Vec<SessionView>, description = "Active sessions and history in the caller's scope, newest first"),
-        (status = 400, content_type = "application/problem+json"),
+        (status = 200, body = Page<SessionView>, description = "Active sessions and history in the caller's scope, newest first"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 403, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/monitoring/sessions")]
@@ -152,33 +153,33 @@ async fn list_sessions(
     }
     let query = Query::parse(&req)?;
     let (from, to) = query.window()?;
+    let page = PageRequest::from_query(&query)?;
+    let org = principal.org_id.as_uuid();
+    let mut conn = state.conn().await?;
+    let leader = matches!(principal.role, Role::Admin | Role::Ceo | Role::Director);
+    let visible_to = if leader {
+        None
+    } else {
+        let reps = reps::of_org(&mut conn, org).await?;
+        Some((
+            principal.user_id.as_uuid(),
+            reps.iter()
+                .filter(|r| can_monitor(&principal, r))
+                .map(|r| r.user_id)
+                .collect(),
+        ))
+    };
     let filter = SessionFilter {
-        org: principal.org_id.as_uuid(),
-        status: query
-            .value::<SessionStatus>("status")?
-            .map(|s| s.as_str().to_owned()),
+        org,
+        status: query.value::<SessionStatus>("status")?,
         rep_id: query.uuid("repId")?,
         supervisor_id: query.uuid("supervisorId")?,
         from,
         to,
+        visible_to,
     };
-    let limit = query.int("limit", 100, 1..=500)?;
-    let mut conn = state.conn().await?;
-    let reps = reps::of_org(&mut conn, filter.org).await?;
-    let leader = matches!(principal.role, Role::Admin | Role::Ceo | Role::Director);
-    let visible: Vec<SessionView> = sessions::list(&mut conn, &filter, limit)
-        .await?
-        .into_iter()
-        .filter(|s| {
-            leader
-                || s.supervisor_id == principal.user_id.as_uuid()
-                || reps
-                    .iter()
-                    .any(|r| r.user_id == s.rep_id && can_monitor(&principal, r))
-        })
-        .map(Into::into)
-        .collect();
-    Ok(HttpResponse::Ok().json(visible))
+    let (items, total) = sessions::list(&mut conn, &filter, page.limit(), page.offset()).await?;
+    Ok(HttpResponse::Ok().json(page.wrap(items, total).map(SessionView::from)))
 }
 
 /// `GET /monitoring/sessions/{id}`

@@ -5,13 +5,14 @@ use chrono::{DateTime, Utc};
 use sb_auth::Principal;
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use crate::actions::sessions::can_monitor;
-use crate::domain::RepStatus;
+use crate::domain::{RepStatus, SessionStatus};
 use crate::error::MonitoringError;
 use crate::state::AppState;
 use crate::store::reps::{self, Rep};
@@ -53,7 +54,7 @@ pub async fn view(
     let listened_by = sessions::open_of_rep(conn, rep.user_id)
         .await?
         .into_iter()
-        .filter(|s| s.status == "ACTIVE")
+        .filter(|s| s.status == SessionStatus::Active)
         .map(|s| s.supervisor_id)
         .collect();
     let on_call = reps::current_call(conn, rep.user_id)
@@ -65,7 +66,7 @@ pub async fn view(
         });
     Ok(RepView {
         teams: rep.team_ids(),
-        status: RepStatus::parse(&rep.status),
+        status: rep.status,
         online: rep.publishing,
         user_id: rep.user_id,
         name: rep.name,
@@ -78,14 +79,17 @@ pub async fn view(
 
 /// `GET /monitoring/reps`
 #[utoipa::path(get, path = "/monitoring/reps", tag = "supervisor",
+    params(PageRequest),
     responses(
-        (status = 200, body = Vec<RepView>, description = "Reps the caller may monitor, with their status (live changes: GET /monitoring/stream)"),
+        (status = 200, body = Page<RepView>, description = "Reps the caller may monitor, by name, with their status (live changes: GET /monitoring/stream)"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 403, description = "Not a supervisor", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/monitoring/reps")]
 async fn list_reps(
     state: web::Data<AppState>,
     principal: Principal,
+    page: PageRequest,
 ) -> Result<HttpResponse, MonitoringError> {
     if !principal.role.is_supervisor() {
         return Err(MonitoringError::forbidden(
@@ -94,11 +98,22 @@ async fn list_reps(
         ));
     }
     let mut conn = state.conn().await?;
-    let mut views = Vec::new();
-    for rep in reps::of_org(&mut conn, principal.org_id.as_uuid()).await? {
-        if can_monitor(&principal, &rep) {
-            views.push(view(&mut conn, rep).await?);
-        }
+    // Who may be monitored is decided by the access policy (roles, teams), not SQL: the org's
+    // reps are filtered here and cut into a page, and only that page's views are built.
+    let monitorable: Vec<_> = reps::of_org(&mut conn, principal.org_id.as_uuid())
+        .await?
+        .into_iter()
+        .filter(|rep| can_monitor(&principal, rep))
+        .collect();
+    let page = page.slice(monitorable);
+    let mut views = Vec::with_capacity(page.items.len());
+    for rep in page.items {
+        views.push(view(&mut conn, rep).await?);
     }
-    Ok(HttpResponse::Ok().json(views))
+    Ok(HttpResponse::Ok().json(Page {
+        items: views,
+        page: page.page,
+        page_size: page.page_size,
+        total: page.total,
+    }))
 }

@@ -7,6 +7,8 @@ use sb_db::CacheBySql;
 use sb_db::schema::monitoring_audit;
 use uuid::Uuid;
 
+use crate::domain::Mode;
+
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
 #[diesel(table_name = monitoring_audit, check_for_backend(diesel::pg::Pg))]
 #[serde(rename_all = "camelCase")]
@@ -17,7 +19,7 @@ pub struct AuditEntry {
     pub actor_id: Option<Uuid>,
     pub rep_id: Uuid,
     pub action: String,
-    pub mode: String,
+    pub mode: Mode,
     pub detail: Option<String>,
     pub ip: Option<String>,
     pub at: DateTime<Utc>,
@@ -32,7 +34,7 @@ pub struct NewAuditEntry<'a> {
     pub actor_id: Option<Uuid>,
     pub rep_id: Uuid,
     pub action: &'a str,
-    pub mode: &'a str,
+    pub mode: Mode,
     pub detail: Option<&'a str>,
     pub ip: Option<&'a str>,
 }
@@ -60,30 +62,35 @@ pub async fn list(
     filter: &AuditFilter,
     limit: i64,
     offset: i64,
-) -> QueryResult<Vec<AuditEntry>> {
-    let mut query = monitoring_audit::table
-        .filter(monitoring_audit::org_id.eq(filter.org))
-        .into_boxed();
-    if let Some(rep) = filter.rep_id {
-        query = query.filter(monitoring_audit::rep_id.eq(rep));
-    }
-    if let Some(actor) = filter.actor_id {
-        query = query.filter(monitoring_audit::actor_id.eq(actor));
-    }
-    if let Some(session) = filter.session_id {
-        query = query.filter(monitoring_audit::session_id.eq(session));
-    }
-    if let Some(from) = filter.from {
-        query = query.filter(monitoring_audit::at.ge(from));
-    }
-    if let Some(to) = filter.to {
-        query = query.filter(monitoring_audit::at.lt(to));
-    }
-    query
+) -> QueryResult<(Vec<AuditEntry>, i64)> {
+    let matching = || {
+        let mut query = monitoring_audit::table
+            .filter(monitoring_audit::org_id.eq(filter.org))
+            .into_boxed();
+        if let Some(rep) = filter.rep_id {
+            query = query.filter(monitoring_audit::rep_id.eq(rep));
+        }
+        if let Some(actor) = filter.actor_id {
+            query = query.filter(monitoring_audit::actor_id.eq(actor));
+        }
+        if let Some(session) = filter.session_id {
+            query = query.filter(monitoring_audit::session_id.eq(session));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(monitoring_audit::at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(monitoring_audit::at.lt(to));
+        }
+        query
+    };
+    let total = matching().count().get_result(conn).await?;
+    let entries = matching()
         .order((monitoring_audit::at.desc(), monitoring_audit::id.desc()))
         .limit(limit)
         .offset(offset)
         .select(AuditEntry::as_select())
         .load(conn)
-        .await
+        .await?;
+    Ok((entries, total))
 }

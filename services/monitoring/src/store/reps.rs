@@ -9,6 +9,8 @@ use sb_db::schema::{
 };
 use uuid::Uuid;
 
+use crate::domain::RepStatus;
+
 use crate::domain::{Connection, Track};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -20,7 +22,7 @@ pub struct Rep {
     pub teams: Vec<Option<Uuid>>,
     pub name: String,
     pub room_name: String,
-    pub status: String,
+    pub status: RepStatus,
     pub publishing: bool,
     pub status_changed_at: DateTime<Utc>,
 }
@@ -112,7 +114,7 @@ pub async fn possibly_connected(
     monitoring_reps::table
         .filter(
             diesel::dsl::exists(open)
-                .or(monitoring_reps::status.ne("OFFLINE"))
+                .or(monitoring_reps::status.ne(RepStatus::Offline))
                 .or(monitoring_reps::updated_at.gt(recent)),
         )
         .order(monitoring_reps::updated_at.asc())
@@ -125,7 +127,7 @@ pub async fn possibly_connected(
 pub async fn write_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: RepStatus,
     publishing: bool,
 ) -> QueryResult<usize> {
     diesel::update(monitoring_reps::table.find(id))

@@ -7,6 +7,8 @@ use sb_db::CacheBySql;
 use sb_db::schema::monitoring_sessions;
 use uuid::Uuid;
 
+use crate::domain::{Mode, SessionStatus};
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = monitoring_sessions, check_for_backend(diesel::pg::Pg))]
 pub struct Session {
@@ -17,8 +19,8 @@ pub struct Session {
     pub supervisor_role: String,
     pub room_name: String,
     pub identity: String,
-    pub status: String,
-    pub mode: String,
+    pub status: SessionStatus,
+    pub mode: Mode,
     pub started_at: DateTime<Utc>,
     pub stopped_at: Option<DateTime<Utc>>,
     pub stop_reason: Option<String>,
@@ -72,7 +74,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Session
 pub async fn open_of_rep(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryResult<Vec<Session>> {
     monitoring_sessions::table
         .filter(monitoring_sessions::rep_id.eq(rep_id))
-        .filter(monitoring_sessions::status.ne("STOPPED"))
+        .filter(monitoring_sessions::status.ne(SessionStatus::Stopped))
         .order(monitoring_sessions::started_at.asc())
         .select(Session::as_select())
         .load(conn)
@@ -87,7 +89,7 @@ pub async fn open_of(
     monitoring_sessions::table
         .filter(monitoring_sessions::rep_id.eq(rep_id))
         .filter(monitoring_sessions::supervisor_id.eq(supervisor_id))
-        .filter(monitoring_sessions::status.ne("STOPPED"))
+        .filter(monitoring_sessions::status.ne(SessionStatus::Stopped))
         .select(Session::as_select())
         .first(conn)
         .await
@@ -100,7 +102,7 @@ pub async fn expired(
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<Session>> {
     monitoring_sessions::table
-        .filter(monitoring_sessions::status.ne("STOPPED"))
+        .filter(monitoring_sessions::status.ne(SessionStatus::Stopped))
         .filter(monitoring_sessions::token_expires_at.lt(now))
         .select(Session::as_select())
         .load(conn)
@@ -110,7 +112,7 @@ pub async fn expired(
 pub async fn set_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: SessionStatus,
 ) -> QueryResult<usize> {
     diesel::update(monitoring_sessions::table.find(id))
         .set((
@@ -122,7 +124,7 @@ pub async fn set_status(
         .await
 }
 
-pub async fn set_mode(conn: &mut AsyncPgConnection, id: Uuid, mode: &str) -> QueryResult<usize> {
+pub async fn set_mode(conn: &mut AsyncPgConnection, id: Uuid, mode: Mode) -> QueryResult<usize> {
     diesel::update(monitoring_sessions::table.find(id))
         .set((
             monitoring_sessions::mode.eq(mode),
@@ -157,10 +159,10 @@ pub async fn stop(
     diesel::update(
         monitoring_sessions::table
             .find(id)
-            .filter(monitoring_sessions::status.ne("STOPPED")),
+            .filter(monitoring_sessions::status.ne(SessionStatus::Stopped)),
     )
     .set((
-        monitoring_sessions::status.eq("STOPPED"),
+        monitoring_sessions::status.eq(SessionStatus::Stopped),
         monitoring_sessions::stopped_at.eq(at),
         monitoring_sessions::stop_reason.eq(reason),
         monitoring_sessions::updated_at.eq(diesel::dsl::now),
@@ -173,44 +175,61 @@ pub async fn stop(
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
     pub org: Uuid,
-    pub status: Option<String>,
+    pub status: Option<SessionStatus>,
     pub rep_id: Option<Uuid>,
     pub supervisor_id: Option<Uuid>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// `None`: every session of the org (its leaders). `Some`: only this supervisor's own
+    /// sessions and those on these reps (the ones the caller may monitor).
+    pub visible_to: Option<(Uuid, Vec<Uuid>)>,
 }
 
-/// Sessions of an org matching `filter`, newest first (the caller narrows to its scope).
+/// A page of the sessions of an org matching `filter`, newest first, and the total matching.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     filter: &SessionFilter,
     limit: i64,
-) -> QueryResult<Vec<Session>> {
-    let mut query = monitoring_sessions::table
-        .filter(monitoring_sessions::org_id.eq(filter.org))
-        .into_boxed();
-    if let Some(status) = &filter.status {
-        query = query.filter(monitoring_sessions::status.eq(status.clone()));
-    }
-    if let Some(rep) = filter.rep_id {
-        query = query.filter(monitoring_sessions::rep_id.eq(rep));
-    }
-    if let Some(supervisor) = filter.supervisor_id {
-        query = query.filter(monitoring_sessions::supervisor_id.eq(supervisor));
-    }
-    if let Some(from) = filter.from {
-        query = query.filter(monitoring_sessions::started_at.ge(from));
-    }
-    if let Some(to) = filter.to {
-        query = query.filter(monitoring_sessions::started_at.lt(to));
-    }
-    query
+    offset: i64,
+) -> QueryResult<(Vec<Session>, i64)> {
+    let matching = || {
+        let mut query = monitoring_sessions::table
+            .filter(monitoring_sessions::org_id.eq(filter.org))
+            .into_boxed();
+        if let Some(status) = &filter.status {
+            query = query.filter(monitoring_sessions::status.eq(*status));
+        }
+        if let Some(rep) = filter.rep_id {
+            query = query.filter(monitoring_sessions::rep_id.eq(rep));
+        }
+        if let Some(supervisor) = filter.supervisor_id {
+            query = query.filter(monitoring_sessions::supervisor_id.eq(supervisor));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(monitoring_sessions::started_at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(monitoring_sessions::started_at.lt(to));
+        }
+        if let Some((supervisor, reps)) = &filter.visible_to {
+            query = query.filter(
+                monitoring_sessions::supervisor_id
+                    .eq(*supervisor)
+                    .or(monitoring_sessions::rep_id.eq_any(reps.clone())),
+            );
+        }
+        query
+    };
+    let total = matching().count().get_result(conn).await?;
+    let sessions = matching()
         .order((
             monitoring_sessions::started_at.desc(),
             monitoring_sessions::id.desc(),
         ))
         .limit(limit)
+        .offset(offset)
         .select(Session::as_select())
         .load(conn)
-        .await
+        .await?;
+    Ok((sessions, total))
 }

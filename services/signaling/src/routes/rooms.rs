@@ -72,7 +72,7 @@ fn view(room: Room, appointment: &Appointment) -> RoomView {
         id: room.id,
         room_id: room.room_id,
         appointment_id: room.appointment_id,
-        status: room.status,
+        status: room.status.as_str().to_owned(),
         practitioner_joined: room.practitioner_joined,
         patient_joined: room.patient_joined,
         started_at: room.started_at,

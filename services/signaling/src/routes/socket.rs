@@ -324,7 +324,7 @@ impl VideoCall {
             .ok_or_else(|| {
                 EventError::new(EventCode::NotFound, format!("room {room_id} not found"))
             })?;
-        if RoomStatus::parse(&room.status) == RoomStatus::Ended {
+        if room.status == RoomStatus::Ended {
             return Err(EventError::new(EventCode::CallEnded, "the call has ended"));
         }
         let appointment = store::appointment(&mut conn, room.appointment_id)
@@ -366,7 +366,7 @@ impl VideoCall {
                 }
             }
         }
-        let mut status = room.status.clone();
+        let mut status = room.status;
         let announce = !already && !returning && !present_elsewhere;
         if announce
             && let Some(updated) =
@@ -381,7 +381,7 @@ impl VideoCall {
             "roomId": room_id,
             "userId": me.user_id,
             "role": side.as_str(),
-            "status": status,
+            "status": status.as_str(),
             "appointmentId": room.appointment_id,
             "members": members,
             "iceServers": ice,

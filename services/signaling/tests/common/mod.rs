@@ -112,8 +112,8 @@ impl TestSignaling {
                 lead: serde_json::json!({"name": "John Doe"}),
                 scheduled_at: now,
                 ends_at: Some(now + chrono::Duration::minutes(30)),
-                kind: "remote".to_owned(),
-                status: "scheduled".to_owned(),
+                kind: sb_db::models::AppointmentKind::Remote,
+                status: sb_db::models::AppointmentStatus::Scheduled,
                 version: 1,
             },
         )

@@ -9,7 +9,7 @@ use sb_events::proto::{
 };
 
 use crate::domain::quality::Metrics;
-use crate::domain::status::{CallStatus, Direction};
+use crate::domain::status::CallStatus;
 use crate::error::TelephonyError;
 use crate::store::calls::Call;
 use crate::store::recordings::Recording;
@@ -20,10 +20,6 @@ fn ms(at: Option<DateTime<Utc>>) -> i64 {
 
 fn opt_id(id: Option<uuid::Uuid>) -> String {
     id.map(|id| id.to_string()).unwrap_or_default()
-}
-
-fn direction(call: &Call) -> Direction {
-    call.direction.parse().unwrap_or(Direction::Outbound)
 }
 
 /// `sb.telephony.call.incoming`: a call reached one of the org's numbers (push consumers ring
@@ -66,10 +62,10 @@ pub async fn status_changed(
                 org_id: call.org_id.to_string(),
                 call_sid: call.call_sid.clone().unwrap_or_default(),
                 user_id: opt_id(call.user_id),
-                direction: direction(call).to_proto() as i32,
+                direction: call.direction.to_proto() as i32,
                 previous_status: previous.map_or(PhoneCallStatus::Unspecified, CallStatus::to_proto)
                     as i32,
-                status: call.status().to_proto() as i32,
+                status: call.status.to_proto() as i32,
                 changed_at_unix_ms: at.timestamp_millis(),
             },
         )
@@ -91,8 +87,8 @@ pub async fn completed(
                 org_id: call.org_id.to_string(),
                 call_sid: call.call_sid.clone().unwrap_or_default(),
                 user_id: opt_id(call.user_id),
-                direction: direction(call).to_proto() as i32,
-                status: call.status().to_proto() as i32,
+                direction: call.direction.to_proto() as i32,
+                status: call.status.to_proto() as i32,
                 duration_seconds: i64::from(call.duration_seconds.unwrap_or(0)),
                 started_at_unix_ms: ms(call.answered_at),
                 ended_at_unix_ms: ms(call.ended_at),

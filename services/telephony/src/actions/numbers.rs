@@ -4,6 +4,7 @@ use diesel_async::AsyncConnection;
 use sb_auth::Principal;
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
+use sb_platform::pagination::{Page, PageRequest};
 use uuid::Uuid;
 
 use crate::actions::access;
@@ -111,9 +112,12 @@ pub async fn list(
     state: &AppState,
     principal: &Principal,
     org: Option<Uuid>,
-) -> Result<Vec<PhoneNumber>, TelephonyError> {
+    page: PageRequest,
+) -> Result<Page<PhoneNumber>, TelephonyError> {
     let org = access::org_of(principal, org)?;
     let owner = (!access::is_number_admin(principal)).then(|| principal.user_id.as_uuid());
     let mut conn = state.conn().await?;
-    Ok(numbers::list(&mut conn, org, owner).await?)
+    let (numbers, total) =
+        numbers::list(&mut conn, org, owner, page.limit(), page.offset()).await?;
+    Ok(page.wrap(numbers, total))
 }

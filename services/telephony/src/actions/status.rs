@@ -7,6 +7,7 @@ use diesel_async::AsyncPgConnection;
 
 use crate::actions::events;
 use crate::domain::backoff;
+use crate::domain::followup::FollowupKind;
 use crate::domain::status::{self, CallStatus, Report};
 use crate::error::TelephonyError;
 use crate::state::AppState;
@@ -50,7 +51,7 @@ pub async fn apply(
     report: &StatusReport,
 ) -> Result<(Call, bool), TelephonyError> {
     let current = Report {
-        status: call.status(),
+        status: call.status,
         sequence: call.status_sequence,
     };
     let next = Report {
@@ -102,17 +103,17 @@ async fn schedule_followup(
     state: &AppState,
     call: &Call,
 ) -> Result<(), TelephonyError> {
-    if call.status() != CallStatus::Completed {
+    if call.status != CallStatus::Completed {
         return Ok(());
     }
     let first = chrono::Duration::from_std(backoff::delay(state.config.followup.first_delay, 0))
         .unwrap_or(chrono::Duration::MAX);
     let next = Utc::now() + first;
     if call.price.is_none() {
-        followups::schedule(conn, call.id, followups::COST, next).await?;
+        followups::schedule(conn, call.id, FollowupKind::Cost, next).await?;
     }
     if state.config.twilio.insights_enabled && call.call_sid.is_some() {
-        followups::schedule(conn, call.id, followups::QUALITY, next).await?;
+        followups::schedule(conn, call.id, FollowupKind::Quality, next).await?;
     }
     Ok(())
 }

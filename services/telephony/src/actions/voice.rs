@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::actions::calls::{insert_outbound, twilio_time, valid_call_sid};
 use crate::actions::{events, status};
 use crate::domain::phone::{self, E164};
-use crate::domain::status::{CallStatus, DialStatus, Direction, RecordingStatus};
+use crate::domain::status::{CallStatus, DialStatus, Direction, RecordingKind, RecordingStatus};
 use crate::error::TelephonyError;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, NewCall};
@@ -117,11 +117,11 @@ pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, Telep
                     team_id: number.team_id,
                     phone_number_id: Some(number.id),
                     appointment_id: None,
-                    direction: Direction::Inbound.as_str(),
+                    direction: Direction::Inbound,
                     call_sid: Some(&sid),
                     from_number: &from,
                     to_number: &number.e164,
-                    status: reported.as_str(),
+                    status: reported,
                     initiated_at: None,
                     ringing_at: (reported == CallStatus::Ringing).then_some(now),
                     record: false,
@@ -175,7 +175,7 @@ pub async fn dial_completed(state: &AppState, params: &Params) -> Result<Answer,
         return Ok(Answer::new(twiml::hang_up(), "unknown_call"));
     };
     let voicemail =
-        call.direction == Direction::Inbound.as_str() && dial.is_some_and(DialStatus::unanswered);
+        call.direction == Direction::Inbound && dial.is_some_and(DialStatus::unanswered);
     state
         .outbox
         .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
@@ -215,7 +215,7 @@ pub async fn outbound(
     let mut conn = state.conn().await?;
     let call = calls::find(&mut conn, call_id)
         .await?
-        .filter(|c| c.direction == Direction::Outbound.as_str())
+        .filter(|c| c.direction == Direction::Outbound)
         .filter(|c| c.call_sid.as_deref().is_none_or(|known| known == sid));
     let Some(call) = call else {
         tracing::warn!(call.id = %call_id, "outbound TwiML for an unknown call");
@@ -227,7 +227,7 @@ pub async fn outbound(
     if call.call_sid.is_none() {
         calls::set_sid(&mut conn, call.id, &sid).await?;
     }
-    if call.status().is_final() {
+    if call.status.is_final() {
         return Ok(Answer::new(twiml::hang_up(), "stale"));
     }
     Ok(Answer::new(dial_twiml(state, &call), "applied"))
@@ -287,11 +287,11 @@ async fn from_app(state: &AppState, params: &Params) -> Result<Answer, Telephony
             team_id: number.team_id,
             phone_number_id: Some(number.id),
             appointment_id: None,
-            direction: Direction::Outbound.as_str(),
+            direction: Direction::Outbound,
             call_sid: Some(&sid),
             from_number: &number.e164,
             to_number: to.as_str(),
-            status: reported.as_str(),
+            status: reported,
             initiated_at: Some(Utc::now()),
             ringing_at: None,
             record: number.record_calls,
@@ -403,7 +403,11 @@ pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, Tele
         }
     };
     let voicemail = record_action || params.get("RecordingSource") == Some("RecordVerb");
-    let kind = if voicemail { "VOICEMAIL" } else { "CALL" };
+    let kind = if voicemail {
+        RecordingKind::Voicemail
+    } else {
+        RecordingKind::Call
+    };
     let url = params
         .get("RecordingUrl")
         .filter(|u| u.len() <= 2000)
@@ -435,7 +439,7 @@ pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, Tele
                     call_id: call.id,
                     recording_sid: &recording_sid,
                     kind,
-                    status: status.as_str(),
+                    status,
                     url,
                     duration_seconds: duration,
                     channels,
@@ -446,23 +450,15 @@ pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, Tele
                 Some(recording) => (recording, status == RecordingStatus::Completed),
                 None => {
                     let known = recordings::lock(conn, &recording_sid).await?;
-                    let before = RecordingStatus::parse(&known.status);
-                    if before.is_some_and(RecordingStatus::is_final) {
+                    if known.status.is_final() {
                         return Ok("duplicate");
                     }
-                    let written = recordings::update(
-                        conn,
-                        known.id,
-                        status.as_str(),
-                        url,
-                        duration,
-                        channels,
-                    )
-                    .await?;
+                    let written =
+                        recordings::update(conn, known.id, status, url, duration, channels).await?;
                     (written, status == RecordingStatus::Completed)
                 }
             };
-            if completed_now && recording.kind == "VOICEMAIL" {
+            if completed_now && recording.kind == RecordingKind::Voicemail {
                 calls::set_voicemail(conn, call.id).await?;
                 events::voicemail(conn, outbox, &call, &recording).await?;
             }

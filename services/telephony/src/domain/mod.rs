@@ -1,7 +1,8 @@
 //! The telephony service's rules, with no I/O: call statuses and their order, phone numbers and
-//! identities, quality thresholds and the job's backoff.
+//! identities, quality thresholds, the follow-ups and their backoff.
 
 pub mod backoff;
+pub mod followup;
 pub mod phone;
 pub mod quality;
 pub mod status;

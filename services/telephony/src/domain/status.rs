@@ -10,7 +10,20 @@ use utoipa::ToSchema;
 
 /// A call's status. Stored and shown as `QUEUED`, `IN_PROGRESS`…; Twilio writes `queued`,
 /// `in-progress`, `no-answer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CallStatus {
     Queued,
@@ -159,7 +172,20 @@ pub fn advances(current: Report, next: Report) -> bool {
 }
 
 /// Direction of a call, from the rep's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Direction {
     Inbound,
@@ -194,6 +220,8 @@ impl FromStr for Direction {
         }
     }
 }
+
+sb_db::text_enum!(CallStatus, Direction);
 
 /// `DialCallStatus` of a `<Dial>` action request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,8 +267,18 @@ impl DialStatus {
     }
 }
 
-/// Status of a Twilio recording (`RecordingStatus`), ranked like call statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Status of a Twilio recording (`RecordingStatus`), ranked like call statuses; stored in
+/// Twilio's spelling (`telephony_recordings.status`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum RecordingStatus {
     InProgress,
     Completed,
@@ -272,6 +310,53 @@ impl RecordingStatus {
         !matches!(self, RecordingStatus::InProgress)
     }
 }
+
+impl FromStr for RecordingStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+            .ok_or_else(|| format!("expected in-progress, completed, absent or failed, got {s:?}"))
+    }
+}
+
+/// What a recording is (`telephony_recordings.kind`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum RecordingKind {
+    /// A dual-channel recording of the conversation.
+    Call,
+    /// A message left on the number's voicemail.
+    Voicemail,
+}
+
+impl RecordingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingKind::Call => "CALL",
+            RecordingKind::Voicemail => "VOICEMAIL",
+        }
+    }
+}
+
+impl FromStr for RecordingKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [RecordingKind::Call, RecordingKind::Voicemail]
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| format!("expected CALL or VOICEMAIL, got {s:?}"))
+    }
+}
+
+sb_db::text_enum!(RecordingStatus, RecordingKind);
 
 #[cfg(test)]
 mod tests {

@@ -4,12 +4,14 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
 use sb_platform::ApiErrorExt as _;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use crate::actions::{self, access};
+use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::domain::phone::E164;
 use crate::domain::quality::Metrics;
 use crate::domain::status::{CallStatus, Direction};
@@ -120,8 +122,8 @@ impl From<Recording> for RecordingView {
         Self {
             id: r.id,
             sid: r.recording_sid,
-            kind: r.kind,
-            status: r.status,
+            kind: r.kind.as_str().to_owned(),
+            status: r.status.as_str().to_owned(),
             url: r.url,
             duration_seconds: r.duration_seconds,
             channels: r.channels,
@@ -179,8 +181,8 @@ impl From<Call> for CallView {
     fn from(call: Call) -> Self {
         Self {
             id: call.id,
-            direction: call.direction.parse().unwrap_or(Direction::Outbound),
-            status: call.status(),
+            direction: call.direction,
+            status: call.status,
             sid: call.call_sid,
             from: call.from_number,
             to: call.to_number,
@@ -209,29 +211,19 @@ impl From<Call> for CallView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CallPage {
-    items: Vec<CallView>,
-    total: i64,
-    limit: i64,
-    offset: i64,
-}
-
 /// `GET /api/calls`
 #[utoipa::path(get, path = "/api/calls", tag = "calls",
     params(
-        ("limit" = Option<i64>, Query, description = "1–100, default 50"),
-        ("offset" = Option<i64>, Query, description = "Default 0"),
         ("direction" = Option<Direction>, Query, description = "inbound or outbound"),
         ("status" = Option<CallStatus>, Query, description = "Our spelling or Twilio's (`in-progress`)"),
         ("from" = Option<DateTime<Utc>>, Query, description = "Created at or after (RFC 3339 or YYYY-MM-DD)"),
         ("to" = Option<DateTime<Utc>>, Query, description = "Created before (RFC 3339 or YYYY-MM-DD)"),
         ("number" = Option<String>, Query, description = "Either party's number (E.164)"),
         ("userId" = Option<Uuid>, Query, description = "One rep's calls (within what the caller may see)"),
-        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org")),
+        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org"),
+        PageRequest),
     responses(
-        (status = 200, body = CallPage, description = "Calls the caller may see, newest first: reps their own, managers their teams', CEO and DIRECTOR the org's"),
+        (status = 200, body = Page<CallView>, description = "Calls the caller may see, newest first: reps their own, managers their teams', CEO and DIRECTOR the org's"),
         (status = 400, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/api/calls")]
@@ -239,10 +231,9 @@ async fn list_calls(
     state: web::Data<AppState>,
     principal: Principal,
     req: HttpRequest,
+    page: PageRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let query = Query::parse(&req)?;
-    let limit = query.int("limit", 50, 1..=100)?;
-    let offset = query.int("offset", 0, 0..=1_000_000)?;
     let direction = query
         .get("direction")
         .map(|d| {
@@ -270,8 +261,8 @@ async fn list_calls(
         .transpose()?;
     let org = access::org_of(&principal, query.uuid("orgId")?)?;
     let filter = CallFilter {
-        direction: direction.map(|d| d.as_str().to_owned()),
-        status: status.map(|s| s.as_str().to_owned()),
+        direction,
+        status,
         from,
         to,
         number: number.map(E164::into_inner),
@@ -279,13 +270,9 @@ async fn list_calls(
     };
     let scope = access::scope(&principal, org);
     let mut conn = state.conn().await?;
-    let (items, total) = calls::list(&mut conn, &scope, &filter, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(CallPage {
-        items: items.into_iter().map(CallView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let (items, total) =
+        calls::list(&mut conn, &scope, &filter, page.limit(), page.offset()).await?;
+    Ok(HttpResponse::Ok().json(page.wrap(items, total).map(CallView::from)))
 }
 
 /// `GET /api/calls/{id}`
@@ -308,10 +295,10 @@ async fn get_call(
     let cost = followups::of_call(&mut conn, call.id)
         .await?
         .into_iter()
-        .find(|f| f.kind == followups::COST);
+        .find(|f| f.kind == FollowupKind::Cost);
     let cost_status = match (&call.price, cost) {
         (Some(_), _) => "KNOWN",
-        (None, Some(f)) if f.status == "GAVE_UP" => "GAVE_UP",
+        (None, Some(f)) if f.status == FollowupStatus::GaveUp => "GAVE_UP",
         (None, Some(_)) => "PENDING",
         (None, None) => "NONE",
     };

@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, put, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
 use sb_platform::ApiErrorExt as _;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -168,23 +169,21 @@ fn number_path(raw: &str) -> Result<E164, TelephonyError> {
 
 /// `GET /api/numbers`
 #[utoipa::path(get, path = "/api/numbers", tag = "numbers",
-    params(("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org")),
-    responses((status = 200, body = Vec<NumberView>, description = "CEO, DIRECTOR, ADMIN: the org's numbers; everyone else: their own (the `from` they may call with)")),
+    params(("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org"), PageRequest),
+    responses(
+        (status = 200, body = Page<NumberView>, description = "CEO, DIRECTOR, ADMIN: the org's numbers; everyone else: their own (the `from` they may call with); by number"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/api/numbers")]
 async fn list_numbers(
     state: web::Data<AppState>,
     principal: Principal,
     req: HttpRequest,
+    page: PageRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let org = Query::parse(&req)?.uuid("orgId")?;
-    let numbers = actions::numbers::list(&state, &principal, org).await?;
-    Ok(HttpResponse::Ok().json(
-        numbers
-            .into_iter()
-            .map(NumberView::from)
-            .collect::<Vec<_>>(),
-    ))
+    let numbers = actions::numbers::list(&state, &principal, org, page).await?;
+    Ok(HttpResponse::Ok().json(numbers.map(NumberView::from)))
 }
 
 /// `PUT /api/numbers/{e164}`

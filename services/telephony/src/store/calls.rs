@@ -7,7 +7,7 @@ use sb_db::CacheBySql;
 use sb_db::schema::telephony_calls as c;
 use uuid::Uuid;
 
-use crate::domain::status::CallStatus;
+use crate::domain::status::{CallStatus, Direction};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = c, check_for_backend(diesel::pg::Pg))]
@@ -18,11 +18,11 @@ pub struct Call {
     pub team_id: Option<Uuid>,
     pub phone_number_id: Option<Uuid>,
     pub appointment_id: Option<Uuid>,
-    pub direction: String,
+    pub direction: Direction,
     pub call_sid: Option<String>,
     pub from_number: String,
     pub to_number: String,
-    pub status: String,
+    pub status: CallStatus,
     pub status_sequence: Option<i32>,
     pub initiated_at: Option<DateTime<Utc>>,
     pub ringing_at: Option<DateTime<Utc>>,
@@ -42,13 +42,6 @@ pub struct Call {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Call {
-    /// The stored status (the CHECK constraint keeps it one of ours).
-    pub fn status(&self) -> CallStatus {
-        self.status.parse().unwrap_or(CallStatus::Failed)
-    }
-}
-
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = c)]
 pub struct NewCall<'a> {
@@ -58,11 +51,11 @@ pub struct NewCall<'a> {
     pub team_id: Option<Uuid>,
     pub phone_number_id: Option<Uuid>,
     pub appointment_id: Option<Uuid>,
-    pub direction: &'a str,
+    pub direction: Direction,
     pub call_sid: Option<&'a str>,
     pub from_number: &'a str,
     pub to_number: &'a str,
-    pub status: &'a str,
+    pub status: CallStatus,
     pub initiated_at: Option<DateTime<Utc>>,
     pub ringing_at: Option<DateTime<Utc>>,
     pub record: bool,
@@ -188,8 +181,8 @@ pub async fn write_status(
         _ => {}
     }
     let (status, sequence) = match write.status {
-        Some((status, sequence)) => (status.as_str().to_owned(), sequence),
-        None => (call.status.clone(), call.status_sequence),
+        Some((status, sequence)) => (status, sequence),
+        None => (call.status, call.status_sequence),
     };
     diesel::update(c::table.find(call.id))
         .set((
@@ -314,7 +307,7 @@ pub async fn outbound_since(
 ) -> QueryResult<(i64, Option<DateTime<Utc>>)> {
     let recent = c::table
         .filter(c::user_id.eq(user))
-        .filter(c::direction.eq("OUTBOUND"))
+        .filter(c::direction.eq(Direction::Outbound))
         .filter(c::created_at.ge(since));
     let count = recent.count().get_result(conn).await?;
     let oldest = recent
@@ -363,8 +356,8 @@ impl Scope {
 
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
-    pub direction: Option<String>,
-    pub status: Option<String>,
+    pub direction: Option<Direction>,
+    pub status: Option<CallStatus>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     /// Either party's number.
@@ -382,10 +375,10 @@ fn scoped<'a>(scope: &Scope, filter: &CallFilter) -> c::BoxedQuery<'a, diesel::p
         Scope::Own { user, .. } => query = query.filter(c::user_id.eq(*user)),
     }
     if let Some(direction) = &filter.direction {
-        query = query.filter(c::direction.eq(direction.clone()));
+        query = query.filter(c::direction.eq(*direction));
     }
     if let Some(status) = &filter.status {
-        query = query.filter(c::status.eq(status.clone()));
+        query = query.filter(c::status.eq(*status));
     }
     if let Some(from) = filter.from {
         query = query.filter(c::created_at.ge(from));
@@ -432,7 +425,12 @@ pub async fn stale(
     limit: i64,
 ) -> QueryResult<Vec<Call>> {
     c::table
-        .filter(c::status.eq_any(["QUEUED", "INITIATED", "RINGING", "IN_PROGRESS"]))
+        .filter(c::status.eq_any([
+            CallStatus::Queued,
+            CallStatus::Initiated,
+            CallStatus::Ringing,
+            CallStatus::InProgress,
+        ]))
         .filter(c::call_sid.is_not_null())
         .filter(c::updated_at.lt(before))
         .filter(c::synced_at.is_null().or(c::synced_at.lt(before)))
@@ -450,7 +448,7 @@ pub async fn orphans(
     limit: i64,
 ) -> QueryResult<Vec<Call>> {
     c::table
-        .filter(c::status.eq_any(["QUEUED", "INITIATED"]))
+        .filter(c::status.eq_any([CallStatus::Queued, CallStatus::Initiated]))
         .filter(c::call_sid.is_null())
         .filter(c::created_at.lt(before))
         .order(c::created_at.asc())
@@ -462,10 +460,9 @@ pub async fn orphans(
 
 /// Calls not yet in a final status, in every org (the `sb_telephony_active_calls` gauge).
 pub async fn count_active(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    let open: Vec<&str> = CallStatus::ALL
+    let open: Vec<CallStatus> = CallStatus::ALL
         .into_iter()
         .filter(|s| !s.is_final())
-        .map(CallStatus::as_str)
         .collect();
     c::table
         .filter(c::status.eq_any(open))

@@ -8,18 +8,14 @@ use sb_db::CacheBySql;
 use sb_db::schema::{telephony_calls as c, telephony_followups as f};
 use uuid::Uuid;
 
+use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::store::calls::Call;
-
-/// The price of a completed call.
-pub const COST: &str = "COST";
-/// The Voice Insights call summary.
-pub const QUALITY: &str = "QUALITY";
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = f, check_for_backend(diesel::pg::Pg))]
 pub struct Followup {
-    pub kind: String,
-    pub status: String,
+    pub kind: FollowupKind,
+    pub status: FollowupStatus,
     pub attempts: i32,
 }
 
@@ -27,14 +23,14 @@ pub struct Followup {
 pub async fn schedule(
     conn: &mut AsyncPgConnection,
     call: Uuid,
-    kind: &str,
+    kind: FollowupKind,
     at: DateTime<Utc>,
 ) -> QueryResult<usize> {
     diesel::insert_into(f::table)
         .values((
             f::call_id.eq(call),
             f::kind.eq(kind),
-            f::status.eq("PENDING"),
+            f::status.eq(FollowupStatus::Pending),
             f::next_at.eq(at),
         ))
         .on_conflict_do_nothing()
@@ -47,8 +43,8 @@ pub async fn schedule(
 pub async fn record(
     conn: &mut AsyncPgConnection,
     call: Uuid,
-    kind: &str,
-    status: &str,
+    kind: FollowupKind,
+    status: FollowupStatus,
     attempts: i32,
     next_at: Option<DateTime<Utc>>,
 ) -> QueryResult<usize> {
@@ -67,14 +63,14 @@ pub async fn record(
 /// Follow-ups of `kind` due at `now`, oldest due first, with their calls.
 pub async fn due(
     conn: &mut AsyncPgConnection,
-    kind: &str,
+    kind: FollowupKind,
     now: DateTime<Utc>,
     limit: i64,
 ) -> QueryResult<Vec<(Followup, Call)>> {
     f::table
         .inner_join(c::table)
         .filter(f::kind.eq(kind))
-        .filter(f::status.eq_any(["PENDING", "PARTIAL"]))
+        .filter(f::status.eq_any([FollowupStatus::Pending, FollowupStatus::Partial]))
         .filter(f::next_at.le(now))
         .order(f::next_at.asc())
         .limit(limit)

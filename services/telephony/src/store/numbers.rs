@@ -105,17 +105,25 @@ pub async fn list(
     conn: &mut AsyncPgConnection,
     org: Uuid,
     owner: Option<Uuid>,
-) -> QueryResult<Vec<PhoneNumber>> {
-    let mut query = n::table.filter(n::org_id.eq(org)).into_boxed();
-    if let Some(owner) = owner {
-        query = query.filter(n::owner_user_id.eq(owner));
-    }
-    query
+    limit: i64,
+    offset: i64,
+) -> QueryResult<(Vec<PhoneNumber>, i64)> {
+    let visible = || {
+        let mut query = n::table.filter(n::org_id.eq(org)).into_boxed();
+        if let Some(owner) = owner {
+            query = query.filter(n::owner_user_id.eq(owner));
+        }
+        query
+    };
+    let total = visible().count().get_result(conn).await?;
+    let numbers = visible()
         .order(n::e164.asc())
-        .limit(1000)
+        .limit(limit)
+        .offset(offset)
         .select(PhoneNumber::as_select())
         .load(conn)
-        .await
+        .await?;
+    Ok((numbers, total))
 }
 
 /// The numbers `user` owns, oldest first (their default caller id is the first).

@@ -7,13 +7,15 @@ use sb_db::CacheBySql;
 use sb_db::schema::telephony_recordings as r;
 use uuid::Uuid;
 
+use crate::domain::status::{RecordingKind, RecordingStatus};
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = r, check_for_backend(diesel::pg::Pg))]
 pub struct Recording {
     pub id: Uuid,
     pub recording_sid: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: RecordingKind,
+    pub status: RecordingStatus,
     pub url: Option<String>,
     pub duration_seconds: Option<i32>,
     pub channels: Option<i32>,
@@ -28,8 +30,8 @@ pub struct NewRecording<'a> {
     pub org_id: Uuid,
     pub call_id: Uuid,
     pub recording_sid: &'a str,
-    pub kind: &'a str,
-    pub status: &'a str,
+    pub kind: RecordingKind,
+    pub status: RecordingStatus,
     pub url: Option<&'a str>,
     pub duration_seconds: Option<i32>,
     pub channels: Option<i32>,
@@ -65,7 +67,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, sid: &str) -> QueryResult<Record
 pub async fn update(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: RecordingStatus,
     url: Option<&str>,
     duration_seconds: Option<i32>,
     channels: Option<i32>,

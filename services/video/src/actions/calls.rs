@@ -3,7 +3,7 @@
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::Principal;
-use sb_db::models::Appointment;
+use sb_db::models::{Appointment, AppointmentStatus};
 use sb_livekit::{ParticipantToken, Preset, RoomOptions};
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
@@ -44,7 +44,7 @@ pub async fn join(
 ) -> Result<Joined, VideoError> {
     let mut conn = state.conn().await?;
     let appointment = access::appointment(&mut conn, principal, appointment_id).await?;
-    if appointment.status == "cancelled" {
+    if appointment.status == AppointmentStatus::Cancelled {
         return Err(VideoError::conflict(
             Code::AppointmentCancelled,
             "this appointment was cancelled",
@@ -75,7 +75,7 @@ pub async fn join(
                 Some(call) => (calls::lock(conn, call.id).await?, false),
                 None => insert_call(conn, &appointment).await?,
             };
-            let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+            let status = call.status;
             if status.is_final() {
                 return Err(VideoError::conflict(
                     Code::CallFinished,
@@ -233,7 +233,7 @@ pub async fn start(
 ) -> Result<Call, VideoError> {
     let mut conn = state.conn().await?;
     let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
-    let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+    let status = call.status;
     if status.is_final() {
         return Err(VideoError::conflict(
             Code::CallFinished,

@@ -11,7 +11,7 @@ use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::actions::access;
-use crate::domain::call::{CallStatus, DisplayName, Identity, RecordingStatus};
+use crate::domain::call::{DisplayName, Identity};
 use crate::domain::lobby::{self as rules, Decision, LobbyStatus, MAX_WAITING_GUESTS, Outcome};
 use crate::error::VideoError;
 use crate::state::AppState;
@@ -44,7 +44,7 @@ pub fn link_error(error: GuestLinkError) -> VideoError {
 }
 
 fn ensure_open(call: &Call) -> Result<(), VideoError> {
-    let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+    let status = call.status;
     if status.is_final() {
         return Err(VideoError::conflict(
             Code::CallFinished,
@@ -160,7 +160,7 @@ pub async fn poll(
         .await?
         .ok_or(VideoError::not_found("call"))?;
     ensure_open(&call)?;
-    let status: LobbyStatus = guest.status.parse().map_err(VideoError::internal)?;
+    let status = guest.status;
     if status != LobbyStatus::Admitted {
         return Ok((guest, None));
     }
@@ -175,7 +175,7 @@ pub async fn poll(
             None,
         )
         .map_err(VideoError::internal)?;
-    let recording = RecordingStatus::parse(&call.recording_status).is_recording();
+    let recording = call.recording_status.is_recording();
     Ok((guest, Some(Admission { token, recording })))
 }
 
@@ -212,7 +212,7 @@ pub async fn decide(
             let guest = lobby::lock(conn, call.id, guest_id)
                 .await?
                 .ok_or(VideoError::not_found("guest"))?;
-            let current: LobbyStatus = guest.status.parse().map_err(VideoError::internal)?;
+            let current = guest.status;
             let status = match rules::decide(current, decision) {
                 // The first decision's author and time stay: they are the audit trail.
                 Outcome::Unchanged => return Ok(guest),
@@ -250,13 +250,13 @@ pub async fn decide(
                 )
                 .await?;
             }
-            Ok(lobby::set_status(conn, guest.id, status.as_str(), decided_by, now).await?)
+            Ok(lobby::set_status(conn, guest.id, status, decided_by, now).await?)
         }))
         .await?;
     tracing::info!(
         call.id = %call_id,
         guest.id = %guest.id,
-        status = %guest.status,
+        status = guest.status.as_str(),
         decided_by = %decided_by,
         "lobby decision"
     );
@@ -283,16 +283,10 @@ pub async fn remove(
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             if let Identity::Guest(guest_id) = identity
                 && let Some(guest) = lobby::lock(conn, call.id, guest_id).await?
-                && guest.status != LobbyStatus::Denied.as_str()
+                && guest.status != LobbyStatus::Denied
             {
-                lobby::set_status(
-                    conn,
-                    guest.id,
-                    LobbyStatus::Denied.as_str(),
-                    decided_by,
-                    Utc::now(),
-                )
-                .await?;
+                lobby::set_status(conn, guest.id, LobbyStatus::Denied, decided_by, Utc::now())
+                    .await?;
             }
             match state
                 .livekit_call(

@@ -3,6 +3,7 @@
 
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
+use sb_platform::pagination::{Page, PageRequest};
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -26,9 +27,6 @@ use crate::store::meetings::{
 /// reusable); LiveKit's default `auto_create` opens the room again on the next connection.
 const EMPTY_ROOM_TIMEOUT_SECS: u32 = 300;
 
-/// Most meetings the list answers.
-const LIST_LIMIT: i64 = 100;
-
 /// What `POST /api/livekit/rooms` asks for, parsed.
 #[derive(Debug, Clone)]
 pub struct NewMeetingRequest {
@@ -49,10 +47,6 @@ pub struct MeetingDetail {
 pub struct Joined {
     pub meeting: Meeting,
     pub token: ParticipantToken,
-}
-
-fn parsed<T: std::str::FromStr<Err = String>>(raw: &str) -> Result<T, VideoError> {
-    raw.parse().map_err(VideoError::internal)
 }
 
 fn not_found() -> VideoError {
@@ -116,8 +110,8 @@ pub async fn create(
                     room_name: request.room_name.as_str(),
                     livekit_room,
                     created_by: creator,
-                    call_type: request.call_type.as_str(),
-                    mode: request.mode.as_str(),
+                    call_type: request.call_type,
+                    mode: request.mode,
                 },
             )
             .await?
@@ -127,12 +121,12 @@ pub async fn create(
                     format!("a meeting named {} already exists", request.room_name),
                 ));
             };
-            let members: Vec<NewMember<'_>> = planned
+            let members: Vec<NewMember> = planned
                 .iter()
                 .map(|&(user_id, role)| NewMember {
                     meeting_id: id,
                     user_id,
-                    role: role.as_str(),
+                    role,
                 })
                 .collect();
             store::insert_members(conn, &members).await?;
@@ -164,13 +158,15 @@ pub async fn create(
 pub async fn list(
     state: &AppState,
     principal: &Principal,
-) -> Result<Vec<MeetingDetail>, VideoError> {
+    page: PageRequest,
+) -> Result<Page<MeetingDetail>, VideoError> {
     let mut conn = state.conn().await?;
-    let meetings = store::list_for_user(
+    let (meetings, total) = store::list_for_user(
         &mut conn,
         principal.org_id.as_uuid(),
         principal.user_id.as_uuid(),
-        LIST_LIMIT,
+        page.limit(),
+        page.offset(),
     )
     .await?;
     let ids: Vec<Uuid> = meetings.iter().map(|m| m.id).collect();
@@ -178,13 +174,10 @@ pub async fn list(
     for member in store::members_of(&mut conn, &ids).await? {
         members.entry(member.meeting_id).or_default().push(member);
     }
-    Ok(meetings
-        .into_iter()
-        .map(|meeting| MeetingDetail {
-            members: members.remove(&meeting.id).unwrap_or_default(),
-            meeting,
-        })
-        .collect())
+    Ok(page.wrap(meetings, total).map(|meeting| MeetingDetail {
+        members: members.remove(&meeting.id).unwrap_or_default(),
+        meeting,
+    }))
 }
 
 /// `GET /api/livekit/rooms/{room_name}`.
@@ -221,8 +214,8 @@ pub async fn join(
     if meeting.is_ended() {
         return Err(ended());
     }
-    let role: MemberRole = parsed(&member.role)?;
-    let preset = meeting::preset(parsed(&meeting.call_type)?, parsed(&meeting.mode)?, role);
+    let role = member.role;
+    let preset = meeting::preset(meeting.call_type, meeting.mode, role);
     let identity = Identity::User(member.user_id).to_string();
     let name = display_name.or_else(|| {
         principal

@@ -7,7 +7,6 @@ use sb_events::outbox::Outbox;
 use sb_events::proto::{
     VideoCallCompleted, VideoCallStarted, VideoParticipantJoined, VideoParticipantLeft,
 };
-use sb_platform::ApiErrorExt as _;
 
 use crate::domain::call::{CallStatus, Identity};
 use crate::domain::presence::{self, seconds_between};
@@ -164,7 +163,7 @@ pub async fn settle(
     let call = calls::lock(conn, call.id).await?;
     let participants = calls::participants(conn, call.id).await?;
     let attendance: Vec<_> = participants.iter().map(Participant::attendance).collect();
-    let status: CallStatus = call.status.parse().map_err(VideoError::internal)?;
+    let status = call.status;
     let first_join = presence::start_time(&attendance);
     let started_at = match (call.started_at, first_join) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -202,7 +201,7 @@ pub async fn settle(
             call.duration_seconds,
         )
     {
-        let changed_status = (new_status != status).then_some(new_status.as_str());
+        let changed_status = (new_status != status).then_some(new_status);
         call = calls::update_times(
             conn,
             call.id,

@@ -60,7 +60,7 @@ pub async fn start(
     let call = calls::find(conn, call_id)
         .await?
         .ok_or(VideoError::not_found("call"))?;
-    if RecordingStatus::parse(&call.recording_status).is_recording() {
+    if call.recording_status.is_recording() {
         return Ok(());
     }
     let output = file_output(&state.config.recording, &call, Utc::now());
@@ -76,14 +76,8 @@ pub async fn start(
         Err(error) => {
             if !error.is_unavailable() {
                 let data = serde_json::json!({ "error": error.to_string() });
-                calls::set_recording_result(
-                    conn,
-                    call.id,
-                    RecordingStatus::Failed.as_str(),
-                    None,
-                    &data,
-                )
-                .await?;
+                calls::set_recording_result(conn, call.id, RecordingStatus::Failed, None, &data)
+                    .await?;
             }
             return Err(error.into());
         }
@@ -102,15 +96,14 @@ pub async fn start(
                     call_id: call.id,
                     org_id: call.org_id,
                     egress_id: &info.egress_id,
-                    status: state_now.as_str(),
+                    status: state_now,
                     filepath,
                 },
             )
             .await?;
             // A webhook may already have moved it further.
-            let current = EgressState::parse(&recording.status).unwrap_or(state_now);
-            calls::set_recording_status(conn, call.id, current.call_recording_status().as_str())
-                .await?;
+            let current = recording.status;
+            calls::set_recording_status(conn, call.id, current.call_recording_status()).await?;
             Ok(())
         }))
         .await
@@ -126,10 +119,7 @@ pub async fn stop_for_call(state: &AppState, conn: &mut AsyncPgConnection, call_
             return;
         }
     };
-    for recording in running
-        .iter()
-        .filter(|r| EgressState::parse(&r.status).is_some_and(|s| s < EgressState::Ending))
-    {
+    for recording in running.iter().filter(|r| r.status < EgressState::Ending) {
         if let Err(error) = stop_one(state, conn, recording).await {
             tracing::warn!(call.id = %call_id, egress.id = %recording.egress_id, error = %error, "recording not stopped; the reconciliation job retries");
         }
@@ -199,14 +189,14 @@ pub async fn apply_egress(
                     call_id: call.id,
                     org_id: call.org_id,
                     egress_id: &info.egress_id,
-                    status: EgressState::Starting.as_str(),
+                    status: EgressState::Starting,
                     filepath: &filepath,
                 },
             )
             .await?
         }
     };
-    let current = EgressState::parse(&recording.status).unwrap_or(EgressState::Starting);
+    let current = recording.status;
     if !current.advances_to(next) {
         return Ok(EgressApplied::Stale);
     }
@@ -219,7 +209,7 @@ pub async fn apply_egress(
         }
     });
     let update = RecordingUpdate {
-        status: next.as_str().to_owned(),
+        status: next,
         location: file.map(|f| f.location.clone()).filter(|l| !l.is_empty()),
         duration_seconds: file.map(|f| f.duration / 1_000_000_000),
         size_bytes: file.map(|f| f.size),
@@ -243,14 +233,8 @@ pub async fn apply_egress(
                 "startedAt": time_from_nanos(info.started_at),
                 "endedAt": update.ended_at,
             });
-            calls::set_recording_result(
-                conn,
-                call.id,
-                status.as_str(),
-                update.location.as_deref(),
-                &data,
-            )
-            .await?;
+            calls::set_recording_result(conn, call.id, status, update.location.as_deref(), &data)
+                .await?;
             outbox
                 .enqueue(
                     conn,
@@ -269,10 +253,10 @@ pub async fn apply_egress(
         }
         EgressState::Failed => {
             let data = serde_json::json!({ "egressId": info.egress_id, "error": error });
-            calls::set_recording_result(conn, call.id, status.as_str(), None, &data).await?;
+            calls::set_recording_result(conn, call.id, status, None, &data).await?;
         }
         _ => {
-            calls::set_recording_status(conn, call.id, status.as_str()).await?;
+            calls::set_recording_status(conn, call.id, status).await?;
         }
     }
     Ok(EgressApplied::Advanced)

@@ -6,12 +6,15 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sb_db::CacheBySql;
+use sb_db::models::AppointmentStatus;
 use sb_db::schema::{appointments, video_calls};
 use sb_events::EventEnvelope;
 use sb_events::consumer::{Handler, HandlerError};
 use sb_events::projector::AppointmentProjector;
 use sb_events::proto::AppointmentCancelled;
 use uuid::Uuid;
+
+use crate::domain::call::CallStatus;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct VideoAppointments;
@@ -34,22 +37,22 @@ impl Handler for VideoAppointments {
                 .and_then(|a| Uuid::parse_str(&a.id).ok())
                 .ok_or_else(|| HandlerError::permanent("cancellation without an appointment id"))?;
             // The read model decides, not this event: a newer version may have rescheduled it.
-            let status: Option<String> = appointments::table
+            let status: Option<AppointmentStatus> = appointments::table
                 .find(id)
                 .select(appointments::status)
                 .first(conn)
                 .await
                 .optional()?;
-            if status.as_deref() != Some("cancelled") {
+            if status != Some(AppointmentStatus::Cancelled) {
                 return Ok(());
             }
             let cancelled = diesel::update(
                 video_calls::table
                     .filter(video_calls::appointment_id.eq(id))
-                    .filter(video_calls::status.eq("PENDING")),
+                    .filter(video_calls::status.eq(CallStatus::Pending)),
             )
             .set((
-                video_calls::status.eq("CANCELLED"),
+                video_calls::status.eq(CallStatus::Cancelled),
                 video_calls::ended_at.eq(diesel::dsl::now),
                 video_calls::end_reason.eq("appointment_cancelled"),
                 video_calls::updated_at.eq(diesel::dsl::now),

@@ -7,8 +7,18 @@ use uuid::Uuid;
 
 /// Seed 000's `CallStatus`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
 )]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CallStatus {
     Pending,
@@ -59,7 +69,18 @@ impl FromStr for CallStatus {
 }
 
 /// Where a call's recording stands, for the consent notice and the outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    utoipa::ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RecordingStatus {
     None,
@@ -82,25 +103,45 @@ impl RecordingStatus {
         }
     }
 
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "STARTING" => RecordingStatus::Starting,
-            "ACTIVE" => RecordingStatus::Active,
-            "STOPPING" => RecordingStatus::Stopping,
-            "READY" => RecordingStatus::Ready,
-            "FAILED" => RecordingStatus::Failed,
-            _ => RecordingStatus::None,
-        }
-    }
-
     /// Participants must be told they are recorded while a recording starts or runs.
     pub fn is_recording(self) -> bool {
         matches!(self, RecordingStatus::Starting | RecordingStatus::Active)
     }
 }
 
-/// Status of one LiveKit egress, ranked so a late webhook never moves it backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+impl FromStr for RecordingStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            RecordingStatus::None,
+            RecordingStatus::Starting,
+            RecordingStatus::Active,
+            RecordingStatus::Stopping,
+            RecordingStatus::Ready,
+            RecordingStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| {
+            format!("expected NONE, STARTING, ACTIVE, STOPPING, READY or FAILED, got {s:?}")
+        })
+    }
+}
+
+/// Status of one LiveKit egress, ranked so a late webhook never moves it backwards
+/// (`video_recordings.status`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum EgressState {
     Starting,
     Active,
@@ -118,18 +159,6 @@ impl EgressState {
             EgressState::Complete => "COMPLETE",
             EgressState::Failed => "FAILED",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            EgressState::Starting,
-            EgressState::Active,
-            EgressState::Ending,
-            EgressState::Complete,
-            EgressState::Failed,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == s)
     }
 
     /// From LiveKit's `EgressStatus`.
@@ -164,6 +193,24 @@ impl EgressState {
         }
     }
 }
+
+impl FromStr for EgressState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            EgressState::Starting,
+            EgressState::Active,
+            EgressState::Ending,
+            EgressState::Complete,
+            EgressState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+        .ok_or_else(|| format!("expected STARTING, ACTIVE, ENDING, COMPLETE or FAILED, got {s:?}"))
+    }
+}
+
+sb_db::text_enum!(CallStatus, RecordingStatus, EgressState);
 
 /// LiveKit room of an appointment call: `org_{orgId}_apt_{appointmentId}` (no personal data).
 pub fn appointment_room(org: Uuid, appointment: Uuid) -> String {

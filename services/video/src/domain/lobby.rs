@@ -8,8 +8,18 @@ pub const MAX_WAITING_GUESTS: i64 = 20;
 /// Where a guest stands. `WAITING` until the host decides; a decision is final, except that
 /// removing an admitted guest from the call denies them afterwards.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
 )]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LobbyStatus {
     Waiting,
@@ -40,6 +50,8 @@ impl FromStr for LobbyStatus {
         .ok_or_else(|| format!("expected WAITING, ADMITTED or DENIED, got {s:?}"))
     }
 }
+
+sb_db::text_enum!(LobbyStatus);
 
 /// What the host decides about a waiting guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

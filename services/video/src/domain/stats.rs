@@ -7,7 +7,7 @@ use crate::domain::call::CallStatus;
 /// One call as the statistics see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallSample {
-    pub status: String,
+    pub status: CallStatus,
     pub duration_seconds: Option<i32>,
     pub recorded: bool,
     pub participants: i64,
@@ -43,7 +43,9 @@ pub fn compute(samples: &[CallSample]) -> CallStats {
         .map(|s| (s.as_str().to_owned(), 0))
         .collect();
     for sample in samples {
-        *by_status.entry(sample.status.clone()).or_default() += 1;
+        *by_status
+            .entry(sample.status.as_str().to_owned())
+            .or_default() += 1;
     }
     let mut durations: Vec<i64> = samples
         .iter()
@@ -55,10 +57,10 @@ pub fn compute(samples: &[CallSample]) -> CallStats {
         let rank = (durations.len() * 9).div_ceil(10).max(1);
         durations[rank - 1]
     });
-    let completed = by_status.get("COMPLETED").copied().unwrap_or(0);
-    let over = completed
-        + by_status.get("FAILED").copied().unwrap_or(0)
-        + by_status.get("CANCELLED").copied().unwrap_or(0);
+    let count_of =
+        |status: CallStatus| samples.iter().filter(|s| s.status == status).count() as u64;
+    let completed = count_of(CallStatus::Completed);
+    let over = completed + count_of(CallStatus::Failed) + count_of(CallStatus::Cancelled);
     let total_duration: i64 = durations.iter().sum();
     let total_participants: i64 = samples.iter().map(|s| s.participants).sum();
     let recorded = samples.iter().filter(|s| s.recorded).count() as u64;
@@ -81,13 +83,13 @@ mod tests {
     use super::*;
 
     fn sample(
-        status: &str,
+        status: CallStatus,
         duration: Option<i32>,
         recorded: bool,
         participants: i64,
     ) -> CallSample {
         CallSample {
-            status: status.to_owned(),
+            status,
             duration_seconds: duration,
             recorded,
             participants,
@@ -108,10 +110,10 @@ mod tests {
     #[test]
     fn percentiles_rates_and_means() {
         let mut samples: Vec<_> = (1..=10)
-            .map(|i| sample("COMPLETED", Some(i * 60), i % 2 == 0, 2))
+            .map(|i| sample(CallStatus::Completed, Some(i * 60), i % 2 == 0, 2))
             .collect();
-        samples.push(sample("CANCELLED", None, false, 0));
-        samples.push(sample("ONGOING", None, false, 1));
+        samples.push(sample(CallStatus::Cancelled, None, false, 0));
+        samples.push(sample(CallStatus::Ongoing, None, false, 1));
         let stats = compute(&samples);
         assert_eq!(stats.count, 12);
         assert_eq!(stats.p90_duration_seconds, Some(540));

@@ -3,11 +3,13 @@
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
+use sb_platform::Metrics;
+use sb_platform::jobs::Job;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{calls as call_actions, presence, recording};
-use crate::domain::call::EgressState;
 use crate::domain::call::Identity;
+use crate::domain::call::{CallStatus, EgressState};
 use crate::error::VideoError;
 use crate::state::AppState;
 use crate::store::{calls, meetings, recordings};
@@ -26,22 +28,65 @@ pub struct ReconcileReport {
     pub meeting_members_left: u64,
 }
 
-/// Runs a pass every `VIDEO_RECONCILE_INTERVAL` until `stop`.
-pub async fn run(state: AppState, stop: CancellationToken) {
+/// The job: its passes run in turn every `VIDEO_RECONCILE_INTERVAL`.
+pub fn job(state: AppState) -> Job<AppState> {
     let period = state.config.reconcile.interval;
-    sb_platform::server::every("video-reconcile", period, stop, || reconcile_once(&state)).await;
+    Job::new("video-reconcile", period, state)
+        .pass(
+            "active_calls",
+            |s| async move { count_active_calls(&s).await },
+        )
+        .pass("missing_rooms", |s| async move {
+            create_missing_rooms(&s).await
+        })
+        .pass(
+            "empty_calls",
+            |s| async move { complete_empty_calls(&s).await },
+        )
+        .pass("recordings", |s| async move { settle_recordings(&s).await })
+        .pass(
+            "meeting_presence",
+            |s| async move { meeting_presence(&s).await },
+        )
 }
 
-/// One reconciliation pass. LiveKit not answering (a timeout, a 5xx) is not one room's problem:
-/// the pass ends there with the error instead of waiting out `LIVEKIT_TIMEOUT` once per call, so
-/// a pass takes at most about one timeout while LiveKit is away, and the next pass retries.
+/// Runs the job until `stop`.
+pub async fn run(state: AppState, metrics: Metrics, stop: CancellationToken) {
+    job(state).run(metrics, stop).await;
+}
+
+/// Every pass once, in order, stopping at the first that fails. LiveKit not answering (a
+/// timeout, a 5xx) is not one room's problem: a pass ends there with the error instead of
+/// waiting out `LIVEKIT_TIMEOUT` once per call, so a pass takes at most about one timeout while
+/// LiveKit is away, and the next run retries.
 pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoError> {
-    let mut report = ReconcileReport::default();
+    count_active_calls(state).await?;
+    let rooms_created = create_missing_rooms(state).await?;
+    let calls_completed = complete_empty_calls(state).await?;
+    let recordings = settle_recordings(state).await?;
+    let meeting_members_left = meeting_presence(state).await?;
+    Ok(ReconcileReport {
+        rooms_created,
+        calls_completed,
+        recordings_updated: recordings.updated,
+        recordings_failed: recordings.failed,
+        meeting_members_left,
+    })
+}
+
+/// The `sb_video_active_calls` gauge, from the database (every replica reports the same).
+async fn count_active_calls(state: &AppState) -> Result<(), VideoError> {
     let mut conn = state.conn().await?;
     state
         .metrics
         .set_active_calls(calls::count_ongoing(&mut conn).await?);
+    Ok(())
+}
 
+/// Calls whose LiveKit room could not be created when they started.
+async fn create_missing_rooms(state: &AppState) -> Result<u64, VideoError> {
+    let mut conn = state.conn().await?;
+    let mut created = 0;
     for call in calls::calls_without_room(&mut conn, BATCH).await? {
         if call_actions::ensure_room(state, &mut conn, &call)
             .await
@@ -50,14 +95,25 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
                 .await?
                 .is_some_and(|c| c.room_created)
         {
-            report.rooms_created += 1;
+            created += 1;
         }
     }
+    state.metrics.reconciled("room_created", created);
+    Ok(created)
+}
 
+/// Ongoing calls whose room has been empty (or gone) for the grace period: whoever we still
+/// think is in left without LiveKit telling us, and the call completes.
+async fn complete_empty_calls(state: &AppState) -> Result<u64, VideoError> {
+    let mut conn = state.conn().await?;
+    let mut completed_calls = 0;
     let grace = chrono::Duration::from_std(state.config.reconcile.empty_grace)
         .unwrap_or(chrono::Duration::MAX);
     for call in calls::open_calls(&mut conn, BATCH).await? {
-        if call.status != "ONGOING" || !call.room_created || Utc::now() - call.updated_at < grace {
+        if call.status != CallStatus::Ongoing
+            || !call.room_created
+            || Utc::now() - call.updated_at < grace
+        {
             continue;
         }
         // Someone LiveKit reports joining after this moment may be missing from the list only
@@ -88,7 +144,8 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
             .outbox
             .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
                 let call = calls::lock(conn, call.id).await?;
-                if call.status != "ONGOING" || calls::joined_since(conn, call.id, listed_at).await?
+                if call.status != CallStatus::Ongoing
+                    || calls::joined_since(conn, call.id, listed_at).await?
                 {
                     return Ok(false);
                 }
@@ -106,11 +163,25 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
             }))
             .await?;
         if completed {
-            report.calls_completed += 1;
+            completed_calls += 1;
             recording::stop_for_call(state, &mut conn, call.id).await;
         }
     }
+    state.metrics.reconciled("call_completed", completed_calls);
+    Ok(completed_calls)
+}
 
+/// What the recordings pass settled.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingsSettled {
+    pub updated: u64,
+    pub failed: u64,
+}
+
+/// Recordings stuck or never reported: settled from `ListEgress`, or failed.
+async fn settle_recordings(state: &AppState) -> Result<RecordingsSettled, VideoError> {
+    let mut conn = state.conn().await?;
+    let mut settled = RecordingsSettled::default();
     let stuck_after = chrono::Duration::from_std(state.config.recording.stuck_after)
         .unwrap_or(chrono::Duration::MAX);
     for recording_row in recordings::unfinished(&mut conn, BATCH).await? {
@@ -169,34 +240,23 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
             .await?;
         if applied == recording::EgressApplied::Advanced {
             if failed {
-                report.recordings_failed += 1;
+                settled.failed += 1;
             } else {
-                report.recordings_updated += 1;
+                settled.updated += 1;
             }
         }
     }
-    report.meeting_members_left = meeting_presence(state, &mut conn).await?;
     state
         .metrics
-        .reconciled("meeting_member_left", report.meeting_members_left);
-    state
-        .metrics
-        .reconciled("room_created", report.rooms_created);
-    state
-        .metrics
-        .reconciled("call_completed", report.calls_completed);
-    state
-        .metrics
-        .reconciled("recording_updated", report.recordings_updated);
-    state
-        .metrics
-        .reconciled("recording_failed", report.recordings_failed);
-    Ok(report)
+        .reconciled("recording_updated", settled.updated);
+    state.metrics.reconciled("recording_failed", settled.failed);
+    Ok(settled)
 }
-
 /// Meeting members whose participant_left never came: marked out when their meeting's room no
 /// longer has them (and they joined before the list was taken).
-async fn meeting_presence(state: &AppState, conn: &mut sb_db::DbConn) -> Result<u64, VideoError> {
+async fn meeting_presence(state: &AppState) -> Result<u64, VideoError> {
+    let mut conn = state.conn().await?;
+    let conn = &mut conn;
     let mut rooms: std::collections::BTreeMap<String, Vec<meetings::Member>> =
         std::collections::BTreeMap::new();
     for (member, room) in meetings::members_in_room(conn, BATCH).await? {
@@ -233,5 +293,6 @@ async fn meeting_presence(state: &AppState, conn: &mut sb_db::DbConn) -> Result<
             left += u64::try_from(written).unwrap_or(0);
         }
     }
+    state.metrics.reconciled("meeting_member_left", left);
     Ok(left)
 }

@@ -19,6 +19,7 @@ use crate::state::AppState;
 use crate::store::calls::{self, Call, CallFilter, Participant};
 use crate::store::recordings::{self, Recording};
 use sb_platform::Problem;
+use sb_platform::pagination::{Page, PageRequest};
 use sb_platform::request::Query;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
@@ -79,7 +80,7 @@ impl From<&Appointment> for AppointmentView {
             closer: UserRef { id: a.host_user_id },
             scheduled_at: a.scheduled_at,
             ends_at: a.ends_at,
-            status: a.status.clone(),
+            status: a.status.as_str().to_owned(),
         }
     }
 }
@@ -140,7 +141,7 @@ impl From<Recording> for RecordingView {
         Self {
             id: r.id,
             egress_id: r.egress_id,
-            status: r.status,
+            status: r.status.as_str().to_owned(),
             filepath: r.filepath,
             location: r.location,
             duration_seconds: r.duration_seconds,
@@ -180,11 +181,11 @@ pub struct CallView {
 
 impl CallView {
     fn summary(call: Call) -> Result<Self, VideoError> {
-        let recording_status = RecordingStatus::parse(&call.recording_status);
+        let recording_status = call.recording_status;
         Ok(Self {
             id: call.id,
             appointment_id: call.appointment_id,
-            status: call.status.parse().map_err(VideoError::internal)?,
+            status: call.status,
             room_name: call.room_name,
             started_at: call.started_at,
             ended_at: call.ended_at,
@@ -245,13 +246,13 @@ async fn join_appointment_call(
         .transpose()
         .map_err(|e| VideoError::invalid("displayName", e))?;
     let joined = actions::calls::join(&state, &principal, path.into_inner(), display_name).await?;
-    let status = joined.call.status.parse().map_err(VideoError::internal)?;
+    let status = joined.call.status;
     Ok(HttpResponse::Ok().json(JoinResponse {
         call_id: joined.call.id,
         room_name: joined.call.room_name.clone(),
         token: joined.token.token,
         livekit_url: joined.token.server_url,
-        recording: RecordingStatus::parse(&joined.call.recording_status).is_recording(),
+        recording: joined.call.recording_status.is_recording(),
         status,
         appointment: AppointmentView::from(&joined.appointment),
         participant: joined.participant.into(),
@@ -357,23 +358,7 @@ async fn get_call(
 fn filter_and_org(query: &Query) -> Result<(CallFilter, Option<Uuid>), Problem> {
     let status = query.value::<CallStatus>("status")?;
     let (from, to) = query.window()?;
-    Ok((
-        CallFilter {
-            status: status.map(|s| s.as_str().to_owned()),
-            from,
-            to,
-        },
-        query.uuid("orgId")?,
-    ))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CallPage {
-    items: Vec<CallView>,
-    total: i64,
-    page: i64,
-    page_size: i64,
+    Ok((CallFilter { status, from, to }, query.uuid("orgId")?))
 }
 
 /// `GET /calls`
@@ -382,12 +367,11 @@ pub struct CallPage {
         ("status" = Option<CallStatus>, Query),
         ("from" = Option<DateTime<Utc>>, Query, description = "Created at or after (RFC 3339)"),
         ("to" = Option<DateTime<Utc>>, Query, description = "Created before (RFC 3339)"),
-        ("page" = Option<i64>, Query, description = "1-based, default 1"),
-        ("pageSize" = Option<i64>, Query, description = "1–100, default 20"),
-        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org")),
+        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org"),
+        PageRequest),
     responses(
-        (status = 200, body = CallPage, description = "Calls the caller may see, newest first"),
-        (status = 400, content_type = "application/problem+json")),
+        (status = 200, body = Page<CallView>, description = "Calls the caller may see, newest first"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/calls")]
 async fn list_calls(
@@ -397,27 +381,12 @@ async fn list_calls(
 ) -> Result<HttpResponse, VideoError> {
     let query = Query::parse(&req)?;
     let (filter, org) = filter_and_org(&query)?;
-    let page = query.int("page", 1, 1..=100_000)?;
-    let page_size = query.int("pageSize", 20, 1..=100)?;
+    let page = PageRequest::from_query(&query)?;
     let scope = access::scope(&principal, org);
     let mut conn = state.conn().await?;
-    let (items, total) = calls::list(
-        &mut conn,
-        &scope,
-        &filter,
-        page_size,
-        (page - 1) * page_size,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(CallPage {
-        items: items
-            .into_iter()
-            .map(CallView::summary)
-            .collect::<Result<_, _>>()?,
-        total,
-        page,
-        page_size,
-    }))
+    let (items, total) =
+        calls::list(&mut conn, &scope, &filter, page.limit(), page.offset()).await?;
+    Ok(HttpResponse::Ok().json(page.wrap(items, total).try_map(CallView::summary)?))
 }
 
 /// `GET /calls/stats`
@@ -448,7 +417,7 @@ async fn call_stats(
             |(status, duration_seconds, recording_status, participants)| CallSample {
                 status,
                 duration_seconds,
-                recorded: recording_status != "NONE",
+                recorded: recording_status != RecordingStatus::None,
                 participants,
             },
         )

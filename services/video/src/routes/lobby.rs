@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sb_auth::Principal;
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -49,10 +50,6 @@ fn query_value(raw: &str) -> String {
 fn with_token(base: &str, token: &str) -> String {
     let separator = if base.contains('?') { '&' } else { '?' };
     format!("{base}{separator}token={}", query_value(token))
-}
-
-fn status_of(guest: &LobbyGuest) -> Result<LobbyStatus, VideoError> {
-    guest.status.parse().map_err(VideoError::internal)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -137,7 +134,7 @@ async fn join_lobby(
     let guest = lobby::join(&state, &body.token, &display_name).await?;
     Ok(HttpResponse::Accepted().json(GuestJoinResponse {
         guest_id: guest.id,
-        status: status_of(&guest)?,
+        status: guest.status,
         poll_url: with_token(&format!("/calls/guest/{}", guest.id), &body.token),
     }))
 }
@@ -197,7 +194,7 @@ async fn poll_guest(
     let (guest, admission) = lobby::poll(&state, &token, path.into_inner()).await?;
     let mut response = GuestStatusResponse {
         guest_id: guest.id,
-        status: status_of(&guest)?,
+        status: guest.status,
         token: None,
         livekit_url: None,
         room_name: None,
@@ -228,7 +225,7 @@ impl TryFrom<LobbyGuest> for LobbyGuestView {
     type Error = VideoError;
     fn try_from(guest: LobbyGuest) -> Result<Self, VideoError> {
         Ok(Self {
-            status: status_of(&guest)?,
+            status: guest.status,
             id: guest.id,
             display_name: guest.display_name,
             created_at: guest.created_at,
@@ -238,18 +235,12 @@ impl TryFrom<LobbyGuest> for LobbyGuestView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LobbyView {
-    /// Oldest first.
-    guests: Vec<LobbyGuestView>,
-}
-
 /// `GET /calls/{id}/lobby`
 #[utoipa::path(get, path = "/calls/{id}/lobby", tag = "lobby",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), PageRequest),
     responses(
-        (status = 200, body = LobbyView, description = "The call's guests, waiting or decided"),
+        (status = 200, body = Page<LobbyGuestView>, description = "The call's guests, waiting or decided, oldest first"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 403, description = "Only the host or an org leader", content_type = "application/problem+json"),
         (status = 404, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -258,14 +249,11 @@ async fn list_lobby(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
+    page: PageRequest,
 ) -> Result<HttpResponse, VideoError> {
+    // A call's lobby is small (one appointment's guests): it is cut into pages in memory.
     let guests = lobby::list(&state, &principal, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(LobbyView {
-        guests: guests
-            .into_iter()
-            .map(LobbyGuestView::try_from)
-            .collect::<Result<_, _>>()?,
-    }))
+    Ok(HttpResponse::Ok().json(page.slice(guests).try_map(LobbyGuestView::try_from)?))
 }
 
 async fn decide(

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sb_auth::Principal;
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
+use sb_platform::pagination::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -62,7 +63,7 @@ impl TryFrom<Member> for MemberView {
     fn try_from(m: Member) -> Result<Self, Self::Error> {
         Ok(Self {
             user_id: m.user_id,
-            role: m.role.parse().map_err(VideoError::internal)?,
+            role: m.role,
             in_room: m.in_room,
             joined_at: m.joined_at,
             left_at: m.left_at,
@@ -93,9 +94,9 @@ impl TryFrom<MeetingDetail> for MeetingView {
             id: meeting.id,
             invite_link: invite_link(&meeting.room_name),
             room_name: meeting.room_name,
-            call_type: meeting.call_type.parse().map_err(VideoError::internal)?,
-            mode: meeting.mode.parse().map_err(VideoError::internal)?,
-            status: meeting.status.parse().map_err(VideoError::internal)?,
+            call_type: meeting.call_type,
+            mode: meeting.mode,
+            status: meeting.status,
             created_by: meeting.created_by,
             created_at: meeting.created_at,
             ended_at: meeting.ended_at,
@@ -105,12 +106,6 @@ impl TryFrom<MeetingDetail> for MeetingView {
                 .collect::<Result<_, _>>()?,
         })
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeetingList {
-    /// Open meetings first, then newest first; at most 100.
-    rooms: Vec<MeetingView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -180,21 +175,20 @@ async fn create_meeting(
 
 /// `GET /api/livekit/rooms`
 #[utoipa::path(get, path = "/api/livekit/rooms", tag = "meetings",
+    params(PageRequest),
     responses(
-        (status = 200, body = MeetingList, description = "Meetings of the caller's organisation they created or were invited to"),
+        (status = 200, body = Page<MeetingView>, description = "Meetings of the caller's organisation they created or were invited to: open ones first, then newest first"),
+        (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 401, description = "No or bad JWT", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/api/livekit/rooms")]
 async fn list_meetings(
     state: web::Data<AppState>,
     principal: Principal,
+    page: PageRequest,
 ) -> Result<HttpResponse, VideoError> {
-    let rooms = meetings::list(&state, &principal)
-        .await?
-        .into_iter()
-        .map(MeetingView::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok(HttpResponse::Ok().json(MeetingList { rooms }))
+    let meetings = meetings::list(&state, &principal, page).await?;
+    Ok(HttpResponse::Ok().json(meetings.try_map(MeetingView::try_from)?))
 }
 
 /// `GET /api/livekit/rooms/{room_name}`

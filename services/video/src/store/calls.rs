@@ -9,6 +9,7 @@ use sb_db::schema::{
 };
 use uuid::Uuid;
 
+use crate::domain::call::{CallStatus, RecordingStatus};
 use crate::domain::presence::{Attendance, Presence, Session};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -18,13 +19,13 @@ pub struct Call {
     pub org_id: Uuid,
     pub appointment_id: Uuid,
     pub room_name: String,
-    pub status: String,
+    pub status: CallStatus,
     pub room_created: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<i32>,
     pub end_reason: Option<String>,
-    pub recording_status: String,
+    pub recording_status: RecordingStatus,
     pub recording_url: Option<String>,
     pub recording_data: Option<serde_json::Value>,
     pub room_finished_at: Option<DateTime<Utc>>,
@@ -163,10 +164,10 @@ pub async fn mark_ongoing(
     let changed = diesel::update(
         video_calls::table
             .find(id)
-            .filter(video_calls::status.eq("PENDING")),
+            .filter(video_calls::status.eq(CallStatus::Pending)),
     )
     .set((
-        video_calls::status.eq("ONGOING"),
+        video_calls::status.eq(CallStatus::Ongoing),
         video_calls::started_at.eq(at),
         video_calls::updated_at.eq(diesel::dsl::now),
     ))
@@ -180,7 +181,7 @@ pub async fn mark_ongoing(
 pub async fn update_times(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: Option<&str>,
+    status: Option<CallStatus>,
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
     duration_seconds: Option<i32>,
@@ -237,7 +238,7 @@ pub async fn set_room_finished(
 pub async fn set_recording_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: RecordingStatus,
 ) -> QueryResult<usize> {
     diesel::update(video_calls::table.find(id))
         .set((
@@ -252,7 +253,7 @@ pub async fn set_recording_status(
 pub async fn set_recording_result(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: RecordingStatus,
     url: Option<&str>,
     data: &serde_json::Value,
 ) -> QueryResult<usize> {
@@ -482,7 +483,7 @@ pub async fn sessions(
 /// Calls still open (PENDING or ONGOING) created before `before`, oldest first.
 pub async fn open_calls(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Call>> {
     video_calls::table
-        .filter(video_calls::status.eq_any(["PENDING", "ONGOING"]))
+        .filter(video_calls::status.eq_any([CallStatus::Pending, CallStatus::Ongoing]))
         .order(video_calls::updated_at.asc())
         .limit(limit)
         .select(Call::as_select())
@@ -497,7 +498,7 @@ pub async fn calls_without_room(
 ) -> QueryResult<Vec<Call>> {
     video_calls::table
         .filter(video_calls::room_created.eq(false))
-        .filter(video_calls::status.eq_any(["PENDING", "ONGOING"]))
+        .filter(video_calls::status.eq_any([CallStatus::Pending, CallStatus::Ongoing]))
         .order(video_calls::created_at.asc())
         .limit(limit)
         .select(Call::as_select())
@@ -531,7 +532,7 @@ impl Scope {
 
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
-    pub status: Option<String>,
+    pub status: Option<CallStatus>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
 }
@@ -577,7 +578,7 @@ fn scoped<'a>(scope: &Scope, filter: &CallFilter) -> ScopedCalls<'a> {
         }
     }
     if let Some(status) = &filter.status {
-        query = query.filter(video_calls::status.eq(status.clone()));
+        query = query.filter(video_calls::status.eq(*status));
     }
     if let Some(from) = filter.from {
         query = query.filter(video_calls::created_at.ge(from));
@@ -613,7 +614,7 @@ pub async fn stats_rows(
     conn: &mut AsyncPgConnection,
     scope: &Scope,
     filter: &CallFilter,
-) -> QueryResult<Vec<(String, Option<i32>, String, i64)>> {
+) -> QueryResult<Vec<(CallStatus, Option<i32>, RecordingStatus, i64)>> {
     let participants = video_call_participants::table
         .filter(video_call_participants::call_id.eq(video_calls::id))
         .filter(video_call_participants::joined_at.is_not_null())
@@ -633,7 +634,7 @@ pub async fn stats_rows(
 /// Calls ONGOING now, in every org (the `sb_video_active_calls` gauge).
 pub async fn count_ongoing(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
     video_calls::table
-        .filter(video_calls::status.eq("ONGOING"))
+        .filter(video_calls::status.eq(CallStatus::Ongoing))
         .count()
         .get_result(conn)
         .await

@@ -7,6 +7,8 @@ use sb_db::CacheBySql;
 use sb_db::schema::video_lobby_guests;
 use uuid::Uuid;
 
+use crate::domain::lobby::LobbyStatus;
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = video_lobby_guests, check_for_backend(diesel::pg::Pg))]
 pub struct LobbyGuest {
@@ -15,7 +17,7 @@ pub struct LobbyGuest {
     pub org_id: Uuid,
     pub link_id: Uuid,
     pub display_name: String,
-    pub status: String,
+    pub status: LobbyStatus,
     pub decided_by: Option<Uuid>,
     pub decided_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
@@ -100,7 +102,7 @@ pub async fn count_waiting(
 ) -> QueryResult<i64> {
     video_lobby_guests::table
         .filter(video_lobby_guests::call_id.eq(call_id))
-        .filter(video_lobby_guests::status.eq("WAITING"))
+        .filter(video_lobby_guests::status.eq(LobbyStatus::Waiting))
         .filter(video_lobby_guests::expires_at.gt(now))
         .count()
         .get_result(conn)
@@ -124,7 +126,7 @@ pub async fn of_call(conn: &mut AsyncPgConnection, call_id: Uuid) -> QueryResult
 pub async fn set_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: LobbyStatus,
     decided_by: Uuid,
     decided_at: DateTime<Utc>,
 ) -> QueryResult<LobbyGuest> {

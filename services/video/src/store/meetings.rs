@@ -7,7 +7,7 @@ use sb_db::CacheBySql;
 use sb_db::schema::{video_meeting_members, video_meetings};
 use uuid::Uuid;
 
-use crate::domain::meeting::{MeetingStatus, Presence};
+use crate::domain::meeting::{CallType, MeetingStatus, MemberRole, Mode, Presence};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = video_meetings, check_for_backend(diesel::pg::Pg))]
@@ -17,16 +17,16 @@ pub struct Meeting {
     pub room_name: String,
     pub livekit_room: String,
     pub created_by: Uuid,
-    pub call_type: String,
-    pub mode: String,
-    pub status: String,
+    pub call_type: CallType,
+    pub mode: Mode,
+    pub status: MeetingStatus,
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
 }
 
 impl Meeting {
     pub fn is_ended(&self) -> bool {
-        self.status == MeetingStatus::Ended.as_str()
+        self.status == MeetingStatus::Ended
     }
 }
 
@@ -38,8 +38,8 @@ pub struct NewMeeting<'a> {
     pub room_name: &'a str,
     pub livekit_room: &'a str,
     pub created_by: Uuid,
-    pub call_type: &'a str,
-    pub mode: &'a str,
+    pub call_type: CallType,
+    pub mode: Mode,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -47,7 +47,7 @@ pub struct NewMeeting<'a> {
 pub struct Member {
     pub meeting_id: Uuid,
     pub user_id: Uuid,
-    pub role: String,
+    pub role: MemberRole,
     pub joined_at: Option<DateTime<Utc>>,
     pub left_at: Option<DateTime<Utc>>,
     pub in_room: bool,
@@ -65,10 +65,10 @@ impl Member {
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = video_meeting_members)]
-pub struct NewMember<'a> {
+pub struct NewMember {
     pub meeting_id: Uuid,
     pub user_id: Uuid,
-    pub role: &'a str,
+    pub role: MemberRole,
 }
 
 /// A member's presence as written back.
@@ -109,7 +109,7 @@ pub async fn insert_if_absent(
 
 pub async fn insert_members(
     conn: &mut AsyncPgConnection,
-    members: &[NewMember<'_>],
+    members: &[NewMember],
 ) -> QueryResult<usize> {
     diesel::insert_into(video_meeting_members::table)
         .values(members)
@@ -171,10 +171,10 @@ pub async fn end(conn: &mut AsyncPgConnection, id: Uuid, at: DateTime<Utc>) -> Q
     let changed = diesel::update(
         video_meetings::table
             .find(id)
-            .filter(video_meetings::status.eq(MeetingStatus::Open.as_str())),
+            .filter(video_meetings::status.eq(MeetingStatus::Open)),
     )
     .set((
-        video_meetings::status.eq(MeetingStatus::Ended.as_str()),
+        video_meetings::status.eq(MeetingStatus::Ended),
         video_meetings::ended_at.eq(at),
     ))
     .cached()
@@ -190,27 +190,34 @@ pub async fn list_for_user(
     org_id: Uuid,
     user_id: Uuid,
     limit: i64,
-) -> QueryResult<Vec<Meeting>> {
-    let invited = video_meeting_members::table
-        .filter(video_meeting_members::user_id.eq(user_id))
-        .select(video_meeting_members::meeting_id);
-    video_meetings::table
-        .filter(video_meetings::org_id.eq(org_id))
-        .filter(
-            video_meetings::created_by
-                .eq(user_id)
-                .or(video_meetings::id.eq_any(invited)),
-        )
+    offset: i64,
+) -> QueryResult<(Vec<Meeting>, i64)> {
+    let visible = || {
+        let invited = video_meeting_members::table
+            .filter(video_meeting_members::user_id.eq(user_id))
+            .select(video_meeting_members::meeting_id);
+        video_meetings::table
+            .filter(video_meetings::org_id.eq(org_id))
+            .filter(
+                video_meetings::created_by
+                    .eq(user_id)
+                    .or(video_meetings::id.eq_any(invited)),
+            )
+    };
+    let total = visible().count().get_result(conn).await?;
+    let meetings = visible()
         .order((
             // false sorts before true: open meetings first.
-            video_meetings::status.ne(MeetingStatus::Open.as_str()),
+            video_meetings::status.ne(MeetingStatus::Open),
             video_meetings::created_at.desc(),
             video_meetings::id.desc(),
         ))
         .limit(limit)
+        .offset(offset)
         .select(Meeting::as_select())
         .load(conn)
-        .await
+        .await?;
+    Ok((meetings, total))
 }
 
 /// Members of these meetings, the host first in each.
@@ -222,7 +229,7 @@ pub async fn members_of(
         .filter(video_meeting_members::meeting_id.eq_any(meeting_ids))
         .order((
             video_meeting_members::meeting_id,
-            video_meeting_members::role.ne("host"),
+            video_meeting_members::role.ne(MemberRole::Host),
             video_meeting_members::user_id,
         ))
         .select(Member::as_select())
@@ -264,7 +271,7 @@ pub async fn members_in_room(
     video_meeting_members::table
         .inner_join(video_meetings::table)
         .filter(video_meeting_members::in_room.eq(true))
-        .filter(video_meetings::status.eq("open"))
+        .filter(video_meetings::status.eq(MeetingStatus::Open))
         .order(video_meeting_members::joined_at.asc())
         .limit(limit)
         .select((Member::as_select(), video_meetings::livekit_room))

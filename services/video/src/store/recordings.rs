@@ -7,13 +7,15 @@ use sb_db::CacheBySql;
 use sb_db::schema::video_recordings;
 use uuid::Uuid;
 
+use crate::domain::call::EgressState;
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = video_recordings, check_for_backend(diesel::pg::Pg))]
 pub struct Recording {
     pub id: Uuid,
     pub call_id: Uuid,
     pub egress_id: String,
-    pub status: String,
+    pub status: EgressState,
     pub filepath: String,
     pub location: Option<String>,
     pub duration_seconds: Option<i64>,
@@ -31,7 +33,7 @@ pub struct NewRecording<'a> {
     pub call_id: Uuid,
     pub org_id: Uuid,
     pub egress_id: &'a str,
-    pub status: &'a str,
+    pub status: EgressState,
     pub filepath: &'a str,
 }
 
@@ -66,9 +68,9 @@ pub async fn lock_by_egress(
 }
 
 /// The outcome LiveKit reported (only called when the state moves forward).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RecordingUpdate {
-    pub status: String,
+    pub status: EgressState,
     pub location: Option<String>,
     pub duration_seconds: Option<i64>,
     pub size_bytes: Option<i64>,
@@ -108,7 +110,11 @@ pub async fn of_call(conn: &mut AsyncPgConnection, call_id: Uuid) -> QueryResult
 /// Recordings not finished yet, oldest first.
 pub async fn unfinished(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Recording>> {
     video_recordings::table
-        .filter(video_recordings::status.eq_any(["STARTING", "ACTIVE", "ENDING"]))
+        .filter(video_recordings::status.eq_any([
+            EgressState::Starting,
+            EgressState::Active,
+            EgressState::Ending,
+        ]))
         .order(video_recordings::started_at.asc())
         .limit(limit)
         .select(Recording::as_select())

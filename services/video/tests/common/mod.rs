@@ -139,7 +139,7 @@ pub struct TestAppointment {
     pub setter: Option<Uuid>,
     pub team: Option<Uuid>,
     pub scheduled_at: DateTime<Utc>,
-    pub status: String,
+    pub status: sb_db::models::AppointmentStatus,
 }
 
 impl TestAppointment {
@@ -153,7 +153,7 @@ impl TestAppointment {
             setter: None,
             team: None,
             scheduled_at: Utc::now(),
-            status: "scheduled".to_owned(),
+            status: sb_db::models::AppointmentStatus::Scheduled,
         }
     }
 
@@ -168,8 +168,8 @@ impl TestAppointment {
             lead: serde_json::json!({"name": "Lead Person", "phone": "+33612345678", "email": "lead@example.test"}),
             scheduled_at: self.scheduled_at,
             ends_at: Some(self.scheduled_at + chrono::Duration::minutes(45)),
-            kind: "remote".to_owned(),
-            status: self.status.clone(),
+            kind: sb_db::models::AppointmentKind::Remote,
+            status: self.status,
             version: 1,
         }
     }

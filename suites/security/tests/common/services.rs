@@ -193,8 +193,8 @@ impl Service {
                 lead: json!({"name": "Lead Person", "phone": "+33612345678", "email": "lead@example.test"}),
                 scheduled_at: now,
                 ends_at: Some(now + chrono::Duration::minutes(45)),
-                kind: "remote".to_owned(),
-                status: "scheduled".to_owned(),
+                kind: sb_db::models::AppointmentKind::Remote,
+                status: sb_db::models::AppointmentStatus::Scheduled,
                 version: 1,
             },
         )
