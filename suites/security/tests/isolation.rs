@@ -11,7 +11,7 @@ mod common;
 use common::services::{self, Service};
 use common::{Callers, Credential, Exception, Fixture, check_isolation};
 use sb_auth::Role;
-use sb_testkit::{Result, TestUser};
+use sb_testkit::{Result, TestAppointment, TestUser};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -35,7 +35,9 @@ fn report(service: &str, problems: &[String], log: &[String]) {
 
 /// A call of `host`'s new appointment in `org`: (call id, room name).
 async fn video_call(video: &Service, org: Uuid, host: &TestUser) -> Result<(String, String)> {
-    let appointment = video.appointment(org, host.id, None, None).await?;
+    let appointment = video
+        .appointment(&TestAppointment::new(org, host.id))
+        .await?;
     let (status, joined) = video
         .call(
             host,
@@ -62,7 +64,9 @@ async fn guest_link(video: &Service, host: &TestUser, call: &str) -> Result<Stri
 async fn video_fixture(video: &Service) -> Result<Fixture> {
     let org = Uuid::now_v7();
     let host = TestUser::new(org, Role::Closer);
-    let appointment = video.appointment(org, host.id, None, None).await?;
+    let appointment = video
+        .appointment(&TestAppointment::new(org, host.id))
+        .await?;
     let (status, joined) = video
         .call(
             &host,
@@ -88,7 +92,7 @@ async fn video_fixture(video: &Service) -> Result<Fixture> {
     assert_eq!(status, 202, "guest join: {waiting}");
     let guest = text(&waiting["guestId"], "guestId")?;
     let identity = format!("g_{guest}");
-    let livekit = video.livekit.as_ref().ok_or("video has a fake LiveKit")?;
+    let livekit = &video.livekit;
     livekit.join(&room, &identity, "Guest of A");
     let track = livekit
         .publish_audio(&room, &identity)
@@ -167,10 +171,7 @@ async fn monitoring_fixture(monitoring: &Service) -> Result<Fixture> {
     assert_eq!(status, 200, "rep session: {session}");
     let room = text(&session["roomName"], "roomName")?;
     let identity = format!("rep_{}", rep.id);
-    let livekit = monitoring
-        .livekit
-        .as_ref()
-        .ok_or("monitoring has a fake LiveKit")?;
+    let livekit = &monitoring.livekit;
     livekit.join(&room, &identity, &rep.name);
     livekit.publish_audio(&room, &identity);
     let now = chrono::Utc::now().timestamp();
@@ -329,7 +330,7 @@ async fn signaling_fixture(signaling: &Service) -> Result<Fixture> {
     let host = TestUser::new(org, Role::Closer);
     let patient = TestUser::new(org, Role::Member);
     let appointment = signaling
-        .appointment(org, host.id, Some(patient.id), None)
+        .appointment(&TestAppointment::new(org, host.id).with_guest(patient.id))
         .await?;
     let (status, created) = signaling
         .call(
