@@ -15,6 +15,10 @@ pub use event::{ALL_EVENTS, DecodeError, Event, EventEnvelope, Subject, decode_j
 pub use metrics::EventMetrics;
 pub use subject::{Domain, Namespace};
 
+/// The encoded `FileDescriptorSet` of `switchboard.events.v1`, to decode events by reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/switchboard.events.v1.fds"));
+
 /// Generated protobuf types of `switchboard.events.v1`.
 pub mod proto {
     #![expect(clippy::all, reason = "generated code")]

@@ -48,7 +48,8 @@ pub struct Application {
 impl Application {
     /// Binds `spec.http.host:port` (port 0 picks a free one) and assembles the app: request id,
     /// tracing span, metrics + access log, JSON/path/query errors as problem+json, `/healthz`,
-    /// `/readyz`, `/metrics`, `/openapi.json`, `/docs/`, and a problem+json 404 for the rest.
+    /// `/readyz`, `/metrics`, `/openapi.json`, `/docs/` (`/docs` redirects there), and a
+    /// problem+json 404 for the rest.
     pub fn build<F>(spec: ServiceSpec, configure: F) -> std::io::Result<Self>
     where
         F: Fn(&mut ServiceConfig<'_>) + Send + Clone + 'static,
@@ -88,6 +89,7 @@ impl Application {
                 .configure(configure.clone())
                 .split_for_parts();
             app.route("/metrics", web::get().to(metrics::metrics_endpoint))
+                .route("/docs", web::get().to(docs_redirect))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
                 .default_service(web::to(not_found))
                 .wrap(from_fn(metrics::record))
@@ -191,6 +193,14 @@ impl Application {
         });
         self.run_until_stopped().await
     }
+}
+
+/// `/docs` → `/docs/`, where the Swagger UI is. The `Location` is relative (`docs/`) so the
+/// redirect stays right behind a gateway that serves the service under a path prefix.
+async fn docs_redirect() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "docs/"))
+        .finish()
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, Problem> {

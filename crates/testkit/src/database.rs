@@ -229,6 +229,44 @@ impl TestDb {
     pub async fn conn(&self) -> crate::Result<sb_db::DbConn> {
         Ok(self.pool.get().await?)
     }
+
+    /// How many rows `table` has (to show that refused requests wrote nothing).
+    pub async fn count(&self, table: &str) -> crate::Result<i64> {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.conn().await?;
+        let row: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+            .get_result(&mut conn)
+            .await?;
+        Ok(row.n)
+    }
+
+    /// Row counts of every table except the migrations' own, by name.
+    pub async fn all_counts(&self) -> crate::Result<Vec<(String, i64)>> {
+        #[derive(diesel::QueryableByName)]
+        struct Table {
+            #[diesel(sql_type = Text)]
+            name: String,
+        }
+        let tables: Vec<Table> = {
+            let mut conn = self.conn().await?;
+            diesel::sql_query(
+                "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' \
+                 AND tablename <> '__diesel_schema_migrations' ORDER BY tablename",
+            )
+            .load(&mut conn)
+            .await?
+        };
+        let mut counts = Vec::new();
+        for table in tables {
+            let n = self.count(&format!("\"{}\"", table.name)).await?;
+            counts.push((table.name, n));
+        }
+        Ok(counts)
+    }
 }
 
 impl Drop for TestDb {

@@ -212,6 +212,16 @@ impl FakeLiveKit {
     }
 
     /// `http://127.0.0.1:<port>`: give it to the adapter as `LIVEKIT_URL`.
+    /// The service configuration that points at this server, with its credentials.
+    pub fn config(&self) -> sb_livekit::LiveKitConfig {
+        sb_livekit::LiveKitConfig {
+            url: self.url(),
+            api_key: self.api_key.clone(),
+            api_secret: self.api_secret.clone().into(),
+            token_ttl: std::time::Duration::from_secs(600),
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

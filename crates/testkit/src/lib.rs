@@ -1,4 +1,5 @@
-//! Test-only helpers shared by every crate's integration tests: start an `Application` on port 0,
+//! Test-only helpers shared by every crate's integration tests: a service under test
+//! ([`TestService`]: spawned, with requests sent as a user), an `Application` on port 0,
 //! a fresh database per test cloned from a migrated template, NATS isolation (a unique prefix on the
 //! shared server, or a private `nats-server` for fault tests), tokens, bounded waits, fakes of
 //! LiveKit and Twilio, and bridges to their official Node SDKs.
@@ -8,6 +9,7 @@
 //! a Postgres advisory lock.
 
 mod app;
+mod appointments;
 mod database;
 mod fake_livekit;
 mod fake_twilio;
@@ -16,11 +18,13 @@ mod nats;
 mod nats_cluster;
 mod private;
 mod proxy;
+mod service;
 mod tokens;
 mod users;
 mod wait;
 
-pub use app::TestApp;
+pub use app::{Answer, TestApp};
+pub use appointments::TestAppointment;
 pub use database::{TestDb, admin_url, postgres_server_url};
 pub use fake_livekit::{
     DEFAULT_DEPARTURE_TIMEOUT_SECS, DEFAULT_EMPTY_TIMEOUT_SECS, FakeLiveKit, RecordedCall,
@@ -28,13 +32,21 @@ pub use fake_livekit::{
 };
 pub use fake_twilio::{FakeCall, FakeTwilio, TwilioRequest, sign_twilio_webhook, twilio_sid};
 pub use interop::{demo_in_chromium, livekit_node, socketio_node, twilio_node};
-pub use nats::{NatsServer, TestNats, nats_url};
+pub use nats::{NatsServer, TestNats, nats_config, nats_url};
 pub use nats_cluster::NatsCluster;
 pub use private::{PrivateDeps, PrivateNats, PrivatePostgres};
 pub use proxy::FaultProxy;
+pub use service::{Deps, Service, TestService};
 pub use tokens::{TEST_JWT_SECRET, TestTokens};
 pub use users::TestUser;
 pub use wait::{WaitTimeout, run_until, wait_until, within};
+
+/// What [`service_config!`] names, so the services' tests need not import it.
+#[doc(hidden)]
+pub mod __private {
+    pub use sb_events::streams::StreamSettings;
+    pub use sb_platform::config::{Environment, HttpConfig};
+}
 
 /// Error type of testkit helpers and of the tests that use them.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

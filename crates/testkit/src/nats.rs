@@ -23,6 +23,14 @@ pub struct TestNats {
     prefix: String,
 }
 
+/// How a service under test connects to the shared server.
+pub fn nats_config() -> sb_platform::config::NatsConfig {
+    sb_platform::config::NatsConfig {
+        url: nats_url(),
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
 impl TestNats {
     pub async fn new() -> crate::Result<Self> {
         crate::init();
@@ -43,6 +51,32 @@ impl TestNats {
     /// Unique prefix: use it for subjects (`{prefix}.sb.video.>`) and stream names.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The events namespace of a service under this test's prefix.
+    pub fn namespace(&self) -> sb_events::Namespace {
+        sb_events::Namespace::prefixed(&self.prefix)
+    }
+
+    /// The last `E` on its JetStream stream under this test's prefix, waiting (bounded) until
+    /// the outbox relay has published one.
+    pub async fn published<E: sb_events::Event>(&self) -> crate::Result<E> {
+        let ns = self.namespace();
+        let stream = self
+            .jetstream()
+            .get_stream(ns.stream(E::SUBJECT.domain))
+            .await?;
+        let subject = ns.subject(&E::SUBJECT.to_string());
+        let message = crate::within(Duration::from_secs(10), E::TYPE, async {
+            loop {
+                if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
+                    return message;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await?;
+        Ok(E::decode(message.payload)?)
     }
 
     /// `subject` under this test's prefix.

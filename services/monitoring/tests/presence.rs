@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestMonitoring, User, participant_event, track_event};
+use common::{TestMonitoring, User, participant_event, rep_online, track_event};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use sb_auth::Role;
@@ -171,7 +171,7 @@ async fn presence_from_shuffled_and_duplicated_webhooks_matches_the_in_order_res
             all
         };
         for event in &replay {
-            let (status, answer) = monitoring.webhook(event).await?;
+            let (status, answer) = monitoring.livekit_webhook(event).await?;
             assert_eq!(status, 200, "{answer}");
         }
         let view = rep_view(&monitoring, &ceo, &rep).await?;
@@ -190,7 +190,7 @@ async fn a_missing_participant_left_is_corrected_by_reconciliation() -> Result {
     let org = Uuid::now_v7();
     let ceo = User::new(org, Role::Ceo);
     let rep = User::new(org, Role::Closer);
-    let room = monitoring.rep_online(&rep).await?;
+    let room = rep_online(&monitoring, &rep).await?;
     let (status, started) = monitoring
         .post_json(&ceo, "/monitoring/sessions", json!({"repId": rep.id}))
         .await?;
@@ -238,7 +238,7 @@ async fn calls_from_video_and_telephony_events_show_the_rep_on_a_call() -> Resul
     let org = Uuid::now_v7();
     let ceo = User::new(org, Role::Director);
     let rep = User::new(org, Role::Closer);
-    monitoring.rep_online(&rep).await?;
+    rep_online(&monitoring, &rep).await?;
     let js = monitoring.nats.jetstream();
     let ns = Namespace::prefixed(monitoring.nats.prefix());
     let call = Uuid::now_v7();
@@ -298,29 +298,12 @@ async fn a_restart_loses_nothing() -> Result {
     let org = Uuid::now_v7();
     let ceo = User::new(org, Role::Ceo);
     let rep = User::new(org, Role::Closer);
-    monitoring.rep_online(&rep).await?;
+    rep_online(&monitoring, &rep).await?;
     let (status, _) = monitoring
         .post_json(&ceo, "/monitoring/sessions", json!({"repId": rep.id}))
         .await?;
     assert_eq!(status, 201);
-    let TestMonitoring {
-        app,
-        db,
-        nats,
-        livekit,
-        tokens,
-        config,
-    } = monitoring;
-    app.stop().await?;
-    let app = sb_testkit::TestApp::spawn(sb_monitoring::build(config.clone()).await?);
-    let restarted = TestMonitoring {
-        app,
-        db,
-        nats,
-        livekit,
-        tokens,
-        config,
-    };
+    let restarted = monitoring.restart().await?;
     let view = rep_view(&restarted, &ceo, &rep).await?;
     assert_eq!(view["status"], "LISTENED", "{view}");
     assert_eq!(view["listenedBy"], json!([ceo.id]));
@@ -366,7 +349,7 @@ async fn bad_webhook_signatures_are_refused_and_nothing_is_written() -> Result {
         (403, Some("invalid_signature"))
     );
     // The genuine one is then applied: the forged one left no receipt behind.
-    let (status, answer) = monitoring.webhook(&event).await?;
+    let (status, answer) = monitoring.livekit_webhook(&event).await?;
     assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestMonitoring, User};
+use common::{TestMonitoring, User, rep_online};
 use sb_auth::Role;
 use sb_testkit::Result;
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ async fn the_scope_matrix_decides_who_may_monitor_whom() -> Result {
     let rep_out_of_team = User::new(org, Role::Setter).in_team(Uuid::now_v7());
     let rep_other_org = User::new(other_org, Role::Closer).in_team(team);
     for rep in [&rep_in_team, &rep_out_of_team, &rep_other_org] {
-        monitoring.rep_online(rep).await?;
+        rep_online(&monitoring, rep).await?;
     }
     let supervisors = [
         (User::new(org, Role::Ceo), [true, true, false]),
@@ -126,7 +126,7 @@ async fn a_session_listens_pauses_coaches_barges_and_stops_with_an_audit_row_eac
     let rep = User::new(org, Role::Closer).in_team(team);
     let manager = User::new(org, Role::Manager).in_team(team);
     let ceo = User::new(org, Role::Ceo);
-    let room = monitoring.rep_online(&rep).await?;
+    let room = rep_online(&monitoring, &rep).await?;
 
     let request = monitoring
         .app
@@ -297,18 +297,7 @@ async fn a_session_listens_pauses_coaches_barges_and_stops_with_an_audit_row_eac
         assert!(tampering.is_err(), "the audit must be append-only");
     }
 
-    let subjects: Vec<String> = {
-        use diesel::prelude::*;
-        use diesel_async::RunQueryDsl;
-        use sb_db::schema::outbox;
-        let mut conn = monitoring.db.conn().await?;
-        outbox::table
-            .filter(outbox::source.eq("monitoring"))
-            .order(outbox::id.asc())
-            .select(outbox::subject)
-            .load(&mut conn)
-            .await?
-    };
+    let subjects = monitoring.event_subjects().await?;
     let sessions: Vec<&str> = subjects
         .iter()
         .map(String::as_str)
@@ -339,7 +328,7 @@ async fn the_org_policy_limits_modes_supervisors_and_tells_reps_when_asked() -> 
     let ceo = User::new(org, Role::Ceo);
     let director = User::new(org, Role::Director);
     let manager = User::new(org, Role::Manager);
-    monitoring.rep_online(&rep).await?;
+    rep_online(&monitoring, &rep).await?;
     let (_, defaults) = monitoring.get_json(&ceo, "/monitoring/settings").await?;
     assert_eq!(
         defaults,
@@ -455,7 +444,7 @@ async fn offline_reps_expired_tokens_and_livekit_outages() -> Result {
         .await?;
     assert_eq!((status, body["field"].as_str()), (400, Some("repId")));
 
-    let room = monitoring.rep_online(&rep).await?;
+    let room = rep_online(&monitoring, &rep).await?;
     let (_, started) = monitoring
         .post_json(&ceo, "/monitoring/sessions", json!({"repId": rep.id}))
         .await?;
@@ -544,7 +533,7 @@ async fn every_list_route_pages_the_same_way() -> Result {
     let rep_out_of_team = User::new(org, Role::Setter).in_team(Uuid::now_v7());
     let mut sessions = Vec::new();
     for rep in [&rep_in_team, &rep_out_of_team] {
-        monitoring.rep_online(rep).await?;
+        rep_online(&monitoring, rep).await?;
         let (status, body) = monitoring
             .post_json(&ceo, "/monitoring/sessions", json!({"repId": rep.id}))
             .await?;

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestMonitoring, User};
+use common::{TestMonitoring, User, rep_online};
 use futures_util::StreamExt;
 use sb_auth::Role;
 use sb_testkit::{Result, within};
@@ -84,7 +84,7 @@ async fn supervisors_see_changes_live_and_only_in_their_scope() -> Result {
 
     // A rep outside the manager's teams comes online: the CEO sees it.
     let other_rep = User::new(org, Role::Closer);
-    monitoring.rep_online(&other_rep).await?;
+    rep_online(&monitoring, &other_rep).await?;
     let (name, data) = ceo_events.next().await?;
     assert_eq!(name, "rep.presence_changed");
     assert_eq!(data["repUserId"], other_rep.id.to_string(), "{data}");
@@ -96,7 +96,7 @@ async fn supervisors_see_changes_live_and_only_in_their_scope() -> Result {
 
     // Then one of the manager's reps, and the CEO listens to them.
     let team_rep = User::new(org, Role::Setter).in_team(team);
-    monitoring.rep_online(&team_rep).await?;
+    rep_online(&monitoring, &team_rep).await?;
     let (status, _) = monitoring
         .post_json(
             &ceo,
@@ -127,11 +127,11 @@ async fn supervisors_see_changes_live_and_only_in_their_scope() -> Result {
 
     // Another org's CEO saw none of it: the next thing they see is their own org's rep.
     let own_rep = User::new(outsider.org, Role::Closer);
-    monitoring.rep_online(&own_rep).await?;
+    rep_online(&monitoring, &own_rep).await?;
     let (_, data) = outsider_events.next().await?;
     assert_eq!(data["repUserId"], own_rep.id.to_string());
 
-    let metrics = monitoring.app.get("/metrics").send().await?.text().await?;
+    let metrics = monitoring.metrics().await?;
     assert!(
         metrics.contains("sb_monitoring_live_streams 3"),
         "{metrics}"

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestSignaling, User};
+use common::{TestSignaling, User, visit};
 use sb_auth::Role;
 use sb_testkit::{Result, demo_in_chromium};
 use serde_json::json;
@@ -20,7 +20,7 @@ async fn two_demo_pages_get_a_real_p2p_call() -> Result {
     let org = Uuid::now_v7();
     let host = User::new(org, Role::Closer);
     let guest = User::new(org, Role::Member);
-    let appointment = signaling.appointment(org, host.id, guest.id).await?;
+    let appointment = signaling.appointment(&visit(&host, &guest)).await?;
     let answer = demo_in_chromium(json!({
         "url": signaling.app.url(""),
         "appointment": appointment,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestSignaling, User};
+use common::{Rooms, TestSignaling, User};
 use sb_auth::Role;
 use sb_testkit::{Result, TestApp, socketio_node};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestSignaling, User, WAIT};
+use common::{Rooms, TestSignaling, User, WAIT};
 use sb_auth::Role;
 use sb_testkit::{Result, wait_until};
 use serde_json::json;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 /// The value of the series `name` whose labels include every `labels` pair (0 when absent).
 async fn metric(signaling: &TestSignaling, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
-    let text = signaling.app.get("/metrics").send().await?.text().await?;
+    let text = signaling.metrics().await?;
     let value = text
         .lines()
         .filter(|line| !line.starts_with('#'))

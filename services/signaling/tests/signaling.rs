@@ -5,26 +5,23 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestSignaling, User, WAIT};
+use common::{Rooms, TestSignaling, User, WAIT, visit};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use sb_auth::Role;
 use sb_events::Namespace;
-use sb_events::proto::{
-    Appointment, AppointmentCancelled, AppointmentCreated, AppointmentKind, AppointmentStatus, Lead,
-};
-use sb_testkit::{Result, wait_until};
+use sb_events::proto::{Appointment, AppointmentCancelled, AppointmentCreated, AppointmentStatus};
+use sb_testkit::{Result, TestAppointment, wait_until};
 use serde_json::json;
 use uuid::Uuid;
 
 async fn status_events(signaling: &TestSignaling) -> Result<i64> {
-    use sb_db::schema::outbox;
-    let mut conn = signaling.db.conn().await?;
-    Ok(outbox::table
-        .filter(outbox::subject.eq("sb.signaling.room.status_changed"))
-        .count()
-        .get_result(&mut conn)
-        .await?)
+    let subjects = signaling.event_subjects().await?;
+    let changes = subjects
+        .iter()
+        .filter(|s| *s == "sb.signaling.room.status_changed")
+        .count();
+    Ok(i64::try_from(changes)?)
 }
 
 #[tokio::test]
@@ -35,7 +32,7 @@ async fn rooms_are_created_and_read_by_those_who_may_see_the_appointment() -> Re
     let guest = User::new(org, Role::Member);
     let stranger = User::new(org, Role::Closer);
     let outsider = User::new(Uuid::now_v7(), Role::Ceo);
-    let appointment = signaling.appointment(org, host.id, guest.id).await?;
+    let appointment = signaling.appointment(&visit(&host, &guest)).await?;
     let path = format!("/video-call/room/appointment/{appointment}");
 
     let (status, _) = signaling.get_json(&host, &path).await?;
@@ -86,24 +83,11 @@ fn crm_appointment(
     version: i64,
     status: AppointmentStatus,
 ) -> Appointment {
-    Appointment {
-        id: id.to_string(),
-        org_id: org.to_string(),
-        host_user_id: host.to_string(),
-        guest_user_id: guest.to_string(),
-        setter_user_id: String::new(),
-        team_id: String::new(),
-        lead: Some(Lead {
-            name: "Jane Roe".into(),
-            phone: String::new(),
-            email: String::new(),
-        }),
-        scheduled_at_unix_ms: chrono::Utc::now().timestamp_millis(),
-        ends_at_unix_ms: 0,
-        kind: AppointmentKind::Remote as i32,
-        status: status as i32,
-        version,
+    TestAppointment {
+        id,
+        ..TestAppointment::new(org, host).with_guest(guest)
     }
+    .crm(version, status)
 }
 
 #[tokio::test]
@@ -456,8 +440,8 @@ async fn cleanup_ends_rooms_of_past_appointments_only() -> Result {
     let org = Uuid::now_v7();
     let host = User::new(org, Role::Closer);
     let guest = User::new(org, Role::Member);
-    let past = signaling.appointment(org, host.id, guest.id).await?;
-    let current = signaling.appointment(org, host.id, guest.id).await?;
+    let past = signaling.appointment(&visit(&host, &guest)).await?;
+    let current = signaling.appointment(&visit(&host, &guest)).await?;
     for id in [past, current] {
         let (status, _) = signaling
             .post_empty(&host, &format!("/video-call/room/appointment/{id}/create"))

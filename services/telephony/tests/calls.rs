@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestTelephony, User, params};
+use common::{Telephone, TestTelephony, User, VoiceIdentity, params};
 use sb_auth::Role;
 use sb_events::proto::{PhoneCallStatus, PhoneCallStatusChanged};
 use sb_testkit::Result;
@@ -30,7 +30,11 @@ async fn org_with_rep(telephony: &TestTelephony) -> Result<(User, User)> {
     Ok((ceo, rep))
 }
 
-async fn initiate(telephony: &TestTelephony, user: &User, body: Value) -> Result<common::Answer> {
+async fn initiate(
+    telephony: &TestTelephony,
+    user: &User,
+    body: Value,
+) -> Result<sb_testkit::Answer> {
     telephony.post(user, "/api/calls/initiate", &body).await
 }
 
@@ -456,7 +460,7 @@ async fn history_is_scoped_by_role_and_filtered() -> Result {
         .await?;
     assert_eq!(inbound.status, 200, "{}", inbound.text);
 
-    let total = |answer: &common::Answer| answer.body["total"].as_i64().unwrap_or(-1);
+    let total = |answer: &sb_testkit::Answer| answer.body["total"].as_i64().unwrap_or(-1);
     for (user, expected) in [
         (&ceo, 4),
         (&director, 4),
@@ -835,27 +839,7 @@ async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
     let (_, rep) = org_with_rep(&telephony).await?;
     let started = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
     assert_eq!(started.status, 201, "{}", started.text);
-    let ns = sb_events::Namespace::prefixed(telephony.nats.prefix());
-    let stream = telephony
-        .nats
-        .jetstream()
-        .get_stream(ns.stream(sb_events::Domain::Telephony))
-        .await?;
-    let subject = ns.subject("sb.telephony.call.status_changed");
-    let message = sb_testkit::within(
-        Duration::from_secs(10),
-        "status_changed on JetStream",
-        async {
-            loop {
-                if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
-                    return message;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        },
-    )
-    .await?;
-    let event: PhoneCallStatusChanged = prost::Message::decode(message.payload)?;
+    let event: PhoneCallStatusChanged = telephony.nats.published().await?;
     assert_eq!(
         event.call_id,
         started.body["callId"].as_str().unwrap_or_default()

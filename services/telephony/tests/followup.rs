@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestTelephony, User, params};
+use common::{Telephone, TestTelephony, User, params};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use sb_auth::Role;
@@ -99,7 +99,7 @@ async fn the_price_is_fetched_with_backoff_until_twilio_sets_it() -> Result {
     assert_eq!(view["costStatus"], "PENDING");
     assert_eq!(view["price"], Value::Null);
 
-    let state = telephony.state()?;
+    let state = telephony.state().await?;
     for _ in 0..3 {
         let pass = followup_once(&state).await?;
         assert_eq!(pass.prices_stored, 0);
@@ -133,7 +133,7 @@ async fn the_price_is_fetched_with_backoff_until_twilio_sets_it() -> Result {
         TestTelephony::spawn_with(|c| c.followup.first_delay = Duration::from_secs(30)).await?;
     let rep = self::rep(&patient).await?;
     completed_call(&patient, &rep, 5).await?;
-    let pass = followup_once(&patient.state()?).await?;
+    let pass = followup_once(&patient.state().await?).await?;
     assert_eq!(pass, sb_telephony::FollowupReport::default());
     assert!(
         patient.twilio.requests().iter().all(|r| r.method == "POST"),
@@ -181,7 +181,7 @@ async fn the_job_gives_up_on_a_price_after_the_configured_time() -> Result {
         TestTelephony::spawn_with(|c| c.followup.cost_give_up_after = Duration::ZERO).await?;
     let rep = rep(&telephony).await?;
     let call = completed_call(&telephony, &rep, 10).await?;
-    let pass = followup_once(&telephony.state()?).await?;
+    let pass = followup_once(&telephony.state().await?).await?;
     assert_eq!(pass.prices_given_up, 1);
     let view = telephony
         .get(&rep, &format!("/api/calls/{}", call.id))
@@ -213,7 +213,7 @@ async fn voice_insights_summaries_are_stored_and_degraded_quality_is_announced()
     let telephony = TestTelephony::spawn().await?;
     let rep = rep(&telephony).await?;
     let call = completed_call(&telephony, &rep, 60).await?;
-    let state = telephony.state()?;
+    let state = telephony.state().await?;
     // No summary yet: asked again later.
     assert_eq!(followup_once(&state).await?.quality_stored, 0);
     let quality = telephony
@@ -349,7 +349,7 @@ async fn calls_whose_callbacks_were_lost_are_recovered_from_twilio() -> Result {
     // The completed callback never arrives; Twilio knows how the call ended.
     telephony.twilio.end_call(&call.sid, "completed", 33);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let pass = followup_once(&telephony.state()?).await?;
+    let pass = followup_once(&telephony.state().await?).await?;
     assert_eq!(pass.statuses_synced, 1, "{pass:?}");
     let view = telephony
         .get(&rep, &format!("/api/calls/{}", call.id))
@@ -388,7 +388,7 @@ async fn calls_twilio_never_confirmed_are_failed() -> Result {
             .execute(&mut conn)
             .await?;
     }
-    let pass = followup_once(&telephony.state()?).await?;
+    let pass = followup_once(&telephony.state().await?).await?;
     assert_eq!(pass.orphans_failed, 1);
     let page = telephony.get(&rep, "/api/calls").await?.body;
     assert_eq!(page["items"][0]["status"], "FAILED");

@@ -9,7 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use common::{PUBLIC_BASE_URL, TestTelephony, User, call_sid, inbound_form, params};
+use common::{
+    PUBLIC_BASE_URL, Telephone, TestTelephony, User, VoiceIdentity, call_sid, inbound_form, params,
+};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PUBLIC_BASE_URL, TestTelephony, User, call_sid, inbound_form, params};
+use common::{
+    PUBLIC_BASE_URL, Telephone, TestTelephony, User, VoiceIdentity, call_sid, inbound_form, params,
+};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use sb_auth::Role;

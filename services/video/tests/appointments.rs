@@ -10,10 +10,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use sb_auth::Role;
 use sb_events::Namespace;
-use sb_events::proto::{
-    Appointment, AppointmentCancelled, AppointmentCreated, AppointmentKind, AppointmentStatus, Lead,
-};
-use sb_testkit::{Result, wait_until};
+use sb_events::proto::{Appointment, AppointmentCancelled, AppointmentCreated, AppointmentStatus};
+use sb_testkit::{Result, TestAppointment, wait_until};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -24,24 +22,11 @@ fn appointment(
     version: i64,
     status: AppointmentStatus,
 ) -> Appointment {
-    Appointment {
-        id: id.to_string(),
-        org_id: org.to_string(),
-        host_user_id: host.to_string(),
-        guest_user_id: String::new(),
-        setter_user_id: String::new(),
-        team_id: String::new(),
-        lead: Some(Lead {
-            name: "Lead".into(),
-            phone: "+33612345678".into(),
-            email: String::new(),
-        }),
-        scheduled_at_unix_ms: chrono::Utc::now().timestamp_millis(),
-        ends_at_unix_ms: 0,
-        kind: AppointmentKind::Remote as i32,
-        status: status as i32,
-        version,
+    TestAppointment {
+        id,
+        ..TestAppointment::new(org, host)
     }
+    .crm(version, status)
 }
 
 #[tokio::test]
@@ -161,7 +146,7 @@ async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
     let video = TestVideo::spawn().await?;
     let org = Uuid::now_v7();
     let closer = User::new(org, Role::Closer);
-    let apt = common::TestAppointment::new(org, closer.id);
+    let apt = TestAppointment::new(org, closer.id);
     video.appointment(&apt).await?;
     let (status, joined) = video
         .post_json(
@@ -171,27 +156,7 @@ async fn call_events_reach_jetstream_through_the_outbox_relay() -> Result {
         )
         .await?;
     assert_eq!(status, 200, "{joined}");
-    let ns = Namespace::prefixed(video.nats.prefix());
-    let stream = video
-        .nats
-        .jetstream()
-        .get_stream(ns.stream(sb_events::Domain::Video))
-        .await?;
-    let subject = ns.subject("sb.video.call.started");
-    let message = sb_testkit::within(
-        Duration::from_secs(10),
-        "call.started on JetStream",
-        async {
-            loop {
-                if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
-                    return message;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        },
-    )
-    .await?;
-    let event: sb_events::proto::VideoCallStarted = prost::Message::decode(message.payload)?;
+    let event: sb_events::proto::VideoCallStarted = video.nats.published().await?;
     assert_eq!(event.call_id, joined["callId"].as_str().unwrap_or_default());
     assert_eq!(event.org_id, org.to_string());
     assert_eq!(event.appointment_id, apt.id.to_string());

@@ -328,20 +328,6 @@ async fn a_cancelled_appointment_cannot_be_joined() -> Result {
     Ok(())
 }
 
-/// Subjects of the outbox rows the service wrote, in order.
-async fn outbox_subjects(video: &TestVideo) -> Result<Vec<String>> {
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
-    use sb_db::schema::outbox;
-    let mut conn = video.db.conn().await?;
-    Ok(outbox::table
-        .filter(outbox::source.eq("video"))
-        .order(outbox::id.asc())
-        .select(outbox::subject)
-        .load(&mut conn)
-        .await?)
-}
-
 #[tokio::test]
 async fn a_call_records_and_completes_when_the_last_participant_stops() -> Result {
     let video = TestVideo::spawn_with(|config| {
@@ -465,7 +451,7 @@ async fn a_call_records_and_completes_when_the_last_participant_stops() -> Resul
         (409, Some("call_finished"))
     );
 
-    let subjects = outbox_subjects(&video).await?;
+    let subjects = video.event_subjects().await?;
     assert_eq!(
         subjects,
         [

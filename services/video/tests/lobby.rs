@@ -54,12 +54,7 @@ fn text(value: &Value) -> Result<&str> {
 }
 
 async fn answer(response: reqwest::Response) -> Result<(u16, Value)> {
-    let status = response.status().as_u16();
-    let text = response.text().await?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
+    Ok(sb_testkit::Answer::read(response).await?.pair())
 }
 
 impl Setup {

@@ -11,7 +11,7 @@ use diesel_async::RunQueryDsl;
 use livekit_api::access_token::{Claims, TokenVerifier};
 use sb_auth::Role;
 use sb_platform::config::Environment;
-use sb_testkit::{Result, TestApp};
+use sb_testkit::Result;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -459,35 +459,17 @@ async fn meetings_survive_a_restart_of_the_service() -> Result {
     assert_eq!(status, 201, "{created}");
 
     // The seed kept rooms in memory: a second instance on the same database must know them.
-    let TestVideo {
-        app: first,
-        db: _db,
-        nats: _nats,
-        livekit: _livekit,
-        tokens,
-        config,
-    } = video;
-    first.stop().await?;
-    let second = TestApp::spawn(sb_video::build(config.clone()).await?);
-    let token = tokens.for_principal(&invitee.principal());
-    let response = second
-        .get(&format!("{ROOMS}/kept"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    assert_eq!(response.status().as_u16(), 200);
-    let read: Value = response.json().await?;
+    let second = video.restart().await?;
+    let (status, read) = second.get_json(&invitee, &format!("{ROOMS}/kept")).await?;
+    assert_eq!(status, 200);
     assert_eq!(read["id"], created["id"]);
     assert_eq!(read["participants"], created["participants"]);
-    let response = second
-        .post(&format!("{ROOMS}/kept/join"))
-        .bearer_auth(&token)
-        .send()
+    let (status, joined) = second
+        .post_empty(&invitee, &format!("{ROOMS}/kept/join"))
         .await?;
-    assert_eq!(response.status().as_u16(), 200);
-    let joined: Value = response.json().await?;
+    assert_eq!(status, 200);
     assert_eq!(joined["identity"], format!("u_{}", invitee.id));
-    second.stop().await?;
+    second.app.stop().await?;
     Ok(())
 }
 
@@ -581,7 +563,7 @@ async fn leaving_keeps_the_meeting_and_the_creator_ends_it_deleting_the_livekit_
         &invitee,
         Utc::now().timestamp(),
     );
-    let (_, outcome) = video.webhook(&late).await?;
+    let (_, outcome) = video.livekit_webhook(&late).await?;
     assert_eq!(outcome["outcome"], "ignored");
     // Ending again changes nothing and asks LiveKit nothing.
     let (status, again) = video
@@ -645,7 +627,7 @@ async fn webhooks_apply_once_and_a_late_older_departure_does_not_mark_the_member
     let now = Utc::now().timestamp();
 
     let joined = participant_event("EV_join", "participant_joined", &room, &invitee, now);
-    let (status, outcome) = video.webhook(&joined).await?;
+    let (status, outcome) = video.livekit_webhook(&joined).await?;
     assert_eq!(
         (status, &outcome["outcome"]),
         (200, &json!("applied")),
@@ -657,19 +639,19 @@ async fn webhooks_apply_once_and_a_late_older_departure_does_not_mark_the_member
         time(&member(&read, &invitee)?["joined_at"])?.timestamp(),
         now
     );
-    let (_, outcome) = video.webhook(&joined).await?;
+    let (_, outcome) = video.livekit_webhook(&joined).await?;
     assert_eq!(outcome["outcome"], "duplicate");
 
     // A departure from an earlier session, delivered late, is older than the join.
     let stale = participant_event("EV_stale", "participant_left", &room, &invitee, now - 60);
-    let (_, outcome) = video.webhook(&stale).await?;
+    let (_, outcome) = video.livekit_webhook(&stale).await?;
     assert_eq!(outcome["outcome"], "applied");
     let (_, read) = video.get_json(&host, &path).await?;
     assert_eq!(member(&read, &invitee)?["in_room"], true, "{read}");
 
     let left = participant_event("EV_left", "participant_left", &room, &invitee, now + 5);
     for expected in ["applied", "duplicate"] {
-        let (_, outcome) = video.webhook(&left).await?;
+        let (_, outcome) = video.livekit_webhook(&left).await?;
         assert_eq!(outcome["outcome"], expected);
     }
     let (_, read) = video.get_json(&host, &path).await?;
@@ -685,14 +667,14 @@ async fn webhooks_apply_once_and_a_late_older_departure_does_not_mark_the_member
 
     // The join reported again under another id, after the departure: still out.
     let late_join = participant_event("EV_late", "participant_joined", &room, &invitee, now - 30);
-    video.webhook(&late_join).await?;
+    video.livekit_webhook(&late_join).await?;
     let (_, read) = video.get_json(&host, &path).await?;
     assert_eq!(member(&read, &invitee)?["in_room"], false, "{read}");
 
     // Someone who is not a member, and a recorder, are ignored.
     let stranger = User::new(org, Role::Closer);
     let (_, outcome) = video
-        .webhook(&participant_event(
+        .livekit_webhook(&participant_event(
             "EV_x",
             "participant_joined",
             &room,
@@ -710,7 +692,7 @@ async fn webhooks_apply_once_and_a_late_older_departure_does_not_mark_the_member
         "createdAt": (Utc::now().timestamp() + 1).to_string(),
         "room": {"sid": "RM_meeting", "name": room},
     });
-    let (_, outcome) = video.webhook(&finished).await?;
+    let (_, outcome) = video.livekit_webhook(&finished).await?;
     assert_eq!(outcome["outcome"], "applied");
     let (_, read) = video.get_json(&host, &path).await?;
     assert_eq!(member(&read, &host)?["in_room"], false, "{read}");

@@ -54,3 +54,21 @@ async fn the_openapi_document_matches_its_snapshot() -> Result {
     });
     Ok(())
 }
+
+/// `/docs` redirects (permanently, relative so a path-prefix gateway keeps working) to `/docs/`,
+/// where the Swagger UI is.
+#[tokio::test]
+async fn docs_redirects_to_the_swagger_ui() -> Result {
+    let video = TestVideo::spawn().await?;
+    let redirect = video.app.get_unfollowed("/docs").await?;
+    assert_eq!(redirect.status, 308, "{}", redirect.text);
+    assert_eq!(redirect.location.as_deref(), Some("docs/"));
+    for path in ["/docs", "/docs/"] {
+        let response = video.app.get(path).send().await?;
+        assert_eq!(response.url().path(), "/docs/", "{path}");
+        assert_eq!(response.status(), 200, "{path}");
+        let page = response.text().await?;
+        assert!(page.contains("swagger-ui"), "{path}: {page}");
+    }
+    Ok(())
+}

@@ -97,7 +97,7 @@ async fn recordings_follow_what_livekit_lists_or_fail_when_it_forgot_them() -> R
     let now = chrono::Utc::now().timestamp();
     let orphan = json!({"event": "egress_started", "id": "EV_orphan", "createdAt": now.to_string(),
         "room": {"name": room}, "egressInfo": {"egressId": "EG_orphan", "roomName": room, "status": "EGRESS_ACTIVE"}});
-    let (status, _) = video.webhook(&orphan).await?;
+    let (status, _) = video.livekit_webhook(&orphan).await?;
     assert_eq!(status, 200);
 
     let state = video.state().await?;
@@ -193,7 +193,7 @@ async fn a_meeting_member_livekit_no_longer_has_is_marked_out() -> Result {
 async fn metrics_show(video: &TestVideo, line: &str) -> Result<()> {
     sb_testkit::within(std::time::Duration::from_secs(10), line, async {
         loop {
-            let metrics = video.app.get("/metrics").send().await?.text().await?;
+            let metrics = video.metrics().await?;
             if metrics.lines().any(|l| l == line) {
                 return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
             }

@@ -192,7 +192,7 @@ async fn replaying_a_calls_webhooks_three_times_in_any_order_gives_the_same_stat
 
     let baseline = call(&video, &host).await?;
     for event in script("base", &baseline.room, &host, &guest, base) {
-        let (status, answer) = video.webhook(&event).await?;
+        let (status, answer) = video.livekit_webhook(&event).await?;
         assert_eq!(
             (status, answer["outcome"].as_str()),
             (200, Some("applied")),
@@ -235,7 +235,7 @@ async fn replaying_a_calls_webhooks_three_times_in_any_order_gives_the_same_stat
         replay.shuffle(&mut rng);
         let mut applied = 0;
         for event in &replay {
-            let (status, answer) = video.webhook(event).await?;
+            let (status, answer) = video.livekit_webhook(event).await?;
             assert_eq!(status, 200, "{event}: {answer}");
             if answer["outcome"] == "applied" {
                 applied += 1;
@@ -272,7 +272,7 @@ async fn a_late_participant_joined_never_reopens_a_completed_call() -> Result {
         &format!("u_{}", host.id),
         now,
     );
-    let (status, answer) = video.webhook(&late).await?;
+    let (status, answer) = video.livekit_webhook(&late).await?;
     assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
     let (_, call) = video
         .get_json(&host, &format!("/calls/{}", scenario.call_id))
@@ -311,7 +311,7 @@ async fn unsigned_tampered_or_foreign_webhooks_are_refused_and_nothing_is_writte
         .get_json(&host, &format!("/calls/{}", scenario.call_id))
         .await?;
     assert_eq!(call["status"], "ONGOING");
-    let metrics = video.app.get("/metrics").send().await?.text().await?;
+    let metrics = video.metrics().await?;
     assert!(
         metrics.contains("sb_video_webhooks_total{event=\"unknown\",outcome=\"rejected\"} 4"),
         "{metrics}"
@@ -379,7 +379,7 @@ async fn a_failed_egress_shows_on_the_call() -> Result {
         "EGRESS_FAILED",
     );
     failed["egressInfo"]["error"] = json!("storage refused the upload");
-    video.webhook(&failed).await?;
+    video.livekit_webhook(&failed).await?;
     let (_, call) = video
         .get_json(&host, &format!("/calls/{}", scenario.call_id))
         .await?;
@@ -388,7 +388,7 @@ async fn a_failed_egress_shows_on_the_call() -> Result {
     assert_eq!(call["recordings"][0]["status"], "FAILED");
     // A late "active" report of the same egress does not resurrect it.
     video
-        .webhook(&egress_event(
+        .livekit_webhook(&egress_event(
             "egress_updated",
             "EV_g",
             &scenario.room,

@@ -16,7 +16,7 @@ use common::services::{self, Service};
 use common::{Credential, routes, send};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sb_auth::{GuestLinks, OrgId, Role};
-use sb_testkit::{Result, TEST_JWT_SECRET, TestUser};
+use sb_testkit::{Result, TEST_JWT_SECRET, TestAppointment, TestUser};
 use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
@@ -219,7 +219,9 @@ async fn a_guest_link_of_one_call_is_refused_on_another() -> Result {
     let host = TestUser::new(org, Role::Closer);
     let mut calls = Vec::new();
     for _ in 0..2 {
-        let appointment = video.appointment(org, host.id, None, None).await?;
+        let appointment = video
+            .appointment(&TestAppointment::new(org, host.id))
+            .await?;
         let (status, joined) = video
             .call(
                 &host,

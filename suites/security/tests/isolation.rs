@@ -13,7 +13,7 @@ mod common;
 use common::services::{self, Service};
 use common::{AttackerBodies, Callers, Credential, Exception, Fixture, check_isolation};
 use sb_auth::Role;
-use sb_testkit::{Result, TestUser};
+use sb_testkit::{Result, TestAppointment, TestUser};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -37,7 +37,9 @@ fn report(service: &str, problems: &[String], log: &[String]) {
 
 /// A call of `host`'s new appointment in `org`: (call id, room name).
 async fn video_call(video: &Service, org: Uuid, host: &TestUser) -> Result<(String, String)> {
-    let appointment = video.appointment(org, host.id, None, None).await?;
+    let appointment = video
+        .appointment(&TestAppointment::new(org, host.id))
+        .await?;
     let (status, joined) = video
         .call(
             host,
@@ -64,7 +66,9 @@ async fn guest_link(video: &Service, host: &TestUser, call: &str) -> Result<Stri
 async fn video_fixture(video: &Service) -> Result<Fixture> {
     let org = Uuid::now_v7();
     let host = TestUser::new(org, Role::Closer);
-    let appointment = video.appointment(org, host.id, None, None).await?;
+    let appointment = video
+        .appointment(&TestAppointment::new(org, host.id))
+        .await?;
     let (status, joined) = video
         .call(
             &host,
@@ -90,7 +94,7 @@ async fn video_fixture(video: &Service) -> Result<Fixture> {
     assert_eq!(status, 202, "guest join: {waiting}");
     let guest = text(&waiting["guestId"], "guestId")?;
     let identity = format!("g_{guest}");
-    let livekit = video.livekit.as_ref().ok_or("video has a fake LiveKit")?;
+    let livekit = &video.livekit;
     livekit.join(&room, &identity, "Guest of A");
     let track = livekit
         .publish_audio(&room, &identity)
@@ -182,10 +186,7 @@ async fn monitoring_fixture(monitoring: &Service) -> Result<Fixture> {
     assert_eq!(status, 200, "rep session: {session}");
     let room = text(&session["roomName"], "roomName")?;
     let identity = format!("rep_{}", rep.id);
-    let livekit = monitoring
-        .livekit
-        .as_ref()
-        .ok_or("monitoring has a fake LiveKit")?;
+    let livekit = &monitoring.livekit;
     livekit.join(&room, &identity, &rep.name);
     livekit.publish_audio(&room, &identity);
     let now = chrono::Utc::now().timestamp();
@@ -290,7 +291,9 @@ async fn telephony_fixture(telephony: &Service) -> Result<Fixture> {
     let other_rep_a = TestUser::new(org, Role::Closer);
     // A's appointment, hosted by the rep, and a number of their own for each attacker: they
     // name A's appointment in a call from their own number.
-    let appointment = telephony.appointment(org, rep.id, None, None).await?;
+    let appointment = telephony
+        .appointment(&TestAppointment::new(org, rep.id))
+        .await?;
     let own_number = |leader: &TestUser, owner: &TestUser| {
         let suffix = Uuid::now_v7().as_u128() % 10_000_000;
         let number = format!("+3314{suffix:07}");
@@ -391,7 +394,7 @@ async fn signaling_fixture(signaling: &Service) -> Result<Fixture> {
     let host = TestUser::new(org, Role::Closer);
     let patient = TestUser::new(org, Role::Member);
     let appointment = signaling
-        .appointment(org, host.id, Some(patient.id), None)
+        .appointment(&TestAppointment::new(org, host.id).with_guest(patient.id))
         .await?;
     let (status, created) = signaling
         .call(

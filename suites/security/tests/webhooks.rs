@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::services::{self, PUBLIC_BASE_URL, Service};
 use sb_auth::Role;
-use sb_testkit::{Result, TestUser, sign_twilio_webhook};
+use sb_testkit::{Result, TestAppointment, TestUser, sign_twilio_webhook};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
@@ -67,14 +67,14 @@ impl Hook<'_> {
             self.path,
             answer.1
         );
-        let after = self.service.all_counts().await?;
+        let after = self.service.db.all_counts().await?;
         assert_eq!(before, after.as_slice(), "{}: {what} wrote rows", self.path);
         Ok(())
     }
 
     /// Every attack on `genuine` (a body that has an effect when delivered as is).
     async fn attack(&self, genuine: &[u8]) -> Result {
-        let before = self.service.all_counts().await?;
+        let before = self.service.db.all_counts().await?;
 
         // Forged: signed with another key, unsigned, garbage.
         let answer = self
@@ -119,7 +119,7 @@ impl Hook<'_> {
         // nothing.
         let (status, answer) = self.signed(genuine).await?;
         assert_eq!(status, 200, "{}: genuine delivery: {answer}", self.path);
-        let once = self.service.all_counts().await?;
+        let once = self.service.db.all_counts().await?;
         assert_ne!(
             once, before,
             "{}: the genuine delivery had no effect",
@@ -129,7 +129,7 @@ impl Hook<'_> {
             let (status, answer) = self.signed(genuine).await?;
             assert_eq!(status, 200, "{}: replay: {answer}", self.path);
             assert_eq!(
-                self.service.all_counts().await?,
+                self.service.db.all_counts().await?,
                 once,
                 "{}: a replay had an effect",
                 self.path
@@ -173,7 +173,7 @@ impl Hook<'_> {
             raw_exchange(self.service.app.port, chunked.as_bytes(), &chunks).await?;
         assert_eq!(status, 413, "{}: chunked: {body}", self.path);
         assert!(body.contains("payload_too_large"), "{body}");
-        let after = self.service.all_counts().await?;
+        let after = self.service.db.all_counts().await?;
         assert_eq!(
             before,
             after.as_slice(),
@@ -215,7 +215,7 @@ async fn raw_exchange(port: u16, head: &[u8], body: &[u8]) -> Result<(u16, Strin
 }
 
 fn livekit_hook(service: &Service) -> Result<Hook<'_>> {
-    let livekit = service.livekit.as_ref().ok_or("no fake LiveKit")?;
+    let livekit = &service.livekit;
     let (key, secret) = (livekit.api_key.clone(), livekit.api_secret.clone());
     Ok(Hook {
         service,
@@ -257,7 +257,9 @@ async fn video_livekit_webhooks_refuse_hostile_deliveries_and_apply_replays_once
     let video = services::video().await?;
     let org = Uuid::now_v7();
     let host = TestUser::new(org, Role::Closer);
-    let appointment = video.appointment(org, host.id, None, None).await?;
+    let appointment = video
+        .appointment(&TestAppointment::new(org, host.id))
+        .await?;
     let (status, joined) = video
         .call(
             &host,
@@ -303,7 +305,7 @@ async fn twilio_webhooks_refuse_hostile_deliveries_and_apply_replays_once() -> R
         )
         .await?;
     assert_eq!(status, 201, "{assigned}");
-    let twilio = telephony.twilio.as_ref().ok_or("no fake Twilio")?;
+    let twilio = &telephony.twilio;
     let token = twilio.auth_token.clone();
     let url = format!("{PUBLIC_BASE_URL}/webhook/voice");
     let form = |body: &[u8]| -> Vec<(String, String)> {

@@ -1,136 +1,93 @@
-//! The monitoring service under test: real Postgres (own database) and NATS (own prefix), the
-//! fake LiveKit server, and helpers for reps' webhooks.
+//! The monitoring service as `sb_testkit::TestService` runs it (its test configuration and
+//! build), and how a rep comes online.
 
-#![allow(dead_code, reason = "each test binary uses a part of the harness")]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test binary uses a part of the harness"
+)]
 
 use std::time::Duration;
 
-use sb_events::Namespace;
-use sb_events::streams::StreamSettings;
-use sb_livekit::LiveKitConfig;
 use sb_monitoring::MonitoringConfig;
-use sb_platform::config::{Environment, HttpConfig, NatsConfig};
-use sb_testkit::{FakeLiveKit, Result, TestApp, TestDb, TestNats, TestTokens, TestUser};
+use sb_testkit::{Deps, Result, Service};
 use serde_json::{Value, json};
 
-pub type User = TestUser;
+pub use sb_testkit::TestUser as User;
 
-pub struct TestMonitoring {
-    pub app: TestApp,
-    pub db: TestDb,
-    pub nats: TestNats,
-    pub livekit: FakeLiveKit,
-    pub tokens: TestTokens,
-    pub config: MonitoringConfig,
+pub type TestMonitoring = sb_testkit::TestService<Monitoring>;
+
+pub struct Monitoring;
+
+impl Service for Monitoring {
+    type Config = MonitoringConfig;
+    type State = sb_monitoring::AppState;
+
+    fn config(deps: &Deps<'_>) -> MonitoringConfig {
+        sb_testkit::service_config!(
+            deps,
+            MonitoringConfig {
+                livekit: deps.livekit.config(),
+                livekit_timeout: Duration::from_secs(2),
+                rep_token_ttl: Duration::from_secs(15 * 60),
+                supervisor_token_ttl: Duration::from_secs(5 * 60),
+                // Tests run passes themselves with `reconcile_once`.
+                reconcile_interval: Duration::from_secs(3600),
+                reconcile_min_age: Duration::ZERO,
+                stream_keepalive: Duration::from_secs(15),
+            }
+        )
+    }
+
+    fn name(_: &MonitoringConfig) -> &str {
+        "monitoring"
+    }
+
+    async fn build(config: MonitoringConfig) -> Result<sb_platform::Application> {
+        Ok(sb_monitoring::build(config).await?)
+    }
+
+    async fn state(config: MonitoringConfig) -> Result<sb_monitoring::AppState> {
+        Ok(sb_monitoring::state_for_tests(config).await?)
+    }
 }
 
-impl TestMonitoring {
-    pub async fn spawn() -> Result<Self> {
-        Self::spawn_with(|_| {}).await
+/// The rep asks for their token (registering them), then LiveKit reports them connected with
+/// their microphone on: they are ONLINE. Returns the rep's room.
+pub async fn rep_online(monitoring: &TestMonitoring, rep: &User) -> Result<String> {
+    let (status, body) = monitoring
+        .post_empty(rep, "/monitoring/rep/session")
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let room = body["roomName"].as_str().unwrap_or_default().to_owned();
+    let identity = format!("rep_{}", rep.id);
+    monitoring.livekit.join(&room, &identity, &rep.name);
+    monitoring.livekit.publish_audio(&room, &identity);
+    let now = chrono::Utc::now().timestamp();
+    let sid = format!("PA_{}", &rep.id.simple().to_string()[20..]);
+    for event in [
+        participant_event(
+            "participant_joined",
+            &format!("EV_j_{sid}"),
+            &room,
+            now,
+            &sid,
+            &identity,
+        ),
+        track_event(
+            "track_published",
+            &format!("EV_t_{sid}"),
+            &room,
+            now,
+            &sid,
+            &identity,
+            &format!("TR_{sid}"),
+        ),
+    ] {
+        let (status, answer) = monitoring.livekit_webhook(&event).await?;
+        assert_eq!(status, 200, "{answer}");
     }
-
-    pub async fn spawn_with(adjust: impl FnOnce(&mut MonitoringConfig)) -> Result<Self> {
-        let db = TestDb::new().await?;
-        let nats = TestNats::new().await?;
-        let livekit = FakeLiveKit::start().await?;
-        let tokens = TestTokens::new();
-        let mut config = MonitoringConfig {
-            environment: Environment::Production,
-            http: HttpConfig::ephemeral(),
-            database: db.config(),
-            nats: NatsConfig {
-                url: sb_testkit::nats_url(),
-                connect_timeout: Duration::from_secs(5),
-            },
-            namespace: Namespace::prefixed(nats.prefix()),
-            streams: StreamSettings::default(),
-            auth: tokens.auth_config(),
-            livekit: LiveKitConfig {
-                url: livekit.url(),
-                api_key: livekit.api_key.clone(),
-                api_secret: livekit.api_secret.clone().into(),
-                token_ttl: Duration::from_secs(600),
-            },
-            livekit_timeout: Duration::from_secs(2),
-            rep_token_ttl: Duration::from_secs(15 * 60),
-            supervisor_token_ttl: Duration::from_secs(5 * 60),
-            // Tests run passes themselves with `reconcile_once`.
-            reconcile_interval: Duration::from_secs(3600),
-            reconcile_min_age: Duration::ZERO,
-            stream_keepalive: Duration::from_secs(15),
-        };
-        adjust(&mut config);
-        let app = TestApp::spawn(sb_monitoring::build(config.clone()).await?);
-        Ok(Self {
-            app,
-            db,
-            nats,
-            livekit,
-            tokens,
-            config,
-        })
-    }
-
-    pub async fn state(&self) -> Result<sb_monitoring::AppState> {
-        Ok(sb_monitoring::state_for_tests(self.config.clone()).await?)
-    }
-
-    pub fn token(&self, user: &User) -> String {
-        self.tokens.for_principal(&user.principal())
-    }
-
-    pub async fn post_json(&self, user: &User, path: &str, body: Value) -> Result<(u16, Value)> {
-        self.app.post_json(&self.token(user), path, &body).await
-    }
-
-    pub async fn post_empty(&self, user: &User, path: &str) -> Result<(u16, Value)> {
-        self.app.post_empty(&self.token(user), path).await
-    }
-
-    pub async fn get_json(&self, user: &User, path: &str) -> Result<(u16, Value)> {
-        self.app.get_json(&self.token(user), path).await
-    }
-
-    /// Posts a webhook body signed like the LiveKit server signs it.
-    pub async fn webhook(&self, body: &Value) -> Result<(u16, Value)> {
-        self.app.livekit_webhook(&self.livekit, body).await
-    }
-
-    /// The rep asks for their token (registering them), then LiveKit reports them connected
-    /// with their microphone on: they are ONLINE. Returns the rep's room.
-    pub async fn rep_online(&self, rep: &User) -> Result<String> {
-        let (status, body) = self.post_empty(rep, "/monitoring/rep/session").await?;
-        assert_eq!(status, 200, "{body}");
-        let room = body["roomName"].as_str().unwrap_or_default().to_owned();
-        let identity = format!("rep_{}", rep.id);
-        self.livekit.join(&room, &identity, &rep.name);
-        self.livekit.publish_audio(&room, &identity);
-        let now = chrono::Utc::now().timestamp();
-        let sid = format!("PA_{}", &rep.id.simple().to_string()[20..]);
-        for event in [
-            participant_event(
-                "participant_joined",
-                &format!("EV_j_{sid}"),
-                &room,
-                now,
-                &sid,
-                &identity,
-            ),
-            track_event(
-                "track_published",
-                &format!("EV_t_{sid}"),
-                &room,
-                now,
-                &sid,
-                &identity,
-                &format!("TR_{sid}"),
-            ),
-        ] {
-            let (status, answer) = self.webhook(&event).await?;
-            assert_eq!(status, 200, "{answer}");
-        }
-        Ok(room)
-    }
+    Ok(room)
 }
 
 pub fn participant_event(

@@ -1,129 +1,93 @@
-//! The signaling service under test: real Postgres (own database) and NATS (own prefix), users
-//! with tokens, appointments in the read model, and a raw Socket.IO websocket client.
+//! The signaling service as `sb_testkit::TestService` runs it (its test configuration and
+//! build), rooms for appointments, and a raw Socket.IO websocket client.
 
-#![allow(dead_code, reason = "each test binary uses a part of the harness")]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test binary uses a part of the harness"
+)]
 
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
-use sb_db::models::{NewAppointment, upsert_appointment};
-use sb_events::Namespace;
-use sb_events::streams::StreamSettings;
-use sb_platform::config::{Environment, HttpConfig, NatsConfig};
 use sb_signaling::SignalingConfig;
 use sb_signaling::config::{IceConfig, SocketConfig};
-use sb_testkit::{Result, TestApp, TestDb, TestNats, TestTokens, within};
+use sb_testkit::{Deps, Result, Service, TestApp, TestAppointment, within};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use uuid::Uuid;
 
-pub type User = sb_testkit::TestUser;
+pub use sb_testkit::TestUser as User;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
-pub fn config(db: &TestDb, nats: &TestNats, tokens: &TestTokens) -> SignalingConfig {
-    SignalingConfig {
-        environment: Environment::Production,
-        http: HttpConfig::ephemeral(),
-        database: db.config(),
-        nats: NatsConfig {
-            url: sb_testkit::nats_url(),
-            connect_timeout: Duration::from_secs(5),
-        },
-        namespace: Namespace::prefixed(nats.prefix()),
-        streams: StreamSettings::default(),
-        auth: tokens.auth_config(),
-        ice: IceConfig {
-            stun_urls: vec!["stun:stun.example.test:3478".to_owned()],
-            turn_urls: vec!["turn:turn.example.test:3478?transport=udp".to_owned()],
-            turn_secret: Some("signaling-test-turn-secret".to_owned().into()),
-            turn_ttl: Duration::from_secs(3600),
-        },
-        socket: SocketConfig {
-            max_payload: 64 * 1024,
-            events_per_second: 50,
-            event_burst: 200,
-            cors_origins: Vec::new(),
-            ping_interval: Duration::from_secs(25),
-            ping_timeout: Duration::from_secs(20),
-        },
-        reconnect_grace: Duration::from_millis(1500),
-        cleanup_interval: Duration::from_secs(3600),
-        cleanup_after: Duration::from_secs(4 * 3600),
-    }
-}
+pub type TestSignaling = sb_testkit::TestService<Signaling>;
 
-pub struct TestSignaling {
-    pub app: TestApp,
-    pub db: TestDb,
-    pub nats: TestNats,
-    pub tokens: TestTokens,
-    pub config: SignalingConfig,
-}
+pub struct Signaling;
 
-impl TestSignaling {
-    pub async fn spawn() -> Result<Self> {
-        Self::spawn_with(|_| {}).await
-    }
+impl Service for Signaling {
+    type Config = SignalingConfig;
+    type State = ();
 
-    pub async fn spawn_with(adjust: impl FnOnce(&mut SignalingConfig)) -> Result<Self> {
-        let db = TestDb::new().await?;
-        let nats = TestNats::new().await?;
-        let tokens = TestTokens::new();
-        let mut config = config(&db, &nats, &tokens);
-        adjust(&mut config);
-        let app = TestApp::spawn(sb_signaling::build(config.clone()).await?);
-        Ok(Self {
-            app,
-            db,
-            nats,
-            tokens,
-            config,
-        })
-    }
-
-    pub fn token(&self, user: &User) -> String {
-        self.tokens.for_principal(&user.principal())
-    }
-
-    pub async fn post_empty(&self, user: &User, path: &str) -> Result<(u16, Value)> {
-        self.app.post_empty(&self.token(user), path).await
-    }
-
-    pub async fn get_json(&self, user: &User, path: &str) -> Result<(u16, Value)> {
-        self.app.get_json(&self.token(user), path).await
-    }
-
-    /// Inserts a remote appointment of `host` with `guest` into the read model.
-    pub async fn appointment(&self, org: Uuid, host: Uuid, guest: Uuid) -> Result<Uuid> {
-        let id = Uuid::now_v7();
-        let now = Utc::now();
-        let mut conn = self.db.conn().await?;
-        upsert_appointment(
-            &mut conn,
-            &NewAppointment {
-                id,
-                org_id: org,
-                host_user_id: host,
-                guest_user_id: Some(guest),
-                setter_user_id: None,
-                team_id: None,
-                lead: serde_json::json!({"name": "John Doe"}),
-                scheduled_at: now,
-                ends_at: Some(now + chrono::Duration::minutes(30)),
-                kind: sb_db::models::AppointmentKind::Remote,
-                status: sb_db::models::AppointmentStatus::Scheduled,
-                version: 1,
-            },
+    fn config(deps: &Deps<'_>) -> SignalingConfig {
+        sb_testkit::service_config!(
+            deps,
+            SignalingConfig {
+                ice: IceConfig {
+                    stun_urls: vec!["stun:stun.example.test:3478".to_owned()],
+                    turn_urls: vec!["turn:turn.example.test:3478?transport=udp".to_owned()],
+                    turn_secret: Some("signaling-test-turn-secret".to_owned().into()),
+                    turn_ttl: Duration::from_secs(3600),
+                },
+                socket: SocketConfig {
+                    max_payload: 64 * 1024,
+                    events_per_second: 50,
+                    event_burst: 200,
+                    cors_origins: Vec::new(),
+                    ping_interval: Duration::from_secs(25),
+                    ping_timeout: Duration::from_secs(20),
+                },
+                reconnect_grace: Duration::from_millis(1500),
+                cleanup_interval: Duration::from_secs(3600),
+                cleanup_after: Duration::from_secs(4 * 3600),
+            }
         )
-        .await?;
-        Ok(id)
     }
 
+    fn name(_: &SignalingConfig) -> &str {
+        sb_signaling::SERVICE
+    }
+
+    async fn build(config: SignalingConfig) -> Result<sb_platform::Application> {
+        Ok(sb_signaling::build(config).await?)
+    }
+
+    async fn state(_: SignalingConfig) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A remote appointment of `host` with `guest`, for the lead John Doe.
+pub fn visit(host: &User, guest: &User) -> TestAppointment {
+    TestAppointment::new(host.org, host.id)
+        .with_guest(guest.id)
+        .with_lead(serde_json::json!({"name": "John Doe"}))
+}
+
+/// Rooms and sockets of the signaling service under test.
+pub trait Rooms {
     /// A room for a new appointment between `host` and `guest`; returns its roomId.
-    pub async fn room(&self, host: &User, guest: &User) -> Result<String> {
-        let appointment = self.appointment(host.org, host.id, guest.id).await?;
+    async fn room(&self, host: &User, guest: &User) -> Result<String>;
+    /// A websocket Socket.IO client connected to `/video-call` as `user`.
+    async fn socket(&self, user: &User) -> Result<RawSocket>;
+    /// Like [`Rooms::socket`], connected to another instance `app` of the service.
+    async fn socket_at(&self, app: &TestApp, user: &User) -> Result<RawSocket>;
+    /// A websocket Engine.IO session, not yet in any namespace.
+    async fn raw_socket(&self) -> Result<RawSocket>;
+}
+
+impl Rooms for TestSignaling {
+    async fn room(&self, host: &User, guest: &User) -> Result<String> {
+        let appointment = self.appointment(&visit(host, guest)).await?;
         let (status, body) = self
             .post_empty(
                 host,
@@ -134,14 +98,12 @@ impl TestSignaling {
         Ok(body["roomId"].as_str().ok_or("no roomId")?.to_owned())
     }
 
-    /// A websocket Socket.IO client connected to `/video-call` as `user`.
-    pub async fn socket(&self, user: &User) -> Result<RawSocket> {
+    async fn socket(&self, user: &User) -> Result<RawSocket> {
         self.socket_at(&self.app, user).await
     }
 
-    /// Like [`Self::socket`], connected to another instance `app` of the service.
-    pub async fn socket_at(&self, app: &TestApp, user: &User) -> Result<RawSocket> {
-        let mut socket = Self::raw_socket_at(app).await?;
+    async fn socket_at(&self, app: &TestApp, user: &User) -> Result<RawSocket> {
+        let mut socket = RawSocket::open(app).await?;
         socket
             .send(&format!(
                 "40/video-call,{}",
@@ -155,27 +117,8 @@ impl TestSignaling {
         Ok(socket)
     }
 
-    /// A websocket Engine.IO session, not yet in any namespace.
-    pub async fn raw_socket(&self) -> Result<RawSocket> {
-        Self::raw_socket_at(&self.app).await
-    }
-
-    async fn raw_socket_at(app: &TestApp) -> Result<RawSocket> {
-        let url = app
-            .url("/socket.io/?EIO=4&transport=websocket")
-            .replacen("http", "ws", 1);
-        let (stream, _) = within(
-            WAIT,
-            "websocket connect",
-            tokio_tungstenite::connect_async(url),
-        )
-        .await??;
-        let mut socket = RawSocket { stream };
-        let open = socket.recv().await?;
-        if !open.starts_with('0') {
-            return Err(format!("not an OPEN packet: {open}").into());
-        }
-        Ok(socket)
+    async fn raw_socket(&self) -> Result<RawSocket> {
+        RawSocket::open(&self.app).await
     }
 }
 
@@ -186,6 +129,24 @@ pub struct RawSocket {
 }
 
 impl RawSocket {
+    async fn open(app: &TestApp) -> Result<Self> {
+        let url = app
+            .url("/socket.io/?EIO=4&transport=websocket")
+            .replacen("http", "ws", 1);
+        let (stream, _) = within(
+            WAIT,
+            "websocket connect",
+            tokio_tungstenite::connect_async(url),
+        )
+        .await??;
+        let mut socket = Self { stream };
+        let open = socket.recv().await?;
+        if !open.starts_with('0') {
+            return Err(format!("not an OPEN packet: {open}").into());
+        }
+        Ok(socket)
+    }
+
     pub async fn send(&mut self, text: &str) -> Result {
         self.stream.send(Message::text(text)).await?;
         Ok(())

@@ -25,15 +25,8 @@ pub mod tokio_util_free {
 /// `GET /readyz` of `base`: (status, content type, body).
 pub async fn readyz(client: &reqwest::Client, base: &str) -> Result<(u16, String, Value)> {
     let response = client.get(format!("{base}/readyz")).send().await?;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = serde_json::from_str(&response.text().await?).unwrap_or(Value::Null);
-    Ok((status, content_type, body))
+    let answer = sb_testkit::Answer::read(response).await?;
+    Ok((answer.status, answer.content_type, answer.body))
 }
 
 /// Every kind of traffic, round after round, until stopped; samples are collected.
