@@ -21,7 +21,10 @@ fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             {
                 rust_sources(&path, out)?;
             }
-        } else if path.extension().is_some_and(|e| e == "rs") {
+        } else if path.extension().is_some_and(|e| e == "rs")
+            // Build scripts read cargo's variables (`OUT_DIR`), not the services' configuration.
+            && path.file_name().is_some_and(|n| n != "build.rs")
+        {
             out.push(path);
         }
     }
