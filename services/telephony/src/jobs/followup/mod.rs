@@ -21,6 +21,30 @@ use crate::store::calls::{self, Call};
 /// How many calls one pass looks at.
 const BATCH: i64 = 100;
 
+/// What a pass over the due follow-ups of one kind did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub stored: u64,
+    pub given_up: u64,
+}
+
+/// What following one call up came to.
+enum Step {
+    Stored,
+    GaveUp,
+    Other,
+}
+
+impl Tally {
+    fn count(&mut self, step: Step) {
+        match step {
+            Step::Stored => self.stored += 1,
+            Step::GaveUp => self.given_up += 1,
+            Step::Other => {}
+        }
+    }
+}
+
 /// What one run of every pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FollowupReport {

@@ -3,7 +3,7 @@
 
 use diesel_async::AsyncConnection;
 
-use super::{BATCH, next_attempt};
+use super::{BATCH, Step, Tally, next_attempt};
 use crate::actions::status;
 use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::error::TelephonyError;
@@ -11,33 +11,16 @@ use crate::state::AppState;
 use crate::store::calls::{self, Call};
 use crate::store::followups::{self, Followup};
 
-/// What one run of the pass did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Prices {
-    pub stored: u64,
-    pub given_up: u64,
-}
-
-pub async fn run(state: &AppState) -> Result<Prices, TelephonyError> {
-    let mut done = Prices::default();
+pub async fn run(state: &AppState) -> Result<Tally, TelephonyError> {
+    let mut done = Tally::default();
     let mut conn = state.conn().await?;
     let now = chrono::Utc::now();
     for (followup, call) in followups::due(&mut conn, FollowupKind::Cost, now, BATCH).await? {
-        match one(state, &mut conn, &followup, &call).await? {
-            Step::Stored => done.stored += 1,
-            Step::GaveUp => done.given_up += 1,
-            Step::Other => {}
-        }
+        done.count(one(state, &mut conn, &followup, &call).await?);
     }
     state.metrics.followup("price_stored", done.stored);
     state.metrics.followup("price_gave_up", done.given_up);
     Ok(done)
-}
-
-enum Step {
-    Stored,
-    GaveUp,
-    Other,
 }
 
 async fn one(

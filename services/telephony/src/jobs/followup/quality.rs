@@ -3,7 +3,7 @@
 
 use diesel_async::AsyncConnection;
 
-use super::{BATCH, next_attempt};
+use super::{BATCH, Step, Tally, next_attempt};
 use crate::actions::quality;
 use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::domain::quality::{SummaryState, from_summary};
@@ -12,33 +12,16 @@ use crate::state::AppState;
 use crate::store::calls::Call;
 use crate::store::followups::{self, Followup};
 
-/// What one run of the pass did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Quality {
-    pub stored: u64,
-    pub given_up: u64,
-}
-
-pub async fn run(state: &AppState) -> Result<Quality, TelephonyError> {
-    let mut done = Quality::default();
+pub async fn run(state: &AppState) -> Result<Tally, TelephonyError> {
+    let mut done = Tally::default();
     let mut conn = state.conn().await?;
     let now = chrono::Utc::now();
     for (followup, call) in followups::due(&mut conn, FollowupKind::Quality, now, BATCH).await? {
-        match one(state, &mut conn, &followup, &call).await? {
-            Step::Stored => done.stored += 1,
-            Step::GaveUp => done.given_up += 1,
-            Step::Other => {}
-        }
+        done.count(one(state, &mut conn, &followup, &call).await?);
     }
     state.metrics.followup("quality_stored", done.stored);
     state.metrics.followup("quality_gave_up", done.given_up);
     Ok(done)
-}
-
-enum Step {
-    Stored,
-    GaveUp,
-    Other,
 }
 
 async fn one(
