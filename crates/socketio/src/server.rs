@@ -272,6 +272,15 @@ impl SocketIo {
         }
     }
 
+    /// Emits to the sockets of `rooms` on this instance only. For a cluster question's answer
+    /// that must deliver an event and then act on the same sockets, in that order, on every
+    /// instance: [`Self::emit_to`] would relay the event on another subject, which another
+    /// instance may handle after the question.
+    pub fn emit_local(&self, nsp: &str, rooms: &[&str], event: &str, args: &[Value]) {
+        let text = packet::encode_event(nsp, event, args, None);
+        self.deliver_local(nsp, rooms, &[], &text);
+    }
+
     pub(crate) fn uid(&self) -> &str {
         &self.inner.uid
     }

@@ -552,3 +552,45 @@ async fn members_and_the_reconnect_grace_span_instances() -> Result {
     second.stop().await?;
     Ok(())
 }
+
+/// `end-call` on one instance reaches a peer connected to another before that peer is taken out
+/// of the room: the notice and the removal travel as one cluster question, answered in that order
+/// by every instance (as two messages on two subjects they raced, and the peer missed the notice
+/// about 3 times in 10). Twenty rooms, each ended from the other instance than its peer's.
+#[tokio::test]
+async fn end_call_reaches_a_peer_on_another_instance_every_time() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let second = sb_testkit::TestApp::spawn(sb_signaling::build(signaling.config.clone()).await?);
+    let org = Uuid::now_v7();
+    for trial in 0..20 {
+        let host = User::new(org, Role::Closer);
+        let guest = User::new(org, Role::Member);
+        let room = signaling.room(&host, &guest).await?;
+        let mut practitioner = signaling.socket(&host).await?;
+        practitioner
+            .emit("join-room", json!({"roomId": room}))
+            .await?;
+        practitioner.expect("joined-room").await?;
+        let mut patient = signaling.socket_at(&second, &guest).await?;
+        patient.emit("join-room", json!({"roomId": room})).await?;
+        patient.expect("joined-room").await?;
+        practitioner.expect("user-joined").await?;
+
+        practitioner
+            .emit("end-call", json!({"roomId": room}))
+            .await?;
+        let ended = patient
+            .expect("call-ended")
+            .await
+            .map_err(|error| format!("trial {trial}: the peer missed call-ended: {error}"))?;
+        assert_eq!(ended["roomId"], json!(room), "trial {trial}: {ended}");
+        assert_eq!(
+            practitioner.expect("call-ended").await?["roomId"],
+            json!(room),
+            "trial {trial}"
+        );
+        practitioner.close().await?;
+        patient.close().await?;
+    }
+    Ok(())
+}

@@ -293,13 +293,14 @@ impl VideoCall {
                         tracing::error!(error = %e, "cannot end the room");
                         EventError::unavailable("the call could not be ended, retry")
                     })?;
+                // Every instance tells its sockets in the room, then takes them out of it: one
+                // cluster question, so no instance can take them out before telling them.
                 socket
                     .io()
-                    .emit_to(NAMESPACE, &[&room], &[], "call-ended", &[base(vec![])]);
-                // everyone leaves, on every instance
-                socket
-                    .io()
-                    .gather(json!({"op": "end", "room": room}), CLUSTER_TIMEOUT)
+                    .gather(
+                        json!({"op": "end", "room": room, "call-ended": base(vec![])}),
+                        CLUSTER_TIMEOUT,
+                    )
                     .await;
             }
             other => {
@@ -484,6 +485,9 @@ impl VideoCall {
                 json!({"members": members, "present": present, "returning": returning})
             }
             "end" => {
+                if let Some(notice) = request.get("call-ended") {
+                    io.emit_local(NAMESPACE, &[room], "call-ended", &[notice.clone()]);
+                }
                 for peer in peers {
                     if let Some(m) = member(&peer) {
                         if lock(&m.rooms).remove(room).is_some() {
