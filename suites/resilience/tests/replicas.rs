@@ -5,7 +5,9 @@
 //! surviving and restarted replicas took was answered (a 503 at worst), every outbox event is in
 //! its stream once, every consumer applied every event of its filter once (its inbox against its
 //! stream), no dead letter, the CRM's appointments were projected and their rooms created once,
-//! the two replicas shared the consumers' work, and a per-user rate limit counts across replicas.
+//! the two replicas shared the consumers' work, a per-user rate limit counts across replicas, a
+//! supervisor's live stream on one replica sees sessions started on the other, and `end-call` on
+//! one replica reaches a peer on the other.
 //! Run time: about a minute.
 
 mod common;
@@ -25,6 +27,7 @@ use sb_events::{Domain, Namespace};
 use sb_resilience::events::{account, applications, dead_letters, drained};
 use sb_resilience::process::{ServiceProcess, endpoints};
 use sb_resilience::service_env;
+use sb_resilience::socket::SocketClient;
 use sb_resilience::traffic::{Sample, Traffic};
 use sb_testkit::{FakeLiveKit, FakeTwilio, NatsCluster, PrivatePostgres, TestTokens, TestUser};
 use serde_json::json;
@@ -403,6 +406,37 @@ async fn two_replicas_per_service_on_a_nats_cluster_survive_crashes_and_apply_ev
     let mut expected = vec![201; CALL_LIMIT];
     expected.push(429);
     assert_eq!(statuses, expected, "calls alternating between the replicas");
+
+    // A signaling room spans the replicas: the host on A ends the call, the guest on B hears it.
+    let (signaling_a, signaling_b) = (endpoints(&a)?.signaling, endpoints(&b)?.signaling);
+    for trial in 0..5 {
+        let host = TestUser::new(traffic_a.org, Role::Closer);
+        let guest = TestUser::new(traffic_a.org, Role::Member);
+        let appointment = traffic_a.appointment(&host, Some(&guest)).await?;
+        let (status, body) = traffic_a
+            .send(
+                "create room",
+                client.post(format!(
+                    "{signaling_a}/video-call/room/appointment/{appointment}/create"
+                )),
+                Some(&host),
+            )
+            .await;
+        assert_eq!(status.status, 200, "{body}");
+        let room = body["roomId"].as_str().ok_or("no roomId")?.to_owned();
+        let mut on_a = SocketClient::connect(&signaling_a, &traffic_a.token(&host)).await?;
+        on_a.emit("join-room", json!({"roomId": room})).await?;
+        on_a.expect("joined-room").await?;
+        let mut on_b = SocketClient::connect(&signaling_b, &traffic_a.token(&guest)).await?;
+        on_b.emit("join-room", json!({"roomId": room})).await?;
+        on_b.expect("joined-room").await?;
+        on_a.emit("end-call", json!({"roomId": room})).await?;
+        let ended = on_b
+            .expect("call-ended")
+            .await
+            .map_err(|e| format!("trial {trial}: replica B's guest missed call-ended: {e}"))?;
+        assert_eq!(ended["roomId"], json!(room), "trial {trial}");
+    }
 
     for process in a.iter().chain(&b) {
         process.sigterm().await?;

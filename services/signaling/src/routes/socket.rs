@@ -486,7 +486,12 @@ impl VideoCall {
             }
             "end" => {
                 if let Some(notice) = request.get("call-ended") {
-                    io.emit_local(NAMESPACE, &[room], "call-ended", &[notice.clone()]);
+                    io.emit_local(
+                        NAMESPACE,
+                        &[room],
+                        "call-ended",
+                        std::slice::from_ref(notice),
+                    );
                 }
                 for peer in peers {
                     if let Some(m) = member(&peer) {
