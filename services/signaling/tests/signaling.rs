@@ -299,9 +299,10 @@ async fn every_seed_event_flows_between_practitioner_and_patient() -> Result {
     );
     let mut intruder = signaling.socket(&stranger).await?;
     intruder.emit("join-room", json!({"roomId": room})).await?;
+    // A room the caller may not see answers as one that does not exist (REST says 404 too).
     assert_eq!(
         intruder.expect("error").await?,
-        json!({"event": "join-room", "code": "forbidden", "message": format!("not allowed to join room {room}")})
+        json!({"event": "join-room", "code": "not_found", "message": format!("room {room} not found")})
     );
     // an acknowledgement round-trips
     patient
@@ -312,6 +313,21 @@ async fn every_seed_event_flows_between_practitioner_and_patient() -> Result {
         .await?;
     assert_eq!(patient.recv().await?, "43/video-call,7[{\"ok\":true}]");
     practitioner.expect("audio-toggled").await?;
+    // join-room's acknowledgement says ok too, with what joined-room says
+    patient
+        .send(&format!(
+            "42/video-call,8{}",
+            json!(["join-room", {"roomId": room}])
+        ))
+        .await?;
+    let ack = loop {
+        let frame = patient.recv().await?;
+        if let Some(body) = frame.strip_prefix("43/video-call,8") {
+            break serde_json::from_str::<serde_json::Value>(body)?;
+        }
+    };
+    assert_eq!(ack[0]["ok"], true, "{ack}");
+    assert_eq!(ack[0]["roomId"], json!(room), "{ack}");
 
     let (_, view) = signaling
         .get_json(

@@ -332,11 +332,10 @@ impl VideoCall {
             .await
             .map_err(|e| unavailable(e.into()))?
             .filter(|a| actions::may_access(&me.principal, a))
+            // A room the caller may not see answers as a room that does not exist, as the REST
+            // routes do: its existence is not revealed.
             .ok_or_else(|| {
-                EventError::new(
-                    EventCode::Forbidden,
-                    format!("not allowed to join room {room_id}"),
-                )
+                EventError::new(EventCode::NotFound, format!("room {room_id} not found"))
             })?;
         drop(conn);
         let side = actions::side(me.principal.user_id.as_uuid(), &appointment);
@@ -397,7 +396,12 @@ impl VideoCall {
                 &[json!({"roomId": room_id, "userId": me.user_id, "role": side.as_str()})],
             );
         }
-        Ok(joined)
+        // Every acknowledgement says `ok`; join-room's also carries what `joined-room` said.
+        let mut ack = joined;
+        if let Some(fields) = ack.as_object_mut() {
+            fields.insert("ok".to_owned(), Value::Bool(true));
+        }
+        Ok(ack)
     }
 
     /// Leaves a room: at once when asked, after the reconnect grace when the connection dropped.
