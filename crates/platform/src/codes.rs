@@ -197,9 +197,7 @@ event_codes! {
     NotInRoom = "not_in_room",
         "The socket has not joined the room the event names.";
     NotFound = "not_found",
-        "`join-room`: no such room.";
-    Forbidden = "forbidden",
-        "`join-room`: the caller may not join this room.";
+        "`join-room`: no such room, or one the caller may not see (as REST answers 404).";
     CallEnded = "call_ended",
         "`join-room`: the room's call has ended.";
     UnknownEvent = "unknown_event",
