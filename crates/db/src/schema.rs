@@ -316,6 +316,7 @@ diesel::table! {
         decided_at -> Nullable<Timestamptz>,
         expires_at -> Timestamptz,
         created_at -> Timestamptz,
+        device_secret_sha256 -> Nullable<Bytea>,
     }
 }
 

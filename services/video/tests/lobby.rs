@@ -20,6 +20,8 @@ struct Setup {
     appointment: TestAppointment,
     call: Uuid,
     room: String,
+    /// The device secret each guest's first join answered, as the guest's page keeps it.
+    devices: std::sync::Mutex<std::collections::HashMap<Uuid, String>>,
 }
 
 async fn setup() -> Result<Setup> {
@@ -44,6 +46,7 @@ async fn setup() -> Result<Setup> {
         appointment,
         call,
         room,
+        devices: Default::default(),
     })
 }
 
@@ -80,17 +83,52 @@ impl Setup {
         Ok(links.mint(OrgId::from(org), call, open, close)?.0)
     }
 
-    /// The guest (no JWT) enters the lobby.
+    /// A new device (no JWT, no device secret) enters the lobby.
     async fn guest_join(&self, token: &str, name: &str) -> Result<(u16, Value)> {
-        answer(
+        self.guest_join_from(token, name, None).await
+    }
+
+    /// A device enters the lobby, presenting the secret an earlier join gave it, if any; the
+    /// secret a first join answers is remembered for [`Setup::poll`].
+    async fn guest_join_from(
+        &self,
+        token: &str,
+        name: &str,
+        device_secret: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        let mut body = json!({"token": token, "displayName": name});
+        if let Some(secret) = device_secret {
+            body["deviceSecret"] = json!(secret);
+        }
+        let (status, body) = answer(
             self.video
                 .app
                 .post("/calls/guest/join")
-                .json(&json!({"token": token, "displayName": name}))
+                .json(&body)
                 .send()
                 .await?,
         )
-        .await
+        .await?;
+        if let (Some(guest), Some(secret)) =
+            (body["guestId"].as_str(), body["deviceSecret"].as_str())
+        {
+            self.devices
+                .lock()
+                .map_err(|_| "poisoned")?
+                .insert(Uuid::parse_str(guest)?, secret.to_owned());
+        }
+        Ok((status, body))
+    }
+
+    /// The device secret guest `guest`'s first join answered.
+    fn device_of(&self, guest: Uuid) -> Result<String> {
+        Ok(self
+            .devices
+            .lock()
+            .map_err(|_| "poisoned")?
+            .get(&guest)
+            .cloned()
+            .ok_or("no device secret for this guest")?)
     }
 
     /// The guest enters the lobby and must be accepted; returns their id.
@@ -100,17 +138,28 @@ impl Setup {
         Ok(Uuid::parse_str(text(&body["guestId"])?)?)
     }
 
-    /// The guest (no JWT) polls their lobby place.
+    /// The guest's own device (no JWT) polls their lobby place.
     async fn poll(&self, guest: Uuid, token: &str) -> Result<(u16, Value)> {
-        answer(
-            self.video
-                .app
-                .get(&format!("/calls/guest/{guest}"))
-                .query(&[("token", token)])
-                .send()
-                .await?,
-        )
-        .await
+        let secret = self.device_of(guest)?;
+        self.poll_from(guest, token, Some(&secret)).await
+    }
+
+    /// Any device polls lobby place `guest`, presenting `device_secret` if given.
+    async fn poll_from(
+        &self,
+        guest: Uuid,
+        token: &str,
+        device_secret: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        let mut request = self
+            .video
+            .app
+            .get(&format!("/calls/guest/{guest}"))
+            .query(&[("token", token)]);
+        if let Some(secret) = device_secret {
+            request = request.header("Guest-Device-Secret", secret);
+        }
+        answer(request.send().await?).await
     }
 
     async fn decide(&self, user: &User, guest: Uuid, decision: &str) -> Result<(u16, Value)> {
@@ -185,7 +234,8 @@ async fn a_guest_follows_a_link_waits_in_the_lobby_and_is_admitted_with_guest_gr
         (scheduled + Duration::minutes(45) + Duration::hours(2)).timestamp()
     );
 
-    // The guest enters the lobby; the same link again keeps the same place.
+    // The guest enters the lobby, and their device is given a secret once; the same link with
+    // that secret (a reloaded page) keeps the same place.
     let (status, joined) = s.guest_join(&token, "  Léa Lead  ").await?;
     assert_eq!(status, 202, "{joined}");
     assert_eq!(joined["status"], "WAITING");
@@ -194,8 +244,10 @@ async fn a_guest_follows_a_link_waits_in_the_lobby_and_is_admitted_with_guest_gr
         joined["pollUrl"],
         format!("/calls/guest/{guest}?token={token}")
     );
-    let (status, again) = s.guest_join(&token, "Léa").await?;
+    let device = text(&joined["deviceSecret"])?.to_owned();
+    let (status, again) = s.guest_join_from(&token, "Léa", Some(&device)).await?;
     assert_eq!((status, &again["guestId"]), (202, &joined["guestId"]));
+    assert_eq!(again["deviceSecret"], Value::Null, "given once only");
 
     // Waiting: no token.
     let (status, waiting) = s.poll(guest, &token).await?;
@@ -218,9 +270,17 @@ async fn a_guest_follows_a_link_waits_in_the_lobby_and_is_admitted_with_guest_gr
     assert_eq!(admitted["decidedBy"], s.host.id.to_string());
     assert!(admitted["decidedAt"].is_string());
 
-    // The next poll (through the URL the join gave) carries a LiveKit token for this room with
-    // exactly the guest preset's grants.
-    let (status, polled) = answer(s.video.app.get(text(&joined["pollUrl"])?).send().await?).await?;
+    // The next poll (through the URL the join gave, from the guest's device) carries a LiveKit
+    // token for this room with exactly the guest preset's grants.
+    let (status, polled) = answer(
+        s.video
+            .app
+            .get(text(&joined["pollUrl"])?)
+            .header("Guest-Device-Secret", &device)
+            .send()
+            .await?,
+    )
+    .await?;
     assert_eq!(status, 200, "{polled}");
     assert_eq!(polled["status"], "ADMITTED");
     assert_eq!(polled["roomName"], s.room);
@@ -263,8 +323,10 @@ async fn a_denied_guest_never_gets_a_token_and_decisions_are_final() -> Result {
     let (status, polled) = s.poll(guest, &token).await?;
     assert_eq!(status, 200);
     assert_eq!(polled, json!({"guestId": guest, "status": "DENIED"}));
-    // Rejoining with the same link does not put them back in the queue.
-    let (status, rejoined) = s.guest_join(&token, "Denied Dan").await?;
+    // Rejoining from the same device does not put them back in the queue.
+    let (status, rejoined) = s
+        .guest_join_from(&token, "Denied Dan", Some(&s.device_of(guest)?))
+        .await?;
     assert_eq!((status, &rejoined["status"]), (202, &json!("DENIED")));
 
     // Denying again is a harmless retry that keeps the first decision's time; admitting now is
@@ -342,7 +404,7 @@ async fn refused_links_answer_401_with_a_code_saying_why() -> Result {
     ] {
         let (status, body) = s.guest_join(token, "Eve").await?;
         assert_eq!((status, &body["code"]), (401, &json!(code)), "{body}");
-        let (status, body) = s.poll(Uuid::now_v7(), token).await?;
+        let (status, body) = s.poll_from(Uuid::now_v7(), token, None).await?;
         assert_eq!((status, &body["code"]), (401, &json!(code)), "{body}");
     }
     // Polling without a token is a refused link too.
@@ -366,7 +428,7 @@ async fn refused_links_answer_401_with_a_code_saying_why() -> Result {
     let second = s.link().await?;
     let (status, _) = s.poll(guest, &second).await?;
     assert_eq!(status, 404);
-    let (status, _) = s.poll(Uuid::now_v7(), &good).await?;
+    let (status, _) = s.poll_from(Uuid::now_v7(), &good, None).await?;
     assert_eq!(status, 404);
 
     // A well-signed link for a call that does not exist.
@@ -520,6 +582,70 @@ async fn only_the_host_or_a_leader_of_the_org_runs_the_lobby_and_the_controls() 
 }
 
 #[tokio::test]
+async fn a_forwarded_link_brings_a_new_guest_never_the_admitted_ones_place() -> Result {
+    let s = setup().await?;
+    let token = s.link().await?;
+    let lea = s.waiting_guest(&token, "Léa Lead").await?;
+    assert_eq!(s.decide(&s.host, lea, "admit").await?.0, 200);
+
+    // Léa forwards the link. The newcomer is not Léa: a new place, waiting, with its own
+    // device secret, and no LiveKit token.
+    let (status, newcomer) = s.guest_join(&token, "Léa Lead").await?;
+    assert_eq!(status, 202, "{newcomer}");
+    let other = Uuid::parse_str(text(&newcomer["guestId"])?)?;
+    assert_ne!(other, lea);
+    assert_eq!(newcomer["status"], "WAITING");
+    assert!(newcomer.get("token").is_none(), "{newcomer}");
+    assert_ne!(text(&newcomer["deviceSecret"])?, s.device_of(lea)?);
+    // A made-up secret is no better than none.
+    let (status, guess) = s
+        .guest_join_from(&token, "Léa Lead", Some("not-her-secret"))
+        .await?;
+    assert_eq!((status, &guess["status"]), (202, &json!("WAITING")));
+    assert_ne!(guess["guestId"], json!(lea));
+
+    // Léa's place answers only her device, even to someone who learnt her guest id.
+    let (status, body) = s.poll_from(lea, &token, None).await?;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = s
+        .poll_from(lea, &token, Some(text(&newcomer["deviceSecret"])?))
+        .await?;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = s.poll_from(lea, &token, Some(&"x".repeat(101))).await?;
+    assert_eq!(
+        (status, &body["field"]),
+        (400, &json!("Guest-Device-Secret"))
+    );
+    let (status, polled) = s.poll(lea, &token).await?;
+    assert_eq!((status, &polled["status"]), (200, &json!("ADMITTED")));
+    let claims = TokenVerifier::with_api_key(&s.video.livekit.api_key, &s.video.livekit.api_secret)
+        .verify(text(&polled["token"])?)?;
+    assert_eq!(claims.sub, format!("g_{lea}"));
+
+    // The host decides about the newcomer like any guest.
+    let (_, lobby) = s.lobby(&s.host).await?;
+    assert_eq!(lobby["items"].as_array().ok_or("items")?.len(), 3);
+
+    // One link opens at most five places.
+    for _ in 0..2 {
+        assert_eq!(s.guest_join(&token, "Another").await?.0, 202);
+    }
+    let (status, body) = s.guest_join(&token, "One too many").await?;
+    assert_eq!(
+        (status, &body["code"]),
+        (409, &json!("lobby_full")),
+        "{body}"
+    );
+    // Léa's device still gets her place back.
+    let (status, again) = s
+        .guest_join_from(&token, "Léa", Some(&s.device_of(lea)?))
+        .await?;
+    assert_eq!((status, &again["guestId"]), (202, &json!(lea)));
+    assert_eq!(again["status"], "ADMITTED");
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_lobby_holds_at_most_twenty_waiting_guests() -> Result {
     let s = setup().await?;
     let mut first = None;
@@ -537,7 +663,9 @@ async fn the_lobby_holds_at_most_twenty_waiting_guests() -> Result {
         "{body}"
     );
     // A guest already in the lobby keeps their place when they reload.
-    let (status, again) = s.guest_join(&first_token, "Guest 0").await?;
+    let (status, again) = s
+        .guest_join_from(&first_token, "Guest 0", Some(&s.device_of(first)?))
+        .await?;
     assert_eq!((status, &again["guestId"]), (202, &json!(first)));
     // A decision frees a seat.
     assert_eq!(s.decide(&s.host, first, "deny").await?.0, 200);

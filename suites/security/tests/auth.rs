@@ -249,32 +249,39 @@ async fn a_guest_link_of_one_call_is_refused_on_another() -> Result {
             .await?;
         assert_eq!(status, 202, "{waiting}");
         let guest = waiting["guestId"].as_str().ok_or("guestId")?.to_owned();
-        calls.push((call, token, guest));
+        let device = waiting["deviceSecret"]
+            .as_str()
+            .ok_or("deviceSecret")?
+            .to_owned();
+        calls.push((call, token, guest, device));
     }
-    let (_, token_x, guest_x) = &calls[0];
-    let (_, token_y, guest_y) = &calls[1];
-    for (token, guest) in [(token_x, guest_y), (token_y, guest_x)] {
+    // Even with the guest's own device secret, the other call's link reads nothing.
+    let (_, token_x, guest_x, device_x) = &calls[0];
+    let (_, token_y, guest_y, device_y) = &calls[1];
+    for (token, guest, device) in [(token_x, guest_y, device_y), (token_y, guest_x, device_x)] {
         let (status, body) = video
             .app
             .send(
                 video
                     .app
                     .get(&format!("/calls/guest/{guest}"))
-                    .query(&[("token", token)]),
+                    .query(&[("token", token)])
+                    .header("Guest-Device-Secret", device),
                 None,
             )
             .await?;
         assert_eq!(status, 404, "{body}");
     }
-    // Each link still works for its own guest.
-    for (_, token, guest) in &calls {
+    // Each link still works for its own guest's device.
+    for (_, token, guest, device) in &calls {
         let (status, body) = video
             .app
             .send(
                 video
                     .app
                     .get(&format!("/calls/guest/{guest}"))
-                    .query(&[("token", token)]),
+                    .query(&[("token", token)])
+                    .header("Guest-Device-Secret", device),
                 None,
             )
             .await?;

@@ -93,6 +93,7 @@ async fn video_fixture(video: &Service) -> Result<Fixture> {
         .await?;
     assert_eq!(status, 202, "guest join: {waiting}");
     let guest = text(&waiting["guestId"], "guestId")?;
+    let device_secret = text(&waiting["deviceSecret"], "deviceSecret")?;
     let identity = format!("g_{guest}");
     let livekit = &video.livekit;
     livekit.join(&room, &identity, "Guest of A");
@@ -128,13 +129,18 @@ async fn video_fixture(video: &Service) -> Result<Fixture> {
         }),
         ..Fixture::default()
     };
-    let query = |token: &str| Credential::Query(vec![("token".to_owned(), token.to_owned())]);
+    // The others hold the owner's device secret too: only the link of the guest's own call
+    // reads the guest.
+    let guest_link = |token: &str| Credential::GuestLink {
+        token: token.to_owned(),
+        device_secret: device_secret.clone(),
+    };
     fixture.public.insert(
         "GET /calls/guest/{guestId}".to_owned(),
         Callers {
-            owner: query(&link),
-            other_org: query(&link_b),
-            same_org_without_role: query(&link_other_call_a),
+            owner: guest_link(&link),
+            other_org: guest_link(&link_b),
+            same_org_without_role: guest_link(&link_other_call_a),
         },
     );
     for (name, value) in [

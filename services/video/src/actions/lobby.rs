@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::actions::access;
 use crate::domain::call::{DisplayName, Identity};
-use crate::domain::lobby::{self as rules, Decision, LobbyStatus, MAX_WAITING_GUESTS, Outcome};
+use crate::domain::lobby::{
+    self as rules, Decision, DeviceSecret, LobbyStatus, MAX_WAITING_GUESTS, Outcome,
+};
 use crate::error::VideoError;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, NewParticipant};
@@ -88,13 +90,22 @@ pub async fn mint_link(
         })
 }
 
-/// `POST /calls/guest/join`: the guest presenting `token` waits in the call's lobby. The same
-/// link always answers the same lobby row, so a reloaded page keeps its place.
+/// A lobby place and, when this join opened it, the secret its device must keep.
+pub struct LobbyPlace {
+    pub guest: LobbyGuest,
+    pub device_secret: Option<DeviceSecret>,
+}
+
+/// `POST /calls/guest/join`: the guest presenting `token` waits in the call's lobby. A device
+/// that presents the secret its first join was given gets its place back (a reloaded page keeps
+/// its place); anyone else with the link is a new guest the host decides about, so a link
+/// forwarded after admission never hands over the admitted guest's place.
 pub async fn join(
     state: &AppState,
     token: &str,
     display_name: &DisplayName,
-) -> Result<LobbyGuest, VideoError> {
+    presented: Option<&DeviceSecret>,
+) -> Result<LobbyPlace, VideoError> {
     let claims = state.guest_links.verify_link(token).map_err(link_error)?;
     let expires_at = DateTime::from_timestamp(claims.exp, 0)
         .ok_or_else(|| link_error(GuestLinkError::Invalid))?;
@@ -103,16 +114,36 @@ pub async fn join(
     state
         .outbox
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
-            // The call row's lock makes concurrent joins queue: one row per link and the waiting
-            // limit hold without a unique index on link_id.
+            // The call row's lock makes concurrent joins queue: the per-link and waiting
+            // limits hold without a unique index.
             let call = calls::lock(conn, claims.call)
                 .await
                 .optional()?
                 .filter(|call| call.org_id == org)
                 .ok_or(VideoError::not_found("call"))?;
             ensure_open(&call)?;
-            if let Some(guest) = lobby::find_by_link(conn, call.id, claims.sub).await? {
-                return Ok(guest);
+            let places = lobby::of_link(conn, call.id, claims.sub).await?;
+            if let Some(presented) = presented
+                && let Some(guest) = places.iter().find(|guest| {
+                    guest
+                        .device_secret_sha256
+                        .as_deref()
+                        .is_some_and(|digest| presented.matches(digest))
+                })
+            {
+                return Ok(LobbyPlace {
+                    guest: guest.clone(),
+                    device_secret: None,
+                });
+            }
+            if places.len() >= rules::MAX_GUESTS_PER_LINK as usize {
+                return Err(VideoError::conflict(
+                    Code::LobbyFull,
+                    format!(
+                        "this link has already brought {} guests: ask the host for a new one",
+                        rules::MAX_GUESTS_PER_LINK
+                    ),
+                ));
             }
             if lobby::count_waiting(conn, call.id, Utc::now()).await? >= MAX_WAITING_GUESTS {
                 return Err(VideoError::conflict(
@@ -120,7 +151,8 @@ pub async fn join(
                     format!("{MAX_WAITING_GUESTS} guests are already waiting for this call"),
                 ));
             }
-            Ok(lobby::insert(
+            let device_secret = DeviceSecret::generate();
+            let guest = lobby::insert(
                 conn,
                 &NewLobbyGuest {
                     id: Uuid::now_v7(),
@@ -129,9 +161,14 @@ pub async fn join(
                     link_id: claims.sub,
                     display_name: display_name.as_str(),
                     expires_at,
+                    device_secret_sha256: &device_secret.sha256(),
                 },
             )
-            .await?)
+            .await?;
+            Ok(LobbyPlace {
+                guest,
+                device_secret: Some(device_secret),
+            })
         }))
         .await
 }
@@ -144,17 +181,24 @@ pub struct Admission {
 }
 
 /// `GET /calls/guest/{guestId}`: the guest's place in the lobby and, once admitted, a fresh
-/// LiveKit token. Only the link that created the lobby row can read it.
+/// LiveKit token. Only the device holding the place's secret, with the link that opened it,
+/// can read it; anyone else is told there is no such guest.
 pub async fn poll(
     state: &AppState,
     token: &str,
     guest_id: Uuid,
+    presented: Option<&DeviceSecret>,
 ) -> Result<(LobbyGuest, Option<Admission>), VideoError> {
     let claims = state.guest_links.verify_link(token).map_err(link_error)?;
     let mut conn = state.conn().await?;
     let guest = lobby::find(&mut conn, claims.call, guest_id)
         .await?
         .filter(|g| g.link_id == claims.sub && g.org_id == claims.org.as_uuid())
+        .filter(|g| match g.device_secret_sha256.as_deref() {
+            Some(digest) => presented.is_some_and(|secret| secret.matches(digest)),
+            // A place taken before devices were bound: the link alone, as then.
+            None => true,
+        })
         .ok_or(VideoError::not_found("guest"))?;
     let call = calls::find(&mut conn, guest.call_id)
         .await?

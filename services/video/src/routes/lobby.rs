@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::actions::lobby::{self, Admission};
 use crate::domain::call::DisplayName;
-use crate::domain::lobby::{Decision, LobbyStatus};
+use crate::domain::lobby::{Decision, DeviceSecret, LobbyStatus};
 use crate::error::VideoError;
 use crate::routes::JsonBody;
 use crate::state::AppState;
@@ -103,6 +103,10 @@ pub struct GuestJoinBody {
     /// characters.
     #[schema(max_length = 100)]
     display_name: Option<String>,
+    /// The `deviceSecret` this device's first join answered: with it, a reloaded page gets its
+    /// place back; without it, the link brings a new guest the host decides about.
+    #[schema(max_length = 100)]
+    device_secret: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -110,19 +114,44 @@ pub struct GuestJoinBody {
 pub struct GuestJoinResponse {
     guest_id: Uuid,
     status: LobbyStatus,
-    /// Poll this (every few seconds) until the status is `ADMITTED` or `DENIED`.
+    /// Poll this (every few seconds), with the `Guest-Device-Secret` header, until the status
+    /// is `ADMITTED` or `DENIED`.
     poll_url: String,
+    /// Only when this join opened the place: keep it on this device (it is not shown again)
+    /// and send it as `deviceSecret` when joining again and as the `Guest-Device-Secret`
+    /// header when polling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_secret: Option<String>,
+}
+
+/// The header a guest's device proves its lobby place with.
+const DEVICE_SECRET_HEADER: &str = "Guest-Device-Secret";
+
+/// Longest device secret accepted (ours are 43 characters).
+const MAX_DEVICE_SECRET_LEN: usize = 100;
+
+fn device_secret(
+    field: &'static str,
+    text: Option<&str>,
+) -> Result<Option<DeviceSecret>, VideoError> {
+    match text {
+        None => Ok(None),
+        Some(text) if text.is_empty() || text.len() > MAX_DEVICE_SECRET_LEN => Err(
+            VideoError::invalid(field, format!("1 to {MAX_DEVICE_SECRET_LEN} characters")),
+        ),
+        Some(text) => Ok(Some(DeviceSecret::presented(text))),
+    }
 }
 
 /// `POST /calls/guest/join`
 #[utoipa::path(post, path = "/calls/guest/join", tag = "lobby",
     request_body = GuestJoinBody,
     responses(
-        (status = 202, body = GuestJoinResponse, description = "The guest waits in the lobby (the same link always gets the same place)"),
+        (status = 202, body = GuestJoinResponse, description = "The guest waits in the lobby: the device that presents its `deviceSecret` gets its place back, anyone else with the link is a new guest"),
         (status = 400, description = "Malformed body or display name", content_type = "application/problem+json"),
         (status = 401, description = "Guest link invalid (`guest_link_invalid`), expired (`guest_link_expired`) or not open yet (`guest_link_not_yet_valid`)", content_type = "application/problem+json"),
         (status = 404, description = "The link's call does not exist", content_type = "application/problem+json"),
-        (status = 409, description = "The call is over (`call_finished`) or too many guests wait (`lobby_full`)", content_type = "application/problem+json"),
+        (status = 409, description = "The call is over (`call_finished`), too many guests wait or the link has brought five already (`lobby_full`)", content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")))]
 #[post("/calls/guest/join")]
 async fn join_lobby(
@@ -131,11 +160,13 @@ async fn join_lobby(
 ) -> Result<HttpResponse, VideoError> {
     let display_name = DisplayName::parse(body.display_name.as_deref().unwrap_or_default())
         .map_err(|e| VideoError::invalid("displayName", e))?;
-    let guest = lobby::join(&state, &body.token, &display_name).await?;
+    let presented = device_secret("deviceSecret", body.device_secret.as_deref())?;
+    let place = lobby::join(&state, &body.token, &display_name, presented.as_ref()).await?;
     Ok(HttpResponse::Accepted().json(GuestJoinResponse {
-        guest_id: guest.id,
-        status: guest.status,
-        poll_url: with_token(&format!("/calls/guest/{}", guest.id), &body.token),
+        guest_id: place.guest.id,
+        status: place.guest.status,
+        poll_url: with_token(&format!("/calls/guest/{}", place.guest.id), &body.token),
+        device_secret: place.device_secret.map(|secret| secret.expose().to_owned()),
     }))
 }
 
@@ -178,11 +209,12 @@ fn link_token(req: &HttpRequest) -> Result<String, VideoError> {
 #[utoipa::path(get, path = "/calls/guest/{guestId}", tag = "lobby",
     params(
         ("guestId" = Uuid, Path),
-        ("token" = String, Query, description = "The guest-link token that created this lobby place")),
+        ("token" = String, Query, description = "The guest-link token that created this lobby place"),
+        ("Guest-Device-Secret" = String, Header, description = "The `deviceSecret` the join that opened this place answered")),
     responses(
         (status = 200, body = GuestStatusResponse, description = "Still waiting, denied, or admitted with what to connect with"),
         (status = 401, description = "Guest link missing, invalid, expired or not open yet", content_type = "application/problem+json"),
-        (status = 404, description = "No such guest for this link", content_type = "application/problem+json"),
+        (status = 404, description = "No such guest for this link and device", content_type = "application/problem+json"),
         (status = 409, description = "The call is over", content_type = "application/problem+json")))]
 #[get("/calls/guest/{guestId}")]
 async fn poll_guest(
@@ -191,7 +223,18 @@ async fn poll_guest(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, VideoError> {
     let token = link_token(&req)?;
-    let (guest, admission) = lobby::poll(&state, &token, path.into_inner()).await?;
+    let header = req
+        .headers()
+        .get(DEVICE_SECRET_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| VideoError::invalid(DEVICE_SECRET_HEADER, "not visible ASCII"))
+        })
+        .transpose()?;
+    let presented = device_secret(DEVICE_SECRET_HEADER, header)?;
+    let (guest, admission) =
+        lobby::poll(&state, &token, path.into_inner(), presented.as_ref()).await?;
     let mut response = GuestStatusResponse {
         guest_id: guest.id,
         status: guest.status,

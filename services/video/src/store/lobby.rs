@@ -22,6 +22,8 @@ pub struct LobbyGuest {
     pub decided_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// SHA-256 of the secret handed to the device that took this place (see `DeviceSecret`).
+    pub device_secret_sha256: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -33,6 +35,7 @@ pub struct NewLobbyGuest<'a> {
     pub link_id: Uuid,
     pub display_name: &'a str,
     pub expires_at: DateTime<Utc>,
+    pub device_secret_sha256: &'a [u8],
 }
 
 pub async fn insert(
@@ -78,20 +81,22 @@ pub async fn lock(
         .optional()
 }
 
-/// The guest who entered `call_id`'s lobby with the link `link_id`, if any.
-pub async fn find_by_link(
+/// Every lobby place the link `link_id` opened in `call_id`, oldest first.
+pub async fn of_link(
     conn: &mut AsyncPgConnection,
     call_id: Uuid,
     link_id: Uuid,
-) -> QueryResult<Option<LobbyGuest>> {
+) -> QueryResult<Vec<LobbyGuest>> {
     video_lobby_guests::table
         .filter(video_lobby_guests::call_id.eq(call_id))
         .filter(video_lobby_guests::link_id.eq(link_id))
-        .order(video_lobby_guests::created_at.asc())
+        .order((
+            video_lobby_guests::created_at.asc(),
+            video_lobby_guests::id.asc(),
+        ))
         .select(LobbyGuest::as_select())
-        .first(conn)
+        .load(conn)
         .await
-        .optional()
 }
 
 /// Guests still waiting in `call_id`'s lobby whose link has not expired.

@@ -12,12 +12,15 @@ use std::time::Duration;
 use sb_testkit::{Result, TestApp};
 use serde_json::Value;
 
-/// Who sends a request: a bearer JWT, query parameters (public routes whose credential is in
-/// the URL, such as guest links), or nobody.
+/// Who sends a request: a bearer JWT, or a guest's link (`?token=`) with the device secret
+/// its lobby place was given (`Guest-Device-Secret`).
 #[derive(Debug, Clone)]
 pub enum Credential {
     Bearer(String),
-    Query(Vec<(String, String)>),
+    GuestLink {
+        token: String,
+        device_secret: String,
+    },
 }
 
 /// The three callers of one route: the owner of the objects (org A, allowed), the leader of
@@ -164,7 +167,14 @@ pub async fn send(
     let mut request = app.client.request(method, app.url(path));
     match credential {
         Credential::Bearer(token) => request = request.bearer_auth(token),
-        Credential::Query(pairs) => request = request.query(pairs),
+        Credential::GuestLink {
+            token,
+            device_secret,
+        } => {
+            request = request
+                .query(&[("token", token)])
+                .header("Guest-Device-Secret", device_secret)
+        }
     }
     if let Some(body) = body {
         request = request.json(body);
