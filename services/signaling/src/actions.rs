@@ -1,11 +1,18 @@
 //! Room changes that publish `sb.signaling.room.status_changed`: creation, presence, ending.
 
+/// How long a cluster question waits for the other instances (a dead one is forgotten after
+/// three heartbeats; until then it costs this much).
+pub const CLUSTER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 use chrono::Utc;
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::policy::{AppointmentAccess, can_access_appointment};
 use sb_auth::{OrgId, Principal, TeamId, UserId};
 use sb_db::models::Appointment;
+use sb_events::outbox::Outbox;
 use sb_events::proto::SignalingRoomStatusChanged;
+use sb_socketio::SocketIo;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::domain::{RoomStatus, Side, new_room_id};
@@ -58,17 +65,137 @@ pub async fn ensure_room(
     .await
 }
 
+/// Why a room ended: what its members are told in `call-ended`.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    /// A member sent `end-call`: the notice names them (`{roomId, userId}`, the seed's shape).
+    Call { user: String },
+    /// The CRM cancelled the appointment.
+    Cancelled,
+    /// The cleanup job: the appointment is long over.
+    Over,
+    /// Both sides left and stayed away past the reconnect grace.
+    Empty,
+}
+
+impl Ending {
+    /// The `call-ended` payload.
+    pub fn notice(&self, room_id: &str) -> Value {
+        match self {
+            Self::Call { user } => json!({"roomId": room_id, "userId": user}),
+            Self::Cancelled => json!({"roomId": room_id, "reason": "cancelled"}),
+            Self::Over => json!({"roomId": room_id, "reason": "over"}),
+            Self::Empty => json!({"roomId": room_id, "reason": "empty"}),
+        }
+    }
+}
+
 /// What to change on a room.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Change {
     Present(Side, bool),
-    End,
+    End(Ending),
+}
+
+/// The cluster question that ends a room's call: every instance tells its sockets in the room
+/// `call-ended`, then takes them out of it, in that order (see `VideoCall::answer`). One
+/// question rather than a broadcast and a removal: two messages on two subjects have no order
+/// between them, and a peer on another instance could be removed before it heard the notice.
+pub async fn hang_up(io: &SocketIo, room_id: &str, ending: &Ending) {
+    io.gather(
+        json!({"op": "end", "room": room_id, "call-ended": ending.notice(room_id)}),
+        CLUSTER_TIMEOUT,
+    )
+    .await;
+}
+
+/// Applies `change` to `room`, locked by the caller's transaction, with its event; returns the
+/// room after it and the status it entered, if it changed. A room that enters Ended is hung up
+/// (see [`hang_up`]) before the transaction commits: a join waits on the room's lock, so none
+/// slips in between the notice and the commit, and a failure before the commit leaves the room
+/// as it was, to be ended again.
+pub async fn apply(
+    conn: &mut AsyncPgConnection,
+    outbox: &Outbox,
+    io: &SocketIo,
+    room: Room,
+    change: &Change,
+) -> Result<(Room, Option<RoomStatus>), diesel::result::Error> {
+    let previous = room.status;
+    if previous == RoomStatus::Ended {
+        // hung up again: whoever is still in the room (an instance that missed the first
+        // question) hears it now
+        if let Change::End(ending) = change {
+            hang_up(io, &room.room_id, ending).await;
+        }
+        return Ok((room, None));
+    }
+    let (mut practitioner, mut patient) = (room.practitioner_joined, room.patient_joined);
+    let (status, ending) = match change {
+        Change::Present(Side::Practitioner, present) => {
+            practitioner = *present;
+            (
+                previous.after_presence(practitioner, patient),
+                Ending::Empty,
+            )
+        }
+        Change::Present(Side::Patient, present) => {
+            patient = *present;
+            (
+                previous.after_presence(practitioner, patient),
+                Ending::Empty,
+            )
+        }
+        Change::Present(Side::Observer, _) => return Ok((room, None)),
+        Change::End(ending) => (RoomStatus::Ended, ending.clone()),
+    };
+    let now = Utc::now();
+    let changes = RoomChanges {
+        status,
+        practitioner_joined: practitioner,
+        patient_joined: patient,
+        started_at: room
+            .started_at
+            .or((status == RoomStatus::InProgress).then_some(now)),
+        ended_at: room
+            .ended_at
+            .or((status == RoomStatus::Ended).then_some(now)),
+        updated_at: now,
+    };
+    store::update(conn, room.id, &changes).await?;
+    if status != previous {
+        let event = SignalingRoomStatusChanged {
+            room_id: room.room_id.clone(),
+            org_id: room.org_id.to_string(),
+            appointment_id: room.appointment_id.to_string(),
+            previous_status: previous.proto() as i32,
+            status: status.proto() as i32,
+            practitioner_joined: practitioner,
+            patient_joined: patient,
+            changed_at_unix_ms: now.timestamp_millis(),
+        };
+        outbox.enqueue(conn, &event).await?;
+    }
+    if status == RoomStatus::Ended {
+        hang_up(io, &room.room_id, &ending).await;
+    }
+    let entered = (status != previous).then_some(status);
+    let room = Room {
+        status,
+        practitioner_joined: practitioner,
+        patient_joined: patient,
+        started_at: changes.started_at,
+        ended_at: changes.ended_at,
+        ..room
+    };
+    Ok((room, entered))
 }
 
 /// Applies a change in one transaction with its event; returns the room after it, `None` when
 /// the room does not exist.
 pub async fn change(
     state: &AppState,
+    io: &SocketIo,
     room_id: &str,
     change: Change,
 ) -> Result<Option<Room>, SignalingError> {
@@ -82,53 +209,8 @@ pub async fn change(
                 let Some(room) = store::lock_by_room_id(conn, &room_id).await? else {
                     return Ok((None, None));
                 };
-                let previous = room.status;
-                if previous == RoomStatus::Ended {
-                    return Ok((Some(room), None));
-                }
-                let (mut practitioner, mut patient) =
-                    (room.practitioner_joined, room.patient_joined);
-                let status = match change {
-                    Change::Present(Side::Practitioner, present) => {
-                        practitioner = present;
-                        previous.after_presence(practitioner, patient)
-                    }
-                    Change::Present(Side::Patient, present) => {
-                        patient = present;
-                        previous.after_presence(practitioner, patient)
-                    }
-                    Change::Present(Side::Observer, _) => return Ok((Some(room), None)),
-                    Change::End => RoomStatus::Ended,
-                };
-                let now = Utc::now();
-                let changes = RoomChanges {
-                    status,
-                    practitioner_joined: practitioner,
-                    patient_joined: patient,
-                    started_at: room
-                        .started_at
-                        .or((status == RoomStatus::InProgress).then_some(now)),
-                    ended_at: room
-                        .ended_at
-                        .or((status == RoomStatus::Ended).then_some(now)),
-                    updated_at: now,
-                };
-                store::update(conn, room.id, &changes).await?;
-                if status != previous {
-                    let event = SignalingRoomStatusChanged {
-                        room_id: room.room_id.clone(),
-                        org_id: room.org_id.to_string(),
-                        appointment_id: room.appointment_id.to_string(),
-                        previous_status: previous.proto() as i32,
-                        status: status.proto() as i32,
-                        practitioner_joined: practitioner,
-                        patient_joined: patient,
-                        changed_at_unix_ms: now.timestamp_millis(),
-                    };
-                    outbox.enqueue(conn, &event).await?;
-                }
-                let entered = (status != previous).then_some(status);
-                Ok((store::by_room_id(conn, &room.room_id).await?, entered))
+                let (room, entered) = apply(conn, outbox, io, room, &change).await?;
+                Ok((Some(room), entered))
             }),
         )
         .await?;

@@ -8,17 +8,21 @@ use futures_util::future::BoxFuture;
 use sb_db::models::{AppointmentKind, AppointmentStatus};
 use sb_events::EventEnvelope;
 use sb_events::consumer::{Handler, HandlerError};
+use sb_events::outbox::Outbox;
 use sb_events::projector::AppointmentProjector;
 use sb_events::proto::{AppointmentCancelled, AppointmentCreated, AppointmentUpdated};
+use sb_socketio::SocketIo;
 use uuid::Uuid;
 
-use crate::actions;
+use crate::actions::{self, Change, Ending};
 use crate::domain::RoomStatus;
-use crate::store::{self, RoomChanges};
+use crate::store;
 
 #[derive(Clone)]
 pub struct SignalingAppointments {
     pub metrics: crate::SignalingMetrics,
+    /// To hang up a cancelled appointment's room on every instance.
+    pub io: SocketIo,
 }
 
 fn appointment_id(event: &EventEnvelope) -> Result<Option<Uuid>, HandlerError> {
@@ -59,37 +63,22 @@ impl Handler for SignalingAppointments {
                 return Ok(());
             };
             if appointment.status == AppointmentStatus::Cancelled {
-                if let Some(room) = store::by_appointment(conn, id).await?
+                // Ended in this event's transaction, and every member on every instance is told
+                // `call-ended` before it commits (see `actions::apply`).
+                if let Some(room) = store::lock_by_appointment(conn, id).await?
                     && room.status != RoomStatus::Ended
                 {
-                    let now = chrono::Utc::now();
-                    store::update(
+                    let (_, entered) = actions::apply(
                         conn,
-                        room.id,
-                        &RoomChanges {
-                            status: RoomStatus::Ended,
-                            practitioner_joined: room.practitioner_joined,
-                            patient_joined: room.patient_joined,
-                            started_at: room.started_at,
-                            ended_at: Some(now),
-                            updated_at: now,
-                        },
+                        &Outbox::new(crate::SERVICE),
+                        &self.io,
+                        room,
+                        &Change::End(Ending::Cancelled),
                     )
                     .await?;
-                    let event = sb_events::proto::SignalingRoomStatusChanged {
-                        room_id: room.room_id.clone(),
-                        org_id: room.org_id.to_string(),
-                        appointment_id: room.appointment_id.to_string(),
-                        previous_status: room.status.proto() as i32,
-                        status: RoomStatus::Ended.proto() as i32,
-                        practitioner_joined: room.practitioner_joined,
-                        patient_joined: room.patient_joined,
-                        changed_at_unix_ms: now.timestamp_millis(),
-                    };
-                    sb_events::outbox::Outbox::new(crate::SERVICE)
-                        .enqueue(conn, &event)
-                        .await?;
-                    self.metrics.transition(RoomStatus::Ended);
+                    if let Some(status) = entered {
+                        self.metrics.transition(status);
+                    }
                 }
                 return Ok(());
             }

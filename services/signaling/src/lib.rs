@@ -137,6 +137,7 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
     let data = actix_web::web::Data::new(state.clone());
     let verifier_data = actix_web::web::Data::from(verifier);
     let sockets = io.clone();
+    let cluster = io.clone();
     let mut app = Application::build(spec, move |cfg| {
         cfg.app_data(verifier_data.clone());
         cfg.app_data(data.clone());
@@ -177,11 +178,14 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         config.namespace.clone(),
         consumers::SignalingAppointments {
             metrics: signaling_metrics,
+            io: cluster.clone(),
         },
         event_metrics,
     );
     app.spawn_background("appointment-consumer", move |stop| consumer.run(stop));
     let metrics = app.metrics().clone();
-    app.spawn_background("room-cleanup", move |stop| jobs::run(state, metrics, stop));
+    app.spawn_background("room-cleanup", move |stop| {
+        jobs::run(state, cluster, metrics, stop)
+    });
     Ok(app)
 }

@@ -88,6 +88,35 @@ pub async fn lock_by_room_id(
         .optional()
 }
 
+/// Locks the appointment's room for a status change inside the caller's transaction.
+pub async fn lock_by_appointment(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<Room>> {
+    signaling_rooms::table
+        .filter(signaling_rooms::appointment_id.eq(id))
+        .select(Room::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The room's status once no status change holds its lock: a change in flight (an ending
+/// telling the room's members) commits or rolls back first.
+pub async fn settled_status(
+    conn: &mut AsyncPgConnection,
+    room_id: &str,
+) -> QueryResult<Option<RoomStatus>> {
+    signaling_rooms::table
+        .filter(signaling_rooms::room_id.eq(room_id))
+        .select(signaling_rooms::status)
+        .for_share()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Creates the appointment's room unless it has one; returns the room either way.
 pub async fn create(conn: &mut AsyncPgConnection, room: &NewRoom<'_>) -> QueryResult<Room> {
     diesel::insert_into(signaling_rooms::table)

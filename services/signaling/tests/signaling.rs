@@ -482,7 +482,8 @@ async fn cleanup_ends_rooms_of_past_appointments_only() -> Result {
         config: std::sync::Arc::new(signaling.config.clone()),
         metrics: sb_signaling::SignalingMetrics::detached()?,
     };
-    assert_eq!(sb_signaling::cleanup_once(&state).await?, 1);
+    let io = sb_signaling::socket_server(&state);
+    assert_eq!(sb_signaling::cleanup_once(&state, &io).await?, 1);
     let (_, room) = signaling
         .get_json(&host, &format!("/video-call/room/appointment/{past}"))
         .await?;
@@ -491,7 +492,7 @@ async fn cleanup_ends_rooms_of_past_appointments_only() -> Result {
         .get_json(&host, &format!("/video-call/room/appointment/{current}"))
         .await?;
     assert_eq!(room["status"], "Waiting");
-    assert_eq!(sb_signaling::cleanup_once(&state).await?, 0);
+    assert_eq!(sb_signaling::cleanup_once(&state, &io).await?, 0);
     Ok(())
 }
 
@@ -608,5 +609,139 @@ async fn end_call_reaches_a_peer_on_another_instance_every_time() -> Result {
         practitioner.close().await?;
         patient.close().await?;
     }
+    Ok(())
+}
+
+/// A practitioner on the first instance and a patient on the second, both in `room`.
+async fn call_across_instances(
+    signaling: &TestSignaling,
+    second: &sb_testkit::TestApp,
+    host: &User,
+    guest: &User,
+    room: &str,
+) -> Result<(common::RawSocket, common::RawSocket)> {
+    let mut practitioner = signaling.socket(host).await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    practitioner.expect("joined-room").await?;
+    let mut patient = signaling.socket_at(second, guest).await?;
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    patient.expect("joined-room").await?;
+    practitioner.expect("user-joined").await?;
+    Ok((practitioner, patient))
+}
+
+/// After `call-ended`, a socket relays nothing in the room and cannot join it again.
+async fn refused_after_the_end(socket: &mut common::RawSocket, room: &str) -> Result {
+    socket
+        .emit(
+            "webrtc-signal",
+            json!({"roomId": room, "signal": {"type": "offer", "sdp": "v=0\r\n"}}),
+        )
+        .await?;
+    assert_eq!(
+        socket.expect("error").await?,
+        json!({"event": "webrtc-signal", "code": "not_in_room", "message": format!("not in room {room}")})
+    );
+    socket.emit("join-room", json!({"roomId": room})).await?;
+    assert_eq!(
+        socket.expect("error").await?,
+        json!({"event": "join-room", "code": "call_ended", "message": "the call has ended"})
+    );
+    Ok(())
+}
+
+/// A CRM cancellation ends the call for everyone in it, on every instance: each hears
+/// `call-ended` (reason `cancelled`) and is out of the room (it used to end the room in the
+/// database only: both kept relaying signals to each other).
+#[tokio::test]
+async fn a_cancellation_ends_the_call_for_everyone_on_every_instance() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let second = sb_testkit::TestApp::spawn(sb_signaling::build(signaling.config.clone()).await?);
+    let js = signaling.nats.jetstream();
+    let ns = Namespace::prefixed(signaling.nats.prefix());
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let appointment = visit(&host, &guest);
+    signaling.appointment(&appointment).await?;
+    let (status, created) = signaling
+        .post_empty(
+            &host,
+            &format!("/video-call/room/appointment/{}/create", appointment.id),
+        )
+        .await?;
+    assert_eq!(status, 200, "{created}");
+    let room = created["roomId"].as_str().ok_or("no roomId")?.to_owned();
+    let (mut practitioner, mut patient) =
+        call_across_instances(&signaling, &second, &host, &guest, &room).await?;
+
+    sb_events::publish::publish(
+        &js,
+        &ns,
+        &AppointmentCancelled {
+            appointment: Some(appointment.crm(2, AppointmentStatus::Cancelled)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let notice = json!({"roomId": room, "reason": "cancelled"});
+    assert_eq!(practitioner.expect("call-ended").await?, notice);
+    assert_eq!(patient.expect("call-ended").await?, notice);
+    refused_after_the_end(&mut patient, &room).await?;
+    refused_after_the_end(&mut practitioner, &room).await?;
+    let (_, view) = signaling
+        .get_json(
+            &host,
+            &format!("/video-call/room/appointment/{}", appointment.id),
+        )
+        .await?;
+    assert_eq!(view["status"], "Ended");
+    second.stop().await?;
+    Ok(())
+}
+
+/// The cleanup job ends a long-past appointment's call for everyone still in it, on every
+/// instance (reason `over`), as `end-call` does.
+#[tokio::test]
+async fn the_cleanup_job_ends_the_call_for_everyone_on_every_instance() -> Result {
+    use sb_db::schema::appointments;
+    let signaling = TestSignaling::spawn().await?;
+    // the second instance runs the cleanup job often; the first one never in this test
+    let mut config = signaling.config.clone();
+    config.cleanup_interval = Duration::from_millis(200);
+    let second = sb_testkit::TestApp::spawn(sb_signaling::build(config).await?);
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let appointment = signaling.appointment(&visit(&host, &guest)).await?;
+    let (_, created) = signaling
+        .post_empty(
+            &host,
+            &format!("/video-call/room/appointment/{appointment}/create"),
+        )
+        .await?;
+    let room = created["roomId"].as_str().ok_or("no roomId")?.to_owned();
+    let (mut practitioner, mut patient) =
+        call_across_instances(&signaling, &second, &host, &guest, &room).await?;
+
+    {
+        let mut conn = signaling.db.conn().await?;
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(10);
+        diesel::update(appointments::table.find(appointment))
+            .set((
+                appointments::scheduled_at.eq(long_ago),
+                appointments::ends_at.eq(Some(long_ago + chrono::Duration::minutes(30))),
+            ))
+            .execute(&mut conn)
+            .await?;
+    }
+    let notice = json!({"roomId": room, "reason": "over"});
+    assert_eq!(practitioner.expect("call-ended").await?, notice);
+    assert_eq!(patient.expect("call-ended").await?, notice);
+    refused_after_the_end(&mut practitioner, &room).await?;
+    refused_after_the_end(&mut patient, &room).await?;
+    second.stop().await?;
     Ok(())
 }

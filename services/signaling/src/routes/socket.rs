@@ -13,16 +13,12 @@ use sb_socketio::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::actions::{self, Change};
+use crate::actions::{self, CLUSTER_TIMEOUT, Change, Ending};
 use crate::domain::{self, RoomStatus, Side};
 use crate::state::AppState;
 use crate::store;
 
 pub const NAMESPACE: &str = "/video-call";
-
-/// How long a cluster question waits for the other instances (a dead one is forgotten after
-/// three heartbeats; until then it costs this much).
-const CLUSTER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -287,21 +283,21 @@ impl VideoCall {
                 socket.broadcast_to(&room, name, &[base(vec![("isEnabled", json!(enabled))])]);
             }
             "end-call" => {
-                actions::change(&self.state, &room, Change::End)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "cannot end the room");
-                        EventError::unavailable("the call could not be ended, retry")
-                    })?;
-                // Every instance tells its sockets in the room, then takes them out of it: one
-                // cluster question, so no instance can take them out before telling them.
-                socket
-                    .io()
-                    .gather(
-                        json!({"op": "end", "room": room, "call-ended": base(vec![])}),
-                        CLUSTER_TIMEOUT,
-                    )
-                    .await;
+                // every instance tells its sockets in the room, then takes them out of it
+                // (`actions::hang_up`), before the room is Ended for good
+                actions::change(
+                    &self.state,
+                    socket.io(),
+                    &room,
+                    Change::End(Ending::Call {
+                        user: me.user_id.clone(),
+                    }),
+                )
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot end the room");
+                    EventError::unavailable("the call could not be ended, retry")
+                })?;
             }
             other => {
                 return Err(EventError::new(
@@ -345,6 +341,28 @@ impl VideoCall {
         }
         socket.join(room_id);
         socket.join(&format!("{room_id}:{}", me.user_id));
+        // An ending in flight holds the room's lock while it tells the room's members: this read
+        // waits for it. Ended by then: this socket was not in the room when the members were
+        // told, and may not stay. Not Ended: an ending after this read finds this socket in the
+        // room and tells it.
+        let settled = match self.state.conn().await {
+            Ok(mut conn) => store::settled_status(&mut conn, room_id)
+                .await
+                .map_err(|e| unavailable(e.into())),
+            Err(e) => Err(unavailable(e)),
+        };
+        if !matches!(
+            settled,
+            Ok(Some(RoomStatus::Waiting | RoomStatus::InProgress))
+        ) {
+            if lock(&me.rooms).remove(room_id).is_some() {
+                self.exited(room_id);
+            }
+            socket.leave(room_id);
+            socket.leave(&format!("{room_id}:{}", me.user_id));
+            settled?;
+            return Err(EventError::new(EventCode::CallEnded, "the call has ended"));
+        }
         // every instance reports its members of the room, whether this user has another socket
         // there, and whether it was waiting out this user's reconnect grace (which it cancels)
         let answers = socket
@@ -369,10 +387,14 @@ impl VideoCall {
         let mut status = room.status;
         let announce = !already && !returning && !present_elsewhere;
         if announce
-            && let Some(updated) =
-                actions::change(&self.state, room_id, Change::Present(side, true))
-                    .await
-                    .map_err(unavailable)?
+            && let Some(updated) = actions::change(
+                &self.state,
+                socket.io(),
+                room_id,
+                Change::Present(side, true),
+            )
+            .await
+            .map_err(unavailable)?
         {
             status = updated.status;
         }
@@ -520,8 +542,13 @@ impl VideoCall {
             "user-left",
             &[json!({"roomId": room_id, "userId": user})],
         );
-        if let Err(error) =
-            actions::change(&self.state, room_id, Change::Present(side, false)).await
+        if let Err(error) = actions::change(
+            &self.state,
+            socket.io(),
+            room_id,
+            Change::Present(side, false),
+        )
+        .await
         {
             tracing::error!(%error, room.id = room_id, "presence not recorded");
         }
