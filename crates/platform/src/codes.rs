@@ -137,6 +137,8 @@ http_codes! {
         "The appointment was cancelled.";
     AppointmentWindowEmpty = "appointment_window_empty", [CONFLICT], [video],
         "The appointment ends before a guest link for it would open.";
+    AppointmentWindowOver = "appointment_window_over", [CONFLICT], [video],
+        "The appointment's guest-link window has closed: a link for it would already be expired.";
     LobbyFull = "lobby_full", [CONFLICT], [video],
         "The lobby holds as many waiting guests as it may.";
     AlreadyDecided = "already_decided", [CONFLICT], [video],
@@ -193,7 +195,15 @@ event_codes! {
     InvalidPayload = "invalid_payload",
         "The event's payload is not what it needs (not an object, `roomId` not a string, a field missing).";
     Unauthorized = "unauthorized",
-        "The socket is not authenticated.";
+        "The socket is not authenticated; at CONNECT (`connect_error`): no token, or not a valid one.";
+    TokenExpired = "token_expired",
+        "At CONNECT (`connect_error`): the token or guest link has expired.";
+    RateLimited = "rate_limited",
+        "The socket sent more events than its budget allows; it is disconnected after this notice.";
+    UnsupportedPacket = "unsupported_packet",
+        "A binary packet (or binary frame) or a packet of an unknown type: not handled, the socket stays.";
+    InvalidPacket = "invalid_packet",
+        "A packet that cannot be read (bad JSON, acknowledgement id or payload): the socket stays.";
     NotInRoom = "not_in_room",
         "The socket has not joined the room the event names.";
     NotFound = "not_found",

@@ -720,7 +720,10 @@ async fn the_host_removes_a_guest_who_cannot_come_back_for_a_new_token() -> Resu
 
     let (status, body) = s.remove(&s.host, &identity).await?;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({"identity": identity, "removed": true}));
+    assert_eq!(
+        body,
+        json!({"identity": identity, "removed": true, "denied": true})
+    );
     assert_eq!(s.livekit_calls("RemoveParticipant"), 1);
     assert!(
         s.video
@@ -741,23 +744,36 @@ async fn the_host_removes_a_guest_who_cannot_come_back_for_a_new_token() -> Resu
         (status, &body["code"]),
         (404, &json!("participant_not_found"))
     );
-    // An admitted guest who has not connected yet is denied all the same.
+    // An admitted guest who has not connected yet is denied all the same, and the answer says
+    // so: not disconnected, denied.
     let other_token = s.link().await?;
     let other = s.waiting_guest(&other_token, "Never Connected").await?;
     assert_eq!(s.decide(&s.host, other, "admit").await?.0, 200);
+    let (status, body) = s.remove(&s.host, &format!("g_{other}")).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"identity": format!("g_{other}"), "removed": false, "denied": true})
+    );
+    let (_, polled) = s.poll(other, &other_token).await?;
+    assert_eq!(polled["status"], "DENIED");
+    // Again: nothing left to do.
     let (status, body) = s.remove(&s.host, &format!("g_{other}")).await?;
     assert_eq!(
         (status, &body["code"]),
         (404, &json!("participant_not_found"))
     );
-    let (_, polled) = s.poll(other, &other_token).await?;
-    assert_eq!(polled["status"], "DENIED");
 
     // Platform users are removed the same way.
     let rep = User::new(s.org, Role::Ceo);
     let rep_identity = format!("u_{}", rep.id);
     s.video.livekit.join(&s.room, &rep_identity, "Someone");
-    assert_eq!(s.remove(&s.host, &rep_identity).await?.0, 200);
+    let (status, body) = s.remove(&s.host, &rep_identity).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"identity": rep_identity, "removed": true, "denied": false})
+    );
     assert!(s.video.livekit.participants(&s.room).is_empty());
 
     for bad in ["alice", "u_not-a-uuid", "EG_123"] {
@@ -882,5 +898,37 @@ async fn livekit_down_answers_503_and_changes_nothing() -> Result {
         200
     );
     assert_eq!(s.remove(&s.host, &identity).await?.0, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_link_is_issued_once_the_appointments_window_has_closed() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    // The test configuration: links close 2 hours after the end; appointments last 45 minutes.
+    for (started_ago, expected) in [(Duration::hours(4), 409), (Duration::minutes(150), 201)] {
+        let mut appointment = TestAppointment::new(org, host.id);
+        appointment.scheduled_at = Utc::now() - started_ago;
+        video.appointment(&appointment).await?;
+        let (status, joined) = video
+            .post_empty(
+                &host,
+                &format!("/calls/appointments/{}/join", appointment.id),
+            )
+            .await?;
+        assert_eq!(status, 200, "{joined}");
+        let call = text(&joined["callId"])?;
+        let (status, body) = video
+            .post_empty(&host, &format!("/calls/{call}/guest-links"))
+            .await?;
+        assert_eq!(status, expected, "{body}");
+        if expected == 409 {
+            assert_eq!(body["code"], "appointment_window_over");
+        } else {
+            let expires: DateTime<Utc> = text(&body["expiresAt"])?.parse()?;
+            assert!(expires > Utc::now(), "{body}");
+        }
+    }
     Ok(())
 }

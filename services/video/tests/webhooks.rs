@@ -403,3 +403,52 @@ async fn a_failed_egress_shows_on_the_call() -> Result {
     assert_eq!(call["recordingStatus"], "FAILED");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_participant_report_without_a_name_keeps_the_name_the_call_knows() -> Result {
+    let video = TestVideo::spawn().await?;
+    let host = User::new(Uuid::now_v7(), Role::Closer);
+    let appointment = TestAppointment::new(host.org, host.id);
+    video.appointment(&appointment).await?;
+    let (status, joined) = video
+        .post_json(
+            &host,
+            &format!("/calls/appointments/{}/join", appointment.id),
+            json!({"displayName": "Hanna Host"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{joined}");
+    let call_id = joined["callId"].as_str().ok_or("callId")?;
+    let room = joined["roomName"].as_str().ok_or("roomName")?;
+    let identity = format!("u_{}", host.id);
+    let name_on_the_call = |call: &Value| {
+        call["participants"]
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["identity"] == identity.as_str()))
+            .map(|p| p["displayName"].clone())
+    };
+
+    let now = Utc::now().timestamp();
+    for (id, sid, name) in [("EV_blank", "PA_1", ""), ("EV_spaces", "PA_2", "   ")] {
+        let mut event = participant_event("participant_joined", id, room, now, sid, &identity, now);
+        event["participant"]["name"] = json!(name);
+        let (status, answer) = video.livekit_webhook(&event).await?;
+        assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
+        let (_, call) = video.get_json(&host, &format!("/calls/{call_id}")).await?;
+        assert_eq!(name_on_the_call(&call), Some(json!("Hanna Host")), "{call}");
+    }
+    // A report with a name still updates it (the name the token carried).
+    let event = participant_event(
+        "participant_joined",
+        "EV_named",
+        room,
+        now,
+        "PA_3",
+        &identity,
+        now,
+    );
+    assert_eq!(video.livekit_webhook(&event).await?.0, 200);
+    let (_, call) = video.get_json(&host, &format!("/calls/{call_id}")).await?;
+    assert_eq!(name_on_the_call(&call), Some(json!("Someone")), "{call}");
+    Ok(())
+}

@@ -78,6 +78,12 @@ pub async fn mint_link(
         .unwrap_or(appointment.scheduled_at + DEFAULT_APPOINTMENT_LENGTH);
     let open = appointment.scheduled_at - span(settings.open_before)?;
     let close = end + span(settings.close_after)?;
+    if close <= Utc::now() {
+        return Err(VideoError::conflict(
+            Code::AppointmentWindowOver,
+            format!("guest links for this appointment closed at {close}"),
+        ));
+    }
     state
         .guest_links
         .mint(OrgId::from(call.org_id), call.id, open, close)
@@ -307,53 +313,69 @@ pub async fn decide(
     Ok(guest)
 }
 
+/// What removing a participant did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// LiveKit disconnected them.
+    pub disconnected: bool,
+    /// A guest who was admitted or waiting is denied from now on.
+    pub denied: bool,
+}
+
 /// `POST /calls/{id}/participants/{identity}/remove`: LiveKit disconnects the participant. A
 /// guest is also denied, in the same transaction, so they cannot fetch a new token; if LiveKit
-/// cannot be reached nothing changes (the host retries). If the guest is not connected, the
-/// denial still stands and the answer is 404 `participant_not_found`.
+/// cannot be reached nothing changes (the host retries). The answer says what was done; when
+/// nothing was (not connected, and no guest to deny) it is 404 `participant_not_found`.
 pub async fn remove(
     state: &AppState,
     principal: &Principal,
     call_id: Uuid,
     identity: Identity,
-) -> Result<(), VideoError> {
+) -> Result<Removal, VideoError> {
     let mut conn = state.conn().await?;
     let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
     access::require_host(principal, &appointment)?;
     let decided_by = principal.user_id.as_uuid();
     let name = identity.to_string();
-    let removed = state
+    let removal = state
         .outbox
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
+            let mut denied = false;
             if let Identity::Guest(guest_id) = identity
                 && let Some(guest) = lobby::lock(conn, call.id, guest_id).await?
                 && guest.status != LobbyStatus::Denied
             {
                 lobby::set_status(conn, guest.id, LobbyStatus::Denied, decided_by, Utc::now())
                     .await?;
+                denied = true;
             }
-            match state
+            let disconnected = match state
                 .livekit_call(
                     "remove_participant",
                     state.livekit.remove_participant(&call.room_name, &name),
                 )
                 .await
             {
-                Ok(()) => Ok(true),
-                Err(error) if error.is_not_found() => Ok(false),
-                Err(error) => Err(error.into()),
-            }
+                Ok(()) => true,
+                Err(error) if error.is_not_found() => false,
+                Err(error) => return Err(error.into()),
+            };
+            Ok(Removal {
+                disconnected,
+                denied,
+            })
         }))
         .await?;
     tracing::info!(
         call.id = %call.id,
         identity = %name,
-        removed,
+        disconnected = removal.disconnected,
+        denied = removal.denied,
         by = %decided_by,
         "participant removed by the host"
     );
-    if removed {
-        Ok(())
+    if removal.disconnected || removal.denied {
+        Ok(removal)
     } else {
         Err(VideoError::Absent {
             code: Code::ParticipantNotFound,

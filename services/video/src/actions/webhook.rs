@@ -118,31 +118,35 @@ pub async fn apply(state: &AppState, event: &WebhookEvent) -> Result<WebhookOutc
                         // Egress recorders, monitoring supervisors: not call participants.
                         return Ok((WebhookOutcome::Ignored, None));
                     };
-                    let name = if info.name.trim().is_empty() {
-                        "Participant".to_owned()
-                    } else {
+                    // LiveKit reports the name the token carried; an empty one (a token
+                    // minted elsewhere) must not erase the name the join stored.
+                    let named = !info.name.trim().is_empty();
+                    let name: String = if named {
                         info.name.chars().take(100).collect()
+                    } else {
+                        "Participant".to_owned()
                     };
                     let (user_id, is_guest, role) = match identity {
                         Identity::User(id) => (Some(id), false, "MEMBER"),
                         Identity::Guest(_) => (None, true, "GUEST"),
                     };
                     let identity = identity.to_string();
-                    calls::ensure_participant(
-                        conn,
-                        &NewParticipant {
-                            id: Uuid::now_v7(),
-                            call_id: call.id,
-                            org_id: call.org_id,
-                            user_id,
-                            identity: &identity,
-                            role,
-                            display_name: &name,
-                            is_host: false,
-                            is_guest,
-                        },
-                    )
-                    .await?;
+                    let participant = NewParticipant {
+                        id: Uuid::now_v7(),
+                        call_id: call.id,
+                        org_id: call.org_id,
+                        user_id,
+                        identity: &identity,
+                        role,
+                        display_name: &name,
+                        is_host: false,
+                        is_guest,
+                    };
+                    if named {
+                        calls::ensure_participant(conn, &participant).await?;
+                    } else {
+                        calls::ensure_participant_keeping_name(conn, &participant).await?;
+                    }
                     let joined = joined_time(info);
                     let left = (event.event == "participant_left").then_some((at, "webhook"));
                     let joined = joined.or(if left.is_none() { Some(at) } else { None });

@@ -43,7 +43,11 @@ fn track_sid(raw: &str) -> Result<&str, VideoError> {
 #[serde(rename_all = "camelCase")]
 pub struct RemovedResponse {
     identity: String,
+    /// LiveKit disconnected them.
     removed: bool,
+    /// A guest who was admitted or waiting is denied now (no new token); false for platform
+    /// users and for a guest already denied.
+    denied: bool,
 }
 
 /// `POST /calls/{id}/participants/{identity}/remove`
@@ -52,10 +56,10 @@ pub struct RemovedResponse {
         ("id" = Uuid, Path),
         ("identity" = String, Path, description = "LiveKit identity: u_<userId> or g_<guestId>")),
     responses(
-        (status = 200, body = RemovedResponse, description = "Disconnected; a guest is also denied so they cannot fetch a new token"),
+        (status = 200, body = RemovedResponse, description = "Disconnected, denied (a guest who was admitted or waiting, so they cannot fetch a new token), or both"),
         (status = 400, description = "Malformed identity", content_type = "application/problem+json"),
         (status = 403, description = "Only the host or an org leader", content_type = "application/problem+json"),
-        (status = 404, description = "Unknown call, or the participant is not connected (`participant_not_found`; a guest is denied all the same)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown call, or nothing to do: the participant is not connected and is no guest to deny (`participant_not_found`)", content_type = "application/problem+json"),
         (status = 503, description = "LiveKit unavailable: nothing changed", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/calls/{id}/participants/{identity}/remove")]
@@ -66,10 +70,11 @@ async fn remove_participant(
 ) -> Result<HttpResponse, VideoError> {
     let (call_id, raw) = path.into_inner();
     let identity = identity(&raw)?;
-    lobby::remove(&state, &principal, call_id, identity).await?;
+    let removal = lobby::remove(&state, &principal, call_id, identity).await?;
     Ok(HttpResponse::Ok().json(RemovedResponse {
         identity: identity.to_string(),
-        removed: true,
+        removed: removal.disconnected,
+        denied: removal.denied,
     }))
 }
 

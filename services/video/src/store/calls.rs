@@ -321,6 +321,26 @@ pub async fn ensure_participant(
         .await
 }
 
+/// Like [`ensure_participant`] for a report that carries no name: a new row takes
+/// `participant.display_name` (a placeholder), an existing row keeps the name it has.
+pub async fn ensure_participant_keeping_name(
+    conn: &mut AsyncPgConnection,
+    participant: &NewParticipant<'_>,
+) -> QueryResult<Participant> {
+    diesel::insert_into(video_call_participants::table)
+        .values(participant)
+        .on_conflict((
+            video_call_participants::call_id,
+            video_call_participants::identity,
+        ))
+        .do_update()
+        .set(video_call_participants::updated_at.eq(diesel::dsl::now))
+        .returning(Participant::as_returning())
+        .cached()
+        .get_result(conn)
+        .await
+}
+
 pub async fn write_presence(
     conn: &mut AsyncPgConnection,
     participant_id: Uuid,
