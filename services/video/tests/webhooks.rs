@@ -452,3 +452,44 @@ async fn a_participant_report_without_a_name_keeps_the_name_the_call_knows() -> 
     assert_eq!(name_on_the_call(&call), Some(json!("Someone")), "{call}");
     Ok(())
 }
+
+#[tokio::test]
+async fn two_devices_of_one_participant_count_their_overlap_once() -> Result {
+    let video = TestVideo::spawn().await?;
+    let host = User::new(Uuid::now_v7(), Role::Closer);
+    let scenario = call(&video, &host).await?;
+    let identity = format!("u_{}", host.id);
+    let base = Utc::now().timestamp() - 3600;
+    // Laptop 0–600 s; phone 300–900 s (joined before the laptop left); a reconnect of the
+    // laptop 1000–1100 s. Connected: 900 + 100 s, not 600 + 600 + 100.
+    let sessions = [
+        ("PA_laptop", 0, 600),
+        ("PA_phone", 300, 900),
+        ("PA_again", 1000, 1100),
+    ];
+    for (sid, joined, left) in sessions {
+        for (kind, at) in [("participant_joined", joined), ("participant_left", left)] {
+            let event = participant_event(
+                kind,
+                &format!("EV_{sid}_{kind}"),
+                &scenario.room,
+                base + at,
+                sid,
+                &identity,
+                base + joined,
+            );
+            let (status, answer) = video.livekit_webhook(&event).await?;
+            assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
+        }
+    }
+    let (_, call) = video
+        .get_json(&host, &format!("/calls/{}", scenario.call_id))
+        .await?;
+    let row = call["participants"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["identity"] == identity.as_str()))
+        .ok_or("no participant")?;
+    assert_eq!(row["totalSeconds"], 1000, "{row}");
+    assert_eq!(row["active"], false, "{row}");
+    Ok(())
+}

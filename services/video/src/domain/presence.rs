@@ -24,7 +24,7 @@ pub struct Presence {
 }
 
 /// Active while any session has not left; first join; last departure once all have left; the
-/// time spent connected, summed over completed sessions.
+/// time spent connected over completed sessions (overlaps counted once).
 pub fn presence(sessions: &[Session]) -> Presence {
     let reported: Vec<Session> = sessions.iter().filter(|s| !s.api).cloned().collect();
     let sessions = if reported.is_empty() {
@@ -39,16 +39,40 @@ pub fn presence(sessions: &[Session]) -> Presence {
     } else {
         sessions.iter().filter_map(|s| s.left_at).max()
     };
-    let total: i64 = sessions
-        .iter()
-        .filter_map(|s| Some(seconds_between(s.joined_at?, s.left_at?)))
-        .sum();
+    let total = connected_seconds(sessions);
     Presence {
         active,
         joined_at,
         left_at,
         total_seconds: i32::try_from(total).unwrap_or(i32::MAX),
     }
+}
+
+/// The time covered by the completed sessions: the union of their intervals, so two devices
+/// of one person, or a reconnect that opened before the old connection closed, count once.
+fn connected_seconds(sessions: &[Session]) -> i64 {
+    let mut intervals: Vec<(DateTime<Utc>, DateTime<Utc>)> = sessions
+        .iter()
+        .filter_map(|s| Some((s.joined_at?, s.left_at?)))
+        .filter(|(from, to)| from < to)
+        .collect();
+    intervals.sort();
+    let mut total = 0;
+    let mut current: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+    for (from, to) in intervals {
+        current = match current {
+            Some((start, end)) if from <= end => Some((start, end.max(to))),
+            Some((start, end)) => {
+                total += seconds_between(start, end);
+                Some((from, to))
+            }
+            None => Some((from, to)),
+        };
+    }
+    if let Some((start, end)) = current {
+        total += seconds_between(start, end);
+    }
+    total
 }
 
 /// Whole seconds from `from` to `to`, never negative.
@@ -128,6 +152,39 @@ mod tests {
         assert!(open.active);
         assert_eq!(open.left_at, None);
         assert_eq!(open.total_seconds, 60);
+    }
+
+    #[test]
+    fn overlapping_sessions_of_one_participant_count_once() {
+        let total = |sessions: &[Session]| presence(sessions).total_seconds;
+        // Two devices, 0–60 and 30–90: connected 90 s, not 120.
+        assert_eq!(
+            total(&[session(Some(0), Some(60)), session(Some(30), Some(90))]),
+            90
+        );
+        // A reconnect inside the old connection's life adds nothing.
+        assert_eq!(
+            total(&[session(Some(0), Some(100)), session(Some(10), Some(20))]),
+            100
+        );
+        // Touching, then a gap: 0–60 + 60–80, 100–110.
+        assert_eq!(
+            total(&[
+                session(Some(100), Some(110)),
+                session(Some(60), Some(80)),
+                session(Some(0), Some(60)),
+            ]),
+            90
+        );
+        // Open and backwards sessions add nothing.
+        assert_eq!(
+            total(&[
+                session(Some(0), Some(10)),
+                session(Some(5), None),
+                session(Some(50), Some(40))
+            ]),
+            10
+        );
     }
 
     #[test]
