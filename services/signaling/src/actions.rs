@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::domain::{RoomStatus, Side, new_room_id};
 use crate::error::SignalingError;
+use crate::metrics::SignalingMetrics;
 use crate::state::AppState;
 use crate::store::{self, NewRoom, Room, RoomChanges};
 
@@ -117,6 +118,7 @@ pub async fn hang_up(io: &SocketIo, room_id: &str, ending: &Ending) {
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     outbox: &Outbox,
+    metrics: &SignalingMetrics,
     io: &SocketIo,
     room: Room,
     change: &Change,
@@ -176,10 +178,14 @@ pub async fn apply(
         };
         outbox.enqueue(conn, &event).await?;
     }
+    let entered = (status != previous).then_some(status);
+    if let Some(status) = entered {
+        // counted before the members hear of it (a rollback after this is rare and retried)
+        metrics.transition(status);
+    }
     if status == RoomStatus::Ended {
         hang_up(io, &room.room_id, &ending).await;
     }
-    let entered = (status != previous).then_some(status);
     let room = Room {
         status,
         practitioner_joined: practitioner,
@@ -202,20 +208,17 @@ pub async fn change(
     let mut conn = state.conn().await?;
     let outbox = &state.outbox;
     let room_id = room_id.to_owned();
-    let (room, entered) = state
+    let room = state
         .outbox
         .wake_on_commit(
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let Some(room) = store::lock_by_room_id(conn, &room_id).await? else {
-                    return Ok((None, None));
+                    return Ok(None);
                 };
-                let (room, entered) = apply(conn, outbox, io, room, &change).await?;
-                Ok((Some(room), entered))
+                let (room, _) = apply(conn, outbox, &state.metrics, io, room, &change).await?;
+                Ok(Some(room))
             }),
         )
         .await?;
-    if let Some(status) = entered {
-        state.metrics.transition(status);
-    }
     Ok(room)
 }

@@ -68,17 +68,15 @@ impl Handler for SignalingAppointments {
                 if let Some(room) = store::lock_by_appointment(conn, id).await?
                     && room.status != RoomStatus::Ended
                 {
-                    let (_, entered) = actions::apply(
+                    actions::apply(
                         conn,
                         &Outbox::new(crate::SERVICE),
+                        &self.metrics,
                         &self.io,
                         room,
                         &Change::End(Ending::Cancelled),
                     )
                     .await?;
-                    if let Some(status) = entered {
-                        self.metrics.transition(status);
-                    }
                 }
                 return Ok(());
             }
