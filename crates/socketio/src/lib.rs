@@ -14,6 +14,6 @@ pub use cluster::ClusterError;
 pub use config::Config;
 pub use metrics::Rejection;
 pub use server::{
-    Builder, ClusterHandler, ConnectContext, ConnectError, Handshake, Namespace, SocketIo,
+    Builder, ClusterHandler, ConnectContext, ConnectError, Handshake, Namespace, Refusal, SocketIo,
 };
 pub use socket::{Ack, AckError, DisconnectReason, Socket, SocketData};

@@ -6,7 +6,7 @@ use serde_json::Value;
 pub const SEPARATOR: char = '\u{1e}';
 
 /// Why a packet could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("empty packet")]
     Empty,
@@ -31,6 +31,9 @@ pub enum EnginePacket<'a> {
     Message(&'a str),
     Upgrade,
     Noop,
+    /// Binary data in a text transport (`b` + base64, long-polling's way of carrying an
+    /// attachment): this server speaks text packets only.
+    Binary,
 }
 
 impl<'a> EnginePacket<'a> {
@@ -46,6 +49,7 @@ impl<'a> EnginePacket<'a> {
             '4' => Self::Message(rest),
             '5' => Self::Upgrade,
             '6' => Self::Noop,
+            'b' => Self::Binary,
             _ => return Err(ParseError::UnknownType),
         })
     }
@@ -116,8 +120,13 @@ impl Packet {
         let mut rest = chars.as_str();
         match kind {
             '0'..='4' => {}
-            '5' | '6' => return Err(bad(None, ParseError::Binary)),
-            _ => return Err(bad(None, ParseError::UnknownType)),
+            // the namespace is still read, so the client can be told on the right socket
+            '5' | '6' => {
+                let nsp =
+                    header_nsp(rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == '-'));
+                return Err(bad(Some(nsp), ParseError::Binary));
+            }
+            _ => return Err(bad(Some(header_nsp(rest)), ParseError::UnknownType)),
         }
         let nsp = if rest.starts_with('/') {
             match rest.find(',') {
@@ -192,6 +201,27 @@ impl Packet {
             // a client never sends CONNECT_ERROR
             _ => Err(bad(Some(nsp), ParseError::UnknownType)),
         }
+    }
+}
+
+/// The namespace a packet's header names (`/` when it names none).
+fn header_nsp(rest: &str) -> &str {
+    if rest.starts_with('/') {
+        rest.find(',').map_or(rest, |end| &rest[..end])
+    } else {
+        "/"
+    }
+}
+
+/// How many binary attachments follow a BINARY_EVENT or BINARY_ACK packet (`51-…`), if `text`
+/// is one.
+pub fn binary_attachments(text: &str) -> Option<usize> {
+    let rest = text.strip_prefix(['5', '6'])?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if rest[digits..].starts_with('-') {
+        rest[..digits].parse().ok()
+    } else {
+        Some(0)
     }
 }
 
@@ -306,6 +336,31 @@ mod tests {
             Packet::parse("51-[\"a\",{\"_placeholder\":true,\"num\":0}]").map_err(|e| e.error),
             Err(ParseError::Binary)
         );
+        // the namespace of a packet refused for its type is still read
+        assert_eq!(
+            Packet::parse("52-/video-call,3[\"a\"]"),
+            Err(BadPacket {
+                nsp: Some("/video-call".into()),
+                error: ParseError::Binary
+            })
+        );
+        assert_eq!(
+            Packet::parse("7/video-call,[\"a\"]"),
+            Err(BadPacket {
+                nsp: Some("/video-call".into()),
+                error: ParseError::UnknownType
+            })
+        );
+        assert_eq!(
+            Packet::parse("9"),
+            Err(BadPacket {
+                nsp: Some("/".into()),
+                error: ParseError::UnknownType
+            })
+        );
+        assert_eq!(binary_attachments("52-/video-call,[\"a\"]"), Some(2));
+        assert_eq!(binary_attachments("5/video-call,[\"a\"]"), Some(0));
+        assert_eq!(binary_attachments("2[\"a\"]"), None);
         let bad = Packet::parse("2/a,[\"x\",").err();
         assert!(matches!(
             bad,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::{Rejection, ServerMetrics};
-use crate::packet::{self, EnginePacket, Packet, PacketType};
+use crate::packet::{self, EnginePacket, Packet, PacketType, ParseError};
 use crate::socket::{Ack, DisconnectReason, Socket, SocketData};
 
 /// Locks a mutex; a panic elsewhere while holding it leaves plain data that is still usable.
@@ -43,16 +43,62 @@ pub struct ConnectContext<'a> {
     pub handshake: &'a Handshake,
 }
 
-/// A refused CONNECT: the client's `connect_error` gets this message.
+/// A refused CONNECT: the client's `connect_error` gets this message, and the code if any.
 #[derive(Debug, Clone)]
 pub struct ConnectError {
     pub message: String,
+    /// A stable code for programs: sent as `code` beside `message`, and as `data.code`, where
+    /// the official JavaScript client exposes it (`err.data.code`; it keeps only `message` and
+    /// `data` of the packet).
+    pub code: Option<String>,
 }
 
 impl ConnectError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            code: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The CONNECT_ERROR packet's payload.
+    fn payload(&self) -> Value {
+        match &self.code {
+            None => json!({"message": self.message}),
+            Some(code) => json!({"message": self.message, "code": code, "data": {"code": code}}),
+        }
+    }
+}
+
+/// Client input the server refused before any namespace handler saw it. The socket is told with
+/// an `error` event whose payload its namespace chooses ([`Namespace::refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// More events than the socket's budget allows: it is disconnected after the notice.
+    RateLimited,
+    /// A binary packet (BINARY_EVENT, BINARY_ACK, or a binary frame): this server speaks text
+    /// packets only. The socket stays.
+    Binary,
+    /// A packet type the protocol does not have, or one a client never sends. The socket stays.
+    UnknownType,
+    /// A packet whose header is readable and whose body is not. The socket stays.
+    Invalid(ParseError),
+}
+
+impl Refusal {
+    /// The notice's `message`, for people.
+    pub fn message(&self) -> String {
+        match self {
+            Self::RateLimited => "rate limit exceeded".to_owned(),
+            Self::Binary => "binary packets are not supported".to_owned(),
+            Self::UnknownType => "unknown packet type".to_owned(),
+            Self::Invalid(error) => format!("invalid packet: {error}"),
         }
     }
 }
@@ -85,6 +131,12 @@ pub trait Namespace: Send + Sync + 'static {
     fn disconnect(&self, _socket: Socket, _reason: DisconnectReason) -> BoxFuture<'static, ()> {
         Box::pin(async {})
     }
+
+    /// The payload of the `error` event that tells a socket of this namespace why its input was
+    /// refused (`{message}` unless the namespace adds to it, e.g. a stable code).
+    fn refused(&self, refusal: &Refusal) -> Value {
+        json!({"message": refusal.message()})
+    }
 }
 
 /// One client's Engine.IO session, whichever transport carries it.
@@ -99,6 +151,9 @@ pub(crate) struct Session {
     /// frame then says so (1001 Going Away).
     pub(crate) going_away: AtomicBool,
     pub(crate) pong: Notify,
+    /// Binary attachments still expected after a refused binary packet: they are skipped, the
+    /// packet was already answered.
+    attachments: std::sync::atomic::AtomicUsize,
     sockets: Mutex<HashMap<String, Socket>>,
     handshake: Handshake,
 }
@@ -397,6 +452,7 @@ impl SocketIo {
             going_away: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             pong: Notify::new(),
+            attachments: std::sync::atomic::AtomicUsize::new(0),
             sockets: Mutex::new(HashMap::new()),
             handshake,
         });
@@ -512,6 +568,7 @@ impl SocketIo {
                 self.close_session(session, DisconnectReason::TransportClose)
             }
             Ok(EnginePacket::Upgrade | EnginePacket::Noop) => {}
+            Ok(EnginePacket::Binary) => self.on_binary(session),
             Err(_) => {
                 self.count_rejected(Rejection::BadPacket);
                 self.close_session(session, DisconnectReason::TransportError);
@@ -523,18 +580,17 @@ impl SocketIo {
         match Packet::parse(message) {
             Err(bad) => {
                 self.count_rejected(Rejection::BadPacket);
-                let socket = bad.nsp.as_deref().and_then(|nsp| session.socket(nsp));
-                match socket {
-                    Some(socket) => {
-                        socket.emit(
-                            "error",
-                            &[json!({"message": format!("invalid packet: {}", bad.error)})],
-                        );
+                let refusal = match bad.error {
+                    ParseError::Binary => {
+                        let expected = packet::binary_attachments(message).unwrap_or(0);
+                        session.attachments.store(expected, Ordering::SeqCst);
+                        Refusal::Binary
                     }
-                    None => {
-                        tracing::debug!(socketio.sid = %session.sid, error = %bad.error, "unreadable packet")
-                    }
-                }
+                    ParseError::UnknownType => Refusal::UnknownType,
+                    error => Refusal::Invalid(error),
+                };
+                let nsp = bad.nsp.as_deref().unwrap_or("/");
+                self.refuse(session, Some(nsp), &refusal);
             }
             Ok(Packet::Connect { nsp, auth }) => self.on_connect(session, nsp, auth).await,
             Ok(Packet::Disconnect { nsp }) => {
@@ -557,7 +613,7 @@ impl SocketIo {
                 };
                 if !socket.take_token() {
                     self.count_rejected(Rejection::RateLimit);
-                    socket.emit("error", &[json!({"message": "rate limit exceeded"})]);
+                    self.tell_refused(&socket, &Refusal::RateLimited);
                     self.disconnect_socket(&socket, DisconnectReason::RateLimited, true);
                     return;
                 }
@@ -576,6 +632,43 @@ impl SocketIo {
                 }
             }
         }
+    }
+
+    /// A binary frame (or `b` packet): an attachment of a binary packet already refused is
+    /// skipped; any other is refused.
+    pub(crate) fn on_binary(&self, session: &Arc<Session>) {
+        let skipped = session
+            .attachments
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !skipped {
+            self.count_rejected(Rejection::BadPacket);
+            self.refuse(session, None, &Refusal::Binary);
+        }
+    }
+
+    /// Tells the session's socket in `nsp` why its input was refused; every socket of the
+    /// session when it has none there (or no namespace is known), since a client ignores
+    /// packets of a namespace it has not joined. Logged when the session has no socket at all.
+    fn refuse(&self, session: &Arc<Session>, nsp: Option<&str>, refusal: &Refusal) {
+        let targets: Vec<Socket> = match nsp.and_then(|nsp| session.socket(nsp)) {
+            Some(socket) => vec![socket],
+            None => lock(&session.sockets).values().cloned().collect(),
+        };
+        if targets.is_empty() {
+            tracing::debug!(socketio.sid = %session.sid, refusal = %refusal.message(), "refused packet before any namespace");
+        }
+        for socket in &targets {
+            self.tell_refused(socket, refusal);
+        }
+    }
+
+    fn tell_refused(&self, socket: &Socket, refusal: &Refusal) {
+        let notice = match self.inner.namespaces.get(socket.namespace()) {
+            Some(handler) => handler.refused(refusal),
+            None => json!({"message": refusal.message()}),
+        };
+        socket.emit("error", &[notice]);
     }
 
     async fn on_connect(&self, session: &Arc<Session>, nsp: String, auth: Option<Value>) {
@@ -634,7 +727,7 @@ impl SocketIo {
                         PacketType::ConnectError,
                         &nsp,
                         None,
-                        Some(&json!({"message": refusal.message})),
+                        Some(&refusal.payload()),
                     ),
                 );
             }

@@ -473,9 +473,7 @@ async fn run(
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
                     let _ = control.send(Out::Frame(Message::Pong(bytes)));
                 }
-                Some(Ok(AggregatedMessage::Binary(_))) => {
-                    tracing::debug!(socketio.sid = %session.sid(), "binary frame ignored: binary packets are not supported");
-                }
+                Some(Ok(AggregatedMessage::Binary(_))) => io.on_binary(&session),
                 Some(Ok(AggregatedMessage::Pong(_))) => {}
                 Some(Ok(AggregatedMessage::Close(_))) | None => {
                     io.close_session(&session, DisconnectReason::TransportClose);

@@ -148,16 +148,17 @@ async fn connect_needs_a_valid_token() -> Result {
     let signaling = TestSignaling::spawn().await?;
     let mut socket = signaling.raw_socket().await?;
     socket.send("40/video-call,").await?;
+    // the message as before, and a code beside it (and in `data`, where socket.io-client puts it)
     assert_eq!(
         socket.recv().await?,
-        "44/video-call,{\"message\":\"unauthorized: no token\"}"
+        "44/video-call,{\"code\":\"unauthorized\",\"data\":{\"code\":\"unauthorized\"},\"message\":\"unauthorized: no token\"}"
     );
     socket
         .send("40/video-call,{\"token\":\"not.a.jwt\"}")
         .await?;
     assert_eq!(
         socket.recv().await?,
-        "44/video-call,{\"message\":\"unauthorized: invalid token\"}"
+        "44/video-call,{\"code\":\"unauthorized\",\"data\":{\"code\":\"unauthorized\"},\"message\":\"unauthorized: invalid token\"}"
     );
     socket.send("40/elsewhere,").await?;
     assert_eq!(
@@ -743,5 +744,103 @@ async fn the_cleanup_job_ends_the_call_for_everyone_on_every_instance() -> Resul
     refused_after_the_end(&mut practitioner, &room).await?;
     refused_after_the_end(&mut patient, &room).await?;
     second.stop().await?;
+    Ok(())
+}
+
+/// An expired token at CONNECT says so with a code (`token_expired`), in the shape of the other
+/// refusals (it used to be a bare "unauthorized: invalid token").
+#[tokio::test]
+async fn an_expired_token_at_connect_says_token_expired() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let user = User::new(Uuid::now_v7(), Role::Closer);
+    let minter = signaling.tokens.minter();
+    let mut claims = minter.claims(&user.principal(), Duration::from_secs(60));
+    claims.exp = chrono::Utc::now().timestamp() - 3600;
+    claims.nbf = claims.exp - 3600;
+    claims.iat = claims.nbf;
+    let expired = minter.sign(&claims)?;
+    let mut socket = signaling.raw_socket().await?;
+    socket
+        .send(&format!("40/video-call,{}", json!({"token": expired})))
+        .await?;
+    let frame = socket.recv().await?;
+    let body = frame
+        .strip_prefix("44/video-call,")
+        .ok_or_else(|| format!("not a connect_error: {frame}"))?;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body)?,
+        json!({"message": "unauthorized: token expired", "code": "token_expired", "data": {"code": "token_expired"}})
+    );
+    Ok(())
+}
+
+/// Binary packets (and their attachments), binary frames and packets of an unknown type are
+/// answered with an `error` that carries a code, instead of being dropped silently; an unreadable
+/// packet's error carries one too; the socket stays.
+#[tokio::test]
+async fn binary_unknown_and_unreadable_packets_get_an_error_with_a_code() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let room = signaling.room(&host, &guest).await?;
+    let mut socket = signaling.socket(&host).await?;
+    let binary =
+        json!({"code": "unsupported_packet", "message": "binary packets are not supported"});
+
+    // a BINARY_EVENT and its one attachment: one error for the packet
+    socket
+        .send("451-/video-call,[\"webrtc-signal\",{\"_placeholder\":true,\"num\":0}]")
+        .await?;
+    socket.send_binary(&[1, 2, 3]).await?;
+    assert_eq!(socket.expect("error").await?, binary);
+    // a binary frame on its own
+    socket.send_binary(&[4, 5, 6]).await?;
+    assert_eq!(socket.expect("error").await?, binary);
+    // a packet type Socket.IO does not have
+    socket.send("47/video-call,[\"join-room\"]").await?;
+    assert_eq!(
+        socket.expect("error").await?,
+        json!({"code": "unsupported_packet", "message": "unknown packet type"})
+    );
+    // unreadable JSON
+    socket.send("42/video-call,[\"join-room\",").await?;
+    let error = socket.expect("error").await?;
+    assert_eq!(error["code"], "invalid_packet", "{error}");
+    // still connected, and the attachment was not taken for anything
+    socket.emit("join-room", json!({"roomId": room})).await?;
+    assert_eq!(socket.expect("joined-room").await?["roomId"], json!(room));
+    Ok(())
+}
+
+/// The flood notice carries the code `rate_limited` before the socket is disconnected.
+#[tokio::test]
+async fn the_flood_notice_says_rate_limited() -> Result {
+    let signaling = TestSignaling::spawn_with(|config| {
+        config.socket.events_per_second = 5;
+        config.socket.event_burst = 5;
+    })
+    .await?;
+    let user = User::new(Uuid::now_v7(), Role::Closer);
+    let mut socket = signaling.socket(&user).await?;
+    for _ in 0..20 {
+        socket
+            .emit(
+                "toggle-audio",
+                json!({"roomId": "room_0_x", "isEnabled": true}),
+            )
+            .await?;
+    }
+    let notice = loop {
+        let (name, payload) = socket.event().await?;
+        if name == "error" && payload["code"] != "not_in_room" {
+            break payload;
+        }
+    };
+    assert_eq!(
+        notice,
+        json!({"code": "rate_limited", "message": "rate limit exceeded"})
+    );
+    assert_eq!(socket.recv().await?, "41/video-call,");
     Ok(())
 }

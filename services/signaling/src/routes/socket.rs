@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
-use sb_auth::Principal;
+use sb_auth::{AuthError, Principal};
 use sb_platform::EventCode;
 use sb_socketio::{
-    Ack, ConnectContext, ConnectError, DisconnectReason, Namespace, Socket, SocketData, SocketIo,
+    Ack, ConnectContext, ConnectError, DisconnectReason, Namespace, Refusal, Socket, SocketData,
+    SocketIo,
 };
 use serde_json::{Map, Value, json};
 
@@ -140,7 +141,8 @@ impl Namespace for VideoCall {
         ctx: ConnectContext<'_>,
     ) -> BoxFuture<'static, Result<SocketData, ConnectError>> {
         let verdict = match token(&ctx) {
-            None => Err(ConnectError::new("unauthorized: no token")),
+            None => Err(ConnectError::new("unauthorized: no token")
+                .with_code(EventCode::Unauthorized.as_str())),
             Some(token) => match self.state.verifier.verify(&token) {
                 Ok(principal) => {
                     let user_id = principal.user_id.as_uuid().to_string();
@@ -150,7 +152,10 @@ impl Namespace for VideoCall {
                         rooms: Mutex::new(HashMap::new()),
                     }) as SocketData)
                 }
-                Err(_) => Err(ConnectError::new("unauthorized: invalid token")),
+                Err(AuthError::Expired) => Err(ConnectError::new("unauthorized: token expired")
+                    .with_code(EventCode::TokenExpired.as_str())),
+                Err(_) => Err(ConnectError::new("unauthorized: invalid token")
+                    .with_code(EventCode::Unauthorized.as_str())),
             },
         };
         Box::pin(async move { verdict })
@@ -183,6 +188,16 @@ impl Namespace for VideoCall {
                 }
             }
         })
+    }
+
+    /// Refused input says why with a stable code, like a refused event.
+    fn refused(&self, refusal: &Refusal) -> Value {
+        let code = match refusal {
+            Refusal::RateLimited => EventCode::RateLimited,
+            Refusal::Binary | Refusal::UnknownType => EventCode::UnsupportedPacket,
+            Refusal::Invalid(_) => EventCode::InvalidPacket,
+        };
+        json!({"code": code.as_str(), "message": refusal.message()})
     }
 
     fn disconnect(&self, socket: Socket, _reason: DisconnectReason) -> BoxFuture<'static, ()> {

@@ -152,6 +152,12 @@ impl RawSocket {
         Ok(())
     }
 
+    /// A binary websocket frame (what a Socket.IO binary packet's attachments travel as).
+    pub async fn send_binary(&mut self, bytes: &[u8]) -> Result {
+        self.stream.send(Message::binary(bytes.to_vec())).await?;
+        Ok(())
+    }
+
     pub async fn emit(&mut self, event: &str, payload: Value) -> Result {
         self.send(&format!(
             "42/video-call,{}",
