@@ -1,6 +1,8 @@
 //! Guest-link tokens: what an external guest (a lead without an account) presents to join one
-//! call's lobby. Signed with the video service's own key (never the platform's JWT secret), with
-//! `aud = switchboard-guest`, scoped to one call and valid only around the appointment.
+//! call's lobby (video) or one appointment's signaling room. Signed with the guest-link key
+//! (never the platform's JWT secret), scoped to one call or appointment and valid only around the
+//! appointment. Each service has its own issuer and audience ([`LinkScope`]), so a link minted by
+//! one never opens the other, even under the same key.
 
 use std::time::Duration;
 
@@ -15,13 +17,34 @@ use crate::ids::OrgId;
 pub const GUEST_AUDIENCE: &str = "switchboard-guest";
 const GUEST_ISSUER: &str = "switchboard-video";
 
+/// Who issues a kind of guest link and who accepts it (`iss`, `aud`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkScope {
+    pub issuer: &'static str,
+    pub audience: &'static str,
+}
+
+impl LinkScope {
+    /// Video's lobby links (`aud = switchboard-guest`); `claims.call` is the call.
+    pub const VIDEO: Self = Self {
+        issuer: GUEST_ISSUER,
+        audience: GUEST_AUDIENCE,
+    };
+    /// Signaling's links (`aud = switchboard-signaling-guest`); `claims.call` is the appointment
+    /// whose room the link opens.
+    pub const SIGNALING: Self = Self {
+        issuer: "switchboard-signaling",
+        audience: "switchboard-signaling-guest",
+    };
+}
+
 /// The claims of a guest link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestClaims {
     /// A fresh id per link: the guest's lobby identity, and what a revocation names.
     pub sub: Uuid,
     pub org: OrgId,
-    /// The one call this link opens.
+    /// The one call this link opens (for signaling's links: the one appointment).
     pub call: Uuid,
     pub iss: String,
     pub aud: String,
@@ -46,10 +69,11 @@ pub enum GuestLinkError {
     Signing,
 }
 
-/// Mints and checks guest links with the video service's key (`GUEST_LINK_SECRET`).
+/// Mints and checks guest links with the guest-link key (`GUEST_LINK_SECRET`), for one scope.
 #[derive(Clone)]
 pub struct GuestLinks {
     secret: SecretString,
+    scope: LinkScope,
 }
 
 impl std::fmt::Debug for GuestLinks {
@@ -59,8 +83,14 @@ impl std::fmt::Debug for GuestLinks {
 }
 
 impl GuestLinks {
+    /// Video's guest links ([`LinkScope::VIDEO`]).
     pub fn new(secret: SecretString) -> Self {
-        Self { secret }
+        Self::scoped(secret, LinkScope::VIDEO)
+    }
+
+    /// Guest links of `scope`: minted with its issuer and audience, and only those accepted.
+    pub fn scoped(secret: SecretString, scope: LinkScope) -> Self {
+        Self { secret, scope }
     }
 
     /// A link for `call` usable from `open` until `close` (e.g. 15 minutes before the appointment
@@ -79,8 +109,8 @@ impl GuestLinks {
             sub: Uuid::now_v7(),
             org,
             call,
-            iss: GUEST_ISSUER.to_owned(),
-            aud: GUEST_AUDIENCE.to_owned(),
+            iss: self.scope.issuer.to_owned(),
+            aud: self.scope.audience.to_owned(),
             nbf: open.timestamp(),
             exp: close.timestamp(),
             iat: Utc::now().timestamp(),
@@ -108,8 +138,8 @@ impl GuestLinks {
             return Err(GuestLinkError::Invalid);
         }
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[GUEST_AUDIENCE]);
-        validation.set_issuer(&[GUEST_ISSUER]);
+        validation.set_audience(&[self.scope.audience]);
+        validation.set_issuer(&[self.scope.issuer]);
         validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = Duration::from_secs(30).as_secs();
@@ -165,6 +195,44 @@ mod tests {
         assert_eq!(
             links().mint(org, call, now, now).unwrap_err(),
             GuestLinkError::EmptyWindow
+        );
+    }
+
+    #[test]
+    fn a_scope_accepts_only_its_own_links() {
+        let secret = || "a-video-guest-link-secret-long-enough".to_owned().into();
+        let signaling = GuestLinks::scoped(secret(), LinkScope::SIGNALING);
+        let (org, appointment) = (OrgId::new_v7(), Uuid::now_v7());
+        let now = Utc::now();
+        let (link, minted) = signaling
+            .mint(
+                org,
+                appointment,
+                now - Span::minutes(1),
+                now + Span::hours(1),
+            )
+            .unwrap();
+        assert_eq!(minted.aud, "switchboard-signaling-guest");
+        assert_eq!(
+            signaling.verify(&link, appointment).unwrap().sub,
+            minted.sub
+        );
+        // same key, other scope: refused both ways
+        assert_eq!(
+            links().verify(&link, appointment),
+            Err(GuestLinkError::Invalid)
+        );
+        let (video, _) = links()
+            .mint(
+                org,
+                appointment,
+                now - Span::minutes(1),
+                now + Span::hours(1),
+            )
+            .unwrap();
+        assert_eq!(
+            signaling.verify(&video, appointment),
+            Err(GuestLinkError::Invalid)
         );
     }
 

@@ -11,7 +11,7 @@ mod principal;
 mod verify;
 
 pub use config::{AuthConfig, AuthConfigError, DEV_JWT_SECRET, KeyMaterial};
-pub use guest::{GUEST_AUDIENCE, GuestClaims, GuestLinkError, GuestLinks};
+pub use guest::{GUEST_AUDIENCE, GuestClaims, GuestLinkError, GuestLinks, LinkScope};
 pub use ids::{OrgId, TeamId, UserId};
 pub use mint::{MintError, TokenMinter};
 pub use principal::{Claims, Principal, Role};
