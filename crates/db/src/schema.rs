@@ -301,6 +301,9 @@ diesel::table! {
         room_finished_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        segment_started_at -> Nullable<Timestamptz>,
+        earlier_segments_seconds -> Int4,
+        resumed_count -> Int4,
     }
 }
 

@@ -98,6 +98,7 @@ events! {
     AppointmentCancelled: Crm "appointment" "cancelled", org = |e| appointment_org(e.appointment.as_ref()), aggregate = |e| appointment_id(e.appointment.as_ref());
     VideoCallStarted: Video "call" "started", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     VideoCallCompleted: Video "call" "completed", org = |e| &e.org_id, aggregate = |e| &e.call_id;
+    VideoCallResumed: Video "call" "resumed", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     VideoParticipantJoined: Video "participant" "joined", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     VideoParticipantLeft: Video "participant" "left", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     VideoRecordingReady: Video "recording" "ready", org = |e| &e.org_id, aggregate = |e| &e.call_id;

@@ -103,6 +103,18 @@ fn samples() -> Vec<(&'static str, Vec<u8>, Check)> {
             }
         ),
         sample!(
+            VideoCallResumed,
+            VideoCallResumed {
+                call_id: CALL.into(),
+                org_id: ORG.into(),
+                appointment_id: APPOINTMENT.into(),
+                room_name: format!("org_{ORG}_apt_{APPOINTMENT}"),
+                resumed_at_unix_ms: 1_795_001_500_000,
+                resumed_count: 1,
+                earlier_segments_seconds: 1200,
+            }
+        ),
+        sample!(
             VideoParticipantJoined,
             VideoParticipantJoined {
                 call_id: CALL.into(),

@@ -2,8 +2,10 @@
 
 mod common;
 
+use chrono::{Duration, Utc};
 use common::{TestAppointment, TestVideo, User};
 use sb_auth::Role;
+use sb_events::proto::{VideoCallCompleted, VideoCallResumed};
 use sb_testkit::Result;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -440,16 +442,12 @@ async fn a_call_records_and_completes_when_the_last_participant_stops() -> Resul
             .iter()
             .all(|p| p["active"] == false && p["leftAt"].is_string())
     );
-    // Stopping again is harmless; joining a finished call is refused.
+    // Stopping again is harmless. (Joining again within the appointment's window resumes the
+    // call: see `a_completed_call_resumes_within_its_window_and_adds_up_its_segments`.)
     let (status, _) = video
         .post_empty(&closer, &format!("/calls/{call_id}/stop"))
         .await?;
     assert_eq!(status, 200);
-    let (status, body) = video.post_json(&closer, &join, json!({})).await?;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("call_finished"))
-    );
 
     let subjects = video.event_subjects().await?;
     assert_eq!(
@@ -651,5 +649,191 @@ async fn every_list_route_pages_the_same_way() -> Result {
     );
     assert_eq!(second["items"][0]["room_name"], "first", "{second}");
     assert_eq!(second["total"], 2);
+    Ok(())
+}
+
+/// A webhook for one LiveKit connection of `identity` in `room`.
+fn connection(kind: &str, room: &str, sid: &str, identity: &str, joined: i64, at: i64) -> Value {
+    json!({
+        "event": kind,
+        "id": format!("EV_{sid}_{kind}"),
+        "createdAt": at.to_string(),
+        "room": {"name": room},
+        "participant": {"sid": sid, "identity": identity, "name": "Closer", "state": "ACTIVE", "joinedAt": joined.to_string()},
+    })
+}
+
+#[tokio::test]
+async fn a_completed_call_resumes_within_its_window_and_adds_up_its_segments() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    let lead = User::new(org, Role::Member);
+    let mut appointment = TestAppointment::new(org, closer.id);
+    appointment.guest = Some(lead.id);
+    // Began 30 minutes ago (45 minutes long; the window closes 2 hours after the end).
+    appointment.scheduled_at = Utc::now() - Duration::minutes(30);
+    video.appointment(&appointment).await?;
+    let join = format!("/calls/appointments/{}/join", appointment.id);
+    let (status, joined) = video.post_json(&closer, &join, json!({})).await?;
+    assert_eq!(status, 200, "{joined}");
+    let call_id = joined["callId"].as_str().ok_or("callId")?.to_owned();
+    let room = joined["roomName"].as_str().ok_or("roomName")?.to_owned();
+    let closer_identity = format!("u_{}", closer.id);
+
+    // First segment, as LiveKit reports it: the closer connected 20 to 10 minutes ago, then the
+    // room closed. The call completes: 600 s.
+    let now = Utc::now().timestamp();
+    let (first_in, first_out) = (now - 1200, now - 600);
+    for (kind, at) in [
+        ("participant_joined", first_in),
+        ("participant_left", first_out),
+    ] {
+        let event = connection(kind, &room, "PA_1", &closer_identity, first_in, at);
+        assert_eq!(video.livekit_webhook(&event).await?.0, 200);
+    }
+    let finished = json!({"event": "room_finished", "id": "EV_finished_1", "createdAt": (first_out + 5).to_string(), "room": {"name": room}});
+    assert_eq!(video.livekit_webhook(&finished).await?.0, 200);
+    let (_, call) = video
+        .get_json(&closer, &format!("/calls/{call_id}"))
+        .await?;
+    assert_eq!(call["status"], "COMPLETED", "{call}");
+    assert_eq!(call["durationSeconds"], 600, "{call}");
+
+    // The closer comes back within the window: the call goes on (before: 409 call_finished),
+    // in a room LiveKit is asked to open again, and an event says so.
+    let rooms_created = |video: &TestVideo| {
+        video
+            .livekit
+            .calls()
+            .iter()
+            .filter(|c| c.method == "CreateRoom" && c.room == room)
+            .count()
+    };
+    let created_before = rooms_created(&video);
+    let (status, again) = video.post_json(&closer, &join, json!({})).await?;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["callId"], call_id.as_str());
+    assert_eq!(again["status"], "ONGOING", "{again}");
+    assert_eq!(rooms_created(&video), created_before + 1);
+    let resumed: Vec<VideoCallResumed> = video.events_of("sb.video.call.resumed").await?;
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].call_id, call_id);
+    assert_eq!(
+        (
+            resumed[0].resumed_count,
+            resumed[0].earlier_segments_seconds
+        ),
+        (1, 600)
+    );
+    // The lead joins the resumed call too.
+    let (status, body) = video.post_json(&lead, &join, json!({})).await?;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("ONGOING")),
+        "{body}"
+    );
+    // The old segment's room_finished, delivered late, ends nothing.
+    let (status, _) = video.livekit_webhook(&finished).await?;
+    assert_eq!(status, 200);
+    let late = json!({"event": "room_finished", "id": "EV_finished_old", "createdAt": (first_out + 30).to_string(), "room": {"name": room}});
+    assert_eq!(video.livekit_webhook(&late).await?.0, 200);
+    let (_, call) = video
+        .get_json(&closer, &format!("/calls/{call_id}"))
+        .await?;
+    assert_eq!(call["status"], "ONGOING", "{call}");
+    assert_eq!(call["resumedCount"], 1);
+
+    // Both leave: the call completes again, its duration the two segments without the gap, and
+    // the closer's total both connections.
+    for user in [&closer, &lead] {
+        let (status, body) = video
+            .post_empty(user, &format!("/calls/{call_id}/stop"))
+            .await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, call) = video
+        .get_json(&closer, &format!("/calls/{call_id}"))
+        .await?;
+    assert_eq!(call["status"], "COMPLETED", "{call}");
+    let duration = call["durationSeconds"].as_i64().ok_or("durationSeconds")?;
+    let second_segment = Utc::now().timestamp() - now;
+    assert!(
+        (600..=600 + second_segment + 1).contains(&duration),
+        "600 s before the gap plus at most the {second_segment} s since: {call}"
+    );
+    let completed: Vec<VideoCallCompleted> = video.events_of("sb.video.call.completed").await?;
+    assert_eq!(completed.len(), 2);
+    assert_eq!(completed[1].duration_seconds, duration);
+    assert_eq!(completed[1].participant_count, 2);
+    let closer_row = call["participants"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|p| p["identity"] == closer_identity.as_str())
+        })
+        .ok_or("closer")?;
+    assert!(
+        closer_row["totalSeconds"]
+            .as_i64()
+            .is_some_and(|t| t >= 600),
+        "{closer_row}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn outside_its_window_or_cancelled_a_finished_call_stays_finished() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let closer = User::new(org, Role::Closer);
+    // Began 4 hours ago: 45 minutes long, the window closed 75 minutes ago.
+    let mut appointment = TestAppointment::new(org, closer.id);
+    appointment.scheduled_at = Utc::now() - Duration::hours(4);
+    video.appointment(&appointment).await?;
+    let join = format!("/calls/appointments/{}/join", appointment.id);
+    let (status, joined) = video.post_json(&closer, &join, json!({})).await?;
+    assert_eq!(status, 200, "{joined}");
+    let call_id = joined["callId"].as_str().ok_or("callId")?.to_owned();
+    let (status, stopped) = video
+        .post_empty(&closer, &format!("/calls/{call_id}/stop"))
+        .await?;
+    assert_eq!((status, &stopped["status"]), (200, &json!("COMPLETED")));
+    let (status, body) = video.post_json(&closer, &join, json!({})).await?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("call_finished")),
+        "{body}"
+    );
+
+    // In its window, but the CRM cancelled it: never resumed.
+    let appointment = TestAppointment::new(org, closer.id);
+    video.appointment(&appointment).await?;
+    let join = format!("/calls/appointments/{}/join", appointment.id);
+    let (_, joined) = video.post_json(&closer, &join, json!({})).await?;
+    let call_id = joined["callId"].as_str().ok_or("callId")?.to_owned();
+    video
+        .post_empty(&closer, &format!("/calls/{call_id}/stop"))
+        .await?;
+    let mut cancelled = appointment.row();
+    cancelled.status = sb_db::models::AppointmentStatus::Cancelled;
+    cancelled.version = 2;
+    sb_db::models::upsert_appointment(&mut *video.db.conn().await?, &cancelled).await?;
+    let (status, body) = video.post_json(&closer, &join, json!({})).await?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("appointment_cancelled")),
+        "{body}"
+    );
+    let (_, call) = video
+        .get_json(&closer, &format!("/calls/{call_id}"))
+        .await?;
+    assert_eq!(call["status"], "COMPLETED");
+    assert!(
+        video
+            .events_of::<VideoCallResumed>("sb.video.call.resumed")
+            .await?
+            .is_empty()
+    );
     Ok(())
 }

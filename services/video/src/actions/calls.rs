@@ -4,14 +4,16 @@ use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::Principal;
 use sb_db::models::{Appointment, AppointmentStatus};
+use sb_events::outbox::Outbox;
+use sb_events::proto::VideoCallResumed;
 use sb_livekit::{ParticipantToken, Preset, RoomOptions};
 use sb_platform::ApiErrorExt as _;
 use sb_platform::Code;
 use sb_platform::config::Environment;
 use uuid::Uuid;
 
-use crate::actions::{access, presence, recording};
-use crate::domain::call::{CallStatus, DisplayName, Identity, appointment_room};
+use crate::actions::{access, lobby, presence, recording};
+use crate::domain::call::{CallStatus, DisplayName, Identity, appointment_room, resumes};
 use crate::error::VideoError;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, NewCall, NewParticipant, Participant};
@@ -50,6 +52,7 @@ pub async fn join(
             "this appointment was cancelled",
         ));
     }
+    let window = lobby::window(state, &appointment)?;
     let existing = calls::find_by_appointment(&mut conn, appointment.id).await?;
     if let Some(call) = existing.as_ref().filter(|call| !call.room_created) {
         ensure_room(state, &mut conn, call).await?;
@@ -71,16 +74,22 @@ pub async fn join(
     let (call, participant) = state
         .outbox
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
-            let (call, new_room) = match &existing {
+            let (mut call, mut new_room) = match &existing {
                 Some(call) => (calls::lock(conn, call.id).await?, false),
                 None => insert_call(conn, &appointment).await?,
             };
             let status = call.status;
+            let now = Utc::now();
             if status.is_final() {
-                return Err(VideoError::conflict(
-                    Code::CallFinished,
-                    format!("this call is {}", status.as_str()),
-                ));
+                if !resumes(status, &window, now) {
+                    return Err(VideoError::conflict(
+                        Code::CallFinished,
+                        format!("this call is {}", status.as_str()),
+                    ));
+                }
+                call = resume(conn, outbox, &call, now).await?;
+                // LiveKit closed the empty room: open it again while this transaction goes on.
+                new_room = true;
             }
             // A new call's room is created in LiveKit while this transaction writes the
             // participant: the two round trips overlap, and the commit still waits for both.
@@ -167,6 +176,32 @@ pub async fn join(
 /// on the unique index and then lock the winner's call, so twenty joins make one call and one
 /// room, and a first join costs one commit. Returns the call, locked, and whether this insert made
 /// it (its room is then to be created).
+/// Opens a new segment of a completed call and announces it (`sb.video.call.resumed`).
+async fn resume(
+    conn: &mut AsyncPgConnection,
+    outbox: &Outbox,
+    call: &Call,
+    at: chrono::DateTime<Utc>,
+) -> Result<Call, VideoError> {
+    let call = calls::resume(conn, call.id, at).await?;
+    outbox
+        .enqueue(
+            conn,
+            &VideoCallResumed {
+                call_id: call.id.to_string(),
+                org_id: call.org_id.to_string(),
+                appointment_id: call.appointment_id.to_string(),
+                room_name: call.room_name.clone(),
+                resumed_at_unix_ms: at.timestamp_millis(),
+                resumed_count: u32::try_from(call.resumed_count).unwrap_or(0),
+                earlier_segments_seconds: i64::from(call.earlier_segments_seconds),
+            },
+        )
+        .await?;
+    tracing::info!(call.id = %call.id, resumed_count = call.resumed_count, "call resumed");
+    Ok(call)
+}
+
 async fn insert_call(
     conn: &mut AsyncPgConnection,
     appointment: &Appointment,

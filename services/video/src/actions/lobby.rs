@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::OptionalExtension;
 use diesel_async::AsyncConnection;
 use sb_auth::{GuestClaims, GuestLinkError, OrgId, Principal};
+use sb_db::models::Appointment;
 use sb_livekit::protocol::TrackInfo;
 use sb_livekit::{ParticipantToken, Preset};
 use sb_platform::ApiErrorExt as _;
@@ -11,7 +12,7 @@ use sb_platform::Code;
 use uuid::Uuid;
 
 use crate::actions::access;
-use crate::domain::call::{DisplayName, Identity};
+use crate::domain::call::{DisplayName, Identity, Window};
 use crate::domain::lobby::{
     self as rules, Decision, DeviceSecret, LobbyStatus, MAX_WAITING_GUESTS, Outcome,
 };
@@ -22,9 +23,6 @@ use crate::store::lobby::{self, LobbyGuest, NewLobbyGuest};
 
 /// The `role` of an admitted guest's participant row (platform users have their JWT role).
 const GUEST_ROLE: &str = "GUEST";
-
-/// How long an appointment without an end time is assumed to last.
-const DEFAULT_APPOINTMENT_LENGTH: chrono::Duration = chrono::Duration::hours(1);
 
 /// The 401 a refused guest link answers, with a code the guest page can explain.
 pub fn link_error(error: GuestLinkError) -> VideoError {
@@ -60,6 +58,17 @@ fn span(duration: std::time::Duration) -> Result<chrono::Duration, VideoError> {
     chrono::Duration::from_std(duration).map_err(VideoError::internal)
 }
 
+/// The appointment's joinable window under this service's guest-link settings.
+pub fn window(state: &AppState, appointment: &Appointment) -> Result<Window, VideoError> {
+    let settings = &state.config.guest_links;
+    Ok(Window::around(
+        appointment.scheduled_at,
+        appointment.ends_at,
+        span(settings.open_before)?,
+        span(settings.close_after)?,
+    ))
+}
+
 /// `POST /calls/{id}/guest-links`: a link opening `open_before` the appointment and closing
 /// `close_after` its end. Links are stateless (signed, not stored): each one lets one guest
 /// into the lobby, and the host still decides who comes in.
@@ -72,12 +81,10 @@ pub async fn mint_link(
     let (call, appointment) = access::call(&mut conn, principal, call_id).await?;
     access::require_host(principal, &appointment)?;
     ensure_open(&call)?;
-    let settings = &state.config.guest_links;
-    let end = appointment
-        .ends_at
-        .unwrap_or(appointment.scheduled_at + DEFAULT_APPOINTMENT_LENGTH);
-    let open = appointment.scheduled_at - span(settings.open_before)?;
-    let close = end + span(settings.close_after)?;
+    let Window {
+        opens: open,
+        closes: close,
+    } = window(state, &appointment)?;
     if close <= Utc::now() {
         return Err(VideoError::conflict(
             Code::AppointmentWindowOver,

@@ -128,7 +128,7 @@ pub async fn refresh_participants(
         if sessions.is_empty() {
             continue;
         }
-        let now = presence::presence(&sessions);
+        let now = presence::presence(&sessions, call.segment_started_at);
         let before = (
             participant.active,
             participant.joined_at,
@@ -186,10 +186,14 @@ pub async fn settle(
     } else {
         (status, None)
     };
-    let duration = match (started_at, ended_at) {
-        (Some(start), Some(end)) => {
-            Some(i32::try_from(seconds_between(start, end)).unwrap_or(i32::MAX))
-        }
+    // A resumed call's duration is its earlier segments plus the current one, gaps excluded.
+    let segment_start = call.segment_started_at.or(started_at);
+    let duration = match (segment_start, ended_at) {
+        (Some(start), Some(end)) => Some(
+            i32::try_from(seconds_between(start, end))
+                .unwrap_or(i32::MAX)
+                .saturating_add(call.earlier_segments_seconds),
+        ),
         _ => None,
     };
     let mut call = call;

@@ -3,7 +3,46 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+/// How long an appointment without an end time is assumed to last.
+pub const DEFAULT_APPOINTMENT_LENGTH: chrono::Duration = chrono::Duration::hours(1);
+
+/// The span around an appointment in which its call is joinable: guest links work in it, and
+/// a completed call joined again in it resumes. It opens `open_before` the appointment and
+/// closes `close_after` its end (`GUEST_LINK_OPEN_BEFORE`, `GUEST_LINK_CLOSE_AFTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub opens: DateTime<Utc>,
+    pub closes: DateTime<Utc>,
+}
+
+impl Window {
+    pub fn around(
+        scheduled_at: DateTime<Utc>,
+        ends_at: Option<DateTime<Utc>>,
+        open_before: chrono::Duration,
+        close_after: chrono::Duration,
+    ) -> Self {
+        let end = ends_at.unwrap_or(scheduled_at + DEFAULT_APPOINTMENT_LENGTH);
+        Self {
+            opens: scheduled_at - open_before,
+            closes: end + close_after,
+        }
+    }
+
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.opens <= at && at < self.closes
+    }
+}
+
+/// Whether a call in `status` joined at `at` goes on again: a COMPLETED call inside its
+/// appointment's window does (the closer stepped out early, both sides dropped); FAILED and
+/// CANCELLED calls, and any call outside the window, stay over.
+pub fn resumes(status: CallStatus, window: &Window, at: DateTime<Utc>) -> bool {
+    status == CallStatus::Completed && window.contains(at)
+}
 
 /// Seed 000's `CallStatus`.
 #[derive(
@@ -312,6 +351,34 @@ impl DisplayName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_completed_call_inside_its_window_resumes() {
+        let at = |minutes: i64| {
+            DateTime::from_timestamp(1_800_000_000 + minutes * 60, 0).unwrap_or_default()
+        };
+        let window = Window::around(
+            at(0),
+            Some(at(45)),
+            chrono::Duration::minutes(30),
+            chrono::Duration::hours(2),
+        );
+        assert_eq!((window.opens, window.closes), (at(-30), at(165)));
+        let untimed = Window::around(
+            at(0),
+            None,
+            chrono::Duration::zero(),
+            chrono::Duration::zero(),
+        );
+        assert_eq!(untimed.closes, at(60));
+        assert!(resumes(CallStatus::Completed, &window, at(50)));
+        assert!(resumes(CallStatus::Completed, &window, at(-30)));
+        assert!(!resumes(CallStatus::Completed, &window, at(165)));
+        assert!(!resumes(CallStatus::Completed, &window, at(-31)));
+        for status in [CallStatus::Failed, CallStatus::Cancelled] {
+            assert!(!resumes(status, &window, at(50)));
+        }
+    }
 
     #[test]
     fn room_names_round_trip_and_reject_strangers() {

@@ -25,13 +25,16 @@ pub struct Presence {
 
 /// Active while any session has not left; first join; last departure once all have left; the
 /// time spent connected over completed sessions (overlaps counted once).
-pub fn presence(sessions: &[Session]) -> Presence {
-    let reported: Vec<Session> = sessions.iter().filter(|s| !s.api).cloned().collect();
-    let sessions = if reported.is_empty() {
-        sessions
-    } else {
-        &reported[..]
-    };
+///
+/// `segment_start` is when the call's current segment began if it was resumed (`None` for a
+/// call that never was).
+pub fn presence(sessions: &[Session], segment_start: Option<DateTime<Utc>>) -> Presence {
+    let counted: Vec<Session> = sessions
+        .iter()
+        .filter(|s| !s.api || !superseded(s, sessions, segment_start))
+        .cloned()
+        .collect();
+    let sessions = &counted[..];
     let active = sessions.iter().any(|s| s.left_at.is_none());
     let joined_at = sessions.iter().filter_map(|s| s.joined_at).min();
     let left_at = if active {
@@ -73,6 +76,20 @@ fn connected_seconds(sessions: &[Session]) -> i64 {
         total += seconds_between(start, end);
     }
     total
+}
+
+/// Whether LiveKit reported the connection an API session stood for: any reported session of
+/// the segment the API session was opened in. A session reported in an earlier segment of a
+/// resumed call does not replace an API session of the current one.
+fn superseded(api: &Session, sessions: &[Session], segment_start: Option<DateTime<Utc>>) -> bool {
+    let current = segment_start.filter(|start| api.joined_at.is_some_and(|at| at >= *start));
+    sessions
+        .iter()
+        .filter(|s| !s.api)
+        .any(|reported| match current {
+            None => true,
+            Some(start) => reported.joined_at.is_none_or(|at| at >= start),
+        })
 }
 
 /// Whole seconds from `from` to `to`, never negative.
@@ -138,7 +155,10 @@ mod tests {
 
     #[test]
     fn presence_sums_sessions_and_stays_active_while_one_is_open() {
-        let closed = presence(&[session(Some(0), Some(60)), session(Some(100), Some(130))]);
+        let closed = presence(
+            &[session(Some(0), Some(60)), session(Some(100), Some(130))],
+            None,
+        );
         assert_eq!(
             closed,
             Presence {
@@ -148,7 +168,10 @@ mod tests {
                 total_seconds: 90
             }
         );
-        let open = presence(&[session(Some(0), Some(60)), session(Some(100), None)]);
+        let open = presence(
+            &[session(Some(0), Some(60)), session(Some(100), None)],
+            None,
+        );
         assert!(open.active);
         assert_eq!(open.left_at, None);
         assert_eq!(open.total_seconds, 60);
@@ -156,7 +179,7 @@ mod tests {
 
     #[test]
     fn overlapping_sessions_of_one_participant_count_once() {
-        let total = |sessions: &[Session]| presence(sessions).total_seconds;
+        let total = |sessions: &[Session]| presence(sessions, None).total_seconds;
         // Two devices, 0–60 and 30–90: connected 90 s, not 120.
         assert_eq!(
             total(&[session(Some(0), Some(60)), session(Some(30), Some(90))]),
@@ -194,10 +217,34 @@ mod tests {
             joined_at: Some(t(0)),
             left_at: None,
         };
-        assert!(presence(std::slice::from_ref(&api)).active);
-        let reported = presence(&[api, session(Some(3), Some(33))]);
+        assert!(presence(std::slice::from_ref(&api), None).active);
+        let reported = presence(&[api, session(Some(3), Some(33))], None);
         assert!(!reported.active);
         assert_eq!(reported.total_seconds, 30);
+    }
+
+    #[test]
+    fn an_api_session_of_a_resumed_segment_counts_until_livekit_reports_it() {
+        // A resumed call: LiveKit reported 0–60 in the first segment; the second began at 100
+        // and the join route opened a session then. The first segment's API session (opened
+        // at 0, never closed) was replaced by the report and stays so.
+        let api = |at| Session {
+            api: true,
+            joined_at: Some(t(at)),
+            left_at: None,
+        };
+        let sessions = [session(Some(1), Some(60)), api(0), api(100)];
+        let resumed = presence(&sessions, Some(t(100)));
+        assert!(resumed.active);
+        assert_eq!(resumed.total_seconds, 59);
+        // LiveKit reports the new connection: it replaces the second API session.
+        let mut reported = sessions.to_vec();
+        reported.push(session(Some(101), Some(131)));
+        let done = presence(&reported, Some(t(100)));
+        assert!(!done.active);
+        assert_eq!(done.total_seconds, 89);
+        // Without the segment (a call never resumed), any report replaces every API session.
+        assert!(!presence(&sessions, None).active);
     }
 
     #[test]
@@ -208,11 +255,11 @@ mod tests {
             session(None, Some(95)),
             session(Some(1), None),
         ];
-        let expected = presence(&sessions);
+        let expected = presence(&sessions, None);
         sessions.reverse();
-        assert_eq!(presence(&sessions), expected);
+        assert_eq!(presence(&sessions, None), expected);
         sessions.swap(0, 2);
-        assert_eq!(presence(&sessions), expected);
+        assert_eq!(presence(&sessions, None), expected);
     }
 
     #[test]

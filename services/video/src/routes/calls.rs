@@ -162,8 +162,12 @@ pub struct CallView {
     room_name: String,
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
+    /// Once ended: the seconds of all its segments (a resumed call does not count the gaps).
     duration_seconds: Option<i32>,
     end_reason: Option<String>,
+    /// How many times the call was joined again after it had completed (within its
+    /// appointment's window).
+    resumed_count: i32,
     /// True while the call is being recorded: clients show a consent notice.
     recording: bool,
     recording_status: RecordingStatus,
@@ -191,6 +195,7 @@ impl CallView {
             ended_at: call.ended_at,
             duration_seconds: call.duration_seconds,
             end_reason: call.end_reason,
+            resumed_count: call.resumed_count,
             recording: recording_status.is_recording(),
             recording_status,
             recording_url: call.recording_url,
@@ -228,7 +233,7 @@ pub struct JoinResponse {
         (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
         (status = 403, description = "The role does not open this appointment", content_type = "application/problem+json"),
         (status = 404, description = "Unknown appointment (or another org's)", content_type = "application/problem+json"),
-        (status = 409, description = "Appointment cancelled or call finished", content_type = "application/problem+json"),
+        (status = 409, description = "Appointment cancelled (`appointment_cancelled`), or the call is over and cannot resume: failed, cancelled, or outside the appointment's window (`call_finished`); a completed call joined inside the window resumes (200)", content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
         (status = 503, description = "LiveKit unavailable", content_type = "application/problem+json")),
     security(("bearer" = [])))]

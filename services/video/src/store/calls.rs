@@ -31,6 +31,12 @@ pub struct Call {
     pub room_finished_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the current segment began, once the call has resumed (`None`: its first segment,
+    /// which began at `started_at`).
+    pub segment_started_at: Option<DateTime<Utc>>,
+    /// Seconds of the segments before the current one.
+    pub earlier_segments_seconds: i32,
+    pub resumed_count: i32,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -200,6 +206,55 @@ pub async fn update_times(
         .await
 }
 
+/// COMPLETED → ONGOING at `at`: the finished segment's seconds are kept, the end, the end
+/// reason and LiveKit's room_finished are cleared, and a new segment begins. Sessions the
+/// finished segment left open (nobody is connected to a completed call) close at its end, so
+/// none of them counts in the new segment; LiveKit's own departure report still wins later.
+pub async fn resume(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<Call> {
+    use video_participant_sessions as s;
+    diesel::update(
+        s::table
+            .filter(s::call_id.eq(id))
+            .filter(s::left_at.is_null()),
+    )
+    .set((
+        s::left_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >(
+            "GREATEST(joined_at, (SELECT COALESCE(ended_at, now()) FROM video_calls \
+             WHERE video_calls.id = video_participant_sessions.call_id))",
+        )),
+        s::left_source.eq("resume"),
+    ))
+    .execute(conn)
+    .await?;
+    diesel::update(
+        video_calls::table
+            .find(id)
+            .filter(video_calls::status.eq(CallStatus::Completed)),
+    )
+    .set((
+        video_calls::status.eq(CallStatus::Ongoing),
+        video_calls::earlier_segments_seconds.eq(diesel::dsl::sql::<diesel::sql_types::Int4>(
+            "COALESCE(duration_seconds, earlier_segments_seconds)",
+        )),
+        video_calls::segment_started_at.eq(at),
+        video_calls::resumed_count.eq(video_calls::resumed_count + 1),
+        video_calls::ended_at.eq(None::<DateTime<Utc>>),
+        video_calls::duration_seconds.eq(None::<i32>),
+        video_calls::end_reason.eq(None::<String>),
+        video_calls::room_finished_at.eq(None::<DateTime<Utc>>),
+        video_calls::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Call::as_returning())
+    .get_result(conn)
+    .await
+}
+
 pub async fn set_end_reason(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -221,18 +276,25 @@ pub async fn set_room_finished(
     id: Uuid,
     at: DateTime<Utc>,
 ) -> QueryResult<usize> {
-    // The earliest report wins, so replays in any order agree.
-    diesel::update(video_calls::table.find(id))
-        .set(
-            video_calls::room_finished_at.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("LEAST(room_finished_at, ")
-            .bind::<diesel::sql_types::Timestamptz, _>(at)
-            .sql(")")),
-        )
-        .cached()
-        .execute(conn)
-        .await
+    // The earliest report wins, so replays in any order agree; a report older than the
+    // current segment is an earlier segment's room and ends nothing.
+    diesel::update(
+        video_calls::table.find(id).filter(
+            video_calls::segment_started_at
+                .is_null()
+                .or(video_calls::segment_started_at.le(at)),
+        ),
+    )
+    .set(
+        video_calls::room_finished_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("LEAST(room_finished_at, ")
+        .bind::<diesel::sql_types::Timestamptz, _>(at)
+        .sql(")")),
+    )
+    .cached()
+    .execute(conn)
+    .await
 }
 
 pub async fn set_recording_status(
