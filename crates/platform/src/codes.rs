@@ -99,7 +99,7 @@ http_codes! {
         "The bearer token is malformed, wrongly signed, or for another issuer or audience.";
     TokenExpired = "token_expired", [UNAUTHORIZED], [all],
         "The bearer token has expired.";
-    Forbidden = "forbidden", [FORBIDDEN], [video, telephony, monitoring],
+    Forbidden = "forbidden", [FORBIDDEN], [video, telephony, monitoring, signaling],
         "Authenticated, but the caller's role or scope does not allow this.";
     NotFound = "not_found", [NOT_FOUND], [all],
         "No such route or object, or it is another tenant's or outside the caller's scope (never revealed).";
@@ -133,11 +133,11 @@ http_codes! {
         "The guest link opens shortly before the appointment, not yet.";
     CallFinished = "call_finished", [CONFLICT], [video],
         "The call has already ended.";
-    AppointmentCancelled = "appointment_cancelled", [CONFLICT], [video],
+    AppointmentCancelled = "appointment_cancelled", [CONFLICT], [video, signaling],
         "The appointment was cancelled.";
-    AppointmentWindowEmpty = "appointment_window_empty", [CONFLICT], [video],
+    AppointmentWindowEmpty = "appointment_window_empty", [CONFLICT], [video, signaling],
         "The appointment ends before a guest link for it would open.";
-    AppointmentWindowOver = "appointment_window_over", [CONFLICT], [video],
+    AppointmentWindowOver = "appointment_window_over", [CONFLICT], [video, signaling],
         "The appointment's guest-link window has closed: a link for it would already be expired.";
     LobbyFull = "lobby_full", [CONFLICT], [video],
         "The lobby holds as many waiting guests as it may.";

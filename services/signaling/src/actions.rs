@@ -4,17 +4,19 @@
 /// three heartbeats; until then it costs this much).
 pub const CLUSTER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::policy::{AppointmentAccess, can_access_appointment};
-use sb_auth::{OrgId, Principal, TeamId, UserId};
-use sb_db::models::Appointment;
+use sb_auth::{GuestClaims, GuestLinkError, OrgId, Principal, Role, TeamId, UserId};
+use sb_db::models::{Appointment, AppointmentStatus};
 use sb_events::outbox::Outbox;
 use sb_events::proto::SignalingRoomStatusChanged;
+use sb_platform::{ApiErrorExt as _, Code};
 use sb_socketio::SocketIo;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::config::GuestLinkConfig;
 use crate::domain::{RoomStatus, Side, new_room_id};
 use crate::error::SignalingError;
 use crate::metrics::SignalingMetrics;
@@ -64,6 +66,68 @@ pub async fn ensure_room(
         },
     )
     .await
+}
+
+/// How long an appointment without an end time lasts, for its guest-link window.
+const DEFAULT_APPOINTMENT_LENGTH: chrono::Duration = chrono::Duration::hours(1);
+
+/// The appointment's window: from `open_before` its start to `close_after` its end.
+pub fn window(
+    config: &GuestLinkConfig,
+    appointment: &Appointment,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), SignalingError> {
+    let span = |d| chrono::Duration::from_std(d).map_err(SignalingError::internal);
+    let end = appointment
+        .ends_at
+        .unwrap_or(appointment.scheduled_at + DEFAULT_APPOINTMENT_LENGTH);
+    Ok((
+        appointment.scheduled_at - span(config.open_before)?,
+        end + span(config.close_after)?,
+    ))
+}
+
+/// A guest link for the appointment's room (created if it has none yet), minted by its host or
+/// an ADMIN, valid over the appointment's window.
+pub async fn mint_guest_link(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    appointment: &Appointment,
+) -> Result<(String, GuestClaims, Room), SignalingError> {
+    if principal.role != Role::Admin && principal.user_id.as_uuid() != appointment.host_user_id {
+        return Err(SignalingError::forbidden(
+            Code::Forbidden,
+            "only the appointment's host mints its guest links",
+        ));
+    }
+    let (Some(links), Some(config)) = (&state.guest_links, &state.config.guest_links) else {
+        // no key on this deployment: as if the route did not exist
+        return Err(SignalingError::not_found("guest links"));
+    };
+    if appointment.status == AppointmentStatus::Cancelled {
+        return Err(SignalingError::conflict(
+            Code::AppointmentCancelled,
+            "the appointment was cancelled",
+        ));
+    }
+    let (open, close) = window(config, appointment)?;
+    if close <= Utc::now() {
+        return Err(SignalingError::conflict(
+            Code::AppointmentWindowOver,
+            format!("guest links for this appointment closed at {close}"),
+        ));
+    }
+    let (token, claims) = links
+        .mint(OrgId::from(appointment.org_id), appointment.id, open, close)
+        .map_err(|error| match error {
+            GuestLinkError::EmptyWindow => SignalingError::conflict(
+                Code::AppointmentWindowEmpty,
+                "the appointment ends before a guest link for it would open",
+            ),
+            other => SignalingError::internal(other),
+        })?;
+    let room = ensure_room(conn, appointment).await?;
+    Ok((token, claims, room))
 }
 
 /// Why a room ended: what its members are told in `call-ended`.

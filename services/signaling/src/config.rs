@@ -31,6 +31,19 @@ pub struct SignalingConfig {
     pub cleanup_interval: Duration,
     /// A room is ended this long after its appointment's end (or start, without an end).
     pub cleanup_after: Duration,
+    /// Guest links for leads without an account; `None` when this deployment has no key.
+    pub guest_links: Option<GuestLinkConfig>,
+}
+
+/// Guest links: the platform's guest-link key and window (the variables video reads too; the
+/// links' own audience keeps the two services' links apart).
+#[derive(Debug, Clone)]
+pub struct GuestLinkConfig {
+    pub secret: SecretString,
+    /// A link opens this long before the appointment…
+    pub open_before: Duration,
+    /// …and closes this long after its end.
+    pub close_after: Duration,
 }
 
 /// STUN and TURN servers handed to clients in `joined-room`.
@@ -77,6 +90,33 @@ pub enum SignalingConfigError {
     Auth(#[from] sb_auth::AuthConfigError),
     #[error("CORS_ORIGINS must list origins, not `*`")]
     WildcardOrigin,
+    #[error("GUEST_LINK_SECRET must be at least 32 characters")]
+    GuestLinkSecretTooShort,
+}
+
+/// Signs guest links in development when `GUEST_LINK_SECRET` is unset.
+const DEV_GUEST_LINK_SECRET: &str = "switchboard-dev-guest-link-secret";
+
+impl GuestLinkConfig {
+    /// In production, guest links need `GUEST_LINK_SECRET`: without it they are off (the
+    /// service still starts); in development a fixed key stands in.
+    fn from_env(
+        env: &Env<'_>,
+        environment: Environment,
+    ) -> Result<Option<Self>, SignalingConfigError> {
+        let secret: Option<String> = env.optional("GUEST_LINK_SECRET")?;
+        let secret = match (secret, environment) {
+            (Some(secret), _) if secret.len() >= 32 => secret,
+            (Some(_), _) => return Err(SignalingConfigError::GuestLinkSecretTooShort),
+            (None, Environment::Production) => return Ok(None),
+            (None, Environment::Development) => DEV_GUEST_LINK_SECRET.to_owned(),
+        };
+        Ok(Some(Self {
+            secret: secret.into(),
+            open_before: env.duration("GUEST_LINK_OPEN_BEFORE", Duration::from_secs(30 * 60))?,
+            close_after: env.duration("GUEST_LINK_CLOSE_AFTER", Duration::from_secs(2 * 3600))?,
+        }))
+    }
 }
 
 fn list(raw: &str) -> Vec<String> {
@@ -122,6 +162,7 @@ impl SignalingConfig {
                 .duration("SIGNALING_CLEANUP_INTERVAL", Duration::from_secs(300))?,
             cleanup_after: env
                 .duration("SIGNALING_CLEANUP_AFTER", Duration::from_secs(4 * 3600))?,
+            guest_links: GuestLinkConfig::from_env(env, environment)?,
         })
     }
 }

@@ -115,6 +115,7 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
         verifier: verifier.clone(),
         config: config.clone(),
         metrics: signaling_metrics.clone(),
+        guest_links: AppState::guest_links(&config),
     };
     let io = socket_server(&state);
     io.register_metrics(metrics.registry(), SERVICE)?;

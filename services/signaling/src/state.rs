@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sb_auth::JwtVerifier;
+use sb_auth::{GuestLinks, JwtVerifier};
 use sb_db::{DbConn, DbPool};
 use sb_events::outbox::Outbox;
 
@@ -17,9 +17,19 @@ pub struct AppState {
     pub verifier: Arc<JwtVerifier>,
     pub config: Arc<SignalingConfig>,
     pub metrics: SignalingMetrics,
+    /// Signaling's guest links (`None`: this deployment has no guest-link key).
+    pub guest_links: Option<GuestLinks>,
 }
 
 impl AppState {
+    /// Signaling's guest links from the configuration.
+    pub fn guest_links(config: &SignalingConfig) -> Option<GuestLinks> {
+        config
+            .guest_links
+            .as_ref()
+            .map(|c| GuestLinks::scoped(c.secret.clone(), sb_auth::LinkScope::SIGNALING))
+    }
+
     pub async fn conn(&self) -> Result<DbConn, SignalingError> {
         Ok(self.pool.get().await?)
     }

@@ -125,3 +125,36 @@ async fn two_instances_relay_signals_through_nats() -> Result {
     second.stop().await?;
     Ok(())
 }
+
+/// A lead without an account connects with the official client and a guest link (as its
+/// `auth.token`), on another instance than the host's, and the call's signals cross.
+#[tokio::test]
+async fn official_client_joins_with_a_guest_link() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let second = TestApp::spawn(sb_signaling::build(signaling.config.clone()).await?);
+    let host = User::new(Uuid::now_v7(), Role::Closer);
+    let appointment = signaling
+        .appointment(&sb_testkit::TestAppointment::new(host.org, host.id))
+        .await?;
+    let (status, link) = signaling
+        .post_empty(
+            &host,
+            &format!("/video-call/room/appointment/{appointment}/guest-links"),
+        )
+        .await?;
+    assert_eq!(status, 201, "{link}");
+    let answer = socketio_node(json!({
+        "op": "cluster",
+        "urls": [signaling.app.url(""), second.url("")],
+        "room": link["roomId"],
+        "practitioner": signaling.token(&host),
+        "patient": link["token"],
+    }))
+    .await?;
+    assert_eq!(answer["userJoined"]["userId"], link["userId"], "{answer}");
+    assert_eq!(answer["userJoined"]["role"], "patient", "{answer}");
+    assert_eq!(answer["offer"]["userId"], json!(host.id.to_string()));
+    assert_eq!(answer["answer"]["userId"], link["userId"]);
+    second.stop().await?;
+    Ok(())
+}

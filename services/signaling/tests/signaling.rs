@@ -482,6 +482,7 @@ async fn cleanup_ends_rooms_of_past_appointments_only() -> Result {
         verifier: std::sync::Arc::new(signaling.tokens.verifier()),
         config: std::sync::Arc::new(signaling.config.clone()),
         metrics: sb_signaling::SignalingMetrics::detached()?,
+        guest_links: sb_signaling::AppState::guest_links(&signaling.config),
     };
     let io = sb_signaling::socket_server(&state);
     assert_eq!(sb_signaling::cleanup_once(&state, &io).await?, 1);

@@ -1,6 +1,6 @@
 //! The REST room routes: read an appointment's room, create it by hand.
 
-use actix_web::{get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
 use sb_db::models::Appointment;
@@ -16,7 +16,9 @@ use crate::store::{self, Room};
 use sb_platform::ApiErrorExt as _;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(get_room).service(create_room);
+    cfg.service(get_room)
+        .service(create_room)
+        .service(mint_guest_link);
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -145,5 +147,54 @@ async fn create_room(
     let room = actions::ensure_room(&mut conn, &appointment).await?;
     Ok(web::Json(CreatedRoom {
         room_id: room.room_id,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuestLinkView {
+    /// The guest-link token: the lead connects with it as `auth: {token}`, like a JWT.
+    token: String,
+    /// The one room the link may join.
+    room_id: String,
+    appointment_id: Uuid,
+    /// The link's identity in the room (`userId`), the same on every connection.
+    user_id: Uuid,
+    /// The link opens this long before the appointment (`GUEST_LINK_OPEN_BEFORE`)…
+    opens_at: DateTime<Utc>,
+    /// …and closes this long after its end (`GUEST_LINK_CLOSE_AFTER`).
+    expires_at: DateTime<Utc>,
+}
+
+#[utoipa::path(post, path = "/video-call/room/appointment/{appointmentId}/guest-links", tag = "video-call",
+    params(("appointmentId" = Uuid, Path, description = "CRM appointment id")),
+    responses(
+        (status = 201, body = GuestLinkView, description = "A signed link for a lead without an account: joins this appointment's room only, within the appointment's window"),
+        (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
+        (status = 403, description = "Only the appointment's host (or ADMIN) mints links (`forbidden`)", content_type = "application/problem+json"),
+        (status = 404, description = "An appointment the caller cannot see, or guest links are off on this deployment", content_type = "application/problem+json"),
+        (status = 409, description = "The appointment is cancelled (`appointment_cancelled`), its window has closed (`appointment_window_over`) or is empty (`appointment_window_empty`)", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[post("/video-call/room/appointment/{appointmentId}/guest-links")]
+async fn mint_guest_link(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, SignalingError> {
+    let mut conn = state.conn().await?;
+    let appointment = visible_appointment(&mut conn, &principal, path.into_inner()).await?;
+    let (token, claims, room) =
+        actions::mint_guest_link(&state, &mut conn, &principal, &appointment).await?;
+    let at = |seconds| {
+        DateTime::from_timestamp(seconds, 0)
+            .ok_or_else(|| SignalingError::internal("a guest link's time is out of range"))
+    };
+    Ok(HttpResponse::Created().json(GuestLinkView {
+        token,
+        room_id: room.room_id,
+        appointment_id: appointment.id,
+        user_id: claims.sub,
+        opens_at: at(claims.nbf)?,
+        expires_at: at(claims.exp)?,
     }))
 }

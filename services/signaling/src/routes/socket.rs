@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
-use sb_auth::{AuthError, Principal};
+use sb_auth::{AuthError, GuestClaims, GuestLinkError, Principal};
+use sb_db::models::Appointment;
 use sb_platform::EventCode;
 use sb_socketio::{
     Ack, ConnectContext, ConnectError, DisconnectReason, Namespace, Refusal, Socket, SocketData,
@@ -29,9 +30,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Who a socket is (from its token, never from payloads) and the rooms it joined.
 struct Member {
-    principal: Principal,
+    identity: Identity,
+    /// The `userId` others see: the user's id, or a guest link's own id (stable per link).
     user_id: String,
     rooms: Mutex<HashMap<String, Side>>,
+}
+
+/// What a socket authenticated with.
+enum Identity {
+    /// A platform JWT.
+    User(Principal),
+    /// A signaling guest link: a lead without an account, for one appointment's room.
+    Guest(GuestClaims),
+}
+
+impl Identity {
+    /// Whether this identity may join the room of `appointment`, and as which side.
+    fn side_in(&self, appointment: &Appointment) -> Option<Side> {
+        match self {
+            Self::User(principal) => actions::may_access(principal, appointment)
+                .then(|| actions::side(principal.user_id.as_uuid(), appointment)),
+            Self::Guest(link) => (link.call == appointment.id
+                && link.org.as_uuid() == appointment.org_id)
+                .then_some(Side::Patient),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -143,20 +166,13 @@ impl Namespace for VideoCall {
         let verdict = match token(&ctx) {
             None => Err(ConnectError::new("unauthorized: no token")
                 .with_code(EventCode::Unauthorized.as_str())),
-            Some(token) => match self.state.verifier.verify(&token) {
-                Ok(principal) => {
-                    let user_id = principal.user_id.as_uuid().to_string();
-                    Ok(Arc::new(Member {
-                        principal,
-                        user_id,
-                        rooms: Mutex::new(HashMap::new()),
-                    }) as SocketData)
-                }
-                Err(AuthError::Expired) => Err(ConnectError::new("unauthorized: token expired")
-                    .with_code(EventCode::TokenExpired.as_str())),
-                Err(_) => Err(ConnectError::new("unauthorized: invalid token")
-                    .with_code(EventCode::Unauthorized.as_str())),
-            },
+            Some(token) => self.authenticate(&token).map(|(identity, user_id)| {
+                Arc::new(Member {
+                    identity,
+                    user_id,
+                    rooms: Mutex::new(HashMap::new()),
+                }) as SocketData
+            }),
         };
         Box::pin(async move { verdict })
     }
@@ -214,6 +230,40 @@ impl Namespace for VideoCall {
 }
 
 impl VideoCall {
+    /// A platform JWT, else a signaling guest link; an expiry of either says `token_expired`.
+    fn authenticate(&self, token: &str) -> Result<(Identity, String), ConnectError> {
+        let jwt = match self.state.verifier.verify(token) {
+            Ok(principal) => {
+                let user_id = principal.user_id.as_uuid().to_string();
+                return Ok((Identity::User(principal), user_id));
+            }
+            Err(error) => error,
+        };
+        let link = match self
+            .state
+            .guest_links
+            .as_ref()
+            .map(|l| l.verify_link(token))
+        {
+            Some(Ok(claims)) => {
+                let user_id = claims.sub.to_string();
+                return Ok((Identity::Guest(claims), user_id));
+            }
+            Some(Err(error)) => Some(error),
+            None => None,
+        };
+        if jwt == AuthError::Expired || link == Some(GuestLinkError::Expired) {
+            return Err(ConnectError::new("unauthorized: token expired")
+                .with_code(EventCode::TokenExpired.as_str()));
+        }
+        let message = if link == Some(GuestLinkError::NotYetValid) {
+            "unauthorized: the guest link is not open yet"
+        } else {
+            "unauthorized: invalid token"
+        };
+        Err(ConnectError::new(message).with_code(EventCode::Unauthorized.as_str()))
+    }
+
     async fn dispatch(&self, socket: &Socket, event: &str, payload: Option<Value>) -> Outcome {
         let Some(Value::Object(mut payload)) = payload else {
             return Err(EventError::invalid("the payload must be an object"));
@@ -339,17 +389,16 @@ impl VideoCall {
         if room.status == RoomStatus::Ended {
             return Err(EventError::new(EventCode::CallEnded, "the call has ended"));
         }
-        let appointment = store::appointment(&mut conn, room.appointment_id)
+        // A room the caller may not see (a guest link: any room but its appointment's) answers
+        // as a room that does not exist, as the REST routes do: its existence is not revealed.
+        let side = store::appointment(&mut conn, room.appointment_id)
             .await
             .map_err(|e| unavailable(e.into()))?
-            .filter(|a| actions::may_access(&me.principal, a))
-            // A room the caller may not see answers as a room that does not exist, as the REST
-            // routes do: its existence is not revealed.
+            .and_then(|a| me.identity.side_in(&a))
             .ok_or_else(|| {
                 EventError::new(EventCode::NotFound, format!("room {room_id} not found"))
             })?;
         drop(conn);
-        let side = actions::side(me.principal.user_id.as_uuid(), &appointment);
         let already = lock(&me.rooms).insert(room_id.to_owned(), side).is_some();
         if !already {
             self.entered(room_id);

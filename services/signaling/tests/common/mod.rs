@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sb_signaling::SignalingConfig;
-use sb_signaling::config::{IceConfig, SocketConfig};
+use sb_signaling::config::{GuestLinkConfig, IceConfig, SocketConfig};
 use sb_testkit::{Deps, Result, Service, TestApp, TestAppointment, within};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -19,6 +19,9 @@ use tokio_tungstenite::tungstenite::Message;
 pub use sb_testkit::TestUser as User;
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The guest-link key of the service under test.
+pub const GUEST_LINK_SECRET: &str = "signaling-test-guest-link-secret-0123456789";
 
 pub type TestSignaling = sb_testkit::TestService<Signaling>;
 
@@ -49,6 +52,11 @@ impl Service for Signaling {
                 reconnect_grace: Duration::from_millis(1500),
                 cleanup_interval: Duration::from_secs(3600),
                 cleanup_after: Duration::from_secs(4 * 3600),
+                guest_links: Some(GuestLinkConfig {
+                    secret: GUEST_LINK_SECRET.to_owned().into(),
+                    open_before: Duration::from_secs(30 * 60),
+                    close_after: Duration::from_secs(2 * 3600),
+                }),
             }
         )
     }
@@ -83,6 +91,8 @@ pub trait Rooms {
     async fn socket_at(&self, app: &TestApp, user: &User) -> Result<RawSocket>;
     /// A websocket Engine.IO session, not yet in any namespace.
     async fn raw_socket(&self) -> Result<RawSocket>;
+    /// A websocket Socket.IO client connected to `/video-call` with `token` (a guest link).
+    async fn socket_with(&self, app: &TestApp, token: &str) -> Result<RawSocket>;
 }
 
 impl Rooms for TestSignaling {
@@ -103,11 +113,15 @@ impl Rooms for TestSignaling {
     }
 
     async fn socket_at(&self, app: &TestApp, user: &User) -> Result<RawSocket> {
+        self.socket_with(app, &self.token(user)).await
+    }
+
+    async fn socket_with(&self, app: &TestApp, token: &str) -> Result<RawSocket> {
         let mut socket = RawSocket::open(app).await?;
         socket
             .send(&format!(
                 "40/video-call,{}",
-                serde_json::json!({"token": self.token(user)})
+                serde_json::json!({"token": token})
             ))
             .await?;
         let connect = socket.recv().await?;
