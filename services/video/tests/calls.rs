@@ -576,6 +576,31 @@ async fn lists_and_statistics_are_scoped_like_access() -> Result {
     assert!(stats["p90DurationSeconds"].is_i64());
     let (_, closer_stats) = video.get_json(&closer, "/calls/stats").await?;
     assert_eq!(closer_stats["count"], 2);
+
+    // ADMIN (platform staff, in an org of their own) follows one rule everywhere: every org's
+    // calls, by id as in lists and statistics; `orgId` narrows to one org. Others' `orgId` is
+    // ignored: their own org's calls only.
+    let admin = User::new(Uuid::now_v7(), Role::Admin);
+    let (status, one) = video
+        .get_json(&admin, &format!("/calls/{}", ids[0]))
+        .await?;
+    assert_eq!((status, &one["id"]), (200, &json!(ids[0])), "{one}");
+    let (_, everything) = video.get_json(&admin, "/calls").await?;
+    assert_eq!(count(&everything), 4, "{everything}");
+    let (_, stats) = video.get_json(&admin, "/calls/stats").await?;
+    assert_eq!(stats["count"], 4, "{stats}");
+    let (_, org_only) = video
+        .get_json(&admin, &format!("/calls?orgId={org}"))
+        .await?;
+    assert_eq!(count(&org_only), 3, "{org_only}");
+    let (_, stats) = video
+        .get_json(&admin, &format!("/calls/stats?orgId={}", stranger.org))
+        .await?;
+    assert_eq!(stats["count"], 1, "{stats}");
+    let (_, ceo_elsewhere) = video
+        .get_json(&ceo, &format!("/calls?orgId={}", stranger.org))
+        .await?;
+    assert_eq!(count(&ceo_elsewhere), 3, "{ceo_elsewhere}");
     Ok(())
 }
 

@@ -83,12 +83,14 @@ pub fn require_host(principal: &Principal, appointment: &Appointment) -> Result<
     }
 }
 
-/// The calls `principal` may list and count (`org` lets ADMIN pick another org).
+/// The calls `principal` may list and count: the same rule as reading one by id. ADMIN (platform
+/// staff) sees every org's, or the org `org` names; everyone else their own org's, whatever
+/// `org` says.
 pub fn scope(principal: &Principal, org: Option<Uuid>) -> Scope {
     let own_org = principal.org_id.as_uuid();
     let user = principal.user_id.as_uuid();
     match principal.role {
-        Role::Admin => Scope::Org(org.unwrap_or(own_org)),
+        Role::Admin => org.map_or(Scope::Everywhere, Scope::Org),
         Role::Ceo | Role::Director => Scope::Org(own_org),
         Role::Manager => Scope::Teams {
             org: own_org,

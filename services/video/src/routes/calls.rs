@@ -372,7 +372,7 @@ fn filter_and_org(query: &Query) -> Result<(CallFilter, Option<Uuid>), Problem> 
         ("status" = Option<CallStatus>, Query),
         ("from" = Option<DateTime<Utc>>, Query, description = "Created at or after (RFC 3339)"),
         ("to" = Option<DateTime<Utc>>, Query, description = "Created before (RFC 3339)"),
-        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org"),
+        ("orgId" = Option<Uuid>, Query, description = "ADMIN: only this org (default: every org); ignored for other roles"),
         PageRequest),
     responses(
         (status = 200, body = Page<CallView>, description = "Calls the caller may see, newest first"),
@@ -400,7 +400,7 @@ async fn list_calls(
         ("from" = Option<DateTime<Utc>>, Query, description = "Calls created at or after (RFC 3339)"),
         ("to" = Option<DateTime<Utc>>, Query, description = "Calls created before (RFC 3339)"),
         ("status" = Option<CallStatus>, Query),
-        ("orgId" = Option<Uuid>, Query, description = "ADMIN only: another org")),
+        ("orgId" = Option<Uuid>, Query, description = "ADMIN: only this org (default: every org); ignored for other roles")),
     responses(
         (status = 200, body = CallStats, description = "Statistics of the calls the caller may see"),
         (status = 400, content_type = "application/problem+json")),

@@ -592,7 +592,9 @@ pub async fn calls_without_room(
 /// `policy::can_access_appointment` in SQL.
 #[derive(Debug, Clone)]
 pub enum Scope {
-    /// The whole org (CEO, DIRECTOR, ADMIN).
+    /// Every org (ADMIN, platform staff, without `orgId`).
+    Everywhere,
+    /// The whole org (CEO, DIRECTOR, ADMIN with `orgId`).
     Org(Uuid),
     /// The org's calls of these teams, or where the user is host, guest or setter (MANAGER).
     Teams {
@@ -602,14 +604,6 @@ pub enum Scope {
     },
     /// Calls where the user is host or guest user, or setter when `setter` (everyone else).
     Own { org: Uuid, user: Uuid, setter: bool },
-}
-
-impl Scope {
-    pub fn org(&self) -> Uuid {
-        match self {
-            Scope::Org(org) | Scope::Teams { org, .. } | Scope::Own { org, .. } => *org,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -632,19 +626,20 @@ type ScopedCalls<'a> = diesel::dsl::IntoBoxed<
 fn scoped<'a>(scope: &Scope, filter: &CallFilter) -> ScopedCalls<'a> {
     let mut query = video_calls::table
         .inner_join(appointments::table.on(appointments::id.eq(video_calls::appointment_id)))
-        .filter(video_calls::org_id.eq(scope.org()))
         .into_boxed();
     match scope {
-        Scope::Org(_) => {}
-        Scope::Teams { user, teams, .. } => {
-            query = query.filter(
+        Scope::Everywhere => {}
+        Scope::Org(org) => query = query.filter(video_calls::org_id.eq(*org)),
+        Scope::Teams { org, user, teams } => {
+            query = query.filter(video_calls::org_id.eq(*org)).filter(
                 appointments::team_id
                     .eq_any(teams.clone())
                     .or(appointments::host_user_id.eq(*user))
                     .or(appointments::guest_user_id.eq(*user)),
             );
         }
-        Scope::Own { user, setter, .. } => {
+        Scope::Own { org, user, setter } => {
+            query = query.filter(video_calls::org_id.eq(*org));
             let mine = appointments::host_user_id
                 .eq(*user)
                 .or(appointments::guest_user_id.eq(*user));
