@@ -732,3 +732,59 @@ async fn the_meeting_routes_are_in_the_openapi_document() -> Result {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn users_known_to_belong_to_another_org_cannot_be_invited() -> Result {
+    let video = TestVideo::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let colleague = User::new(org, Role::Setter);
+    // Org B's closer hosts an appointment there; org B's manager created a meeting there.
+    let org_b = Uuid::now_v7();
+    let closer_b = User::new(org_b, Role::Closer);
+    let manager_b = User::new(org_b, Role::Manager);
+    video
+        .appointment(&common::TestAppointment::new(org_b, closer_b.id))
+        .await?;
+    let (status, body) = video
+        .post_json(
+            &manager_b,
+            ROOMS,
+            json!({"room_name": "b-team", "participants": []}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let rooms_before = video.count("video_meetings").await?;
+
+    for stranger in [&closer_b, &manager_b] {
+        let (status, body) = video
+            .post_json(
+                &host,
+                ROOMS,
+                json!({"room_name": "mixed", "participants": [colleague.id, stranger.id]}),
+            )
+            .await?;
+        assert_eq!(
+            (status, &body["code"], &body["field"]),
+            (400, &json!("invalid_field"), &json!("participants")),
+            "{body}"
+        );
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&stranger.id.to_string())),
+            "{body}"
+        );
+    }
+    // Nothing was created: no row, and the name is still free.
+    assert_eq!(video.count("video_meetings").await?, rooms_before);
+    let (status, body) = video
+        .post_json(
+            &host,
+            ROOMS,
+            json!({"room_name": "mixed", "participants": [colleague.id]}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    Ok(())
+}

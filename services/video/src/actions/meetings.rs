@@ -99,6 +99,14 @@ pub async fn create(
     let id = Uuid::now_v7();
     let livekit_room = meeting_room(org, id);
     let mut conn = state.conn().await?;
+    let invited: Vec<Uuid> = planned.iter().map(|&(user, _)| user).collect();
+    let strangers = store::members_of_other_orgs(&mut conn, org, &invited).await?;
+    if let Some(stranger) = strangers.first() {
+        return Err(VideoError::invalid(
+            "participants",
+            format!("{stranger} belongs to another organisation"),
+        ));
+    }
     let meeting = state.outbox.wake_on_commit(conn
         .transaction::<_, VideoError, _>(async |conn| {
             let livekit_room = &livekit_room;

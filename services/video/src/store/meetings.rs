@@ -107,6 +107,35 @@ pub async fn insert_if_absent(
         .optional()
 }
 
+/// Those of `users` known to belong to an organisation other than `org`: they host another
+/// org's appointments or created another org's meetings (a user belongs to one org). Users
+/// nobody has seen yet are not known to be anywhere, so they are not listed.
+pub async fn members_of_other_orgs(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    users: &[Uuid],
+) -> QueryResult<Vec<Uuid>> {
+    use sb_db::schema::appointments;
+    let hosts: Vec<Uuid> = appointments::table
+        .filter(appointments::host_user_id.eq_any(users))
+        .filter(appointments::org_id.ne(org))
+        .select(appointments::host_user_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    let creators: Vec<Uuid> = video_meetings::table
+        .filter(video_meetings::created_by.eq_any(users))
+        .filter(video_meetings::org_id.ne(org))
+        .select(video_meetings::created_by)
+        .distinct()
+        .load(conn)
+        .await?;
+    let mut known: Vec<Uuid> = hosts.into_iter().chain(creators).collect();
+    known.sort_unstable();
+    known.dedup();
+    Ok(known)
+}
+
 pub async fn insert_members(
     conn: &mut AsyncPgConnection,
     members: &[NewMember],
