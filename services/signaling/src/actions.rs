@@ -100,7 +100,7 @@ pub async fn mint_guest_link(
             "only the appointment's host mints its guest links",
         ));
     }
-    let (Some(links), Some(config)) = (&state.guest_links, &state.config.guest_links) else {
+    let Some(links) = &state.guest_links else {
         // no key on this deployment: as if the route did not exist
         return Err(SignalingError::not_found("guest links"));
     };
@@ -110,7 +110,7 @@ pub async fn mint_guest_link(
             "the appointment was cancelled",
         ));
     }
-    let (open, close) = window(config, appointment)?;
+    let (open, close) = window(&state.config.guest_links, appointment)?;
     if close <= Utc::now() {
         return Err(SignalingError::conflict(
             Code::AppointmentWindowOver,
@@ -160,6 +160,19 @@ impl Ending {
 pub enum Change {
     Present(Side, bool),
     End(Ending),
+    /// An Ended room back to Waiting (see [`resumable`]); nothing when it is not Ended.
+    Resume,
+}
+
+/// Whether an Ended room of `appointment` may be joined again at `now`: the appointment is not
+/// cancelled and `now` is within its window (see [`window`]).
+pub fn resumable(
+    config: &GuestLinkConfig,
+    appointment: &Appointment,
+    now: DateTime<Utc>,
+) -> Result<bool, SignalingError> {
+    let (open, close) = window(config, appointment)?;
+    Ok(appointment.status != AppointmentStatus::Cancelled && open <= now && now < close)
 }
 
 /// The cluster question that ends a room's call: every instance tells its sockets in the room
@@ -188,6 +201,33 @@ pub async fn apply(
     change: &Change,
 ) -> Result<(Room, Option<RoomStatus>), diesel::result::Error> {
     let previous = room.status;
+    if let Change::Resume = change {
+        if previous != RoomStatus::Ended {
+            return Ok((room, None));
+        }
+        let now = Utc::now();
+        store::reopen(conn, room.id, now).await?;
+        let event = SignalingRoomStatusChanged {
+            room_id: room.room_id.clone(),
+            org_id: room.org_id.to_string(),
+            appointment_id: room.appointment_id.to_string(),
+            previous_status: previous.proto() as i32,
+            status: RoomStatus::Waiting.proto() as i32,
+            practitioner_joined: false,
+            patient_joined: false,
+            changed_at_unix_ms: now.timestamp_millis(),
+        };
+        outbox.enqueue(conn, &event).await?;
+        metrics.transition(RoomStatus::Waiting);
+        let room = Room {
+            status: RoomStatus::Waiting,
+            practitioner_joined: false,
+            patient_joined: false,
+            ended_at: None,
+            ..room
+        };
+        return Ok((room, Some(RoomStatus::Waiting)));
+    }
     if previous == RoomStatus::Ended {
         // hung up again: whoever is still in the room (an instance that missed the first
         // question) hears it now
@@ -212,7 +252,7 @@ pub async fn apply(
                 Ending::Empty,
             )
         }
-        Change::Present(Side::Observer, _) => return Ok((room, None)),
+        Change::Present(Side::Observer, _) | Change::Resume => return Ok((room, None)),
         Change::End(ending) => (RoomStatus::Ended, ending.clone()),
     };
     let now = Utc::now();

@@ -31,18 +31,19 @@ pub struct SignalingConfig {
     pub cleanup_interval: Duration,
     /// A room is ended this long after its appointment's end (or start, without an end).
     pub cleanup_after: Duration,
-    /// Guest links for leads without an account; `None` when this deployment has no key.
-    pub guest_links: Option<GuestLinkConfig>,
+    /// The appointment's window (guest links, resume) and the guest-link key.
+    pub guest_links: GuestLinkConfig,
 }
 
-/// Guest links: the platform's guest-link key and window (the variables video reads too; the
-/// links' own audience keeps the two services' links apart).
+/// The appointment's window and guest links: the platform's guest-link key and window (the
+/// variables video reads too; the links' own audience keeps the two services' links apart).
 #[derive(Debug, Clone)]
 pub struct GuestLinkConfig {
-    pub secret: SecretString,
-    /// A link opens this long before the appointment…
+    /// `None`: this deployment has no key, guest links are off (the window still applies).
+    pub secret: Option<SecretString>,
+    /// The window opens this long before the appointment (and a guest link with it)…
     pub open_before: Duration,
-    /// …and closes this long after its end.
+    /// …and closes this long after its end: an Ended room resumes until then.
     pub close_after: Duration,
 }
 
@@ -100,22 +101,19 @@ const DEV_GUEST_LINK_SECRET: &str = "switchboard-dev-guest-link-secret";
 impl GuestLinkConfig {
     /// In production, guest links need `GUEST_LINK_SECRET`: without it they are off (the
     /// service still starts); in development a fixed key stands in.
-    fn from_env(
-        env: &Env<'_>,
-        environment: Environment,
-    ) -> Result<Option<Self>, SignalingConfigError> {
+    fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, SignalingConfigError> {
         let secret: Option<String> = env.optional("GUEST_LINK_SECRET")?;
         let secret = match (secret, environment) {
-            (Some(secret), _) if secret.len() >= 32 => secret,
+            (Some(secret), _) if secret.len() >= 32 => Some(secret),
             (Some(_), _) => return Err(SignalingConfigError::GuestLinkSecretTooShort),
-            (None, Environment::Production) => return Ok(None),
-            (None, Environment::Development) => DEV_GUEST_LINK_SECRET.to_owned(),
+            (None, Environment::Production) => None,
+            (None, Environment::Development) => Some(DEV_GUEST_LINK_SECRET.to_owned()),
         };
-        Ok(Some(Self {
-            secret: secret.into(),
+        Ok(Self {
+            secret: secret.map(SecretString::from),
             open_before: env.duration("GUEST_LINK_OPEN_BEFORE", Duration::from_secs(30 * 60))?,
             close_after: env.duration("GUEST_LINK_CLOSE_AFTER", Duration::from_secs(2 * 3600))?,
-        }))
+        })
     }
 }
 

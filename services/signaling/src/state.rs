@@ -26,8 +26,9 @@ impl AppState {
     pub fn guest_links(config: &SignalingConfig) -> Option<GuestLinks> {
         config
             .guest_links
+            .secret
             .as_ref()
-            .map(|c| GuestLinks::scoped(c.secret.clone(), sb_auth::LinkScope::SIGNALING))
+            .map(|secret| GuestLinks::scoped(secret.clone(), sb_auth::LinkScope::SIGNALING))
     }
 
     pub async fn conn(&self) -> Result<DbConn, SignalingError> {

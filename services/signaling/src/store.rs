@@ -146,6 +146,21 @@ pub async fn update(
         .map(drop)
 }
 
+/// An Ended room back to Waiting, nobody present yet, no end time (its first start stays).
+pub async fn reopen(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(signaling_rooms::table.find(id))
+        .set((
+            signaling_rooms::status.eq(RoomStatus::Waiting),
+            signaling_rooms::practitioner_joined.eq(false),
+            signaling_rooms::patient_joined.eq(false),
+            signaling_rooms::ended_at.eq(None::<DateTime<Utc>>),
+            signaling_rooms::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Room ids of rooms not ended whose appointment started (or ended) before `before`.
 pub async fn stale_rooms(
     conn: &mut AsyncPgConnection,

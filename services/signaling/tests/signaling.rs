@@ -363,11 +363,6 @@ async fn every_seed_event_flows_between_practitioner_and_patient() -> Result {
         patient.expect("error").await?,
         json!({"event": "webrtc-signal", "code": "not_in_room", "message": format!("not in room {room}")})
     );
-    patient.emit("join-room", json!({"roomId": room})).await?;
-    assert_eq!(
-        patient.expect("error").await?,
-        json!({"event": "join-room", "code": "call_ended", "message": "the call has ended"})
-    );
     let (_, view) = signaling
         .get_json(
             &host,
@@ -381,6 +376,10 @@ async fn every_seed_event_flows_between_practitioner_and_patient() -> Result {
     assert!(view["endedAt"].is_string());
     // Waiting → InProgress → Ended
     assert_eq!(status_events(&signaling).await?, 2);
+    // Joining again within the appointment's window resumes the call (it used to answer
+    // call_ended for good; outside the window, or cancelled, it still does: see the resume tests).
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    assert_eq!(patient.expect("joined-room").await?["status"], "Waiting");
     Ok(())
 }
 
@@ -843,5 +842,182 @@ async fn the_flood_notice_says_rate_limited() -> Result {
         json!({"code": "rate_limited", "message": "rate limit exceeded"})
     );
     assert_eq!(socket.recv().await?, "41/video-call,");
+    Ok(())
+}
+
+/// The decoded `sb.signaling.room.status_changed` events: (previous, status) names.
+async fn transitions(signaling: &TestSignaling) -> Result<Vec<(String, String)>> {
+    use sb_events::proto::{SignalingRoomStatus, SignalingRoomStatusChanged};
+    let name = |status: i32| {
+        SignalingRoomStatus::try_from(status)
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("SIGNALING_ROOM_STATUS_")
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    };
+    Ok(signaling
+        .events_of::<SignalingRoomStatusChanged>("sb.signaling.room.status_changed")
+        .await?
+        .into_iter()
+        .map(|e| (name(e.previous_status), name(e.status)))
+        .collect())
+}
+
+/// Within the appointment's window, a room Ended by `end-call` (or by both sides dropping) is
+/// joined again: it goes back to Waiting, then InProgress, and `status_changed` says Ended →
+/// Waiting (it used to answer call_ended to every join for good).
+#[tokio::test]
+async fn an_ended_call_resumes_within_the_appointments_window() -> Result {
+    let signaling = TestSignaling::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+    let room = signaling.room(&host, &guest).await?;
+    let (hid, gid) = (host.id.to_string(), guest.id.to_string());
+    let mut practitioner = signaling.socket(&host).await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    practitioner.expect("joined-room").await?;
+    let mut patient = signaling.socket(&guest).await?;
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    patient.expect("joined-room").await?;
+    practitioner.expect("user-joined").await?;
+    practitioner
+        .emit("end-call", json!({"roomId": room}))
+        .await?;
+    practitioner.expect("call-ended").await?;
+    patient.expect("call-ended").await?;
+
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    let joined = practitioner.expect("joined-room").await?;
+    assert_eq!(joined["status"], "Waiting", "{joined}");
+    assert_eq!(
+        joined["members"],
+        json!([{"userId": hid, "role": "practitioner"}])
+    );
+    patient.emit("join-room", json!({"roomId": room})).await?;
+    assert_eq!(patient.expect("joined-room").await?["status"], "InProgress");
+    assert_eq!(
+        practitioner.expect("user-joined").await?,
+        json!({"roomId": room, "userId": gid, "role": "patient"})
+    );
+    // the resumed call relays again
+    patient
+        .emit("toggle-video", json!({"roomId": room, "isEnabled": false}))
+        .await?;
+    assert_eq!(
+        practitioner.expect("video-toggled").await?["userId"],
+        json!(gid)
+    );
+    let path = format!(
+        "/video-call/room/appointment/{}",
+        joined["appointmentId"].as_str().unwrap_or_default()
+    );
+    let (_, view) = signaling.get_json(&host, &path).await?;
+    assert_eq!(view["status"], "InProgress");
+    assert_eq!(view["endedAt"], json!(null));
+    assert!(view["startedAt"].is_string());
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    wait_until(WAIT, "the resumed call's events", || async {
+        transitions(&signaling).await.is_ok_and(|t| t.len() == 4)
+    })
+    .await?;
+    assert_eq!(
+        transitions(&signaling).await?,
+        [
+            pair("WAITING", "IN_PROGRESS"),
+            pair("IN_PROGRESS", "ENDED"),
+            pair("ENDED", "WAITING"),
+            pair("WAITING", "IN_PROGRESS"),
+        ]
+    );
+    Ok(())
+}
+
+/// Outside the appointment's window an Ended room stays ended, and a cancelled appointment's
+/// room never resumes, even within its window.
+#[tokio::test]
+async fn an_ended_call_stays_ended_outside_the_window_or_when_cancelled() -> Result {
+    use sb_db::schema::appointments;
+    let signaling = TestSignaling::spawn().await?;
+    let org = Uuid::now_v7();
+    let host = User::new(org, Role::Closer);
+    let guest = User::new(org, Role::Member);
+
+    // the appointment ended 9.5 hours ago: its window (2 hours after its end) is closed
+    let appointment = signaling.appointment(&visit(&host, &guest)).await?;
+    let (_, created) = signaling
+        .post_empty(
+            &host,
+            &format!("/video-call/room/appointment/{appointment}/create"),
+        )
+        .await?;
+    let room = created["roomId"].as_str().ok_or("no roomId")?.to_owned();
+    {
+        let mut conn = signaling.db.conn().await?;
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(10);
+        diesel::update(appointments::table.find(appointment))
+            .set((
+                appointments::scheduled_at.eq(long_ago),
+                appointments::ends_at.eq(Some(long_ago + chrono::Duration::minutes(30))),
+            ))
+            .execute(&mut conn)
+            .await?;
+    }
+    let mut practitioner = signaling.socket(&host).await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    practitioner.expect("joined-room").await?;
+    practitioner
+        .emit("end-call", json!({"roomId": room}))
+        .await?;
+    practitioner.expect("call-ended").await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    assert_eq!(
+        practitioner.expect("error").await?,
+        json!({"event": "join-room", "code": "call_ended", "message": "the call has ended"})
+    );
+
+    // cancelled by the CRM, within the window
+    let js = signaling.nats.jetstream();
+    let ns = Namespace::prefixed(signaling.nats.prefix());
+    let visit = visit(&host, &guest);
+    signaling.appointment(&visit).await?;
+    let (_, created) = signaling
+        .post_empty(
+            &host,
+            &format!("/video-call/room/appointment/{}/create", visit.id),
+        )
+        .await?;
+    let room = created["roomId"].as_str().ok_or("no roomId")?.to_owned();
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    practitioner.expect("joined-room").await?;
+    sb_events::publish::publish(
+        &js,
+        &ns,
+        &AppointmentCancelled {
+            appointment: Some(visit.crm(2, AppointmentStatus::Cancelled)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    practitioner.expect("call-ended").await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room}))
+        .await?;
+    assert_eq!(
+        practitioner.expect("error").await?,
+        json!({"event": "join-room", "code": "call_ended", "message": "the call has ended"})
+    );
     Ok(())
 }

@@ -386,19 +386,32 @@ impl VideoCall {
             .ok_or_else(|| {
                 EventError::new(EventCode::NotFound, format!("room {room_id} not found"))
             })?;
-        if room.status == RoomStatus::Ended {
-            return Err(EventError::new(EventCode::CallEnded, "the call has ended"));
-        }
         // A room the caller may not see (a guest link: any room but its appointment's) answers
         // as a room that does not exist, as the REST routes do: its existence is not revealed.
-        let side = store::appointment(&mut conn, room.appointment_id)
+        let not_found =
+            || EventError::new(EventCode::NotFound, format!("room {room_id} not found"));
+        let appointment = store::appointment(&mut conn, room.appointment_id)
             .await
             .map_err(|e| unavailable(e.into()))?
-            .and_then(|a| me.identity.side_in(&a))
-            .ok_or_else(|| {
-                EventError::new(EventCode::NotFound, format!("room {room_id} not found"))
-            })?;
+            .ok_or_else(not_found)?;
+        let side = me.identity.side_in(&appointment).ok_or_else(not_found)?;
         drop(conn);
+        if room.status == RoomStatus::Ended {
+            // within the appointment's window (and not cancelled) the call resumes
+            let now = chrono::Utc::now();
+            if !actions::resumable(&self.state.config.guest_links, &appointment, now)
+                .map_err(unavailable)?
+            {
+                return Err(EventError::new(EventCode::CallEnded, "the call has ended"));
+            }
+            actions::change(&self.state, socket.io(), room_id, Change::Resume)
+                .await
+                .map_err(unavailable)?;
+        }
+        let mut status = match room.status {
+            RoomStatus::Ended => RoomStatus::Waiting,
+            status => status,
+        };
         let already = lock(&me.rooms).insert(room_id.to_owned(), side).is_some();
         if !already {
             self.entered(room_id);
@@ -448,7 +461,6 @@ impl VideoCall {
                 }
             }
         }
-        let mut status = room.status;
         let announce = !already && !returning && !present_elsewhere;
         if announce
             && let Some(updated) = actions::change(

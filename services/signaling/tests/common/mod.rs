@@ -52,11 +52,11 @@ impl Service for Signaling {
                 reconnect_grace: Duration::from_millis(1500),
                 cleanup_interval: Duration::from_secs(3600),
                 cleanup_after: Duration::from_secs(4 * 3600),
-                guest_links: Some(GuestLinkConfig {
-                    secret: GUEST_LINK_SECRET.to_owned().into(),
+                guest_links: GuestLinkConfig {
+                    secret: Some(GUEST_LINK_SECRET.to_owned().into()),
                     open_before: Duration::from_secs(30 * 60),
                     close_after: Duration::from_secs(2 * 3600),
-                }),
+                },
             }
         )
     }
