@@ -164,13 +164,21 @@ http_codes! {
     TooManySamples = "too_many_samples", [CONFLICT], [telephony],
         "The call already has as many quality samples as it may.";
     InvalidDestination = "invalid_destination", [UNPROCESSABLE_ENTITY], [telephony],
-        "Twilio cannot call this number (Twilio 21211); `twilioCode` carries Twilio's code.";
+        "Twilio cannot call this number: not a valid phone number (Twilio 21211, 21217); `twilioCode` carries Twilio's code.";
+    DestinationNotPermitted = "destination_not_permitted", [UNPROCESSABLE_ENTITY], [telephony],
+        "The Twilio account may not call this country or number (geographic permissions, Twilio 21215, 21216).";
+    CallerIdNotVerified = "caller_id_not_verified", [UNPROCESSABLE_ENTITY], [telephony],
+        "Twilio does not accept `from` as the caller id (Twilio 21210, 21212).";
+    DestinationUnverified = "destination_unverified", [UNPROCESSABLE_ENTITY], [telephony],
+        "A trial Twilio account calls verified numbers only (Twilio 21219).";
+    DestinationBlocked = "destination_blocked", [UNPROCESSABLE_ENTITY], [telephony],
+        "The toll-fraud guard refuses this number: a premium-rate range (`TELEPHONY_BLOCKED_PREFIXES`) or one of the organisation's own numbers.";
     RateLimited = "rate_limited", [TOO_MANY_REQUESTS], [telephony],
         "Too many calls started in a short time; retry after `Retry-After`.";
     ProviderRejected = "provider_rejected", [BAD_GATEWAY], [telephony],
         "Twilio refused the request; `twilioCode` carries Twilio's code.";
     ProviderUnavailable = "provider_unavailable", [SERVICE_UNAVAILABLE], [telephony],
-        "Twilio is unreachable; retry after `Retry-After`.";
+        "Twilio is unreachable, or busy (HTTP 429, 503) after retries within `TWILIO_TIMEOUT`; retry after `Retry-After`. The call is not marked FAILED.";
     VoiceTokensUnavailable = "voice_tokens_unavailable", [SERVICE_UNAVAILABLE], [telephony],
         "This deployment has no Twilio API key to mint voice access tokens.";
 

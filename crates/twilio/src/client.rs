@@ -11,6 +11,16 @@ use serde::Deserialize;
 pub mod codes {
     /// The `To` number is not a valid phone number.
     pub const INVALID_TO: i64 = 21211;
+    /// The `From` number is not a valid, SMS/voice-capable number of the account.
+    pub const INVALID_FROM: i64 = 21212;
+    /// The caller id (`From`) is not verified for the account.
+    pub const CALLER_ID_NOT_VERIFIED: i64 = 21210;
+    /// The account has no permission to call this country or region (geo permissions).
+    pub const GEO_PERMISSION: i64 = 21215;
+    /// The account may not call this number (blocked or premium destination).
+    pub const NUMBER_NOT_ALLOWED: i64 = 21216;
+    /// The number does not look like a valid phone number.
+    pub const NOT_A_PHONE_NUMBER: i64 = 21217;
     /// Authentication failed (wrong account sid or token).
     pub const AUTHENTICATE: i64 = 20003;
     /// Trial accounts may only call verified numbers.
@@ -30,7 +40,11 @@ pub enum TwilioError {
         code: i64,
         message: String,
     },
-    /// No answer, a timeout, or a 5xx: the request may be retried.
+    /// HTTP 429 (code 20429) or 503: Twilio turned the request away before acting on it, so it
+    /// may be sent again, even one that creates something.
+    #[error("Twilio is busy: {0}")]
+    Busy(String),
+    /// No answer, a timeout, or another 5xx: the request may or may not have been acted on.
     #[error("Twilio is unavailable: {0}")]
     Unavailable(String),
 }
@@ -39,8 +53,18 @@ impl TwilioError {
     pub fn code(&self) -> Option<i64> {
         match self {
             TwilioError::Rejected { code, .. } => Some(*code),
-            TwilioError::Unavailable(_) => None,
+            TwilioError::Busy(_) | TwilioError::Unavailable(_) => None,
         }
+    }
+
+    /// Whether trying again later may succeed (Twilio busy or unreachable, not a refusal).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, TwilioError::Rejected { .. })
+    }
+
+    /// Whether sending the same request again cannot act twice: Twilio said it did not act.
+    pub fn is_safe_to_resend(&self) -> bool {
+        matches!(self, TwilioError::Busy(_))
     }
 }
 
@@ -167,17 +191,25 @@ impl TwilioClient {
         if status.is_success() {
             return Ok(response);
         }
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            return Err(TwilioError::Busy(format!("HTTP {status}")));
+        }
         if status.is_server_error() {
             return Err(TwilioError::Unavailable(format!("HTTP {status}")));
         }
         let text = response.text().await.unwrap_or_default();
         let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+        let code = body.as_ref().and_then(|b| b.code).unwrap_or(0);
+        let message = body
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || code == codes::TOO_MANY_REQUESTS {
+            return Err(TwilioError::Busy(format!("{code} {message}")));
+        }
         Err(TwilioError::Rejected {
             status: status.as_u16(),
-            code: body.as_ref().and_then(|b| b.code).unwrap_or(0),
-            message: body
-                .and_then(|b| b.message)
-                .unwrap_or_else(|| text.chars().take(200).collect()),
+            code,
+            message,
         })
     }
 

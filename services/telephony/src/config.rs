@@ -10,6 +10,7 @@ use sb_platform::Env;
 use sb_platform::config::{ConfigError, Environment, HttpConfig, LogConfig, NatsConfig};
 use secrecy::SecretString;
 
+use crate::domain::destination::DestinationPolicy;
 use crate::domain::quality::Thresholds;
 
 /// Port of the telephony service when `PORT` is not set (the seed's 3005; `switchboard up` too).
@@ -38,6 +39,8 @@ pub struct TelephonyConfig {
     /// it, never against the Host header (TLS-terminating gateways change that).
     pub public_base_url: String,
     pub rate_limit: RateLimitConfig,
+    /// The toll-fraud guard's blocked ranges (`TELEPHONY_BLOCKED_PREFIXES`).
+    pub destinations: DestinationPolicy,
     pub followup: FollowupConfig,
     pub quality: Thresholds,
 }
@@ -50,7 +53,8 @@ pub struct TwilioConfig {
     pub api_base: String,
     /// Voice Insights API root (`https://insights.twilio.com`).
     pub insights_base: String,
-    /// Longest wait for one Twilio API call before the request answers 503.
+    /// The budget of one Twilio operation, resends of a busy Twilio included, before the
+    /// request answers 503.
     pub timeout: Duration,
     pub voice: VoiceTokenConfig,
     /// Fetch Voice Insights call summaries (needs Voice Insights Advanced Features).
@@ -130,6 +134,8 @@ pub enum TelephonyConfigError {
     PublicBaseUrl(String),
     #[error("TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET must be set together")]
     ApiKeyIncomplete,
+    #[error("TELEPHONY_BLOCKED_PREFIXES: {0}")]
+    BlockedPrefixes(String),
 }
 
 fn base_url(name: &'static str, raw: String) -> Result<String, ConfigError> {
@@ -171,6 +177,11 @@ impl TelephonyConfig {
             rate_limit: RateLimitConfig {
                 calls: env.or("TELEPHONY_CALL_RATE_LIMIT", 10)?,
                 window: env.duration("TELEPHONY_CALL_RATE_WINDOW", Duration::from_secs(60))?,
+            },
+            destinations: match env.optional::<String>("TELEPHONY_BLOCKED_PREFIXES")? {
+                Some(list) => DestinationPolicy::parse(&list)
+                    .map_err(TelephonyConfigError::BlockedPrefixes)?,
+                None => DestinationPolicy::default(),
             },
             followup: FollowupConfig {
                 interval: env.duration("TELEPHONY_FOLLOWUP_INTERVAL", Duration::from_secs(30))?,

@@ -6,7 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use sb_platform::{ApiError, Code, Problem};
 
-use sb_twilio::{TwilioError, codes};
+use sb_twilio::TwilioError;
+
+use crate::domain::destination;
 
 /// The shared errors, plus what only telephony answers: phone numbers, rate limits, Twilio.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +22,14 @@ pub enum TelephonyError {
     InvalidPhoneNumber { field: &'static str, detail: String },
     #[error("too many calls started; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    /// Twilio says the destination cannot be called (21211).
-    #[error("Twilio refused the destination: {0}")]
-    InvalidDestination(String),
+    /// A refusal the caller can act on: Twilio's (with its code) or the toll-fraud guard's.
+    #[error("call refused ({code}): {detail}")]
+    CallRefused {
+        code: Code,
+        field: &'static str,
+        detail: String,
+        twilio_code: Option<i64>,
+    },
     /// Any other refusal of Twilio's, with its code.
     #[error("Twilio refused the request: {code} {message}")]
     ProviderRejected { code: i64, message: String },
@@ -54,20 +61,23 @@ impl TelephonyError {
             Self::RateLimited { retry_after_secs } => Problem::new(Code::RateLimited)
                 .with_detail("too many calls started in a short time, retry shortly")
                 .with_retry_after(*retry_after_secs),
-            Self::InvalidDestination(message) => Problem::new(Code::InvalidDestination)
-                .with_detail(format!("Twilio cannot call this number: {message}"))
-                .with_extension("field", "to")
-                .with_extension("twilioCode", codes::INVALID_TO),
-            Self::ProviderRejected { code, message } => {
-                let problem = Problem::new(Code::ProviderRejected)
-                    .with_detail(format!("Twilio refused the call: {message}"))
-                    .with_extension("twilioCode", *code);
-                if *code == codes::TOO_MANY_REQUESTS {
-                    problem.with_retry_after(2)
-                } else {
-                    problem
+            Self::CallRefused {
+                code,
+                field,
+                detail,
+                twilio_code,
+            } => {
+                let problem = Problem::new(*code)
+                    .with_detail(detail.clone())
+                    .with_extension("field", *field);
+                match twilio_code {
+                    Some(twilio) => problem.with_extension("twilioCode", *twilio),
+                    None => problem,
                 }
             }
+            Self::ProviderRejected { code, message } => Problem::new(Code::ProviderRejected)
+                .with_detail(format!("Twilio refused the call: {message}"))
+                .with_extension("twilioCode", *code),
             Self::ProviderUnavailable(_) => Problem::new(Code::ProviderUnavailable)
                 .with_detail("Twilio is temporarily unreachable, retry shortly")
                 .with_retry_after(2),
@@ -80,11 +90,18 @@ impl TelephonyError {
 impl From<TwilioError> for TelephonyError {
     fn from(error: TwilioError) -> Self {
         match error {
-            TwilioError::Unavailable(cause) => Self::ProviderUnavailable(cause),
-            TwilioError::Rejected { code, message, .. } if code == codes::INVALID_TO => {
-                Self::InvalidDestination(message)
+            TwilioError::Unavailable(cause) | TwilioError::Busy(cause) => {
+                Self::ProviderUnavailable(cause)
             }
-            TwilioError::Rejected { code, message, .. } => Self::ProviderRejected { code, message },
+            TwilioError::Rejected { code, message, .. } => match destination::actionable(code) {
+                Some(refusal) => Self::CallRefused {
+                    code: refusal.code,
+                    field: refusal.field,
+                    detail: refusal.detail.to_owned(),
+                    twilio_code: Some(code),
+                },
+                None => Self::ProviderRejected { code, message },
+            },
         }
     }
 }

@@ -26,7 +26,7 @@ impl TelephonyMetrics {
         let twilio = IntCounterVec::new(
             Opts::new(
                 "sb_telephony_twilio_requests_total",
-                "Twilio API calls, by operation and outcome (ok, rejected, unavailable)",
+                "Twilio API requests (each attempt), by operation and outcome (ok, rejected, busy, unavailable)",
             ),
             &["operation", "outcome"],
         )?;
@@ -74,6 +74,7 @@ impl TelephonyMetrics {
         let outcome = match outcome {
             Ok(_) => "ok",
             Err(TwilioError::Rejected { .. }) => "rejected",
+            Err(TwilioError::Busy(_)) => "busy",
             Err(TwilioError::Unavailable(_)) => "unavailable",
         };
         self.twilio.with_label_values(&[operation, outcome]).inc();

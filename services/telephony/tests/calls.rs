@@ -272,31 +272,153 @@ async fn from_must_be_one_of_the_callers_numbers() -> Result {
 async fn twilio_refusals_map_to_stable_codes_and_fail_the_call() -> Result {
     let telephony = TestTelephony::spawn().await?;
     let (_, rep) = org_with_rep(&telephony).await?;
-    for (code, status, problem) in [
-        (21211, 422, "invalid_destination"),
-        (20003, 502, "provider_rejected"),
-        (21219, 502, "provider_rejected"),
-        (20429, 502, "provider_rejected"),
+    // Refusals the caller can act on are 422 with a code and a detail saying what to do; the
+    // others (credentials, account state) are 502 for an operator.
+    for (code, status, problem, field) in [
+        (21211, 422, "invalid_destination", "to"),
+        (21217, 422, "invalid_destination", "to"),
+        (21215, 422, "destination_not_permitted", "to"),
+        (21210, 422, "caller_id_not_verified", "from"),
+        (21219, 422, "destination_unverified", "to"),
+        (20003, 502, "provider_rejected", ""),
     ] {
         telephony.twilio.fail_next_creates(code, 1);
         let refused = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
         assert_eq!(refused.status, status, "{code}: {}", refused.text);
         assert_eq!(refused.body["code"], problem, "{code}");
         assert_eq!(refused.body["twilioCode"], code, "{code}");
-        if code == 20429 {
-            assert!(refused.retry_after.is_some(), "Retry-After on 20429");
+        if status == 422 {
+            assert_eq!(refused.body["field"], field, "{code}");
+            assert!(
+                refused.body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.len() > 30 && !d.contains("Request refused")),
+                "{code}: a detail of ours, not Twilio's: {}",
+                refused.text
+            );
         }
     }
     // Each attempt is in the history as FAILED with Twilio's code.
     let history = telephony.get(&rep, "/api/calls?status=failed").await?;
-    assert_eq!(history.body["total"], 4, "{}", history.text);
+    assert_eq!(history.body["total"], 6, "{}", history.text);
     let codes: Vec<i64> = history.body["items"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|c| c["errorCode"].as_i64())
         .collect();
-    assert_eq!(codes, vec![20429, 21219, 20003, 21211]);
+    assert_eq!(codes, vec![20003, 21219, 21210, 21215, 21217, 21211]);
+    Ok(())
+}
+
+/// The create requests the fake received.
+fn creates(telephony: &TestTelephony) -> usize {
+    telephony
+        .twilio
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/Calls.json"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_busy_twilio_is_asked_again_within_the_budget_and_never_fails_the_call() -> Result {
+    let telephony = TestTelephony::spawn().await?;
+    let (_, rep) = org_with_rep(&telephony).await?;
+    // Throttled twice (429 / 20429), then overloaded twice (503): Twilio did not act, so the
+    // call is placed again, and the rep only sees it placed.
+    for (code, times) in [(20429, 2), (503, 2)] {
+        let before = creates(&telephony);
+        telephony.twilio.fail_next_creates(code, times);
+        let placed = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
+        assert_eq!(placed.status, 201, "{code}: {}", placed.text);
+        assert_eq!(creates(&telephony), before + times + 1, "{code}");
+    }
+    assert_eq!(telephony.twilio.calls().len(), 2, "each call placed once");
+
+    // Busy past the budget (2 s in tests): 503 provider_unavailable with Retry-After, and the
+    // call is not FAILED.
+    telephony.twilio.fail_next_creates(20429, 1000);
+    let busy = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
+    assert_eq!(
+        (busy.status, busy.body["code"].as_str()),
+        (503, Some("provider_unavailable")),
+        "{}",
+        busy.text
+    );
+    assert!(busy.retry_after.is_some());
+    let history = telephony.get(&rep, "/api/calls?status=failed").await?;
+    assert_eq!(history.body["total"], 0, "{}", history.text);
+    Ok(())
+}
+
+#[tokio::test]
+async fn after_a_twilio_error_that_may_have_placed_the_call_it_is_not_placed_again() -> Result {
+    let telephony = TestTelephony::spawn().await?;
+    let (_, rep) = org_with_rep(&telephony).await?;
+    for code in [500, 502, 504] {
+        let before = creates(&telephony);
+        telephony.twilio.fail_next_creates(code, 1);
+        let down = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
+        assert_eq!(
+            (down.status, down.body["code"].as_str()),
+            (503, Some("provider_unavailable")),
+            "{code}: {}",
+            down.text
+        );
+        assert_eq!(
+            creates(&telephony),
+            before + 1,
+            "{code}: asked once, never twice"
+        );
+    }
+    let history = telephony.get(&rep, "/api/calls").await?;
+    for call in history.body["items"].as_array().into_iter().flatten() {
+        assert_eq!(call["status"], "INITIATED", "{call}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn premium_rate_and_own_numbers_are_refused_before_twilio_is_asked() -> Result {
+    let telephony = TestTelephony::spawn().await?;
+    let (ceo, rep) = org_with_rep(&telephony).await?;
+    let second_line = "+33144556677";
+    telephony.number(&ceo, second_line, json!({})).await?;
+    for to in [
+        "+1 900 555 0199",
+        "+44 909 879 0000",
+        "+33 8 92 68 01 01",
+        FROM,
+        second_line,
+    ] {
+        let refused = initiate(&telephony, &rep, json!({"from": FROM, "to": to})).await?;
+        assert_eq!(
+            (
+                refused.status,
+                refused.body["code"].as_str(),
+                refused.body["field"].as_str()
+            ),
+            (422, Some("destination_blocked"), Some("to")),
+            "{to}: {}",
+            refused.text
+        );
+    }
+    assert_eq!(creates(&telephony), 0);
+    assert_eq!(telephony.count("telephony_calls").await?, 0);
+
+    // The list is the deployment's: emptied, premium numbers go through (Twilio's own geo
+    // permissions still apply); own numbers stay refused.
+    let open = TestTelephony::spawn_with(|c| {
+        c.destinations =
+            sb_telephony::domain::destination::DestinationPolicy::parse("").unwrap_or_default();
+    })
+    .await?;
+    let (_, rep) = org_with_rep(&open).await?;
+    let placed = initiate(&open, &rep, json!({"from": FROM, "to": "+1 900 555 0199"})).await?;
+    assert_eq!(placed.status, 201, "{}", placed.text);
+    let own = initiate(&open, &rep, json!({"from": FROM, "to": FROM})).await?;
+    assert_eq!(own.body["code"], "destination_blocked", "{}", own.text);
     Ok(())
 }
 
@@ -305,7 +427,8 @@ async fn twilio_unreachable_or_slow_answers_503_and_leaves_the_call_initiated() 
     let telephony =
         TestTelephony::spawn_with(|c| c.twilio.timeout = Duration::from_millis(300)).await?;
     let (_, rep) = org_with_rep(&telephony).await?;
-    telephony.twilio.fail_next_creates(503, 1);
+    // A 500 may have placed the call: it is not placed again (see the test below).
+    telephony.twilio.fail_next_creates(500, 1);
     let down = initiate(&telephony, &rep, json!({"from": FROM, "to": TO})).await?;
     assert_eq!(
         (down.status, down.body["code"].as_str()),

@@ -13,7 +13,7 @@ use crate::actions::{events, status};
 use crate::domain::phone::{self, E164};
 use crate::domain::status::{CallStatus, Direction};
 use crate::error::TelephonyError;
-use crate::state::AppState;
+use crate::state::{AppState, Resend};
 use crate::store::calls::{self, Call, NewCall};
 use crate::store::numbers::{self, PhoneNumber};
 use sb_twilio::TwilioError;
@@ -117,6 +117,7 @@ pub async fn initiate(
         .await?
         .filter(|n| n.org_id == principal.org_id.as_uuid() && n.owner_user_id == Some(me))
         .ok_or(TelephonyError::NumberNotOwned)?;
+    check_destination(state, &mut conn, &number, &request.to).await?;
     if let Some(appointment) = request.appointment_id {
         check_appointment(&mut conn, principal, appointment).await?;
     }
@@ -155,7 +156,9 @@ pub async fn initiate(
         timeout_seconds: u32::try_from(number.ring_timeout_seconds).unwrap_or(30),
     };
     match state
-        .twilio_call("create_call", state.twilio.create_call(&create))
+        .twilio_call("create_call", Resend::IfNotActedOn, || {
+            state.twilio.create_call(&create)
+        })
         .await
     {
         Ok(resource) if valid_call_sid(&resource.sid) => {
@@ -176,6 +179,37 @@ pub async fn initiate(
             Err(error.into())
         }
     }
+}
+
+/// The toll-fraud guard, before anything is written or asked of Twilio: no premium-rate range
+/// (`TELEPHONY_BLOCKED_PREFIXES`) and none of the organisation's own numbers (a call to itself
+/// costs twice and can loop through its own greeting).
+async fn check_destination(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    from: &PhoneNumber,
+    to: &E164,
+) -> Result<(), TelephonyError> {
+    let refused = |detail: String| TelephonyError::CallRefused {
+        code: Code::DestinationBlocked,
+        field: "to",
+        detail,
+        twilio_code: None,
+    };
+    if let Some(prefix) = state.config.destinations.blocked_prefix(to) {
+        return Err(refused(format!(
+            "numbers starting {prefix} are premium-rate: calls to them are blocked"
+        )));
+    }
+    if numbers::find(conn, to.as_str())
+        .await?
+        .is_some_and(|own| own.org_id == from.org_id)
+    {
+        return Err(refused(
+            "this is one of your organisation's own numbers".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Keeps what went wrong on the call. A refusal fails the call (announced like any terminal

@@ -67,10 +67,10 @@ pub struct InitiateResponse {
         (status = 403, description = "`number_not_owned`: `from` is not one of the caller's numbers", content_type = "application/problem+json"),
         (status = 409, description = "`no_device`: the number rings neither an app nor a forward number", content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_destination`: Twilio cannot call `to` (21211)", content_type = "application/problem+json"),
+        (status = 422, description = "A refusal the caller can act on, with `field` and a detail saying what to do: `destination_blocked` (premium-rate range or an own number, before Twilio is asked), `invalid_destination` (21211, 21217), `destination_not_permitted` (21215, 21216), `caller_id_not_verified` (21210, 21212), `destination_unverified` (21219); Twilio's code in `twilioCode`", content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`, with Retry-After", content_type = "application/problem+json"),
         (status = 502, description = "`provider_rejected`: another refusal of Twilio's, `twilioCode` says which", content_type = "application/problem+json"),
-        (status = 503, description = "`provider_unavailable`: Twilio did not answer", content_type = "application/problem+json")),
+        (status = 503, description = "`provider_unavailable`: Twilio did not answer, or stayed busy (429, 503) within `TWILIO_TIMEOUT`; the call is not failed", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/api/calls/initiate")]
 async fn initiate(
@@ -159,6 +159,9 @@ pub struct CallView {
     talk_seconds: Option<i32>,
     /// The caller was offered voicemail.
     voicemail: bool,
+    /// Recording was asked for this call (the request's `record`, else the number's
+    /// `recordCalls`); it says nothing of whether a recording exists: the single call's view
+    /// lists those in `recordings`.
     recorded: bool,
     /// Twilio's price (negative = charged), once Twilio has set it.
     price: Option<String>,

@@ -59,6 +59,7 @@ impl Service for Telephony {
                     calls: 10,
                     window: Duration::from_secs(60),
                 },
+                destinations: Default::default(),
                 followup: FollowupConfig {
                     // Tests run passes themselves with `followup_once`, with no wait between attempts.
                     interval: Duration::from_secs(3600),

@@ -76,6 +76,7 @@ fn config(
             calls: 1_000_000,
             window: Duration::from_secs(60),
         },
+        destinations: Default::default(),
         followup: FollowupConfig {
             interval: Duration::from_secs(3600),
             first_delay: Duration::from_secs(30),

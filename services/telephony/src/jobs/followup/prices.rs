@@ -7,7 +7,7 @@ use super::{BATCH, Step, Tally, next_attempt};
 use crate::actions::status;
 use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::error::TelephonyError;
-use crate::state::AppState;
+use crate::state::{AppState, Resend};
 use crate::store::calls::{self, Call};
 use crate::store::followups::{self, Followup};
 
@@ -56,7 +56,9 @@ async fn one(
         return Ok(Step::Other);
     }
     let fetched = state
-        .twilio_call("fetch_call", state.twilio.fetch_call(&sid))
+        .twilio_call("fetch_call", Resend::AfterTransient, || {
+            state.twilio.fetch_call(&sid)
+        })
         .await;
     let priced = match &fetched {
         Ok(resource) => resource

@@ -8,7 +8,7 @@ use crate::actions::quality;
 use crate::domain::followup::{FollowupKind, FollowupStatus};
 use crate::domain::quality::{SummaryState, from_summary};
 use crate::error::TelephonyError;
-use crate::state::AppState;
+use crate::state::{AppState, Resend};
 use crate::store::calls::Call;
 use crate::store::followups::{self, Followup};
 
@@ -44,7 +44,9 @@ async fn one(
         return Ok(Step::Other);
     };
     let summary = state
-        .twilio_call("call_summary", state.twilio.call_summary(&sid))
+        .twilio_call("call_summary", Resend::AfterTransient, || {
+            state.twilio.call_summary(&sid)
+        })
         .await;
     let parsed = match &summary {
         Ok(Some(summary)) => from_summary(summary),

@@ -9,7 +9,7 @@ use crate::actions::calls::twilio_time;
 use crate::actions::status;
 use crate::domain::status::CallStatus;
 use crate::error::TelephonyError;
-use crate::state::AppState;
+use crate::state::{AppState, Resend};
 use crate::store::calls::{self, Call};
 use sb_twilio::{CallResource, TwilioError};
 
@@ -23,7 +23,9 @@ pub async fn run(state: &AppState) -> Result<u64, TelephonyError> {
             continue;
         };
         let resource = match state
-            .twilio_call("fetch_call", state.twilio.fetch_call(&sid))
+            .twilio_call("fetch_call", Resend::AfterTransient, || {
+                state.twilio.fetch_call(&sid)
+            })
             .await
         {
             Ok(resource) => resource,
