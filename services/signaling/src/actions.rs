@@ -187,23 +187,34 @@ pub async fn hang_up(io: &SocketIo, room_id: &str, ending: &Ending) {
     .await;
 }
 
-/// Applies `change` to `room`, locked by the caller's transaction, with its event; returns the
-/// room after it and the status it entered, if it changed. A room that enters Ended is hung up
-/// (see [`hang_up`]) before the transaction commits: a join waits on the room's lock, so none
-/// slips in between the notice and the commit, and a failure before the commit leaves the room
-/// as it was, to be ended again.
+/// What [`apply`] did.
+pub struct Applied {
+    /// The room after the change.
+    pub room: Room,
+    /// The room's call to hang up once the transaction has committed (see [`hang_up`]): the
+    /// members hear `call-ended` only when the room already reads Ended, and a join racing the
+    /// ending waits on the room's lock, then reads Ended (or was in the room when it was hung
+    /// up).
+    pub hang_up: Option<Ending>,
+}
+
+/// Applies `change` to `room`, locked by the caller's transaction, with its event and its
+/// transition counted.
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     outbox: &Outbox,
     metrics: &SignalingMetrics,
-    io: &SocketIo,
     room: Room,
     change: &Change,
-) -> Result<(Room, Option<RoomStatus>), diesel::result::Error> {
+) -> Result<Applied, diesel::result::Error> {
+    let unchanged = |room| Applied {
+        room,
+        hang_up: None,
+    };
     let previous = room.status;
     if let Change::Resume = change {
         if previous != RoomStatus::Ended {
-            return Ok((room, None));
+            return Ok(unchanged(room));
         }
         let now = Utc::now();
         store::reopen(conn, room.id, now).await?;
@@ -226,15 +237,22 @@ pub async fn apply(
             ended_at: None,
             ..room
         };
-        return Ok((room, Some(RoomStatus::Waiting)));
+        return Ok(Applied {
+            room,
+            hang_up: None,
+        });
     }
     if previous == RoomStatus::Ended {
         // hung up again: whoever is still in the room (an instance that missed the first
         // question) hears it now
-        if let Change::End(ending) = change {
-            hang_up(io, &room.room_id, ending).await;
-        }
-        return Ok((room, None));
+        let hang_up = match change {
+            Change::End(ending) => Some(ending.clone()),
+            _ => None,
+        };
+        return Ok(Applied {
+            hang_up,
+            ..unchanged(room)
+        });
     }
     let (mut practitioner, mut patient) = (room.practitioner_joined, room.patient_joined);
     let (status, ending) = match change {
@@ -252,7 +270,7 @@ pub async fn apply(
                 Ending::Empty,
             )
         }
-        Change::Present(Side::Observer, _) | Change::Resume => return Ok((room, None)),
+        Change::Present(Side::Observer, _) | Change::Resume => return Ok(unchanged(room)),
         Change::End(ending) => (RoomStatus::Ended, ending.clone()),
     };
     let now = Utc::now();
@@ -282,13 +300,9 @@ pub async fn apply(
         };
         outbox.enqueue(conn, &event).await?;
     }
-    let entered = (status != previous).then_some(status);
-    if let Some(status) = entered {
+    if status != previous {
         // counted before the members hear of it (a rollback after this is rare and retried)
         metrics.transition(status);
-    }
-    if status == RoomStatus::Ended {
-        hang_up(io, &room.room_id, &ending).await;
     }
     let room = Room {
         status,
@@ -298,7 +312,10 @@ pub async fn apply(
         ended_at: changes.ended_at,
         ..room
     };
-    Ok((room, entered))
+    Ok(Applied {
+        room,
+        hang_up: (status == RoomStatus::Ended).then_some(ending),
+    })
 }
 
 /// Applies a change in one transaction with its event; returns the room after it, `None` when
@@ -312,17 +329,30 @@ pub async fn change(
     let mut conn = state.conn().await?;
     let outbox = &state.outbox;
     let room_id = room_id.to_owned();
-    let room = state
+    let applied = state
         .outbox
         .wake_on_commit(
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let Some(room) = store::lock_by_room_id(conn, &room_id).await? else {
                     return Ok(None);
                 };
-                let (room, _) = apply(conn, outbox, &state.metrics, io, room, &change).await?;
-                Ok(Some(room))
+                apply(conn, outbox, &state.metrics, room, &change)
+                    .await
+                    .map(Some)
             }),
         )
         .await?;
+    let Some(Applied {
+        room,
+        hang_up: ending,
+        ..
+    }) = applied
+    else {
+        return Ok(None);
+    };
+    if let Some(ending) = ending {
+        hang_up(io, &room.room_id, &ending).await;
+    }
+    let room = Some(room);
     Ok(room)
 }

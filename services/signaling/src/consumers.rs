@@ -5,6 +5,7 @@
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use sb_db::DbPool;
 use sb_db::models::{AppointmentKind, AppointmentStatus};
 use sb_events::EventEnvelope;
 use sb_events::consumer::{Handler, HandlerError};
@@ -23,6 +24,34 @@ pub struct SignalingAppointments {
     pub metrics: crate::SignalingMetrics,
     /// To hang up a cancelled appointment's room on every instance.
     pub io: SocketIo,
+    pub pool: DbPool,
+}
+
+impl SignalingAppointments {
+    /// Hangs up the room (see [`actions::hang_up`]) once this event's transaction has committed
+    /// it Ended: the read waits on the room's lock, which the transaction holds until then. A
+    /// rollback leaves the room as it was, and the event is delivered again. (The process dying
+    /// between the commit and the question loses the notice: members on other instances then
+    /// stay in the Ended room until they leave; a join still answers `call_ended`.)
+    fn hang_up_after_commit(&self, room_id: String, ending: Ending) {
+        let (io, pool) = (self.io.clone(), self.pool.clone());
+        tokio::spawn(async move {
+            let settled = match pool.get().await {
+                Ok(mut conn) => store::settled_status(&mut conn, &room_id).await,
+                Err(error) => {
+                    tracing::error!(%error, room.id = %room_id, "cancelled room not hung up");
+                    return;
+                }
+            };
+            match settled {
+                Ok(Some(RoomStatus::Ended)) => actions::hang_up(&io, &room_id, &ending).await,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(%error, room.id = %room_id, "cancelled room not hung up");
+                }
+            }
+        });
+    }
 }
 
 fn appointment_id(event: &EventEnvelope) -> Result<Option<Uuid>, HandlerError> {
@@ -63,20 +92,20 @@ impl Handler for SignalingAppointments {
                 return Ok(());
             };
             if appointment.status == AppointmentStatus::Cancelled {
-                // Ended in this event's transaction, and every member on every instance is told
-                // `call-ended` before it commits (see `actions::apply`).
                 if let Some(room) = store::lock_by_appointment(conn, id).await?
                     && room.status != RoomStatus::Ended
                 {
-                    actions::apply(
+                    let applied = actions::apply(
                         conn,
                         &Outbox::new(crate::SERVICE),
                         &self.metrics,
-                        &self.io,
                         room,
                         &Change::End(Ending::Cancelled),
                     )
                     .await?;
+                    if let Some(ending) = applied.hang_up {
+                        self.hang_up_after_commit(applied.room.room_id, ending);
+                    }
                 }
                 return Ok(());
             }

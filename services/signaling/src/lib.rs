@@ -174,12 +174,13 @@ pub async fn build(config: SignalingConfig) -> anyhow::Result<Application> {
     app.spawn_background("outbox-relay", move |stop| relay.run(stop));
     let consumer = ConsumerRunner::new(
         projector::consumer_config(SERVICE),
-        pool,
+        pool.clone(),
         js,
         config.namespace.clone(),
         consumers::SignalingAppointments {
             metrics: signaling_metrics,
             io: cluster.clone(),
+            pool,
         },
         event_metrics,
     );

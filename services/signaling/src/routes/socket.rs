@@ -349,7 +349,7 @@ impl VideoCall {
             }
             "end-call" => {
                 // every instance tells its sockets in the room, then takes them out of it
-                // (`actions::hang_up`), before the room is Ended for good
+                // (`actions::hang_up`), once the room reads Ended
                 actions::change(
                     &self.state,
                     socket.io(),
@@ -418,10 +418,10 @@ impl VideoCall {
         }
         socket.join(room_id);
         socket.join(&format!("{room_id}:{}", me.user_id));
-        // An ending in flight holds the room's lock while it tells the room's members: this read
-        // waits for it. Ended by then: this socket was not in the room when the members were
-        // told, and may not stay. Not Ended: an ending after this read finds this socket in the
-        // room and tells it.
+        // An ending in flight holds the room's lock until it commits, and tells the room's
+        // members after that: this read waits for it. Ended by then: this socket may not have
+        // been in the room when the members were told, and may not stay. Not Ended: the ending
+        // commits after this read, so it finds this socket in the room and tells it.
         let settled = match self.state.conn().await {
             Ok(mut conn) => store::settled_status(&mut conn, room_id)
                 .await
