@@ -149,6 +149,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    recording_access_audit (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        service -> Text,
+        recording_id -> Uuid,
+        call_id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        action -> Text,
+        byte_range -> Nullable<Text>,
+        at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     signaling_rooms (id) {
         id -> Uuid,
         org_id -> Uuid,
@@ -260,6 +274,9 @@ diesel::table! {
         channels -> Nullable<Int4>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        transcription -> Nullable<Text>,
+        transcription_status -> Nullable<Text>,
     }
 }
 
@@ -375,6 +392,7 @@ diesel::table! {
         started_at -> Timestamptz,
         ended_at -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -412,6 +430,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     monitoring_sessions,
     monitoring_settings,
     outbox,
+    recording_access_audit,
     signaling_rooms,
     telephony_call_quality,
     telephony_calls,

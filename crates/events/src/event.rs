@@ -102,10 +102,13 @@ events! {
     VideoParticipantJoined: Video "participant" "joined", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     VideoParticipantLeft: Video "participant" "left", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     VideoRecordingReady: Video "recording" "ready", org = |e| &e.org_id, aggregate = |e| &e.call_id;
+    VideoRecordingDeleted: Video "recording" "deleted", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     PhoneCallIncoming: Telephony "call" "incoming", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     PhoneCallStatusChanged: Telephony "call" "status_changed", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     PhoneCallCompleted: Telephony "call" "completed", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     VoicemailReceived: Telephony "voicemail" "received", org = |e| &e.org_id, aggregate = |e| &e.call_id;
+    VoicemailTranscribed: Telephony "voicemail" "transcribed", org = |e| &e.org_id, aggregate = |e| &e.call_id;
+    PhoneRecordingDeleted: Telephony "recording" "deleted", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     CallQualityDegraded: Telephony "quality" "degraded", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     SignalingRoomStatusChanged: Signaling "room" "status_changed", org = |e| &e.org_id, aggregate = |e| &e.room_id;
     MonitoringSessionStarted: Monitoring "session" "started", org = |e| &e.org_id, aggregate = |e| &e.session_id;

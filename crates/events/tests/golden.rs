@@ -103,6 +103,43 @@ fn samples() -> Vec<(&'static str, Vec<u8>, Check)> {
             }
         ),
         sample!(
+            VideoRecordingDeleted,
+            VideoRecordingDeleted {
+                recording_id: "0190a000-0000-7000-8000-0000000000e1".into(),
+                call_id: CALL.into(),
+                org_id: ORG.into(),
+                deleted_by_user_id: USER.into(),
+                reason: "user".into(),
+                deleted_at_unix_ms: 1_795_002_000_000,
+            }
+        ),
+        sample!(
+            VoicemailTranscribed,
+            VoicemailTranscribed {
+                voicemail_id: "0190a000-0000-7000-8000-0000000000e2".into(),
+                call_id: CALL.into(),
+                org_id: ORG.into(),
+                user_id: REP.into(),
+                recording_sid: "RE0123456789abcdef0123456789abcdef".into(),
+                transcription: "Hello, please call me back about the quote.".into(),
+                status: "completed".into(),
+                transcribed_at_unix_ms: 1_795_002_100_000,
+            }
+        ),
+        sample!(
+            PhoneRecordingDeleted,
+            PhoneRecordingDeleted {
+                recording_id: "0190a000-0000-7000-8000-0000000000e2".into(),
+                call_id: CALL.into(),
+                org_id: ORG.into(),
+                recording_sid: "RE0123456789abcdef0123456789abcdef".into(),
+                kind: "VOICEMAIL".into(),
+                deleted_by_user_id: String::new(),
+                reason: "retention".into(),
+                deleted_at_unix_ms: 1_795_002_200_000,
+            }
+        ),
+        sample!(
             VideoCallResumed,
             VideoCallResumed {
                 call_id: CALL.into(),
