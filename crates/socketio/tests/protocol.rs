@@ -194,6 +194,11 @@ impl Ws {
         Ok(())
     }
 
+    async fn send_binary(&mut self, bytes: &[u8]) -> Result {
+        self.stream.send(Message::binary(bytes.to_vec())).await?;
+        Ok(())
+    }
+
     /// The next text frame; heartbeat pings are answered and skipped.
     async fn recv(&mut self) -> Result<String> {
         loop {
@@ -499,6 +504,39 @@ async fn invalid_packets_get_an_error_event_and_the_socket_stays() -> Result {
     assert_eq!(
         ws.recv().await?,
         "42/test,[\"error\",{\"message\":\"invalid packet: invalid payload for this packet type\"}]"
+    );
+    ws.send("42/test,[\"echo\",\"still here\"]").await?;
+    assert_eq!(ws.recv().await?, "42/test,[\"echo\",\"still here\"]");
+    server.stop().await;
+    Ok(())
+}
+
+/// Binary packets (one answer for the packet, its attachments skipped), lone binary frames and
+/// unknown packet types are answered on the socket instead of being dropped; it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_and_unknown_packets_get_an_error_event_and_the_socket_stays() -> Result {
+    let server = Server::start(Config::default()).await?;
+    let mut ws = server.connected().await?;
+    let binary = "42/test,[\"error\",{\"message\":\"binary packets are not supported\"}]";
+    ws.send(
+        "452-/test,[\"echo\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]",
+    )
+    .await?;
+    ws.send_binary(&[1]).await?;
+    ws.send_binary(&[2]).await?;
+    assert_eq!(ws.recv().await?, binary);
+    ws.send_binary(&[3]).await?;
+    assert_eq!(ws.recv().await?, binary);
+    ws.send("48/test,[\"echo\"]").await?;
+    assert_eq!(
+        ws.recv().await?,
+        "42/test,[\"error\",{\"message\":\"unknown packet type\"}]"
+    );
+    // a packet naming no namespace the session joined is answered on the one it did join
+    ws.send("49").await?;
+    assert_eq!(
+        ws.recv().await?,
+        "42/test,[\"error\",{\"message\":\"unknown packet type\"}]"
     );
     ws.send("42/test,[\"echo\",\"still here\"]").await?;
     assert_eq!(ws.recv().await?, "42/test,[\"echo\",\"still here\"]");
