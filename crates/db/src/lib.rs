@@ -6,6 +6,7 @@ mod config;
 pub mod migrate;
 pub mod models;
 mod pool;
+pub mod recording_access;
 pub mod schema;
 mod text_enum;
 

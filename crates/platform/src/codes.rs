@@ -161,6 +161,8 @@ http_codes! {
         "Another request created the same object at the same time; retry.";
     NoDevice = "no_device", [CONFLICT], [telephony],
         "The number rings neither an app nor a forward number: an admin must set one.";
+    RecordingNotReady = "recording_not_ready", [CONFLICT], [telephony],
+        "The recording is not complete yet (or failed): there is nothing to play.";
     TooManySamples = "too_many_samples", [CONFLICT], [telephony],
         "The call already has as many quality samples as it may.";
     InvalidDestination = "invalid_destination", [UNPROCESSABLE_ENTITY], [telephony],

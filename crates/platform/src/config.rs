@@ -146,13 +146,15 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     let (number, unit) = raw.split_at(split);
     let value: u64 = number
         .parse()
-        .map_err(|_| format!("expected a duration such as 500ms, 5s or 2m, got {raw:?}"))?;
+        .map_err(|_| format!("expected a duration such as 500ms, 5s, 2m, 6h or 90d, got {raw:?}"))?;
     match unit.trim() {
         "" | "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(value.saturating_mul(3600))),
+        "d" => Ok(Duration::from_secs(value.saturating_mul(86_400))),
         other => Err(format!(
-            "unknown duration unit {other:?} in {raw:?} (use ms, s or m)"
+            "unknown duration unit {other:?} in {raw:?} (use ms, s, m, h or d)"
         )),
     }
 }
@@ -371,7 +373,9 @@ mod tests {
         assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("6h").unwrap(), Duration::from_secs(6 * 3600));
+        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert!(parse_duration("5w").is_err());
         assert!(parse_duration("soon").is_err());
         let src = [("MIGRATE_ON_START", "yes"), ("BAD", "maybe")];
         let env = Env::new(&src);

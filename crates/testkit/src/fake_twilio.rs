@@ -62,6 +62,8 @@ pub struct FakeCall {
 struct State {
     calls: BTreeMap<String, FakeCall>,
     summaries: BTreeMap<String, Value>,
+    /// Recording media by RecordingSid (served as `audio/mpeg`).
+    recordings: BTreeMap<String, Vec<u8>>,
     requests: Vec<TwilioRequest>,
     /// Twilio error code (or 5xx status) of the next `remaining` create requests.
     failures: Vec<i64>,
@@ -129,6 +131,14 @@ impl FakeTwilio {
                 .route(
                     "/2010-04-01/Accounts/{account}/Calls/{sid}.json",
                     web::get().to(fetch_call),
+                )
+                .route(
+                    "/2010-04-01/Accounts/{account}/Recordings/{file}",
+                    web::get().to(recording_media),
+                )
+                .route(
+                    "/2010-04-01/Accounts/{account}/Recordings/{file}",
+                    web::delete().to(delete_recording),
                 )
                 .route("/v1/Voice/{sid}/Summary", web::get().to(call_summary))
                 .default_service(web::to(|| async {
@@ -218,6 +228,20 @@ impl FakeTwilio {
             .state()
             .summaries
             .insert(sid.to_owned(), summary);
+    }
+
+    /// Twilio keeps a recording's media: `GET …/Recordings/{sid}.mp3` serves `bytes` (with
+    /// `Range`), `DELETE …/Recordings/{sid}.json` removes it.
+    pub fn add_recording(&self, sid: &str, bytes: Vec<u8>) {
+        self.shared
+            .state()
+            .recordings
+            .insert(sid.to_owned(), bytes);
+    }
+
+    /// Whether the fake still has recording `sid`.
+    pub fn has_recording(&self, sid: &str) -> bool {
+        self.shared.state().recordings.contains_key(sid)
     }
 
     /// The next `times` create requests are refused with Twilio error `code` (21211, 20003,
@@ -451,6 +475,89 @@ async fn fetch_call(
     }
 }
 
+/// The byte range `header` asks of `len` bytes (`bytes=a-b`, `bytes=a-`, `bytes=-n`), `None`
+/// when it cannot be satisfied.
+fn byte_range(header: &str, len: usize) -> Option<(usize, usize)> {
+    let spec = header.strip_prefix("bytes=")?;
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: usize = suffix.parse().ok()?;
+            (len.checked_sub(n.min(len))?, len.checked_sub(1)?)
+        }
+        (start, "") => (start.parse().ok()?, len.checked_sub(1)?),
+        (start, end) => (start.parse().ok()?, end.parse::<usize>().ok()?.min(len.checked_sub(1)?)),
+    };
+    (start <= end && end < len).then_some((start, end))
+}
+
+async fn recording_media(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    pause(&shared).await;
+    record(&shared, &req, Vec::new());
+    let (account, file) = path.into_inner();
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
+    }
+    let media = file
+        .strip_suffix(".mp3")
+        .and_then(|sid| shared.state().recordings.get(sid).cloned());
+    let Some(bytes) = media else {
+        return error(
+            StatusCode::NOT_FOUND,
+            20404,
+            &format!("The requested resource /Recordings/{file} was not found"),
+        );
+    };
+    let range = req.headers().get("range").and_then(|v| v.to_str().ok());
+    match range {
+        None => HttpResponse::Ok()
+            .content_type("audio/mpeg")
+            .insert_header(("Accept-Ranges", "bytes"))
+            .body(bytes),
+        Some(range) => match byte_range(range, bytes.len()) {
+            Some((start, end)) => HttpResponse::PartialContent()
+                .content_type("audio/mpeg")
+                .insert_header(("Accept-Ranges", "bytes"))
+                .insert_header((
+                    "Content-Range",
+                    format!("bytes {start}-{end}/{}", bytes.len()),
+                ))
+                .body(bytes[start..=end].to_vec()),
+            None => HttpResponse::RangeNotSatisfiable()
+                .insert_header(("Content-Range", format!("bytes */{}", bytes.len())))
+                .finish(),
+        },
+    }
+}
+
+async fn delete_recording(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    pause(&shared).await;
+    record(&shared, &req, Vec::new());
+    let (account, file) = path.into_inner();
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
+    }
+    let removed = file
+        .strip_suffix(".json")
+        .and_then(|sid| shared.state().recordings.remove(sid));
+    match removed {
+        Some(_) => HttpResponse::NoContent().finish(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            20404,
+            &format!("The requested resource /Recordings/{file} was not found"),
+        ),
+    }
+}
+
 async fn call_summary(
     req: HttpRequest,
     path: web::Path<String>,
@@ -477,6 +584,17 @@ async fn call_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges_are_read_as_http_says() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=95-200", 100), Some((95, 99)));
+        assert_eq!(byte_range("bytes=100-", 100), None);
+        assert_eq!(byte_range("bytes=9-1", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+    }
 
     #[test]
     fn signs_twilios_published_example() {

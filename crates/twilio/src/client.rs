@@ -101,6 +101,27 @@ pub struct CallResource {
     pub end_time: Option<String>,
 }
 
+/// A recording's media as Twilio serves it: the status (200, or 206 for a range), the headers a
+/// player needs, and the bytes as they arrive.
+pub struct Media {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub content_length: Option<u64>,
+    pub content_range: Option<String>,
+    pub body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, TwilioError>>,
+}
+
+impl std::fmt::Debug for Media {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Media")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("content_length", &self.content_length)
+            .field("content_range", &self.content_range)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The Twilio operations the service uses; `Arc<dyn TwilioApi>` in the state so tests could swap
 /// the implementation (they use the real client against the fake server instead).
 pub trait TwilioApi: Send + Sync {
@@ -114,6 +135,15 @@ pub trait TwilioApi: Send + Sync {
         &'a self,
         sid: &'a str,
     ) -> BoxFuture<'a, Result<Option<serde_json::Value>, TwilioError>>;
+    /// A recording's MP3 with the account's credentials, `range` passed on as the `Range`
+    /// header; `None` when Twilio has no such recording (404).
+    fn recording_media<'a>(
+        &'a self,
+        sid: &'a str,
+        range: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Media>, TwilioError>>;
+    /// Deletes a recording at Twilio; one already gone counts as deleted.
+    fn delete_recording<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<(), TwilioError>>;
 }
 
 /// Where and as whom the client calls Twilio.
@@ -169,6 +199,14 @@ impl TwilioClient {
             api_base: account.api_base,
             insights_base: account.insights_base,
         })
+    }
+
+    /// A recording's resource, without extension (`.mp3` the media, `.json` the resource).
+    fn recording_url(&self, sid: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Recordings/{sid}",
+            self.api_base, self.account_sid
+        )
     }
 
     fn calls_url(&self) -> String {
@@ -270,6 +308,75 @@ impl TwilioApi for TwilioClient {
             match self.send(request).await {
                 Ok(response) => Self::json(response).await.map(Some),
                 Err(TwilioError::Rejected { status: 404, .. }) => Ok(None),
+                Err(error) => Err(error),
+            }
+        })
+    }
+
+    fn recording_media<'a>(
+        &'a self,
+        sid: &'a str,
+        range: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Media>, TwilioError>> {
+        Box::pin(async move {
+            let mut request = self.http.get(format!("{}.mp3", self.recording_url(sid)));
+            if let Some(range) = range {
+                request = request.header(reqwest::header::RANGE, range);
+            }
+            let response = match self.send(request).await {
+                Ok(response) => response,
+                Err(TwilioError::Rejected { status: 404, .. }) => return Ok(None),
+                // A range past the end is the player's mistake, passed on as such.
+                Err(TwilioError::Rejected { status: 416, .. }) => {
+                    return Ok(Some(Media {
+                        status: 416,
+                        content_type: None,
+                        content_length: Some(0),
+                        content_range: None,
+                        body: Box::pin(futures_util::stream::empty()),
+                    }));
+                }
+                Err(error) => return Err(error),
+            };
+            let header = |name: reqwest::header::HeaderName| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let content_type = header(reqwest::header::CONTENT_TYPE);
+            let content_range = header(reqwest::header::CONTENT_RANGE);
+            let content_length = response.content_length();
+            let status = response.status().as_u16();
+            let body = futures_util::stream::unfold(Some(response), |response| async move {
+                let mut response = response?;
+                match response.chunk().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                    Ok(None) => None,
+                    Err(e) => Some((
+                        Err(TwilioError::Unavailable(sb_platform::error::error_chain(&e))),
+                        None,
+                    )),
+                }
+            });
+            Ok(Some(Media {
+                status,
+                content_type,
+                content_length,
+                content_range,
+                body: Box::pin(body),
+            }))
+        })
+    }
+
+    fn delete_recording<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<(), TwilioError>> {
+        Box::pin(async move {
+            let request = self
+                .http
+                .delete(format!("{}.json", self.recording_url(sid)));
+            match self.send(request).await {
+                Ok(_) | Err(TwilioError::Rejected { status: 404, .. }) => Ok(()),
                 Err(error) => Err(error),
             }
         })

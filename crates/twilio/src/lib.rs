@@ -11,5 +11,7 @@ pub mod signature;
 pub mod token;
 pub mod twiml;
 
-pub use client::{Account, CallResource, NewCall, TwilioApi, TwilioClient, TwilioError, codes};
+pub use client::{
+    Account, CallResource, Media, NewCall, TwilioApi, TwilioClient, TwilioError, codes,
+};
 pub use params::Params;

@@ -168,15 +168,23 @@ pub fn inbound(speech: &Speech, greeting: &str, ring: &Ring) -> String {
         .to_xml()
 }
 
-/// Voicemail: the greeting, then a recording of at most a minute posted to `action`.
-pub fn voicemail(speech: &Speech, greeting: &str, action: &str) -> String {
+/// Voicemail: the greeting, then a recording of at most a minute posted to `action`, which
+/// Twilio transcribes and posts to `transcription_callback`.
+pub fn voicemail(
+    speech: &Speech,
+    greeting: &str,
+    action: &str,
+    transcription_callback: &str,
+) -> String {
     VoiceResponse::new()
         .say_with(speech.say(greeting))
         .record_with(
             Record::new()
                 .action(xml_text(action))
                 .method("POST")
-                .max_length(VOICEMAIL_MAX_SECONDS),
+                .max_length(VOICEMAIL_MAX_SECONDS)
+                .transcribe(true)
+                .transcribe_callback(xml_text(transcription_callback)),
         )
         .to_xml()
 }

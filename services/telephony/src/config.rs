@@ -41,6 +41,9 @@ pub struct TelephonyConfig {
     pub rate_limit: RateLimitConfig,
     /// The toll-fraud guard's blocked ranges (`TELEPHONY_BLOCKED_PREFIXES`).
     pub destinations: DestinationPolicy,
+    /// Recordings and voicemails older than this are deleted (here and at Twilio) by the
+    /// follow-up job; `None` keeps them (`TELEPHONY_RECORDING_RETENTION`).
+    pub recording_retention: Option<Duration>,
     pub followup: FollowupConfig,
     pub quality: Thresholds,
 }
@@ -164,6 +167,18 @@ impl TelephonyConfig {
             }
             None => format!("http://127.0.0.1:{}", http.port),
         };
+        let blocked_prefixes: Option<String> = env.optional("TELEPHONY_BLOCKED_PREFIXES")?;
+        let destinations = match blocked_prefixes {
+            Some(list) => {
+                DestinationPolicy::parse(&list).map_err(TelephonyConfigError::BlockedPrefixes)?
+            }
+            None => DestinationPolicy::default(),
+        };
+        let retention: Option<String> = env.optional("TELEPHONY_RECORDING_RETENTION")?;
+        let recording_retention = match retention {
+            Some(_) => Some(env.duration("TELEPHONY_RECORDING_RETENTION", Duration::ZERO)?),
+            None => None,
+        };
         Ok(Self {
             environment,
             http,
@@ -178,11 +193,8 @@ impl TelephonyConfig {
                 calls: env.or("TELEPHONY_CALL_RATE_LIMIT", 10)?,
                 window: env.duration("TELEPHONY_CALL_RATE_WINDOW", Duration::from_secs(60))?,
             },
-            destinations: match env.optional::<String>("TELEPHONY_BLOCKED_PREFIXES")? {
-                Some(list) => DestinationPolicy::parse(&list)
-                    .map_err(TelephonyConfigError::BlockedPrefixes)?,
-                None => DestinationPolicy::default(),
-            },
+            destinations,
+            recording_retention,
             followup: FollowupConfig {
                 interval: env.duration("TELEPHONY_FOLLOWUP_INTERVAL", Duration::from_secs(30))?,
                 first_delay: env

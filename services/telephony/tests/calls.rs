@@ -407,11 +407,11 @@ async fn premium_rate_and_own_numbers_are_refused_before_twilio_is_asked() -> Re
     assert_eq!(creates(&telephony), 0);
     assert_eq!(telephony.count("telephony_calls").await?, 0);
 
-    // The list is the deployment's: emptied, premium numbers go through (Twilio's own geo
+    // The list is the deployment's: with `none`, premium numbers go through (Twilio's own geo
     // permissions still apply); own numbers stay refused.
     let open = TestTelephony::spawn_with(|c| {
         c.destinations =
-            sb_telephony::domain::destination::DestinationPolicy::parse("").unwrap_or_default();
+            sb_telephony::domain::destination::DestinationPolicy::parse("none").unwrap_or_default();
     })
     .await?;
     let (_, rep) = org_with_rep(&open).await?;

@@ -389,6 +389,7 @@ async fn every_twiml_answer_matches_the_official_voice_response() -> Result {
         .await?;
     let completed_url = format!("{PUBLIC_BASE_URL}/webhook/voice/completed");
     let recording_url = format!("{PUBLIC_BASE_URL}/webhook/voice/recording");
+    let transcription_url = format!("{PUBLIC_BASE_URL}/webhook/voice/transcription");
     let fr = json!({"voice": "alice", "language": "fr-FR"});
     let en = json!({"voice": "alice", "language": "en-US"});
     let mut documents: Vec<(&str, String, Value)> = Vec::new();
@@ -410,7 +411,8 @@ async fn every_twiml_answer_matches_the_official_voice_response() -> Result {
         .await?;
     documents.push(("voicemail", voicemail.text, json!([
         {"verb": "say", "attrs": fr, "text": prompts("fr-FR").voicemail},
-        {"verb": "record", "attrs": {"action": recording_url, "method": "POST", "maxLength": VOICEMAIL_MAX_SECONDS}},
+        {"verb": "record", "attrs": {"action": recording_url, "method": "POST", "maxLength": VOICEMAIL_MAX_SECONDS,
+                                     "transcribe": true, "transcribeCallback": transcription_url}},
     ])));
     let recorded = telephony
         .webhook(

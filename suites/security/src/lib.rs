@@ -339,6 +339,7 @@ pub fn twiml(data: &[u8]) {
             &speech,
             greeting,
             "https://voice.example.test/webhook/voice/recording",
+            "https://voice.example.test/webhook/voice/transcription",
         ),
         twiml::say_and_hang_up(&speech, greeting),
     ];

@@ -292,6 +292,30 @@ async fn telephony_fixture(telephony: &Service) -> Result<Fixture> {
     assert_eq!(status, 201, "initiate: {started}");
     let call = text(&started["callId"], "callId")?;
     let sid = text(&started["sid"], "sid")?;
+    // The call's recording, as Twilio reports it and keeps its media.
+    let recording_sid = sb_testkit::twilio_sid("RE");
+    telephony.twilio.add_recording(&recording_sid, vec![7; 64]);
+    let form: Vec<(String, String)> = [
+        ("CallSid", sid.as_str()),
+        ("RecordingSid", recording_sid.as_str()),
+        ("RecordingStatus", "completed"),
+        ("RecordingUrl", "https://api.twilio.com/recording"),
+        ("RecordingDuration", "3"),
+        ("RecordingChannels", "2"),
+        ("RecordingSource", "DialVerb"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let reported = telephony
+        .twilio_webhook(sb_resilience::PUBLIC_BASE_URL, "/webhook/voice/recording", &form)
+        .await?;
+    assert_eq!(reported.status, 200, "recording callback: {}", reported.text);
+    let (status, view) = telephony
+        .call(&ceo, "GET", &format!("/api/calls/{call}"), None)
+        .await?;
+    assert_eq!(status, 200, "call: {view}");
+    let recording = text(&view["recordings"][0]["id"], "recording id")?;
 
     let ceo_b = TestUser::new(Uuid::now_v7(), Role::Ceo);
     let other_rep_a = TestUser::new(org, Role::Closer);
@@ -332,6 +356,7 @@ async fn telephony_fixture(telephony: &Service) -> Result<Fixture> {
     };
     for (name, value) in [
         ("id", call.clone()),
+        ("recordingId", recording),
         ("e164", number.clone()),
         ("number", number.clone()),
         ("userId", rep.id.to_string()),

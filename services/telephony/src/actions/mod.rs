@@ -7,5 +7,6 @@ pub mod calls;
 pub mod events;
 pub mod numbers;
 pub mod quality;
+pub mod recordings;
 pub mod status;
 pub mod voice;

@@ -69,6 +69,7 @@ fn voicemail_twiml(state: &AppState, number: &PhoneNumber) -> String {
         &speech_of(number),
         &greeting,
         &state.public_url("/webhook/voice/recording"),
+        &state.public_url("/webhook/voice/transcription"),
     )
 }
 
@@ -369,7 +370,7 @@ async fn lock_call(
     Ok(calls::try_lock_by_sid(conn, sid).await?)
 }
 
-fn valid_recording_sid(sid: &str) -> bool {
+pub fn valid_recording_sid(sid: &str) -> bool {
     sid.len() == 34 && sid.starts_with("RE") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
 

@@ -34,9 +34,13 @@ impl Default for DestinationPolicy {
 }
 
 impl DestinationPolicy {
-    /// A comma-separated list of `+digits` prefixes; empty turns the prefix check off.
+    /// A comma-separated list of `+digits` prefixes; `none` (or nothing) turns the prefix check
+    /// off.
     pub fn parse(list: &str) -> Result<Self, String> {
         let mut blocked_prefixes = Vec::new();
+        if list.trim().eq_ignore_ascii_case("none") {
+            return Ok(Self { blocked_prefixes });
+        }
         for prefix in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let digits = prefix.strip_prefix('+').unwrap_or_default();
             if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
@@ -138,8 +142,10 @@ mod tests {
             Some("+336")
         );
         assert_eq!(policy.blocked_prefix(&number("+1 900 555 0199")), None);
-        let off = DestinationPolicy::parse("").unwrap_or_default();
-        assert_eq!(off.blocked_prefix(&number("+1 900 555 0199")), None);
+        for off in ["", "none", " NONE "] {
+            let off = DestinationPolicy::parse(off).unwrap_or_default();
+            assert_eq!(off.blocked_prefix(&number("+1 900 555 0199")), None);
+        }
         for bad in ["336", "+", "+33a", "+1234567890123456"] {
             assert!(DestinationPolicy::parse(bad).is_err(), "{bad}");
         }

@@ -1,6 +1,6 @@
 //! Calls (seed 001, steps 3, 5 and 6): click-to-call, history, details, quality.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use sb_auth::Principal;
 use sb_platform::ApiErrorExt as _;
@@ -28,7 +28,9 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
         .service(list_calls)
         .service(get_call)
         .service(get_quality)
-        .service(post_quality);
+        .service(post_quality)
+        .service(play_recording)
+        .service(delete_recording);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -110,10 +112,20 @@ pub struct RecordingView {
     kind: String,
     /// Twilio's status: in-progress, completed, absent, failed.
     status: String,
-    /// Twilio's URL of the file (fetched with the account's credentials; `.mp3` or `.wav`).
+    /// Twilio's URL of the file: it needs the account's credentials, so clients play
+    /// `mediaUrl` instead.
     url: Option<String>,
+    /// Where to play it (an authenticated route streaming the MP3, with `Range`), once it is
+    /// complete and until it is deleted.
+    media_url: Option<String>,
     duration_seconds: Option<i32>,
     channels: Option<i32>,
+    /// A voicemail's text, from Twilio's transcription (`transcriptionStatus`: completed or
+    /// failed; absent until Twilio sends it).
+    transcription: Option<String>,
+    transcription_status: Option<String>,
+    /// Set once deleted (here and at Twilio); nothing is left to play.
+    deleted_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
 }
 
@@ -125,8 +137,14 @@ impl From<Recording> for RecordingView {
             kind: r.kind.as_str().to_owned(),
             status: r.status.as_str().to_owned(),
             url: r.url,
+            media_url: (r.deleted_at.is_none()
+                && r.status == crate::domain::status::RecordingStatus::Completed)
+                .then(|| format!("/api/calls/{}/recordings/{}/media", r.call_id, r.id)),
             duration_seconds: r.duration_seconds,
             channels: r.channels,
+            transcription: r.transcription,
+            transcription_status: r.transcription_status,
+            deleted_at: r.deleted_at,
             created_at: r.created_at,
         }
     }
@@ -423,4 +441,68 @@ async fn post_quality(
     let summary =
         actions::quality::report(&state, &principal, id, metrics, body.measured_at).await?;
     Ok(HttpResponse::Created().json(QualityView::new(id, summary)))
+}
+
+/// `GET /api/calls/{id}/recordings/{recordingId}/media`
+#[utoipa::path(get, path = "/api/calls/{id}/recordings/{recordingId}/media", tag = "calls",
+    params(
+        ("id" = Uuid, Path),
+        ("recordingId" = Uuid, Path),
+        ("Range" = Option<String>, Header, description = "A byte range (`bytes=0-1023`), as players ask")),
+    responses(
+        (status = 200, content_type = "audio/mpeg", description = "The whole MP3, streamed from Twilio with the account's credentials (`Accept-Ranges: bytes`, `Content-Length`); one audit row per access"),
+        (status = 206, content_type = "audio/mpeg", description = "The range asked (`Content-Range`)"),
+        (status = 403, description = "Same org, but neither the caller's call nor their teams'", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown call or recording (or another org's), or deleted", content_type = "application/problem+json"),
+        (status = 409, description = "`recording_not_ready`: not complete (or failed)", content_type = "application/problem+json"),
+        (status = 416, description = "The range is past the end"),
+        (status = 503, description = "`provider_unavailable`: Twilio did not answer", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[get("/api/calls/{id}/recordings/{recordingId}/media")]
+async fn play_recording(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, TelephonyError> {
+    let (call_id, recording_id) = path.into_inner();
+    let range = req
+        .headers()
+        .get(actix_web::http::header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    let media = actions::recordings::play(&state, &principal, call_id, recording_id, range).await?;
+    let status = actix_web::http::StatusCode::from_u16(media.status)
+        .map_err(|_| TelephonyError::ProviderUnavailable(format!("HTTP {}", media.status)))?;
+    let mut response = HttpResponse::build(status);
+    response
+        .content_type(media.content_type.as_deref().unwrap_or("audio/mpeg"))
+        .insert_header(("Accept-Ranges", "bytes"))
+        .insert_header(("Cache-Control", "private, no-store"));
+    if let Some(content_range) = &media.content_range {
+        response.insert_header(("Content-Range", content_range.as_str()));
+    }
+    if let Some(length) = media.content_length {
+        response.no_chunking(length);
+    }
+    Ok(response.streaming(media.body))
+}
+
+/// `DELETE /api/calls/{id}/recordings/{recordingId}`
+#[utoipa::path(delete, path = "/api/calls/{id}/recordings/{recordingId}", tag = "calls",
+    params(("id" = Uuid, Path), ("recordingId" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted at Twilio and here (`sb.telephony.recording.deleted`, an audit row); deleting again answers 204 and changes nothing"),
+        (status = 403, description = "Same org, but neither the caller's call nor their teams'", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown call or recording (or another org's)", content_type = "application/problem+json"),
+        (status = 503, description = "`provider_unavailable`: Twilio did not answer; nothing changed", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[delete("/api/calls/{id}/recordings/{recordingId}")]
+async fn delete_recording(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, TelephonyError> {
+    let (call_id, recording_id) = path.into_inner();
+    actions::recordings::delete(&state, &principal, call_id, recording_id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

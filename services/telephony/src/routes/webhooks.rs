@@ -14,7 +14,8 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
         .service(completed)
         .service(outbound)
         .service(status)
-        .service(recording);
+        .service(recording)
+        .service(transcription);
 }
 
 pub const TWIML_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
@@ -134,5 +135,23 @@ async fn recording(
     webhook: TwilioRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let result = voice::recording(&state, &webhook.params).await;
+    answer(&state, &req, result)
+}
+
+/// `POST /webhook/voice/transcription`
+#[utoipa::path(post, path = "/webhook/voice/transcription", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Twilio's transcription callback of a voicemail (`<Record transcribe>`): RecordingSid, TranscriptionStatus, TranscriptionText"),
+    responses(
+        (status = 200, content_type = "text/xml", description = "An empty document; the text is kept with the voicemail and announced once (`sb.telephony.voicemail.transcribed`)"),
+        (status = 400, description = "No valid RecordingSid or TranscriptionStatus", content_type = "application/problem+json"),
+        (status = 403, description = "Missing or bad signature: nothing is written", content_type = "application/problem+json")))]
+#[post("/webhook/voice/transcription")]
+async fn transcription(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    webhook: TwilioRequest,
+) -> Result<HttpResponse, TelephonyError> {
+    let result = crate::actions::recordings::transcribed(&state, &webhook.params).await;
     answer(&state, &req, result)
 }

@@ -21,6 +21,12 @@ pub struct Recording {
     pub channels: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub org_id: Uuid,
+    pub call_id: Uuid,
+    /// Set once deleted (here and at Twilio); the row stays as the history.
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub transcription: Option<String>,
+    pub transcription_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -98,4 +104,72 @@ pub async fn of_call(conn: &mut AsyncPgConnection, call: Uuid) -> QueryResult<Ve
         .select(Recording::as_select())
         .load(conn)
         .await
+}
+
+/// Recording `id` of call `call`: a recording id from a path never reaches another call's.
+pub async fn find_of_call(
+    conn: &mut AsyncPgConnection,
+    call: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<Recording>> {
+    r::table
+        .find(id)
+        .filter(r::call_id.eq(call))
+        .select(Recording::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Marks the recording deleted at `at`; `false` when it already was.
+pub async fn mark_deleted(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let changed = diesel::update(r::table.find(id).filter(r::deleted_at.is_null()))
+        .set((r::deleted_at.eq(at), r::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Recordings created before `before` and not deleted yet, oldest first (the retention pass).
+pub async fn expired(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Recording>> {
+    r::table
+        .filter(r::created_at.lt(before))
+        .filter(r::deleted_at.is_null())
+        .order(r::created_at.asc())
+        .limit(limit)
+        .select(Recording::as_select())
+        .load(conn)
+        .await
+}
+
+/// Stores Twilio's transcription of recording `sid` unless one is stored already; `None` when
+/// it was (a repeated callback) or the recording is unknown.
+pub async fn set_transcription(
+    conn: &mut AsyncPgConnection,
+    sid: &str,
+    text: &str,
+    status: &str,
+) -> QueryResult<Option<Recording>> {
+    diesel::update(
+        r::table
+            .filter(r::recording_sid.eq(sid))
+            .filter(r::transcription_status.is_null()),
+    )
+    .set((
+        r::transcription.eq(text),
+        r::transcription_status.eq(status),
+        r::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Recording::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
 }

@@ -60,6 +60,7 @@ impl Service for Telephony {
                     window: Duration::from_secs(60),
                 },
                 destinations: Default::default(),
+                recording_retention: None,
                 followup: FollowupConfig {
                     // Tests run passes themselves with `followup_once`, with no wait between attempts.
                     interval: Duration::from_secs(3600),

@@ -77,6 +77,7 @@ fn config(
             window: Duration::from_secs(60),
         },
         destinations: Default::default(),
+        recording_retention: None,
         followup: FollowupConfig {
             interval: Duration::from_secs(3600),
             first_delay: Duration::from_secs(30),

@@ -1,7 +1,8 @@
 //! The follow-up job: what Twilio only knows after a call, and what lost callbacks leave behind,
 //! in small named passes: `prices` (Twilio fills them minutes after a call ends), `quality`
 //! (Voice Insights summaries), `stale_calls` (unfinished calls with no news: Twilio does not retry
-//! status callbacks) and `orphans` (calls Twilio never confirmed).
+//! status callbacks), `orphans` (calls Twilio never confirmed) and `recording_retention`
+//! (recordings older than `TELEPHONY_RECORDING_RETENTION`).
 
 mod orphans;
 mod prices;
@@ -13,6 +14,7 @@ use sb_platform::Metrics;
 use sb_platform::jobs::Job;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::recordings;
 use crate::domain::backoff;
 use crate::error::TelephonyError;
 use crate::state::AppState;
@@ -54,6 +56,7 @@ pub struct FollowupReport {
     pub quality_given_up: u64,
     pub statuses_synced: u64,
     pub orphans_failed: u64,
+    pub recordings_expired: u64,
 }
 
 /// The job: its passes run in turn every `TELEPHONY_FOLLOWUP_INTERVAL`.
@@ -68,6 +71,9 @@ pub fn job(state: AppState) -> Job<AppState> {
         .pass("quality", |s| async move { quality::run(&s).await })
         .pass("stale_calls", |s| async move { stale::run(&s).await })
         .pass("orphans", |s| async move { orphans::run(&s).await })
+        .pass("recording_retention", |s| async move {
+            recordings::expire(&s).await
+        })
 }
 
 /// Runs the job until `stop`.
@@ -82,6 +88,7 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
     let quality = quality::run(state).await?;
     let statuses_synced = stale::run(state).await?;
     let orphans_failed = orphans::run(state).await?;
+    let recordings_expired = recordings::expire(state).await?;
     Ok(FollowupReport {
         prices_stored: prices.stored,
         prices_given_up: prices.given_up,
@@ -89,6 +96,7 @@ pub async fn followup_once(state: &AppState) -> Result<FollowupReport, Telephony
         quality_given_up: quality.given_up,
         statuses_synced,
         orphans_failed,
+        recordings_expired,
     })
 }
 
