@@ -99,6 +99,7 @@ def readme_table() -> dict[str, set[str] | None]:
         "Video:": {"video"},
         "Telephony:": {"telephony"},
         "Signaling:": {"signaling"},
+        "Video and signaling:": {"video", "signaling"},
         "Monitoring:": {"monitoring"},
         "`switchboard up`:": {"up"},
         "Tests:": {"tests"},
