@@ -74,7 +74,7 @@ impl std::fmt::Debug for RecordingConfig {
                 &self
                     .s3
                     .as_ref()
-                    .map(|s| (&s.bucket, &s.region, &s.endpoint)),
+                    .map(|s| (&s.bucket, &s.region, &s.endpoint, &s.retention)),
             )
             .field("prefix", &self.prefix)
             .field("stuck_after", &self.stuck_after)
@@ -91,6 +91,10 @@ pub struct S3Config {
     pub access_key: String,
     pub secret_key: SecretString,
     pub force_path_style: bool,
+    /// Finished recordings in the bucket older than this are deleted (file and row) by the
+    /// reconciliation job; `None` keeps them (`VIDEO_RECORDING_RETENTION`). It belongs to the
+    /// bucket: files egress keeps elsewhere are not this service's to delete.
+    pub retention: Option<Duration>,
 }
 
 /// The periodic job that repairs what lost or late webhooks left behind.
@@ -113,6 +117,10 @@ pub enum VideoConfigError {
     GuestLinkSecretMissing,
     #[error("RECORDING_S3_{0} must be set when RECORDING_S3_BUCKET is")]
     S3Incomplete(&'static str),
+    #[error(
+        "VIDEO_RECORDING_RETENTION deletes recordings from RECORDING_S3_BUCKET, which is not set"
+    )]
+    RetentionWithoutBucket,
 }
 
 impl VideoConfig {
@@ -163,7 +171,13 @@ impl GuestLinkConfig {
 impl RecordingConfig {
     fn from_env(env: &Env<'_>) -> Result<Self, VideoConfigError> {
         let bucket: Option<String> = env.optional("RECORDING_S3_BUCKET")?;
+        let retention: Option<String> = env.optional("VIDEO_RECORDING_RETENTION")?;
+        let retention = match retention {
+            Some(_) => Some(env.duration("VIDEO_RECORDING_RETENTION", Duration::ZERO)?),
+            None => None,
+        };
         let s3 = match bucket {
+            None if retention.is_some() => return Err(VideoConfigError::RetentionWithoutBucket),
             None => None,
             Some(bucket) => {
                 let access_key: Option<String> = env.optional("RECORDING_S3_ACCESS_KEY")?;
@@ -177,6 +191,7 @@ impl RecordingConfig {
                         .ok_or(VideoConfigError::S3Incomplete("SECRET_KEY"))?
                         .into(),
                     force_path_style: env.flag("RECORDING_S3_FORCE_PATH_STYLE", false)?,
+                    retention,
                 })
             }
         };

@@ -6,6 +6,8 @@ use actix_web::{HttpResponse, ResponseError};
 use sb_livekit::LiveKitError;
 use sb_platform::{ApiError, Code, Problem};
 
+use crate::storage::StorageError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
     #[error(transparent)]
@@ -20,6 +22,12 @@ pub enum VideoError {
     /// LiveKit unreachable (503) or refusing (502).
     #[error("LiveKit: {0}")]
     LiveKit(#[source] LiveKitError),
+    /// A recording with no file to play or delete yet (still starting or running).
+    #[error("recording not ready: {0}")]
+    RecordingNotReady(String),
+    /// The recordings bucket unreachable or refusing: nothing changed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 sb_platform::wraps_api_error!(VideoError);
@@ -41,6 +49,12 @@ impl VideoError {
                 .with_status(StatusCode::UNAUTHORIZED)
                 .with_detail(detail.clone()),
             Self::LiveKit(error) => error.problem(),
+            // No code for "not ready" is listed for video yet (`recording_not_ready` is
+            // telephony's): there is no media at this address yet, so 404 until it is.
+            Self::RecordingNotReady(detail) => Problem::not_found(detail.clone()),
+            // No code for an unavailable bucket is listed for video (`provider_unavailable` is
+            // telephony's): an opaque 500 with the cause logged, nothing changed.
+            Self::Storage(error) => Problem::internal(error.to_string()),
         }
     }
 }

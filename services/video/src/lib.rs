@@ -10,6 +10,7 @@ mod jobs;
 mod metrics;
 mod routes;
 mod state;
+mod storage;
 mod store;
 
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use sb_platform::{Application, Metrics, Readiness, ServiceSpec};
 
 pub use config::VideoConfig;
 pub use error::VideoError;
-pub use jobs::reconcile::{ReconcileReport, reconcile_once};
+pub use jobs::reconcile::{ReconcileReport, delete_expired_recordings, reconcile_once};
 pub use state::AppState;
 
 /// Builds the state of a service that is not serving HTTP: jobs run by hand, tests.

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sb_auth::GuestLinks;
 use sb_db::{DbConn, DbPool};
@@ -11,6 +12,10 @@ use sb_livekit::{LiveKitApi, LiveKitClient, LiveKitError, TokenIssuer, WebhookVe
 use crate::config::VideoConfig;
 use crate::error::VideoError;
 use crate::metrics::VideoMetrics;
+use crate::storage::RecordingStorage;
+
+/// Longest wait for the recordings bucket (deleting a file) before the request gives up.
+const STORAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -22,6 +27,8 @@ pub struct AppState {
     pub outbox: Outbox,
     pub metrics: VideoMetrics,
     pub config: Arc<VideoConfig>,
+    /// The recordings bucket (`RECORDING_S3_*`); `None` when egress keeps files elsewhere.
+    pub storage: Option<RecordingStorage>,
 }
 
 impl AppState {
@@ -38,6 +45,12 @@ impl AppState {
             guest_links: GuestLinks::new(config.guest_links.secret.clone()),
             outbox: Outbox::new(crate::SERVICE),
             metrics: VideoMetrics::register(registry)?,
+            storage: config
+                .recording
+                .s3
+                .as_ref()
+                .map(|s3| RecordingStorage::new(s3, STORAGE_TIMEOUT))
+                .transpose()?,
             config,
         })
     }

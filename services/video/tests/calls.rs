@@ -340,6 +340,7 @@ async fn a_call_records_and_completes_when_the_last_participant_stops() -> Resul
             access_key: "AKIATEST".to_owned(),
             secret_key: "s3-secret".to_owned().into(),
             force_path_style: true,
+            retention: None,
         });
     })
     .await?;

@@ -8,6 +8,7 @@ pub mod lobby;
 pub mod meetings;
 pub mod presence;
 pub mod recording;
+pub mod recording_files;
 pub mod webhook;
 
 use sb_livekit::protocol::WebhookEvent;

@@ -7,7 +7,7 @@ use sb_platform::Metrics;
 use sb_platform::jobs::Job;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::{calls as call_actions, presence, recording};
+use crate::actions::{calls as call_actions, presence, recording, recording_files};
 use crate::domain::call::Identity;
 use crate::domain::call::{CallStatus, EgressState};
 use crate::error::VideoError;
@@ -26,6 +26,8 @@ pub struct ReconcileReport {
     pub recordings_failed: u64,
     /// Meeting members marked out because LiveKit no longer had them.
     pub meeting_members_left: u64,
+    /// Recordings deleted because they outlived `VIDEO_RECORDING_RETENTION`.
+    pub recordings_deleted: u64,
 }
 
 /// The job: its passes run in turn every `VIDEO_RECONCILE_INTERVAL`.
@@ -48,6 +50,9 @@ pub fn job(state: AppState) -> Job<AppState> {
             "meeting_presence",
             |s| async move { meeting_presence(&s).await },
         )
+        .pass("recording_retention", |s| async move {
+            delete_expired_recordings(&s).await
+        })
 }
 
 /// Runs the job until `stop`.
@@ -65,13 +70,22 @@ pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, VideoEr
     let calls_completed = complete_empty_calls(state).await?;
     let recordings = settle_recordings(state).await?;
     let meeting_members_left = meeting_presence(state).await?;
+    let recordings_deleted = delete_expired_recordings(state).await?;
     Ok(ReconcileReport {
         rooms_created,
         calls_completed,
         recordings_updated: recordings.updated,
         recordings_failed: recordings.failed,
         meeting_members_left,
+        recordings_deleted,
     })
+}
+
+/// Recordings older than `VIDEO_RECORDING_RETENTION`, deleted from the bucket and here.
+pub async fn delete_expired_recordings(state: &AppState) -> Result<u64, VideoError> {
+    let deleted = recording_files::delete_expired(state).await?;
+    state.metrics.reconciled("recording_deleted", deleted);
+    Ok(deleted)
 }
 
 /// The `sb_video_active_calls` gauge, from the database (every replica reports the same).

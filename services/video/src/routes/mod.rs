@@ -4,6 +4,7 @@ mod calls;
 mod controls;
 mod lobby;
 mod meetings;
+mod recordings;
 mod webhooks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -14,6 +15,7 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
     lobby::config(cfg);
     calls::config(cfg);
     controls::config(cfg);
+    recordings::config(cfg);
     meetings::config(cfg);
     webhooks::config(cfg);
 }

@@ -14,6 +14,7 @@ use crate::domain::call::EgressState;
 pub struct Recording {
     pub id: Uuid,
     pub call_id: Uuid,
+    pub org_id: Uuid,
     pub egress_id: String,
     pub status: EgressState,
     pub filepath: String,
@@ -24,6 +25,8 @@ pub struct Recording {
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// Set once deleted (file gone from the bucket); the row stays as a tombstone.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -98,9 +101,11 @@ pub async fn update(
         .await
 }
 
+/// The call's recordings that are not deleted, oldest first.
 pub async fn of_call(conn: &mut AsyncPgConnection, call_id: Uuid) -> QueryResult<Vec<Recording>> {
     video_recordings::table
         .filter(video_recordings::call_id.eq(call_id))
+        .filter(video_recordings::deleted_at.is_null())
         .order(video_recordings::started_at.asc())
         .select(Recording::as_select())
         .load(conn)
@@ -116,6 +121,66 @@ pub async fn unfinished(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult
             EgressState::Ending,
         ]))
         .order(video_recordings::started_at.asc())
+        .limit(limit)
+        .select(Recording::as_select())
+        .load(conn)
+        .await
+}
+
+/// Recording `id` of call `call_id`, deleted or not.
+pub async fn find_of_call(
+    conn: &mut AsyncPgConnection,
+    call_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<Recording>> {
+    video_recordings::table
+        .filter(video_recordings::id.eq(id))
+        .filter(video_recordings::call_id.eq(call_id))
+        .select(Recording::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Recording> {
+    video_recordings::table
+        .find(id)
+        .select(Recording::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}
+
+/// Marks the recording deleted (once: a deleted one keeps its first time); how many rows moved.
+pub async fn mark_deleted(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        video_recordings::table
+            .find(id)
+            .filter(video_recordings::deleted_at.is_null()),
+    )
+    .set((
+        video_recordings::deleted_at.eq(at),
+        video_recordings::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
+}
+
+/// Finished recordings, not deleted, that ended before `cutoff`: oldest first.
+pub async fn expired(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Recording>> {
+    video_recordings::table
+        .filter(video_recordings::deleted_at.is_null())
+        .filter(video_recordings::status.eq_any([EgressState::Complete, EgressState::Failed]))
+        .filter(video_recordings::ended_at.lt(cutoff))
+        .order(video_recordings::ended_at.asc())
         .limit(limit)
         .select(Recording::as_select())
         .load(conn)
