@@ -53,7 +53,7 @@ async fn play_recording(
         (status = 204, description = "Deleted: the file is gone from the bucket, the recording leaves the call's `recordings`, one audit row (action `delete`) and `sb.video.recording.deleted` (reason `user`). Deleting it again answers 204 and changes nothing"),
         (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
         (status = 403, description = "Only the host or an org leader", content_type = "application/problem+json"),
-        (status = 404, description = "Unknown call or recording, another org's, or still recording (stop it first)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown call or recording, another org's, still recording (no file yet: stop it first), or kept where this service cannot reach it (no `RECORDING_S3_BUCKET`)", content_type = "application/problem+json"),
         (status = 500, description = "The recordings bucket is unreachable or refused: nothing changed, retry", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[delete("/calls/{id}/recordings/{recordingId}")]
