@@ -175,6 +175,7 @@ diesel::table! {
         ended_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        practitioner_name -> Nullable<Text>,
     }
 }
 

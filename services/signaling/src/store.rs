@@ -22,6 +22,8 @@ pub struct Room {
     pub patient_joined: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// What the practitioner's token called them when they last joined (see the migration).
+    pub practitioner_name: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -42,6 +44,26 @@ pub struct RoomChanges {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Keeps the name the practitioner joined `room_id` with (a write only when it changed).
+pub async fn set_practitioner_name(
+    conn: &mut AsyncPgConnection,
+    room_id: &str,
+    name: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        signaling_rooms::table
+            .filter(signaling_rooms::room_id.eq(room_id))
+            .filter(
+                signaling_rooms::practitioner_name
+                    .is_null()
+                    .or(signaling_rooms::practitioner_name.ne(name)),
+            ),
+    )
+    .set(signaling_rooms::practitioner_name.eq(name))
+    .execute(conn)
+    .await
 }
 
 pub async fn appointment(

@@ -61,6 +61,26 @@ async fn rooms_are_created_and_read_by_those_who_may_see_the_appointment() -> Re
     assert_eq!(room["appointment"]["patient"]["firstName"], "John");
     assert_eq!(room["appointment"]["patient"]["lastName"], "Doe");
     assert_eq!(room["appointment"]["practitioner"]["id"], json!(host.id));
+    // The CRM shares no user names: the practitioner's come from their token once they join.
+    assert_eq!(
+        room["appointment"]["practitioner"]["firstName"],
+        json!(null)
+    );
+    let mut practitioner = signaling.socket(&host).await?;
+    practitioner
+        .emit("join-room", json!({"roomId": room_id}))
+        .await?;
+    practitioner.expect("joined-room").await?;
+    let (_, room) = signaling.get_json(&guest, &path).await?;
+    let (first, last) = host.name.split_once(' ').ok_or("a two-word test name")?;
+    assert_eq!(
+        room["appointment"]["practitioner"]["firstName"], first,
+        "{room}"
+    );
+    assert_eq!(
+        room["appointment"]["practitioner"]["lastName"], last,
+        "{room}"
+    );
 
     for user in [&stranger, &outsider] {
         let (status, _) = signaling.get_json(user, &path).await?;

@@ -36,7 +36,8 @@ pub struct AppointmentView {
     scheduled_date: DateTime<Utc>,
     /// The guest: names come from the CRM lead.
     patient: PersonView,
-    /// The host: the CRM does not share user names, only the id.
+    /// The host: the CRM shares user ids, not names, so the names are those of the
+    /// practitioner's token, once they have joined the room.
     practitioner: PersonView,
 }
 
@@ -61,15 +62,21 @@ pub struct CreatedRoom {
     room_id: String,
 }
 
-fn view(room: Room, appointment: &Appointment) -> RoomView {
-    let lead = appointment.lead();
-    let (first_name, last_name) = match lead.name.as_deref().map(str::trim) {
+/// A full name as first and last name: the first word, then the rest.
+fn first_and_last(name: Option<&str>) -> (Option<String>, Option<String>) {
+    match name.map(str::trim).filter(|name| !name.is_empty()) {
         Some(name) => match name.split_once(' ') {
             Some((first, last)) => (Some(first.to_owned()), Some(last.trim().to_owned())),
             None => (Some(name.to_owned()), None),
         },
         None => (None, None),
-    };
+    }
+}
+
+fn view(room: Room, appointment: &Appointment) -> RoomView {
+    let lead = appointment.lead();
+    let (first_name, last_name) = first_and_last(lead.name.as_deref());
+    let (practitioner_first, practitioner_last) = first_and_last(room.practitioner_name.as_deref());
     RoomView {
         id: room.id,
         room_id: room.room_id,
@@ -89,8 +96,8 @@ fn view(room: Room, appointment: &Appointment) -> RoomView {
             },
             practitioner: PersonView {
                 id: Some(appointment.host_user_id),
-                first_name: None,
-                last_name: None,
+                first_name: practitioner_first,
+                last_name: practitioner_last,
             },
         },
     }

@@ -440,6 +440,23 @@ impl VideoCall {
             settled?;
             return Err(EventError::new(EventCode::CallEnded, "the call has ended"));
         }
+        if side == Side::Practitioner
+            && let Identity::User(principal) = &me.identity
+            && let Some(name) = principal
+                .name
+                .as_deref()
+                .map(str::trim)
+                .filter(|name| !name.is_empty() && name.chars().count() <= 200)
+        {
+            // room views show the practitioner's name (the CRM shares only their id)
+            let named = match self.state.conn().await {
+                Ok(mut conn) => store::set_practitioner_name(&mut conn, room_id, name)
+                    .await
+                    .map_err(|e| unavailable(e.into())),
+                Err(e) => Err(unavailable(e)),
+            };
+            named?;
+        }
         // every instance reports its members of the room, whether this user has another socket
         // there, and whether it was waiting out this user's reconnect grace (which it cancels)
         let answers = socket

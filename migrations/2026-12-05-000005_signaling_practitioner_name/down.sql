@@ -1,0 +1,1 @@
+ALTER TABLE signaling_rooms DROP COLUMN practitioner_name;
