@@ -191,6 +191,7 @@ async fn recorded_call(
     assert_eq!(status, 200, "{answer}");
     let (_, call) = video.get_json(host, &format!("/calls/{call_id}")).await?;
     assert_eq!(call["recordings"][0]["status"], "COMPLETE", "{call}");
+    assert_eq!(call["recordingData"]["filename"], json!(key), "{call}");
     let recording_id = call["recordings"][0]["id"]
         .as_str()
         .unwrap_or_default()
@@ -436,6 +437,12 @@ async fn deleting_removes_the_file_tombstones_the_recording_and_announces_it_onc
         call["recordings"],
         json!([]),
         "deleted recordings leave the call"
+    );
+    // The call no longer points at the file.
+    assert_eq!(
+        (&call["recordingUrl"], &call["recordingData"]),
+        (&json!(null), &json!(null)),
+        "{call}"
     );
     let play = media_unfollowed(&video, &host, &format!("{path}/media")).await?;
     assert_eq!(play.status(), 404);

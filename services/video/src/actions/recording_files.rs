@@ -18,6 +18,7 @@ use crate::domain::call::EgressState;
 use crate::error::VideoError;
 use crate::state::AppState;
 use crate::storage::RecordingStorage;
+use crate::store::calls;
 use crate::store::recordings::{self, Recording};
 
 /// How many recordings one retention pass deletes.
@@ -150,6 +151,7 @@ async fn remove(
             }
             let at: DateTime<Utc> = Utc::now();
             recordings::mark_deleted(conn, recording.id, at).await?;
+            calls::forget_recording(conn, recording.call_id, &recording.egress_id).await?;
             record_recording_access(
                 conn,
                 &RecordingAccess {

@@ -331,6 +331,26 @@ pub async fn set_recording_result(
         .await
 }
 
+/// Clears the call's `recording_url` and `recording_data` when they describe the recording of
+/// `egress_id` (deleted): the call no longer points at a file that is gone.
+pub async fn forget_recording(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    egress_id: &str,
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Bool, Text};
+    diesel::update(video_calls::table.find(id).filter(
+        diesel::dsl::sql::<Bool>("recording_data->>'egressId' = ").bind::<Text, _>(egress_id),
+    ))
+    .set((
+        video_calls::recording_url.eq(None::<String>),
+        video_calls::recording_data.eq(None::<serde_json::Value>),
+        video_calls::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
+}
+
 pub async fn participants(
     conn: &mut AsyncPgConnection,
     call_id: Uuid,
