@@ -135,6 +135,8 @@ http_codes! {
         "The call has already ended.";
     AppointmentCancelled = "appointment_cancelled", [CONFLICT], [video, signaling],
         "The appointment was cancelled.";
+    StorageUnavailable = "storage_unavailable", [SERVICE_UNAVAILABLE], [video],
+        "The recordings bucket does not answer or refused; nothing changed, retry after `Retry-After`.";
     AppointmentWindowEmpty = "appointment_window_empty", [CONFLICT], [video, signaling],
         "The appointment ends before a guest link for it would open.";
     AppointmentWindowOver = "appointment_window_over", [CONFLICT], [video, signaling],
@@ -161,8 +163,8 @@ http_codes! {
         "Another request created the same object at the same time; retry.";
     NoDevice = "no_device", [CONFLICT], [telephony],
         "The number rings neither an app nor a forward number: an admin must set one.";
-    RecordingNotReady = "recording_not_ready", [CONFLICT], [telephony],
-        "The recording is not complete yet (or failed): there is nothing to play.";
+    RecordingNotReady = "recording_not_ready", [CONFLICT], [telephony, video],
+        "The recording is not complete yet (or failed): there is nothing to play or delete.";
     TooManySamples = "too_many_samples", [CONFLICT], [telephony],
         "The call already has as many quality samples as it may.";
     InvalidDestination = "invalid_destination", [UNPROCESSABLE_ENTITY], [telephony],

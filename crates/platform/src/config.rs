@@ -144,9 +144,9 @@ impl<'a> Env<'a> {
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as 500ms, 5s, 2m, 6h or 90d, got {raw:?}"))?;
+    let value: u64 = number.parse().map_err(|_| {
+        format!("expected a duration such as 500ms, 5s, 2m, 6h or 90d, got {raw:?}")
+    })?;
     match unit.trim() {
         "" | "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
@@ -374,7 +374,10 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("6h").unwrap(), Duration::from_secs(6 * 3600));
-        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("soon").is_err());
         let src = [("MIGRATE_ON_START", "yes"), ("BAD", "maybe")];

@@ -233,10 +233,7 @@ impl FakeTwilio {
     /// Twilio keeps a recording's media: `GET …/Recordings/{sid}.mp3` serves `bytes` (with
     /// `Range`), `DELETE …/Recordings/{sid}.json` removes it.
     pub fn add_recording(&self, sid: &str, bytes: Vec<u8>) {
-        self.shared
-            .state()
-            .recordings
-            .insert(sid.to_owned(), bytes);
+        self.shared.state().recordings.insert(sid.to_owned(), bytes);
     }
 
     /// Whether the fake still has recording `sid`.
@@ -486,7 +483,10 @@ fn byte_range(header: &str, len: usize) -> Option<(usize, usize)> {
             (len.checked_sub(n.min(len))?, len.checked_sub(1)?)
         }
         (start, "") => (start.parse().ok()?, len.checked_sub(1)?),
-        (start, end) => (start.parse().ok()?, end.parse::<usize>().ok()?.min(len.checked_sub(1)?)),
+        (start, end) => (
+            start.parse().ok()?,
+            end.parse::<usize>().ok()?.min(len.checked_sub(1)?),
+        ),
     };
     (start <= end && end < len).then_some((start, end))
 }

@@ -14,6 +14,7 @@ mod database;
 mod fake_livekit;
 mod fake_twilio;
 mod interop;
+mod moto;
 mod nats;
 mod nats_cluster;
 mod private;
@@ -32,6 +33,7 @@ pub use fake_livekit::{
 };
 pub use fake_twilio::{FakeCall, FakeTwilio, TwilioRequest, sign_twilio_webhook, twilio_sid};
 pub use interop::{demo_in_chromium, livekit_node, socketio_node, twilio_node};
+pub use moto::{MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY, Moto, TestBucket};
 pub use nats::{NatsServer, TestNats, nats_config, nats_url};
 pub use nats_cluster::NatsCluster;
 pub use private::{PrivateDeps, PrivateNats, PrivatePostgres};

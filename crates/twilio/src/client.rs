@@ -355,7 +355,9 @@ impl TwilioApi for TwilioClient {
                     Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
                     Ok(None) => None,
                     Err(e) => Some((
-                        Err(TwilioError::Unavailable(sb_platform::error::error_chain(&e))),
+                        Err(TwilioError::Unavailable(sb_platform::error::error_chain(
+                            &e,
+                        ))),
                         None,
                     )),
                 }

@@ -49,12 +49,13 @@ impl VideoError {
                 .with_status(StatusCode::UNAUTHORIZED)
                 .with_detail(detail.clone()),
             Self::LiveKit(error) => error.problem(),
-            // No code for "not ready" is listed for video yet (`recording_not_ready` is
-            // telephony's): there is no media at this address yet, so 404 until it is.
-            Self::RecordingNotReady(detail) => Problem::not_found(detail.clone()),
-            // No code for an unavailable bucket is listed for video (`provider_unavailable` is
-            // telephony's): an opaque 500 with the cause logged, nothing changed.
-            Self::Storage(error) => Problem::internal(error.to_string()),
+            Self::RecordingNotReady(detail) => {
+                Problem::new(Code::RecordingNotReady).with_detail(detail.clone())
+            }
+            // Nothing changed: the client may retry.
+            Self::Storage(error) => {
+                Problem::unavailable(Code::StorageUnavailable, error.to_string())
+            }
         }
     }
 }

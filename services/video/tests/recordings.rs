@@ -5,135 +5,31 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{TestAppointment, TestVideo, User};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 use sb_auth::Role;
 use sb_db::schema::{recording_access_audit as audit, video_recordings};
 use sb_events::proto::VideoRecordingDeleted;
-use sb_testkit::Result;
+use sb_testkit::{MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY, Moto, Result, TestBucket};
 use sb_video::config::S3Config;
 use serde_json::json;
-use url::Url;
 use uuid::Uuid;
 
 const DELETED: &str = "sb.video.recording.deleted";
 
-/// A `moto_server` on a free loopback port, killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    async fn start() -> Result<Self> {
-        sb_testkit::init();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting moto_server (pip install 'moto[server]'): {e}"))?;
-        let moto = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        sb_testkit::wait_until(Duration::from_secs(30), "moto_server answering", || {
-            let request = client.get(&moto.endpoint).send();
-            async move { request.await.is_ok() }
-        })
-        .await?;
-        Ok(moto)
-    }
-
-    fn config(&self, bucket: &str) -> S3Config {
-        S3Config {
-            bucket: bucket.to_owned(),
-            region: "us-east-1".to_owned(),
-            endpoint: self.endpoint.clone(),
-            access_key: "test-access-key".to_owned(),
-            secret_key: "test-secret-key".to_owned().into(),
-            force_path_style: true,
-            retention: None,
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The test's own client of the bucket (what egress does: create it, upload files).
-struct TestBucket {
-    bucket: Bucket,
-    credentials: Credentials,
-    http: reqwest::Client,
-}
-
-impl TestBucket {
-    async fn create(config: &S3Config) -> Result<Self> {
-        let bucket = Bucket::new(
-            Url::parse(&config.endpoint)?,
-            UrlStyle::Path,
-            config.bucket.clone(),
-            config.region.clone(),
-        )?;
-        let credentials = Credentials::new(config.access_key.clone(), "test-secret-key");
-        let http = reqwest::Client::new();
-        let url = bucket
-            .create_bucket(&credentials)
-            .sign(Duration::from_secs(60));
-        // Werkzeug (moto) refuses a PUT without a length, and reqwest sends none for an empty body.
-        let status = http
-            .put(url)
-            .header("Content-Length", "0")
-            .send()
-            .await?
-            .status();
-        assert!(status.is_success(), "creating the bucket: {status}");
-        Ok(Self {
-            bucket,
-            credentials,
-            http,
-        })
-    }
-
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result {
-        let url = self
-            .bucket
-            .put_object(Some(&self.credentials), key)
-            .sign(Duration::from_secs(60));
-        let status = self
-            .http
-            .put(url)
-            .header("Content-Type", "video/mp4")
-            .body(bytes)
-            .send()
-            .await?
-            .status();
-        assert!(status.is_success(), "uploading {key}: {status}");
-        Ok(())
-    }
-
-    /// The status of a GET of `key`, straight from the bucket.
-    async fn status_of(&self, key: &str) -> Result<u16> {
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), key)
-            .sign(Duration::from_secs(60));
-        Ok(self.http.get(url).send().await?.status().as_u16())
+/// The service's S3 settings for `bucket` on `moto`.
+fn s3_config(moto: &Moto, bucket: &str) -> S3Config {
+    S3Config {
+        bucket: bucket.to_owned(),
+        region: MOTO_REGION.to_owned(),
+        endpoint: moto.endpoint().to_owned(),
+        access_key: MOTO_ACCESS_KEY.to_owned(),
+        secret_key: MOTO_SECRET_KEY.to_owned().into(),
+        force_path_style: true,
+        retention: None,
     }
 }
 
@@ -247,9 +143,9 @@ async fn spawn(moto: &Moto, retention: Option<Duration>) -> Result<(TestVideo, T
     let bucket_name = format!("rec-{}", Uuid::now_v7().simple());
     let s3 = S3Config {
         retention,
-        ..moto.config(&bucket_name)
+        ..s3_config(moto, &bucket_name)
     };
-    let bucket = TestBucket::create(&s3).await?;
+    let bucket = TestBucket::create(&s3.endpoint, &s3.bucket).await?;
     let video = TestVideo::spawn_with(|c| c.recording.s3 = Some(s3)).await?;
     Ok((video, bucket))
 }
@@ -279,7 +175,7 @@ async fn playing_redirects_to_the_file_which_the_bucket_serves_with_ranges_and_e
         .unwrap_or_default()
         .to_owned();
     assert!(
-        location.starts_with(&moto.endpoint) && location.contains("X-Amz-Signature="),
+        location.starts_with(moto.endpoint()) && location.contains("X-Amz-Signature="),
         "a presigned URL of the bucket: {location}"
     );
     assert!(!location.contains("test-secret-key"), "{location}");
@@ -373,11 +269,11 @@ async fn a_recording_still_running_has_nothing_to_play_until_egress_finishes() -
     assert!(!recording.is_empty(), "{call}");
     let path = format!("/calls/{call_id}/recordings/{recording}");
     let play = media_unfollowed(&video, &host, &format!("{path}/media")).await?;
-    assert_eq!(play.status(), 404);
+    assert_eq!(play.status(), 409);
     let (status, body) = video.call(&host, "DELETE", &path, None).await?;
     assert_eq!(
         (status, &body["code"]),
-        (404, &json!("not_found")),
+        (409, &json!("recording_not_ready")),
         "{body}"
     );
     assert_eq!(audit_rows(&video, recording).await?, vec![]);
@@ -496,8 +392,8 @@ async fn a_bucket_that_does_not_answer_changes_nothing() -> Result {
         recorded.call_id, recorded.recording_id
     );
     let (status, body) = video.call(&host, "DELETE", &path, None).await?;
-    assert_eq!(status, 500, "{body}");
-    assert_eq!(body["code"], "internal");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "storage_unavailable");
     assert_eq!(deleted_at(&video, &recorded.recording_id).await?, None);
     assert!(
         video

@@ -13,7 +13,7 @@ mod common;
 use common::services::{self, Service};
 use common::{AttackerBodies, Callers, Credential, Exception, Fixture, check_isolation};
 use sb_auth::Role;
-use sb_testkit::{Result, TestAppointment, TestUser};
+use sb_testkit::{Moto, Result, TestAppointment, TestBucket, TestUser};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -63,7 +63,7 @@ async fn guest_link(video: &Service, host: &TestUser, call: &str) -> Result<Stri
     text(&link["token"], "token")
 }
 
-async fn video_fixture(video: &Service) -> Result<Fixture> {
+async fn video_fixture(video: &Service, bucket: &TestBucket) -> Result<Fixture> {
     let org = Uuid::now_v7();
     let host = TestUser::new(org, Role::Closer);
     let appointment = video
@@ -80,6 +80,33 @@ async fn video_fixture(video: &Service) -> Result<Fixture> {
     assert_eq!(status, 200, "join: {joined}");
     let call = text(&joined["callId"], "callId")?;
     let room = text(&joined["roomName"], "roomName")?;
+    // The call's recording: egress uploaded its file and LiveKit reported it finished.
+    let egress = format!("EG_{}", Uuid::now_v7().simple());
+    let key = format!("recordings/{org}/{call}/{egress}.mp4");
+    bucket.put(&key, vec![7; 64]).await?;
+    let ended = chrono::Utc::now().timestamp();
+    let finished = json!({
+        "event": "egress_ended",
+        "id": format!("EV_{egress}"),
+        "createdAt": ended.to_string(),
+        "room": {"name": room},
+        "egressInfo": {
+            "egressId": egress,
+            "roomName": room,
+            "status": "EGRESS_COMPLETE",
+            "startedAt": ((ended - 60) * 1_000_000_000).to_string(),
+            "endedAt": (ended * 1_000_000_000).to_string(),
+            "fileResults": [{"filename": key, "location": format!("s3://recordings/{key}"),
+                "duration": "60000000000", "size": "64"}]
+        }
+    });
+    let (status, answer) = video.livekit_webhook(&finished).await?;
+    assert_eq!(status, 200, "egress_ended: {answer}");
+    let (status, view) = video
+        .call(&host, "GET", &format!("/calls/{call}"), None)
+        .await?;
+    assert_eq!(status, 200, "call: {view}");
+    let recording = text(&view["recordings"][0]["id"], "recording id")?;
     let link = guest_link(video, &host, &call).await?;
     let (status, waiting) = video
         .app
@@ -145,6 +172,7 @@ async fn video_fixture(video: &Service) -> Result<Fixture> {
     );
     for (name, value) in [
         ("id", &call),
+        ("recordingId", &recording),
         ("appointmentId", &appointment.to_string()),
         ("guestId", &guest),
         ("identity", &identity),
@@ -176,8 +204,11 @@ async fn video_fixture(video: &Service) -> Result<Fixture> {
 
 #[tokio::test]
 async fn video_routes_are_isolated_between_tenants() -> Result {
-    let video = services::video().await?;
-    let (problems, log) = check_isolation("video", &video.app, || video_fixture(&video)).await?;
+    let moto = Moto::start().await?;
+    let bucket = TestBucket::create(moto.endpoint(), "isolation").await?;
+    let video = services::video_recording_to(moto.endpoint(), "isolation").await?;
+    let (problems, log) =
+        check_isolation("video", &video.app, || video_fixture(&video, &bucket)).await?;
     report("video", &problems, &log);
     Ok(())
 }
@@ -308,9 +339,17 @@ async fn telephony_fixture(telephony: &Service) -> Result<Fixture> {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     let reported = telephony
-        .twilio_webhook(sb_resilience::PUBLIC_BASE_URL, "/webhook/voice/recording", &form)
+        .twilio_webhook(
+            sb_resilience::PUBLIC_BASE_URL,
+            "/webhook/voice/recording",
+            &form,
+        )
         .await?;
-    assert_eq!(reported.status, 200, "recording callback: {}", reported.text);
+    assert_eq!(
+        reported.status, 200,
+        "recording callback: {}",
+        reported.text
+    );
     let (status, view) = telephony
         .call(&ceo, "GET", &format!("/api/calls/{call}"), None)
         .await?;

@@ -23,7 +23,8 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
     responses(
         (status = 307, description = "`Location` is a presigned URL of the MP4 in the recordings bucket, valid for 5 minutes; the bucket serves `Range` (206), `Content-Type: video/mp4` and `Content-Length`. One `recording_access_audit` row (action `play`, the `Range` asked) per answer. Ask again for a new URL once it has expired"),
         (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
-        (status = 404, description = "Unknown call or recording, another org's, deleted, not finished yet (no file to play: starting, active or failed), or kept where this service cannot read it (no `RECORDING_S3_BUCKET`)", content_type = "application/problem+json")),
+        (status = 404, description = "Unknown call or recording, another org's, deleted, or kept where this service cannot read it (no `RECORDING_S3_BUCKET`)", content_type = "application/problem+json"),
+        (status = 409, description = "`recording_not_ready`: not finished (starting, active) or failed: no file to play", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[get("/calls/{id}/recordings/{recordingId}/media")]
 async fn play_recording(
@@ -53,8 +54,9 @@ async fn play_recording(
         (status = 204, description = "Deleted: the file is gone from the bucket, the recording leaves the call's `recordings`, one audit row (action `delete`) and `sb.video.recording.deleted` (reason `user`). Deleting it again answers 204 and changes nothing"),
         (status = 401, description = "No or bad JWT", content_type = "application/problem+json"),
         (status = 403, description = "Only the host or an org leader", content_type = "application/problem+json"),
-        (status = 404, description = "Unknown call or recording, another org's, still recording (no file yet: stop it first), or kept where this service cannot reach it (no `RECORDING_S3_BUCKET`)", content_type = "application/problem+json"),
-        (status = 500, description = "The recordings bucket is unreachable or refused: nothing changed, retry", content_type = "application/problem+json")),
+        (status = 404, description = "Unknown call or recording, another org's, or kept where this service cannot reach it (no `RECORDING_S3_BUCKET`)", content_type = "application/problem+json"),
+        (status = 409, description = "`recording_not_ready`: still recording (no file yet: stop it first)", content_type = "application/problem+json"),
+        (status = 503, description = "`storage_unavailable`: the recordings bucket is unreachable or refused; nothing changed, retry", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[delete("/calls/{id}/recordings/{recordingId}")]
 async fn delete_recording(

@@ -76,20 +76,33 @@ async fn start(name: &'static str, settings: &[(&str, &str)]) -> Result<Service>
     .await
 }
 
+const VIDEO_SETTINGS: [(&str, &str); 7] = [
+    ("GUEST_LINK_SECRET", GUEST_LINK_SECRET),
+    ("GUEST_LINK_BASE_URL", "https://app.example.test/call/guest"),
+    ("GUEST_LINK_OPEN_BEFORE", "30m"),
+    ("GUEST_LINK_CLOSE_AFTER", "120m"),
+    ("RECORDING_STUCK_AFTER", "15m"),
+    ("VIDEO_RECONCILE_INTERVAL", "60m"),
+    ("VIDEO_EMPTY_ROOM_GRACE", "0s"),
+];
+
 pub async fn video() -> Result<Service> {
-    start(
-        "video",
-        &[
-            ("GUEST_LINK_SECRET", GUEST_LINK_SECRET),
-            ("GUEST_LINK_BASE_URL", "https://app.example.test/call/guest"),
-            ("GUEST_LINK_OPEN_BEFORE", "30m"),
-            ("GUEST_LINK_CLOSE_AFTER", "120m"),
-            ("RECORDING_STUCK_AFTER", "15m"),
-            ("VIDEO_RECONCILE_INTERVAL", "60m"),
-            ("VIDEO_EMPTY_ROOM_GRACE", "0s"),
-        ],
-    )
-    .await
+    start("video", &VIDEO_SETTINGS).await
+}
+
+/// Video with its recordings in `bucket` of the S3-compatible server at `endpoint` (a
+/// `sb_testkit::Moto`), so recording routes have files to serve and delete.
+pub async fn video_recording_to(endpoint: &str, bucket: &str) -> Result<Service> {
+    let mut settings = VIDEO_SETTINGS.to_vec();
+    settings.extend([
+        ("RECORDING_S3_BUCKET", bucket),
+        ("RECORDING_S3_ENDPOINT", endpoint),
+        ("RECORDING_S3_REGION", sb_testkit::MOTO_REGION),
+        ("RECORDING_S3_ACCESS_KEY", sb_testkit::MOTO_ACCESS_KEY),
+        ("RECORDING_S3_SECRET_KEY", sb_testkit::MOTO_SECRET_KEY),
+        ("RECORDING_S3_FORCE_PATH_STYLE", "true"),
+    ]);
+    start("video", &settings).await
 }
 
 pub async fn monitoring() -> Result<Service> {
