@@ -33,7 +33,9 @@ pub use fake_livekit::{
 };
 pub use fake_twilio::{FakeCall, FakeTwilio, TwilioRequest, sign_twilio_webhook, twilio_sid};
 pub use interop::{demo_in_chromium, livekit_node, socketio_node, twilio_node};
-pub use moto::{MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY, Moto, TestBucket};
+pub use moto::{
+    MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY, Moto, TestBucket, egress_ended_webhook,
+};
 pub use nats::{NatsServer, TestNats, nats_config, nats_url};
 pub use nats_cluster::NatsCluster;
 pub use private::{PrivateDeps, PrivateNats, PrivatePostgres};

@@ -124,3 +124,30 @@ impl TestBucket {
         Ok(self.http.get(url).send().await?.status().as_u16())
     }
 }
+
+/// LiveKit's `egress_ended` webhook for a one-minute room-composite recording of `room` that
+/// egress `egress` finished at `ended` (Unix seconds), its file uploaded as `key` with `size`
+/// bytes: what a test posts after [`TestBucket::put`].
+pub fn egress_ended_webhook(
+    room: &str,
+    egress: &str,
+    key: &str,
+    size: usize,
+    ended: i64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "event": "egress_ended",
+        "id": format!("EV_{egress}"),
+        "createdAt": ended.to_string(),
+        "room": {"name": room},
+        "egressInfo": {
+            "egressId": egress,
+            "roomName": room,
+            "status": "EGRESS_COMPLETE",
+            "startedAt": ((ended - 60) * 1_000_000_000).to_string(),
+            "endedAt": (ended * 1_000_000_000).to_string(),
+            "fileResults": [{"filename": key, "location": format!("s3://recordings/{key}"),
+                "duration": "60000000000", "size": size.to_string()}]
+        }
+    })
+}

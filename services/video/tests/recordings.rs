@@ -68,21 +68,7 @@ async fn recorded_call(
     let key = format!("recordings/{}/{call_id}/{egress}.mp4", host.org);
     bucket.put(&key, media()).await?;
     let ended = chrono::Utc::now().timestamp() - ended_secs_ago;
-    let event = json!({
-        "event": "egress_ended",
-        "id": format!("EV_{egress}"),
-        "createdAt": ended.to_string(),
-        "room": {"name": room},
-        "egressInfo": {
-            "egressId": egress,
-            "roomName": room,
-            "status": "EGRESS_COMPLETE",
-            "startedAt": ((ended - 60) * 1_000_000_000).to_string(),
-            "endedAt": (ended * 1_000_000_000).to_string(),
-            "fileResults": [{"filename": key, "location": format!("s3://recordings/{key}"),
-                "duration": "60000000000", "size": "1000"}]
-        }
-    });
+    let event = sb_testkit::egress_ended_webhook(&room, &egress, &key, media().len(), ended);
     let (status, answer) = video.livekit_webhook(&event).await?;
     assert_eq!(status, 200, "{answer}");
     let (_, call) = video.get_json(host, &format!("/calls/{call_id}")).await?;

@@ -85,21 +85,7 @@ async fn video_fixture(video: &Service, bucket: &TestBucket) -> Result<Fixture> 
     let key = format!("recordings/{org}/{call}/{egress}.mp4");
     bucket.put(&key, vec![7; 64]).await?;
     let ended = chrono::Utc::now().timestamp();
-    let finished = json!({
-        "event": "egress_ended",
-        "id": format!("EV_{egress}"),
-        "createdAt": ended.to_string(),
-        "room": {"name": room},
-        "egressInfo": {
-            "egressId": egress,
-            "roomName": room,
-            "status": "EGRESS_COMPLETE",
-            "startedAt": ((ended - 60) * 1_000_000_000).to_string(),
-            "endedAt": (ended * 1_000_000_000).to_string(),
-            "fileResults": [{"filename": key, "location": format!("s3://recordings/{key}"),
-                "duration": "60000000000", "size": "64"}]
-        }
-    });
+    let finished = sb_testkit::egress_ended_webhook(&room, &egress, &key, 64, ended);
     let (status, answer) = video.livekit_webhook(&finished).await?;
     assert_eq!(status, 200, "egress_ended: {answer}");
     let (status, view) = video
