@@ -279,6 +279,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>, Check)> {
                 rep_user_id: REP.into(),
                 mode: MonitoringMode::Listen as i32,
                 started_at_unix_ms: 1_795_000_040_000,
+                target: Some(MonitoringSessionTarget {
+                    kind: MonitoringTarget::PhoneCall as i32,
+                    call_id: "0190a000-0000-7000-8000-0000000000c1".into(),
+                    room_name: String::new(),
+                    supervisor_address: "client:u_0190a0000000700080000000000000a1".into(),
+                }),
             }
         ),
         sample!(
@@ -291,6 +297,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>, Check)> {
                 previous_mode: MonitoringMode::Listen as i32,
                 mode: MonitoringMode::Barge as i32,
                 changed_at_unix_ms: 1_795_000_050_000,
+                target: Some(MonitoringSessionTarget {
+                    kind: MonitoringTarget::PhoneCall as i32,
+                    call_id: "0190a000-0000-7000-8000-0000000000c1".into(),
+                    room_name: String::new(),
+                    supervisor_address: "client:u_0190a0000000700080000000000000a1".into(),
+                }),
             }
         ),
         sample!(
@@ -303,6 +315,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>, Check)> {
                 started_at_unix_ms: 1_795_000_040_000,
                 stopped_at_unix_ms: 1_795_000_640_000,
                 duration_seconds: 600,
+                target: Some(MonitoringSessionTarget {
+                    kind: MonitoringTarget::PhoneCall as i32,
+                    call_id: "0190a000-0000-7000-8000-0000000000c1".into(),
+                    room_name: String::new(),
+                    supervisor_address: "client:u_0190a0000000700080000000000000a1".into(),
+                }),
             }
         ),
         sample!(

@@ -236,6 +236,7 @@ pub async fn start(
                         rep_user_id: rep_id.to_string(),
                         mode: Mode::Listen.proto() as i32,
                         started_at_unix_ms: ms(session.started_at),
+                        target: None,
                     },
                 )
                 .await?;
@@ -462,6 +463,7 @@ pub async fn set_mode(
                         previous_mode: previous.proto() as i32,
                         mode: mode.proto() as i32,
                         changed_at_unix_ms: Utc::now().timestamp_millis(),
+                        target: None,
                     },
                 )
                 .await?;
@@ -563,6 +565,7 @@ pub async fn stop_in(
                 started_at_unix_ms: ms(session.started_at),
                 stopped_at_unix_ms: ms(now),
                 duration_seconds: (now - session.started_at).num_seconds().max(0),
+                target: None,
             },
         )
         .await?;
