@@ -10,6 +10,11 @@ use crate::config::DatabaseConfig;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
+/// Digest of the migrations embedded in [`MIGRATIONS`] (file names and contents, computed by the
+/// build script from the same files): names caches of a migrated database, such as the tests'
+/// template, after what this binary would apply rather than what is on disk now.
+pub const MIGRATIONS_DIGEST: &str = env!("SB_MIGRATIONS_DIGEST");
+
 /// Advisory lock key: "sb-migr" in ASCII, so it is recognisable in `pg_locks`.
 const MIGRATION_LOCK_KEY: i64 = 0x73_62_2d_6d_69_67_72;
 

@@ -1,8 +1,5 @@
 //! A fresh database per test, cloned from a migrated template (`CREATE DATABASE … TEMPLATE`).
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::path::Path;
 use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Bool, Text};
@@ -44,30 +41,11 @@ async fn admin_connection() -> crate::Result<AsyncPgConnection> {
     }
 }
 
-/// Name of the template for the current migrations: a change to any migration makes a new one.
-fn template_name() -> crate::Result<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-    let mut files = Vec::new();
-    collect_files(&dir, &mut files)?;
-    files.sort();
-    let mut hasher = DefaultHasher::new();
-    for file in files {
-        file.strip_prefix(&dir).unwrap_or(&file).hash(&mut hasher);
-        std::fs::read(&file)?.hash(&mut hasher);
-    }
-    Ok(format!("sb_template_{:016x}", hasher.finish()))
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
+/// Name of the template for the migrations this binary embeds: named from the digest of the
+/// embedded set, not from the files on disk, so a test binary built before a migration was added
+/// never caches its template under the new set's name.
+fn template_name() -> String {
+    format!("sb_template_{}", sb_db::migrate::MIGRATIONS_DIGEST)
 }
 
 #[derive(diesel::QueryableByName)]
@@ -88,7 +66,7 @@ async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> crate::Res
 /// Builds the migrated template once per set of migrations, whichever test process gets there
 /// first; the others wait on the advisory lock and then find it.
 async fn ensure_template() -> crate::Result<String> {
-    let name = template_name()?;
+    let name = template_name();
     let mut admin = admin_connection().await?;
     if database_exists(&mut admin, &name).await? {
         return Ok(name);
