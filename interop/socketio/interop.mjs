@@ -93,7 +93,11 @@ async function call({ url, room, practitioner, patient, transports }) {
   out.transports = { first: firstTransport, practitioner: p.io.engine.transport.name, patient: g.io.engine.transport.name };
 
   const refused = connect(url, "not-a-token", transports);
-  out.connectError = (await once(refused, "connect_error")).message;
+  // The official client exposes the CONNECT_ERROR packet's data as `err.data`: apps branch on
+  // its stable `code`, so it is reported as the client reads it.
+  const refusal = await once(refused, "connect_error");
+  out.connectError = refusal.message;
+  out.connectErrorCode = refusal.data?.code ?? null;
   refused.close();
   p.close();
   g.close();

@@ -80,6 +80,7 @@ fn check_events(answer: &Value, room: &str, hid: &str, gid: &str) {
         json!({"roomId": room, "userId": hid})
     );
     assert_eq!(answer["connectError"], "unauthorized: invalid token");
+    assert_eq!(answer["connectErrorCode"], "unauthorized");
 }
 
 #[tokio::test]
