@@ -206,6 +206,9 @@ pub struct HttpConfig {
     /// Largest JSON body accepted, in bytes.
     pub json_limit_bytes: usize,
     pub workers: usize,
+    /// `TRUSTED_PROXY_COUNT`: how many proxies in front of the service append to
+    /// `X-Forwarded-For` (0: the peer address is the client, the header is ignored).
+    pub trusted_proxies: usize,
 }
 
 impl HttpConfig {
@@ -216,6 +219,7 @@ impl HttpConfig {
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20))?,
             json_limit_bytes: env.or("HTTP_JSON_LIMIT_BYTES", 64 * 1024)?,
             workers: env.or("HTTP_WORKERS", default_workers())?,
+            trusted_proxies: env.optional("TRUSTED_PROXY_COUNT")?.unwrap_or(0),
         })
     }
 
@@ -227,6 +231,7 @@ impl HttpConfig {
             shutdown_timeout: Duration::from_secs(5),
             json_limit_bytes: 64 * 1024,
             workers: 1,
+            trusted_proxies: 0,
         }
     }
 }

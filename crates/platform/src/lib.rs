@@ -2,6 +2,7 @@
 //! health and readiness, problem+json errors, pagination, the HTTP application, the periodic-job
 //! loop and graceful shutdown.
 
+pub mod client_ip;
 pub mod codes;
 pub mod config;
 pub mod error;

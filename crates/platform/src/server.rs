@@ -74,12 +74,15 @@ impl Application {
         } = spec;
         let app_metrics = metrics.clone();
         let json_limit = http.json_limit_bytes;
+        let trusted_proxies =
+            web::Data::new(crate::client_ip::TrustedProxies(http.trusted_proxies));
         let server = HttpServer::new(move || {
             let (app, api) = App::new()
                 .into_utoipa_app()
                 .openapi(openapi.clone())
                 .app_data(web::Data::new(metrics.clone()))
                 .app_data(web::Data::new(readiness.clone()))
+                .app_data(trusted_proxies.clone())
                 .app_data(json_config(json_limit))
                 .app_data(web::PayloadConfig::new(json_limit))
                 .app_data(path_config())

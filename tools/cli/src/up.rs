@@ -243,6 +243,7 @@ fn overview(
             shutdown_timeout: Duration::from_secs(5),
             json_limit_bytes: 16 * 1024,
             workers: 1,
+            trusted_proxies: 0,
         },
         metrics: Metrics::new("switchboard")?,
         readiness: Readiness::new("switchboard", probes),

@@ -8,7 +8,6 @@ mod stream;
 mod supervisor;
 mod webhooks;
 
-use actix_web::HttpRequest;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn config(cfg: &mut ServiceConfig<'_>) {
@@ -21,10 +20,6 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
     webhooks::config(cfg);
 }
 
-/// The caller's address for the audit: the gateway's `X-Forwarded-For`/`Forwarded` (the
-/// services run behind one), else the peer.
-pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.connection_info()
-        .realip_remote_addr()
-        .map(|ip| ip.chars().take(64).collect())
-}
+/// The caller's address for the audit, believing only `TRUSTED_PROXY_COUNT` proxies (one
+/// implementation for every service).
+pub use sb_platform::client_ip::client_ip;
