@@ -598,3 +598,170 @@ async fn published_rows_are_pruned_after_the_retention() -> Result {
     assert_eq!(kept, 0, "unpublished rows are never pruned");
     Ok(())
 }
+
+/// Enqueues `call-late` on its own connection and holds the transaction open until `commit`
+/// fires: an id taken before rows that commit (and are published) ahead of it.
+async fn hold_open(
+    world: &World,
+    commit: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(
+    tokio::sync::oneshot::Receiver<uuid::Uuid>,
+    tokio::task::JoinHandle<std::result::Result<uuid::Uuid, diesel::result::Error>>,
+)> {
+    let mut conn = world.db.conn().await?;
+    let (enqueued_tx, enqueued) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        conn.transaction::<_, diesel::result::Error, _>(async |c| {
+            let id = video()
+                .enqueue(c, &call_started("call-late", ORG, 1))
+                .await?;
+            enqueued_tx.send(id).ok();
+            commit.await.ok();
+            Ok(id)
+        })
+        .await
+    });
+    Ok((enqueued, task))
+}
+
+async fn enqueue_one(world: &World, call: &str) -> Result<uuid::Uuid> {
+    let mut conn = world.db.conn().await?;
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            video().enqueue(c, &call_started(call, ORG, 1)).await
+        })
+        .await?)
+}
+
+async fn published_ids(world: &World) -> Result<Vec<String>> {
+    Ok(world
+        .stream_messages(Domain::Video)
+        .await?
+        .iter()
+        .map(|m| header(m, headers::MSG_ID))
+        .collect())
+}
+
+#[tokio::test]
+async fn a_row_committed_after_a_higher_id_was_published_is_published_by_the_next_claim() -> Result
+{
+    let world = World::new().await?;
+    // One relay throughout: its cursor is the id it published last.
+    let relay = world.relay(video());
+    let (commit, commit_rx) = tokio::sync::oneshot::channel();
+    let (enqueued, task) = hold_open(&world, commit_rx).await?;
+    let late = enqueued.await?;
+    let early = enqueue_one(&world, "call-early").await?;
+    assert!(late < early, "the held transaction took the lower id");
+    assert_eq!(relay.publish_once().await?, published(1));
+    assert_eq!(relay.publish_once().await?, published(0));
+
+    // Commits now, below the published id but within the lag window (1 s by default).
+    commit.send(()).ok();
+    assert_eq!(task.await??, late);
+    assert_eq!(relay.publish_once().await?, published(1));
+    assert_eq!(
+        published_ids(&world).await?,
+        vec![early.to_string(), late.to_string()]
+    );
+    assert_eq!(pending(&world).await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_row_committed_later_than_the_lag_window_is_published_by_the_periodic_rescan() -> Result {
+    let world = World::new().await?;
+    let rescan_interval = Duration::from_millis(500);
+    let relay = world.relay(video()).with_config(RelayConfig {
+        lag_window: Duration::from_millis(20),
+        rescan_interval,
+        ..RelayConfig::default()
+    });
+    let (commit, commit_rx) = tokio::sync::oneshot::channel();
+    let (enqueued, task) = hold_open(&world, commit_rx).await?;
+    let late = enqueued.await?;
+    // The later id is taken well past the lag window after the held one.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let early = enqueue_one(&world, "call-early").await?;
+    // The relay's first batch is a full rescan; it publishes the committed row.
+    assert_eq!(relay.publish_once().await?, published(1));
+
+    commit.send(()).ok();
+    assert_eq!(task.await??, late);
+    // Claims from the cursor (less 20 ms) do not reach it: this is the row a cursor alone skips.
+    assert_eq!(relay.publish_once().await?, published(0));
+    assert_eq!(pending(&world).await?, 1);
+    // The next full rescan publishes it.
+    tokio::time::sleep(rescan_interval).await;
+    assert_eq!(relay.publish_once().await?, published(1));
+    assert_eq!(
+        published_ids(&world).await?,
+        vec![early.to_string(), late.to_string()]
+    );
+    assert_eq!(pending(&world).await?, 0);
+
+    // The running relay does the same on its own, within a rescan interval.
+    let (commit, commit_rx) = tokio::sync::oneshot::channel();
+    let (enqueued, task) = hold_open(&world, commit_rx).await?;
+    let late = enqueued.await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    enqueue_one(&world, "call-early-2").await?;
+    let stop = CancellationToken::new();
+    let running = world.relay(video()).with_config(RelayConfig {
+        lag_window: Duration::from_millis(20),
+        rescan_interval,
+        poll_interval: Duration::from_millis(50),
+        ..RelayConfig::default()
+    });
+    let relay_task = tokio::spawn(running.run(stop.clone()));
+    wait_until(
+        Duration::from_secs(5),
+        "the early row published",
+        || async { matches!(pending(&world).await, Ok(1)) },
+    )
+    .await?;
+    commit.send(()).ok();
+    assert_eq!(task.await??, late);
+    wait_until(Duration::from_secs(5), "the late row published", || async {
+        matches!(pending(&world).await, Ok(0))
+    })
+    .await?;
+    assert!(published_ids(&world).await?.contains(&late.to_string()));
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), relay_task).await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn enqueue_many_writes_events_in_order_in_one_insert() -> Result {
+    let world = World::new().await?;
+    let mut conn = world.db.conn().await?;
+    let events = [
+        call_started("call-1", ORG, 1),
+        call_started("call-2", ORG, 2),
+        call_started("call-3", ORG, 3),
+    ];
+    let pending_events: Vec<_> = events.iter().map(outbox::Pending::new).collect();
+    let ids = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            video().enqueue_many(c, &pending_events, None).await
+        })
+        .await?;
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order");
+    assert_eq!(world.relay(video()).publish_once().await?, published(3));
+    let messages = world.stream_messages(Domain::Video).await?;
+    let got: Vec<_> = messages
+        .iter()
+        .map(|m| VideoCallStarted::decode(m.payload.as_ref()))
+        .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(got, events);
+    assert_eq!(
+        messages
+            .iter()
+            .map(|m| header(m, headers::MSG_ID))
+            .collect::<Vec<_>>(),
+        ids.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+    Ok(())
+}

@@ -125,24 +125,47 @@ impl Outbox {
         event: &E,
         traceparent: Option<&str>,
     ) -> QueryResult<Uuid> {
-        let id = Uuid::now_v7();
-        let mut meta = BTreeMap::new();
-        meta.insert(headers::MSG_ID.to_owned(), id.to_string());
-        meta.insert(headers::EVENT_TYPE.to_owned(), E::TYPE.to_owned());
-        meta.insert(headers::ORG_ID.to_owned(), event.org_id().to_owned());
-        let traceparent = traceparent
-            .filter(|tp| headers::is_valid_traceparent(tp))
-            .map_or_else(|| headers::new_traceparent(id), str::to_owned);
-        meta.insert(headers::TRACEPARENT.to_owned(), traceparent);
-        let headers_json = serde_json::to_value(&meta).unwrap_or_default();
-        diesel::insert_into(outbox::table)
-            .values((
+        let ids = self
+            .enqueue_many(conn, &[Pending::new(event)], traceparent)
+            .await?;
+        Ok(ids.into_iter().next().unwrap_or_default())
+    }
+
+    /// Adds `events` to the outbox in one multi-row insert (one round trip), in order, inside the
+    /// caller's transaction; returns their ids. Otherwise as [`Outbox::enqueue_traced`].
+    pub async fn enqueue_many(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: &[Pending],
+        traceparent: Option<&str>,
+    ) -> QueryResult<Vec<Uuid>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let traceparent = traceparent.filter(|tp| headers::is_valid_traceparent(tp));
+        let mut ids = Vec::with_capacity(events.len());
+        let mut rows = Vec::with_capacity(events.len());
+        for event in events {
+            let id = Uuid::now_v7();
+            let mut meta = BTreeMap::new();
+            meta.insert(headers::MSG_ID.to_owned(), id.to_string());
+            meta.insert(headers::EVENT_TYPE.to_owned(), event.event_type.to_owned());
+            meta.insert(headers::ORG_ID.to_owned(), event.org_id.clone());
+            let traceparent =
+                traceparent.map_or_else(|| headers::new_traceparent(id), str::to_owned);
+            meta.insert(headers::TRACEPARENT.to_owned(), traceparent);
+            let headers_json = serde_json::to_value(&meta).unwrap_or_default();
+            ids.push(id);
+            rows.push((
                 outbox::id.eq(id),
                 outbox::source.eq(self.source),
-                outbox::subject.eq(E::SUBJECT.to_string()),
-                outbox::payload.eq(event.encode_to_vec()),
+                outbox::subject.eq(event.subject.as_str()),
+                outbox::payload.eq(event.payload.as_slice()),
                 outbox::headers.eq(headers_json),
-            ))
+            ));
+        }
+        diesel::insert_into(outbox::table)
+            .values(rows)
             .cached()
             .execute(conn)
             .await?;
@@ -162,7 +185,27 @@ impl Outbox {
                 .execute(conn)
                 .await?;
         }
-        Ok(id)
+        Ok(ids)
+    }
+}
+
+/// An event ready for [`Outbox::enqueue_many`]: events of different types in one insert.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    subject: String,
+    event_type: &'static str,
+    org_id: String,
+    payload: Vec<u8>,
+}
+
+impl Pending {
+    pub fn new<E: Event>(event: &E) -> Self {
+        Self {
+            subject: E::SUBJECT.to_string(),
+            event_type: E::TYPE,
+            org_id: event.org_id().to_owned(),
+            payload: event.encode_to_vec(),
+        }
     }
 }
 

@@ -17,6 +17,19 @@
 //! captures, as JetStream itself confirms) would hold up every row of its source behind it: after
 //! `max_attempts` refusals it moves to the dead letters, counted in `sb_outbox_dead_letters_total`.
 //! Refusals while JetStream cannot even answer (an outage, a leader election) are not counted.
+//!
+//! Claiming from a cursor. The claim's index (`source, id` of unpublished rows) keeps an entry of
+//! every published row until vacuum removes it, and a claim that starts from the smallest id
+//! walks all of them: up to milliseconds of Postgres CPU per batch under load, where a claim from
+//! the last published id costs microseconds. So the relay remembers the highest id it published
+//! (its cursor) and claims from there, less `lag_window`. Ids are UUID v7 taken when an event is
+//! enqueued, not when its transaction commits: a transaction that enqueued first can commit after
+//! a later one was published, below the cursor. Its row is still found: by the next claim when it
+//! committed within `lag_window` of its id's time (the claim starts that far back), and by the
+//! full rescan that every `rescan_interval` claims from the beginning otherwise (a transaction
+//! held open for seconds, or a producer whose clock runs behind the relay's host). A late row is
+//! published late, never lost; ordering within an aggregate does not depend on this (its events
+//! are written under the aggregate's row lock, so they commit in id order).
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -58,6 +71,16 @@ pub struct RelayConfig {
     pub retention: Duration,
     /// Refusals of one row (see the module's documentation) before it becomes a dead letter.
     pub max_attempts: u32,
+    /// How far below the last published id a claim starts (see "Claiming from a cursor" in the
+    /// module's documentation): rows of transactions that committed at most this long after
+    /// they enqueued are found by the next claim even when a later id was published first.
+    pub lag_window: Duration,
+    /// How often a claim starts from the beginning of the source's unpublished rows instead of
+    /// the cursor, for rows committed later than `lag_window` after their id was taken.
+    pub rescan_interval: Duration,
+    /// Shortest time between the starts of two batches: commits that wake the relay meanwhile
+    /// are published together by the next one (one claim for many commits).
+    pub coalesce: Duration,
 }
 
 impl Default for RelayConfig {
@@ -70,6 +93,9 @@ impl Default for RelayConfig {
             max_backoff: Duration::from_secs(5),
             retention: Duration::from_secs(24 * 3600),
             max_attempts: 10,
+            lag_window: Duration::from_secs(1),
+            rescan_interval: Duration::from_secs(5),
+            coalesce: Duration::from_millis(5),
         }
     }
 }
@@ -130,6 +156,30 @@ pub struct Relay {
     acknowledged_unmarked: std::sync::Mutex<Vec<Uuid>>,
     /// Refusals counted per row id (see the module's documentation).
     refusals: std::sync::Mutex<std::collections::HashMap<Uuid, u32>>,
+    /// Where claims start (see "Claiming from a cursor" in the module's documentation).
+    cursor: std::sync::Mutex<Cursor>,
+}
+
+/// The highest id this relay published, and when it last claimed from the beginning.
+#[derive(Debug, Default)]
+struct Cursor {
+    highest: Option<Uuid>,
+    last_rescan: Option<Instant>,
+}
+
+/// The smallest UUID v7 of `lag` before `id`'s time: claims start after it.
+fn lag_floor(id: Uuid, lag: Duration) -> Uuid {
+    let Some((seconds, nanos)) = id.get_timestamp().map(|t| t.to_unix()) else {
+        return Uuid::nil();
+    };
+    let millis = seconds
+        .saturating_mul(1000)
+        .saturating_add(u64::from(nanos / 1_000_000))
+        .saturating_sub(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX));
+    if millis == 0 {
+        return Uuid::nil();
+    }
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
 }
 
 /// The URL for the dedicated LISTEN connection (never logged).
@@ -158,6 +208,30 @@ impl Relay {
             observer: None,
             acknowledged_unmarked: std::sync::Mutex::new(Vec::new()),
             refusals: std::sync::Mutex::new(std::collections::HashMap::new()),
+            cursor: std::sync::Mutex::new(Cursor::default()),
+        }
+    }
+
+    fn cursor(&self) -> std::sync::MutexGuard<'_, Cursor> {
+        // A panic while holding the lock leaves a plain id and instant: still usable.
+        self.cursor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where this batch's first claim starts (`None`: from the beginning), and whether it is a
+    /// full rescan.
+    fn claim_start(&self) -> (Option<Uuid>, bool) {
+        let cursor = self.cursor();
+        match cursor.highest {
+            Some(highest)
+                if cursor
+                    .last_rescan
+                    .is_some_and(|at| at.elapsed() < self.config.rescan_interval) =>
+            {
+                (Some(lag_floor(highest, self.config.lag_window)), false)
+            }
+            _ => (None, true),
         }
     }
 
@@ -318,6 +392,9 @@ impl Relay {
         let batch_size = self.config.batch_size;
         let max_batches = self.config.batches_per_transaction.max(1);
         let remembered = self.unmarked().clone();
+        let (start, rescan) = self.claim_start();
+        let started = Instant::now();
+        let mut highest: Option<Uuid> = None;
         let mut refused: Option<Refusal> = None;
         let outcome = conn
             .transaction::<_, RelayError, _>(async |conn| {
@@ -333,7 +410,7 @@ impl Relay {
                 }
                 let mut published = 0;
                 let mut failure: Option<RelayError> = None;
-                let mut after: Option<Uuid> = None;
+                let mut after: Option<Uuid> = start;
                 let mut in_flight: Option<Sent> = None;
                 for round in 0..=max_batches {
                     let rows = if round < max_batches && failure.is_none() {
@@ -357,6 +434,7 @@ impl Relay {
                         refused = refused.take().or(refusal);
                         self.remember(&acked);
                         mark_published(conn, &acked).await?;
+                        highest = acked.iter().copied().max().max(highest);
                         published += acked.len();
                         if let Some(error) = error {
                             // The batch sent after it is not marked: it is sent again later, and
@@ -375,6 +453,7 @@ impl Relay {
                             refused = refused.take().or(refusal);
                             self.remember(&acked);
                             mark_published(conn, &acked).await?;
+                            highest = acked.iter().copied().max().max(highest);
                             published += acked.len();
                             failure = failure.or(error);
                             break;
@@ -403,6 +482,12 @@ impl Relay {
             // Committed: every remembered id is marked now (this relay publishes one
             // transaction at a time, so nothing was added meanwhile but by this one).
             self.unmarked().clear();
+            let mut cursor = self.cursor();
+            cursor.highest = highest.max(cursor.highest);
+            if rescan && matches!(outcome, Ok(BatchOutcome::Published { failed: false, .. })) {
+                // Every row committed before this batch began was claimable by it.
+                cursor.last_rescan = Some(started);
+            }
         }
         if let Some(refusal) = refused {
             self.count_refusal(refusal).await;
@@ -490,8 +575,16 @@ impl Relay {
         let mut backoff = Duration::from_millis(100);
         let mut last_housekeeping: Option<Instant> = None;
         let mut last_prune: Option<Instant> = None;
+        let mut last_batch: Option<Instant> = None;
         tracing::info!(source, "outbox relay started");
         while !stop.is_cancelled() {
+            // Coalesce wake-ups: commits that arrive while this wait lasts are claimed together.
+            if let Some(wait) =
+                last_batch.and_then(|at| self.config.coalesce.checked_sub(at.elapsed()))
+            {
+                sleep_or_stop(wait, &stop).await;
+            }
+            last_batch = Some(Instant::now());
             let idle = match self.publish_once().await {
                 Ok(BatchOutcome::Busy) => {
                     sleep_or_stop(Duration::from_millis(50), &stop).await;
