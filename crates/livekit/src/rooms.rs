@@ -100,6 +100,16 @@ pub trait LiveKitApi: Send + Sync {
         identity: &str,
         preset: Preset,
     ) -> BoxFuture<'_, Result<proto::ParticipantInfo, LiveKitError>>;
+    /// Subscribes (or unsubscribes) the participant `identity` to the given tracks of others,
+    /// enforced by the SFU: a coaching supervisor's microphone is taken away from everyone but
+    /// the rep this way.
+    fn update_subscriptions(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sids: Vec<String>,
+        subscribe: bool,
+    ) -> BoxFuture<'_, Result<(), LiveKitError>>;
     /// Mutes (or unmutes) a published track of a participant (host controls).
     fn mute_track(
         &self,
@@ -223,6 +233,22 @@ impl LiveKitApi for LiveKitClient {
             Ok(self
                 .rooms
                 .update_participant(&room, &identity, options)
+                .await?)
+        })
+    }
+
+    fn update_subscriptions(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sids: Vec<String>,
+        subscribe: bool,
+    ) -> BoxFuture<'_, Result<(), LiveKitError>> {
+        let (room, identity) = (room.to_owned(), identity.to_owned());
+        Box::pin(async move {
+            Ok(self
+                .rooms
+                .update_subscriptions(&room, &identity, track_sids, subscribe)
                 .await?)
         })
     }

@@ -4,8 +4,16 @@
 //! in-memory room/participant/egress state, a log of calls, and injectable errors and latency.
 //! Tokens are verified with the LiveKit SDK's own verifier, not the adapter under test. Like the
 //! server, it closes a room that stays empty past its timeout (see [`DEFAULT_EMPTY_TIMEOUT_SECS`]).
+//!
+//! Audio routing is modelled the way the SFU does it: a participant who may subscribe is
+//! subscribed to every track published in its room (the client SDKs' auto-subscribe), whatever
+//! joined or published first; `UpdateSubscriptions` adds or removes subscriptions, and
+//! `UpdateParticipant` applies permission changes (no subscribe: every subscription dropped;
+//! no publish or a source no longer allowed: the tracks are unpublished). Tests drive clients
+//! with [`FakeLiveKit::connect`] (a participant token's grants) or [`FakeLiveKit::join`], and ask
+//! [`FakeLiveKit::hears`] who hears whom.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -61,6 +69,8 @@ struct State {
     /// Rooms closed for being idle, oldest first (bounded: the last [`CLOSED_KEPT`]).
     closed: std::collections::VecDeque<String>,
     participants: BTreeMap<String, Vec<proto::ParticipantInfo>>,
+    /// room → subscriber identity → track sids it receives.
+    subscriptions: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     egress: Vec<proto::EgressInfo>,
     egress_requests: Vec<proto::RoomCompositeEgressRequest>,
     calls: Vec<RecordedCall>,
@@ -115,6 +125,7 @@ impl State {
             self.rooms.remove(&name);
             self.lifetimes.remove(&name);
             self.participants.remove(&name);
+            self.subscriptions.remove(&name);
             if self.closed.len() == CLOSED_KEPT {
                 self.closed.pop_front();
             }
@@ -132,6 +143,180 @@ impl State {
         if let Some(lifetime) = self.lifetimes.get_mut(room) {
             lifetime.last_left = Some(Instant::now());
         }
+    }
+
+    fn participant(&self, room: &str, identity: &str) -> Option<&proto::ParticipantInfo> {
+        self.participants
+            .get(room)?
+            .iter()
+            .find(|p| p.identity == identity)
+    }
+
+    fn may_subscribe(&self, room: &str, identity: &str) -> bool {
+        self.participant(room, identity)
+            .and_then(|p| p.permission.as_ref())
+            .is_some_and(|p| p.can_subscribe)
+    }
+
+    /// (publisher identity, track) of every track published in `room`.
+    fn tracks(&self, room: &str) -> Vec<(String, proto::TrackInfo)> {
+        self.participants
+            .get(room)
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.tracks.iter().map(|t| (p.identity.clone(), t.clone())))
+            .collect()
+    }
+
+    /// Auto-subscribe of a participant who (again) may subscribe: every track of the others.
+    fn subscribe_to_all(&mut self, room: &str, identity: &str) {
+        if !self.may_subscribe(room, identity) {
+            return;
+        }
+        let sids: Vec<String> = self
+            .tracks(room)
+            .into_iter()
+            .filter(|(publisher, _)| publisher != identity)
+            .map(|(_, track)| track.sid)
+            .collect();
+        self.subscriptions
+            .entry(room.to_owned())
+            .or_default()
+            .entry(identity.to_owned())
+            .or_default()
+            .extend(sids);
+    }
+
+    /// A new track reaches every other participant who may subscribe.
+    fn published(&mut self, room: &str, publisher: &str, track_sid: &str) {
+        let subscribers: Vec<String> = self
+            .participants
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.identity != publisher)
+            .filter(|p| p.permission.as_ref().is_some_and(|perm| perm.can_subscribe))
+            .map(|p| p.identity.clone())
+            .collect();
+        let room_subscriptions = self.subscriptions.entry(room.to_owned()).or_default();
+        for subscriber in subscribers {
+            room_subscriptions
+                .entry(subscriber)
+                .or_default()
+                .insert(track_sid.to_owned());
+        }
+    }
+
+    /// Tracks gone: nobody receives them any more.
+    fn unpublished(&mut self, room: &str, track_sids: &[String]) {
+        if let Some(room_subscriptions) = self.subscriptions.get_mut(room) {
+            for sids in room_subscriptions.values_mut() {
+                sids.retain(|sid| !track_sids.contains(sid));
+            }
+        }
+    }
+
+    /// A participant leaves or is removed: its subscriptions and its tracks go with it.
+    fn remove_participant(&mut self, room: &str, identity: &str) -> bool {
+        let Some(list) = self.participants.get_mut(room) else {
+            return false;
+        };
+        let gone: Vec<proto::ParticipantInfo> = list
+            .iter()
+            .filter(|p| p.identity == identity)
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return false;
+        }
+        list.retain(|p| p.identity != identity);
+        let sids: Vec<String> = gone
+            .iter()
+            .flat_map(|p| p.tracks.iter().map(|t| t.sid.clone()))
+            .collect();
+        self.unpublished(room, &sids);
+        if let Some(room_subscriptions) = self.subscriptions.get_mut(room) {
+            room_subscriptions.remove(identity);
+        }
+        self.left(room);
+        true
+    }
+
+    /// `UpdateParticipant`'s permission, as the server applies it to a connected participant.
+    fn set_permission(
+        &mut self,
+        room: &str,
+        identity: &str,
+        permission: proto::ParticipantPermission,
+    ) {
+        let Some(participant) = self
+            .participants
+            .get_mut(room)
+            .and_then(|list| list.iter_mut().find(|p| p.identity == identity))
+        else {
+            return;
+        };
+        let could_subscribe = participant
+            .permission
+            .as_ref()
+            .is_some_and(|p| p.can_subscribe);
+        let allowed = |track: &proto::TrackInfo| {
+            permission.can_publish
+                && (permission.can_publish_sources.is_empty()
+                    || permission.can_publish_sources.contains(&track.source))
+        };
+        let revoked: Vec<String> = participant
+            .tracks
+            .iter()
+            .filter(|t| !allowed(t))
+            .map(|t| t.sid.clone())
+            .collect();
+        participant.tracks.retain(|t| allowed(t));
+        let can_subscribe = permission.can_subscribe;
+        participant.permission = Some(permission);
+        self.unpublished(room, &revoked);
+        if !can_subscribe {
+            if let Some(room_subscriptions) = self.subscriptions.get_mut(room) {
+                room_subscriptions.remove(identity);
+            }
+        } else if !could_subscribe {
+            self.subscribe_to_all(room, identity);
+        }
+    }
+
+    fn add_participant(&mut self, room: &str, participant: proto::ParticipantInfo) {
+        let identity = participant.identity.clone();
+        self.participants
+            .entry(room.to_owned())
+            .or_default()
+            .push(participant);
+        self.joined(room);
+        self.subscribe_to_all(room, &identity);
+    }
+}
+
+/// The permission a participant token's grants give its holder when it connects (unset
+/// booleans are allowed, as in the server's `ClaimGrants` defaults).
+fn permission_of(grants: &livekit_api::access_token::VideoGrants) -> proto::ParticipantPermission {
+    let source = |name: &str| match name {
+        "camera" => Some(proto::TrackSource::Camera as i32),
+        "microphone" => Some(proto::TrackSource::Microphone as i32),
+        "screen_share" => Some(proto::TrackSource::ScreenShare as i32),
+        "screen_share_audio" => Some(proto::TrackSource::ScreenShareAudio as i32),
+        _ => None,
+    };
+    proto::ParticipantPermission {
+        can_subscribe: grants.can_subscribe.unwrap_or(true),
+        can_publish: grants.can_publish.unwrap_or(true),
+        can_publish_data: grants.can_publish_data.unwrap_or(true),
+        can_publish_sources: grants
+            .can_publish_sources
+            .iter()
+            .filter_map(|s| source(s))
+            .collect(),
+        hidden: grants.hidden,
+        can_update_metadata: grants.can_update_own_metadata.unwrap_or(false),
+        ..Default::default()
     }
 }
 
@@ -239,31 +424,64 @@ impl FakeLiveKit {
         self.shared.state().closed.iter().cloned().collect()
     }
 
-    /// A participant connects to `room` (the fake has no media path; tests drive presence).
+    /// A participant connects to `room` with every permission (the fake has no media path; tests
+    /// drive presence).
     pub fn join(&self, room: &str, identity: &str, name: &str) {
+        self.join_with(
+            room,
+            identity,
+            name,
+            proto::ParticipantPermission {
+                can_subscribe: true,
+                can_publish: true,
+                can_publish_data: true,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// A participant connects to `room` with `permission`, auto-subscribing if it may.
+    pub fn join_with(
+        &self,
+        room: &str,
+        identity: &str,
+        name: &str,
+        permission: proto::ParticipantPermission,
+    ) {
         let participant = proto::ParticipantInfo {
             sid: id("PA"),
             identity: identity.to_owned(),
             name: name.to_owned(),
             state: proto::participant_info::State::Active as i32,
-            permission: Some(proto::ParticipantPermission {
-                can_subscribe: true,
-                can_publish: true,
-                can_publish_data: true,
-                ..Default::default()
-            }),
+            joined_at: chrono_now(),
+            is_publisher: false,
+            permission: Some(permission),
             ..Default::default()
         };
-        let mut state = self.shared.state();
-        state
-            .participants
-            .entry(room.to_owned())
-            .or_default()
-            .push(participant);
-        state.joined(room);
+        self.shared.state().add_participant(room, participant);
     }
 
-    /// `identity` (already in `room`) publishes a microphone track; returns its sid.
+    /// A client connects with a participant token, as the SDK would: the token is verified
+    /// (this server's key and secret, not expired, `roomJoin`) and its grants become the
+    /// participant's permission. Returns (room, identity).
+    pub fn connect(&self, token: &str) -> crate::Result<(String, String)> {
+        let claims = self.shared.verifier.verify(token)?;
+        if !claims.video.room_join || claims.video.room.is_empty() {
+            return Err("the token does not grant roomJoin to a room".into());
+        }
+        let room = claims.video.room.clone();
+        self.join_with(
+            &room,
+            &claims.sub,
+            &claims.name,
+            permission_of(&claims.video),
+        );
+        Ok((room, claims.sub))
+    }
+
+    /// `identity` (already in `room`) publishes a microphone track; returns its sid, or `None`
+    /// when it is not there or its permission does not allow the microphone (the server
+    /// refuses the publication).
     pub fn publish_audio(&self, room: &str, identity: &str) -> Option<String> {
         let mut state = self.shared.state();
         let participant = state
@@ -271,26 +489,59 @@ impl FakeLiveKit {
             .get_mut(room)?
             .iter_mut()
             .find(|p| p.identity == identity)?;
+        let microphone = proto::TrackSource::Microphone as i32;
+        let permitted = participant.permission.as_ref().is_some_and(|p| {
+            p.can_publish
+                && (p.can_publish_sources.is_empty() || p.can_publish_sources.contains(&microphone))
+        });
+        if !permitted {
+            return None;
+        }
         let sid = id("TR");
         participant.tracks.push(proto::TrackInfo {
             sid: sid.clone(),
             r#type: proto::TrackType::Audio as i32,
-            source: proto::TrackSource::Microphone as i32,
+            source: microphone,
             ..Default::default()
         });
+        participant.is_publisher = true;
+        state.published(room, identity, &sid);
         Some(sid)
     }
 
     /// A participant disconnects from `room`.
     pub fn leave(&self, room: &str, identity: &str) {
-        let mut state = self.shared.state();
-        if let Some(list) = state.participants.get_mut(room) {
-            let before = list.len();
-            list.retain(|p| p.identity != identity);
-            if list.len() < before {
-                state.left(room);
-            }
-        }
+        self.shared.state().remove_participant(room, identity);
+    }
+
+    /// The identities whose (unmuted) audio `listener` receives in `room`.
+    pub fn hears(&self, room: &str, listener: &str) -> BTreeSet<String> {
+        let state = self.shared.state();
+        let Some(subscribed) = state
+            .subscriptions
+            .get(room)
+            .and_then(|subs| subs.get(listener))
+        else {
+            return BTreeSet::new();
+        };
+        state
+            .tracks(room)
+            .into_iter()
+            .filter(|(_, track)| {
+                track.r#type == proto::TrackType::Audio as i32
+                    && !track.muted
+                    && subscribed.contains(&track.sid)
+            })
+            .map(|(publisher, _)| publisher)
+            .collect()
+    }
+
+    /// The permission LiveKit holds for a connected participant.
+    pub fn permission(&self, room: &str, identity: &str) -> Option<proto::ParticipantPermission> {
+        self.shared
+            .state()
+            .participant(room, identity)
+            .and_then(|p| p.permission.clone())
     }
 
     /// Every egress the fake knows, in start order.
@@ -542,6 +793,7 @@ fn answer(
                 .remove(&request.room)
                 .ok_or_else(|| not_found("room"))?;
             state.participants.remove(&request.room);
+            state.subscriptions.remove(&request.room);
             state.lifetimes.remove(&request.room);
             Ok(encode(json, &proto::DeleteRoomResponse {}))
         }
@@ -563,16 +815,9 @@ fn answer(
             let request: proto::RoomParticipantIdentity = decode(json, body)?;
             record(&request.room, &mut state);
             room_admin(&claims, &request.room)?;
-            let list = state
-                .participants
-                .get_mut(&request.room)
-                .ok_or_else(|| not_found("participant"))?;
-            let before = list.len();
-            list.retain(|p| p.identity != request.identity);
-            if list.len() == before {
+            if !state.remove_participant(&request.room, &request.identity) {
                 return Err(not_found("participant"));
             }
-            state.left(&request.room);
             Ok(encode(json, &proto::RemoveParticipantResponse {}))
         }
         ("RoomService", "MutePublishedTrack") => {
@@ -597,18 +842,64 @@ fn answer(
             let request: proto::UpdateParticipantRequest = decode(json, body)?;
             record(&request.room, &mut state);
             room_admin(&claims, &request.room)?;
+            if state
+                .participant(&request.room, &request.identity)
+                .is_none()
+            {
+                return Err(not_found("participant"));
+            }
+            if let Some(permission) = request.permission {
+                state.set_permission(&request.room, &request.identity, permission);
+            }
             let participant = state
                 .participants
                 .get_mut(&request.room)
                 .and_then(|list| list.iter_mut().find(|p| p.identity == request.identity))
                 .ok_or_else(|| not_found("participant"))?;
-            if let Some(permission) = request.permission {
-                participant.permission = Some(permission);
-            }
             if !request.metadata.is_empty() {
                 participant.metadata = request.metadata;
             }
             Ok(encode(json, &participant.clone()))
+        }
+        ("RoomService", "UpdateSubscriptions") => {
+            let request: proto::UpdateSubscriptionsRequest = decode(json, body)?;
+            record(&request.room, &mut state);
+            room_admin(&claims, &request.room)?;
+            if state
+                .participant(&request.room, &request.identity)
+                .is_none()
+            {
+                return Err(not_found("participant"));
+            }
+            let mut sids = request.track_sids.clone();
+            sids.extend(
+                request
+                    .participant_tracks
+                    .iter()
+                    .flat_map(|p| p.track_sids.iter().cloned()),
+            );
+            // Only tracks of other participants in the room exist for this subscriber.
+            let existing: BTreeSet<String> = state
+                .tracks(&request.room)
+                .into_iter()
+                .filter(|(publisher, _)| *publisher != request.identity)
+                .map(|(_, track)| track.sid)
+                .collect();
+            let may_subscribe = state.may_subscribe(&request.room, &request.identity);
+            let subscribed = state
+                .subscriptions
+                .entry(request.room.clone())
+                .or_default()
+                .entry(request.identity.clone())
+                .or_default();
+            for sid in sids.into_iter().filter(|sid| existing.contains(sid)) {
+                if !request.subscribe {
+                    subscribed.remove(&sid);
+                } else if may_subscribe {
+                    subscribed.insert(sid);
+                }
+            }
+            Ok(encode(json, &proto::UpdateSubscriptionsResponse {}))
         }
         ("Egress", "StartRoomCompositeEgress") => {
             let request: proto::RoomCompositeEgressRequest = decode(json, body)?;
