@@ -47,7 +47,7 @@ diesel::table! {
     monitoring_audit (id) {
         id -> Uuid,
         org_id -> Uuid,
-        session_id -> Uuid,
+        session_id -> Nullable<Uuid>,
         actor_id -> Nullable<Uuid>,
         rep_id -> Uuid,
         action -> Text,
@@ -55,6 +55,7 @@ diesel::table! {
         detail -> Nullable<Text>,
         ip -> Nullable<Text>,
         at -> Timestamptz,
+        target -> Nullable<Text>,
     }
 }
 
@@ -66,6 +67,7 @@ diesel::table! {
         call_id -> Uuid,
         started_at -> Nullable<Timestamptz>,
         ended_at -> Nullable<Timestamptz>,
+        room_name -> Nullable<Text>,
     }
 }
 
@@ -112,7 +114,7 @@ diesel::table! {
         rep_id -> Uuid,
         supervisor_id -> Uuid,
         supervisor_role -> Text,
-        room_name -> Text,
+        room_name -> Nullable<Text>,
         identity -> Text,
         status -> Text,
         mode -> Text,
@@ -121,6 +123,9 @@ diesel::table! {
         stop_reason -> Nullable<Text>,
         token_expires_at -> Timestamptz,
         updated_at -> Timestamptz,
+        target -> Text,
+        call_id -> Nullable<Uuid>,
+        supervisor_address -> Nullable<Text>,
     }
 }
 

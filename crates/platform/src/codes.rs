@@ -153,7 +153,7 @@ http_codes! {
         "The meeting has ended.";
 
     // telephony
-    InvalidPhoneNumber = "invalid_phone_number", [BAD_REQUEST], [telephony],
+    InvalidPhoneNumber = "invalid_phone_number", [BAD_REQUEST], [telephony, monitoring],
         "A phone number is not E.164; the `field` member names it.";
     NumberNotOwned = "number_not_owned", [FORBIDDEN], [telephony],
         "`from` is not one of the caller's numbers.";
@@ -201,6 +201,8 @@ http_codes! {
         "The monitoring session is not active.";
     InvalidTransition = "invalid_transition", [CONFLICT], [monitoring],
         "The session is not in the state the change needs, or changed meanwhile.";
+    CallNotLive = "call_not_live", [CONFLICT], [monitoring],
+        "The rep is on no call that can be supervised (a session asked for `target: call`).";
 }
 
 event_codes! {

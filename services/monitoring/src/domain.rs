@@ -108,6 +108,155 @@ impl Mode {
     }
 }
 
+/// What a session supervises: the rep's side room (seed 002), or the rep's real conversation.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// `monitor_<org>_<rep>`: the rep's microphone only.
+    SideRoom,
+    /// The LiveKit room of the appointment or meeting call the rep is in.
+    VideoCall,
+    /// Telephony's Twilio conference of the rep's phone call.
+    PhoneCall,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::SideRoom => "side_room",
+            TargetKind::VideoCall => "video_call",
+            TargetKind::PhoneCall => "phone_call",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            TargetKind::SideRoom,
+            TargetKind::VideoCall,
+            TargetKind::PhoneCall,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    pub fn proto(self) -> proto::MonitoringTarget {
+        match self {
+            TargetKind::SideRoom => proto::MonitoringTarget::SideRoom,
+            TargetKind::VideoCall => proto::MonitoringTarget::VideoCall,
+            TargetKind::PhoneCall => proto::MonitoringTarget::PhoneCall,
+        }
+    }
+
+    /// Whether the supervisor is in a LiveKit room (and needs a token for it).
+    pub fn in_livekit(self) -> bool {
+        self != TargetKind::PhoneCall
+    }
+}
+
+impl FromStr for TargetKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+            .ok_or_else(|| format!("expected side_room, video_call or phone_call, got {s:?}"))
+    }
+}
+
+/// What the client asks to supervise: wherever the rep is (`auto`), their live call, or their
+/// side room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetChoice {
+    /// The rep's live call if they are on one, their side room otherwise.
+    #[default]
+    Auto,
+    /// The rep's live call; `call_not_live` when there is none.
+    Call,
+    /// The rep's side room, even during a call.
+    SideRoom,
+}
+
+impl TargetChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetChoice::Auto => "auto",
+            TargetChoice::Call => "call",
+            TargetChoice::SideRoom => "side_room",
+        }
+    }
+}
+
+/// The kind of call a rep is on, as `monitoring_rep_calls.kind` spells it.
+pub const VIDEO_CALL: &str = "video";
+pub const PHONE_CALL: &str = "phone";
+
+/// Picks what a session supervises from what the client asked and the rep's live call
+/// (kind, id, LiveKit room of a video call). `None`: the client asked for a call and the rep is
+/// on none that can be joined.
+pub fn pick_target(
+    choice: TargetChoice,
+    call: Option<(&str, Uuid, Option<&str>)>,
+) -> Option<(TargetKind, Option<Uuid>, Option<String>)> {
+    let live = match call {
+        Some((VIDEO_CALL, id, Some(room))) => {
+            Some((TargetKind::VideoCall, Some(id), Some(room.to_owned())))
+        }
+        Some((PHONE_CALL, id, _)) => Some((TargetKind::PhoneCall, Some(id), None)),
+        // A video call whose room is unknown (a fact recorded before rooms were kept) cannot
+        // be joined.
+        _ => None,
+    };
+    match choice {
+        TargetChoice::SideRoom => Some((TargetKind::SideRoom, None, None)),
+        TargetChoice::Call => live,
+        TargetChoice::Auto => Some(live.unwrap_or((TargetKind::SideRoom, None, None))),
+    }
+}
+
+/// A rep's LiveKit identity in a video call's room, as the video service mints it
+/// (`u_<userId>`): the only participant a coaching supervisor is heard by.
+pub fn call_identity(rep: Uuid) -> String {
+    format!("u_{rep}")
+}
+
+/// The Voice SDK client of a supervisor's app, as telephony rings it: `client:u_<user id
+/// without dashes>` (docs/api/telephony.md).
+pub fn voice_client(user: Uuid) -> String {
+    format!("client:u_{}", user.simple())
+}
+
+/// A number Twilio rings to bring a supervisor into a phone call's conference: E.164, checked
+/// against libphonenumber's metadata with the rules of telephony's `E164` (a service cannot
+/// import another; the newtype belongs in a shared crate once telephony moves it there).
+pub fn supervisor_number(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if !trimmed.starts_with('+') {
+        return Err(
+            "must be in international form, starting with + and the country code".to_owned(),
+        );
+    }
+    if trimmed.chars().count() > 32 {
+        return Err("is too long for a phone number".to_owned());
+    }
+    let number =
+        phonenumber::parse(None, trimmed).map_err(|e| format!("is not a phone number ({e})"))?;
+    if !phonenumber::is_valid(&number) {
+        return Err("is not a valid phone number for its country".to_owned());
+    }
+    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
 /// Seed 002's session statuses.
 #[derive(
     Debug,
@@ -163,7 +312,7 @@ impl FromStr for RepStatus {
     }
 }
 
-sb_db::text_enum!(Mode, SessionStatus, RepStatus);
+sb_db::text_enum!(Mode, SessionStatus, RepStatus, TargetKind);
 
 impl FromStr for SessionStatus {
     type Err = String;
@@ -326,6 +475,41 @@ mod tests {
         assert!(!publishing(&[closed], &[live]));
         assert!(!publishing(std::slice::from_ref(&open), &[gone]));
         assert!(!publishing(&[open], &[other]));
+    }
+
+    #[test]
+    fn targets_follow_the_choice_and_the_live_call() {
+        let call = Uuid::now_v7();
+        let video = Some((VIDEO_CALL, call, Some("org_x_apt_y")));
+        let phone = Some((PHONE_CALL, call, None));
+        assert_eq!(
+            pick_target(TargetChoice::Auto, video),
+            Some((
+                TargetKind::VideoCall,
+                Some(call),
+                Some("org_x_apt_y".to_owned())
+            ))
+        );
+        assert_eq!(
+            pick_target(TargetChoice::Auto, phone),
+            Some((TargetKind::PhoneCall, Some(call), None))
+        );
+        assert_eq!(
+            pick_target(TargetChoice::Auto, None),
+            Some((TargetKind::SideRoom, None, None))
+        );
+        assert_eq!(
+            pick_target(TargetChoice::SideRoom, video),
+            Some((TargetKind::SideRoom, None, None))
+        );
+        assert_eq!(pick_target(TargetChoice::Call, None), None);
+        assert_eq!(
+            pick_target(TargetChoice::Call, Some((VIDEO_CALL, call, None))),
+            None
+        );
+        let user = Uuid::now_v7();
+        assert_eq!(voice_client(user), format!("client:u_{}", user.simple()));
+        assert_eq!(voice_client(user).len(), "client:u_".len() + 32);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The reconciliation job: LiveKit may never send participant_left, so presence is checked
 //! against `ListParticipants`; sessions whose supervisor token expired unrenewed are stopped;
 //! a supervisor still in a rep's room without an open session (removing them failed while
-//! LiveKit was away) is taken out.
+//! LiveKit was away) is taken out; who hears a coaching or barging supervisor inside a video
+//! call is applied again (a webhook about a newcomer may have been lost).
 
 use std::collections::HashSet;
 
@@ -41,6 +42,7 @@ pub fn job(state: AppState) -> Job<AppState> {
             "expired_sessions",
             |s| async move { expired_sessions(&s).await },
         )
+        .pass("call_audio", |s| async move { call_audio(&s).await })
 }
 
 /// Runs the job until `stop`.
@@ -52,6 +54,7 @@ pub async fn run(state: AppState, metrics: Metrics, stop: CancellationToken) {
 pub async fn reconcile_once(state: &AppState) -> Result<ReconcileReport, MonitoringError> {
     let connections = rep_connections(state).await?;
     let sessions_expired = expired_sessions(state).await?;
+    call_audio(state).await?;
     Ok(ReconcileReport {
         sessions_expired,
         ..connections
@@ -211,4 +214,17 @@ async fn expired_sessions(state: &AppState) -> Result<u64, MonitoringError> {
         }
     }
     Ok(expired)
+}
+
+/// Coaching and barging supervisors inside video calls: their audio routed again.
+async fn call_audio(state: &AppState) -> Result<u64, MonitoringError> {
+    let mut conn = state.conn().await?;
+    let open = session_store::speaking_in_calls(&mut conn, BATCH).await?;
+    drop(conn);
+    let mut routed = 0;
+    for session in open {
+        sessions::route_supervisor_audio(state, &session).await?;
+        routed += 1;
+    }
+    Ok(routed)
 }

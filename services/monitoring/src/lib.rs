@@ -113,7 +113,7 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
             js.clone(),
             config.namespace.clone(),
             consumers::calls::RepCalls {
-                outbox: state.outbox.clone(),
+                state: state.clone(),
             },
             event_metrics.clone(),
         );

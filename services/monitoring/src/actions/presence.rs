@@ -8,13 +8,13 @@ use sb_events::proto::RepPresenceChanged;
 use uuid::Uuid;
 
 use crate::actions::sessions;
-use crate::domain::{self, RepStatus, SessionStatus};
+use crate::domain::{self, RepStatus, SessionStatus, TargetKind};
 use crate::error::MonitoringError;
 use crate::store::reps;
 use crate::store::sessions as session_store;
 
-/// Recomputes `rep_id`'s status; announces a change, and stops the sessions of a rep who is
-/// no longer publishing (there is nothing left to hear).
+/// Recomputes `rep_id`'s status; announces a change, and stops the side-room sessions of a rep
+/// who is no longer publishing (there is nothing left to hear there).
 pub async fn refresh(
     conn: &mut AsyncPgConnection,
     outbox: &Outbox,
@@ -27,7 +27,13 @@ pub async fn refresh(
     let tracks = reps::tracks(conn, rep_id).await?;
     let publishing = domain::publishing(&connections, &tracks);
     if !publishing {
-        for session in session_store::open_of_rep(conn, rep_id).await? {
+        // Only the side room goes silent with the rep's monitoring app; a session inside a
+        // call ends with the call.
+        for session in session_store::open_of_rep(conn, rep_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.target == TargetKind::SideRoom)
+        {
             sessions::stop_in(conn, outbox, &session, None, "rep_offline", None).await?;
         }
     }

@@ -1,16 +1,20 @@
 //! LiveKit webhooks about reps' rooms. Each is applied once (its id in `webhook_receipts` under
 //! the provider `livekit-monitoring`, since the video service receives the same events) and is
 //! only a fact: presence is recomputed from all facts, so order does not matter.
+//! Webhooks about a video call's room that a coaching or barging supervisor is in re-apply who
+//! hears the supervisor (a newcomer auto-subscribes to everything; a new track reaches
+//! everyone): idempotent, so neither receipts nor order matter.
 
 use chrono::{DateTime, TimeZone, Utc};
 use diesel_async::AsyncConnection;
 use sb_livekit::protocol::{TrackSource, WebhookEvent};
 
-use crate::actions::presence;
+use crate::actions::{presence, sessions};
 use crate::domain::{self, Identity};
 use crate::error::MonitoringError;
 use crate::state::AppState;
 use crate::store::reps;
+use crate::store::sessions as session_store;
 
 /// Provider name of this service's webhook receipts.
 const PROVIDER: &str = "livekit-monitoring";
@@ -49,7 +53,7 @@ pub async fn apply(
         .map_or("", |r| r.name.as_str())
         .to_owned();
     if !domain::is_rep_room(&room) {
-        return Ok(WebhookOutcome::Ignored);
+        return route_in_call(state, event, &room).await;
     }
     let key = if event.id.is_empty() {
         format!(
@@ -149,4 +153,33 @@ pub async fn apply(
             Ok(WebhookOutcome::Applied)
         }))
         .await
+}
+
+/// A participant joined, or published, in a video call's room: supervisors coaching there are
+/// taken away from everyone but the rep again (barging ones given back to everyone).
+async fn route_in_call(
+    state: &AppState,
+    event: &WebhookEvent,
+    room: &str,
+) -> Result<WebhookOutcome, MonitoringError> {
+    if !matches!(
+        event.event.as_str(),
+        "participant_joined" | "track_published"
+    ) || room.is_empty()
+    {
+        return Ok(WebhookOutcome::Ignored);
+    }
+    let mut conn = state.conn().await?;
+    let open = session_store::open_in_room(&mut conn, room).await?;
+    drop(conn);
+    let mut applied = false;
+    for session in open {
+        sessions::route_supervisor_audio(state, &session).await?;
+        applied = true;
+    }
+    Ok(if applied {
+        WebhookOutcome::Applied
+    } else {
+        WebhookOutcome::Ignored
+    })
 }

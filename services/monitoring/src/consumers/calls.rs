@@ -1,14 +1,14 @@
 //! Which reps are on a call: `sb.video.participant.*` (durable `monitoring-video`) and
 //! `sb.telephony.call.*` (durable `monitoring-telephony`; NATS 2.9 allows one filter per
 //! consumer). Each event is a fact about one call; a rep is on a call while one has started and
-//! not ended, whatever order the facts arrive in.
+//! not ended, whatever order the facts arrive in. A video call's LiveKit room is kept so a
+//! session can join it; when the rep's call ends, the sessions inside it stop.
 
 use chrono::{DateTime, TimeZone, Utc};
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sb_events::consumer::{ConsumerConfig, Handler, HandlerError};
-use sb_events::outbox::Outbox;
 use sb_events::proto::{
     PhoneCallCompleted, PhoneCallStatus, PhoneCallStatusChanged, VideoParticipantJoined,
     VideoParticipantLeft,
@@ -16,8 +16,11 @@ use sb_events::proto::{
 use sb_events::{Domain, EventEnvelope};
 use uuid::Uuid;
 
-use crate::actions::presence;
+use crate::actions::{presence, sessions};
+use crate::domain::{PHONE_CALL, VIDEO_CALL};
+use crate::state::AppState;
 use crate::store::reps;
+use crate::store::sessions as session_store;
 
 pub fn video_consumer() -> ConsumerConfig {
     ConsumerConfig::new(
@@ -47,7 +50,7 @@ fn uuid(value: &str) -> Option<Uuid> {
     Uuid::parse_str(value).ok()
 }
 
-/// A call fact: (rep, org, kind, call, started, ended).
+/// A call fact: (rep, org, kind, call, started, ended, LiveKit room of a video call).
 type Fact = (
     Uuid,
     Uuid,
@@ -55,6 +58,7 @@ type Fact = (
     Uuid,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
+    Option<String>,
 );
 
 fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
@@ -70,10 +74,11 @@ fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
                 (
                     rep,
                     org,
-                    "video",
+                    VIDEO_CALL,
                     call,
                     time(e.joined_at_unix_ms).or(Some(Utc::now())),
                     None,
+                    Some(e.room_name.clone()).filter(|room| !room.is_empty()),
                 )
             }));
     }
@@ -86,10 +91,11 @@ fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
                 (
                     rep,
                     org,
-                    "video",
+                    VIDEO_CALL,
                     call,
                     None,
                     time(e.left_at_unix_ms).or(Some(Utc::now())),
+                    Some(e.room_name.clone()).filter(|room| !room.is_empty()),
                 )
             }));
     }
@@ -112,7 +118,7 @@ fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
         return Ok(uuid(&e.user_id)
             .zip(uuid(&e.org_id))
             .zip(uuid(&e.call_id))
-            .map(|((rep, org), call)| (rep, org, "phone", call, started, ended)));
+            .map(|((rep, org), call)| (rep, org, PHONE_CALL, call, started, ended, None)));
     }
     if event.is::<PhoneCallCompleted>() {
         let e = event.decode::<PhoneCallCompleted>().map_err(permanent)?;
@@ -123,10 +129,11 @@ fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
                 (
                     rep,
                     org,
-                    "phone",
+                    PHONE_CALL,
                     call,
                     time(e.started_at_unix_ms),
                     time(e.ended_at_unix_ms).or(Some(Utc::now())),
+                    None,
                 )
             }));
     }
@@ -134,7 +141,7 @@ fn fact(event: &EventEnvelope) -> Result<Option<Fact>, HandlerError> {
 }
 
 pub struct RepCalls {
-    pub outbox: Outbox,
+    pub state: AppState,
 }
 
 impl Handler for RepCalls {
@@ -144,13 +151,31 @@ impl Handler for RepCalls {
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         async move {
-            let Some((rep, org, kind, call, started, ended)) = fact(event)? else {
+            let Some((rep, org, kind, call, started, ended, room)) = fact(event)? else {
                 return Ok(());
             };
-            reps::record_call(conn, rep, org, kind, call, started, ended).await?;
-            presence::refresh(conn, &self.outbox, rep)
+            let outbox = &self.state.outbox;
+            reps::record_call(conn, rep, org, kind, call, started, ended, room.as_deref()).await?;
+            let mut stopped = Vec::new();
+            if ended.is_some() && !reps::call_open(conn, rep, kind, call).await? {
+                // The rep's call ended (or they left it): nothing left to supervise there.
+                for session in session_store::open_in_call(conn, rep, call).await? {
+                    if sessions::stop_in(conn, outbox, &session, None, "call_ended", None)
+                        .await
+                        .map_err(HandlerError::retry)?
+                    {
+                        stopped.push(session);
+                    }
+                }
+            }
+            presence::refresh(conn, outbox, rep)
                 .await
                 .map_err(HandlerError::retry)?;
+            // Best effort, like every stop: a supervisor left in the call's room is removed
+            // by the reconciliation job.
+            for session in &stopped {
+                sessions::disconnect(&self.state, session).await;
+            }
             Ok(())
         }
         .boxed()

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use crate::actions::sessions::{self as actions, Connected, can_monitor};
-use crate::domain::{Mode, SessionStatus};
+use crate::actions::sessions::{self as actions, Connected, PhoneRoute, StartRequest, can_monitor};
+use crate::domain::{Mode, SessionStatus, TargetChoice, TargetKind};
 use crate::error::MonitoringError;
 use crate::routes::client_ip;
 use crate::state::AppState;
@@ -31,6 +31,20 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
         .service(renew_token);
 }
 
+/// What a session supervises.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetView {
+    kind: TargetKind,
+    /// The video call (`video_call`) or telephony's phone call (`phone_call`); null for the
+    /// side room.
+    call_id: Option<Uuid>,
+    /// The LiveKit room the supervisor joins; null for a phone call.
+    room_name: Option<String>,
+    /// `phone_call`: where Twilio rings the supervisor (`client:u_<32 hex>` or E.164).
+    supervisor_address: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
@@ -38,7 +52,9 @@ pub struct SessionView {
     rep_id: Uuid,
     supervisor_id: Uuid,
     supervisor_role: String,
-    room_name: String,
+    /// The LiveKit room (null for a phone call); the same as `target.roomName`.
+    room_name: Option<String>,
+    target: TargetView,
     status: SessionStatus,
     mode: Mode,
     started_at: DateTime<Utc>,
@@ -56,6 +72,12 @@ impl From<Session> for SessionView {
             rep_id: s.rep_id,
             supervisor_id: s.supervisor_id,
             supervisor_role: s.supervisor_role,
+            target: TargetView {
+                kind: s.target,
+                call_id: s.call_id,
+                room_name: s.room_name.clone(),
+                supervisor_address: s.supervisor_address,
+            },
             room_name: s.room_name,
             started_at: s.started_at,
             stopped_at: s.stopped_at,
@@ -69,32 +91,67 @@ impl From<Session> for SessionView {
 #[serde(rename_all = "camelCase")]
 pub struct SessionConnection {
     session: SessionView,
-    server_url: String,
+    /// The LiveKit connection details below are null for a phone call: Twilio rings the
+    /// supervisor at `session.target.supervisorAddress`.
+    server_url: Option<String>,
     /// Listen-only by default: subscribe, no publish, no data, hidden; short-lived — renew with
     /// `POST /monitoring/sessions/{id}/token` before `expiresAt` or the session stops.
-    participant_token: String,
-    room_name: String,
-    participant_name: String,
+    participant_token: Option<String>,
+    room_name: Option<String>,
+    participant_name: Option<String>,
     expires_at: DateTime<Utc>,
 }
 
 impl From<Connected> for SessionConnection {
     fn from(c: Connected) -> Self {
+        let (server_url, participant_token, room_name, participant_name) = match c.token {
+            Some(token) => (
+                Some(token.server_url),
+                Some(token.token),
+                Some(token.room),
+                Some(token.identity),
+            ),
+            None => (None, None, None, None),
+        };
         Self {
-            server_url: c.token.server_url,
-            participant_token: c.token.token,
-            room_name: c.token.room,
-            participant_name: c.token.identity,
+            server_url,
+            participant_token,
+            room_name,
+            participant_name,
             expires_at: c.expires_at,
             session: c.session.into(),
         }
     }
 }
 
+/// How Twilio reaches the supervisor when the target is a phone call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhoneBody {
+    /// `app`: the supervisor's app (Voice SDK client `client:u_<32 hex>`); `number`: `number`.
+    via: PhoneVia,
+    /// E.164 (`+33123456789`), with `via: number` only.
+    #[schema(max_length = 32)]
+    number: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneVia {
+    App,
+    Number,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartBody {
     rep_id: Uuid,
+    /// `auto` (default): the rep's live call (video room or phone conference) if any, else
+    /// their side room; `call`: the live call or 409 `call_not_live`; `side_room`.
+    #[serde(default)]
+    target: TargetChoice,
+    /// Phone calls only; the supervisor's app when absent.
+    phone: Option<PhoneBody>,
 }
 
 /// `POST /monitoring/sessions`
@@ -105,7 +162,8 @@ pub struct StartBody {
         (status = 200, body = SessionConnection, description = "This supervisor's open session on the rep, with a fresh token"),
         (status = 403, description = "Not a supervisor", content_type = "application/problem+json"),
         (status = 404, description = "Rep unknown or outside the caller's scope", content_type = "application/problem+json"),
-        (status = 409, description = "`rep_offline` or `too_many_supervisors`", content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_phone_number` or `invalid_field` naming `phone.number`", content_type = "application/problem+json"),
+        (status = 409, description = "`rep_offline` (side room), `call_not_live` (`target: call`) or `too_many_supervisors`; every refusal is audited", content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[post("/monitoring/sessions")]
@@ -115,8 +173,41 @@ async fn start_session(
     req: HttpRequest,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<HttpResponse, MonitoringError> {
+    let phone = match body.phone {
+        None
+        | Some(PhoneBody {
+            via: PhoneVia::App,
+            number: None,
+        }) => PhoneRoute::App,
+        Some(PhoneBody {
+            via: PhoneVia::Number,
+            number: Some(number),
+        }) => PhoneRoute::Number(number),
+        Some(PhoneBody {
+            via: PhoneVia::App, ..
+        }) => {
+            return Err(MonitoringError::invalid(
+                "phone.number",
+                "only with via: number",
+            ));
+        }
+        Some(PhoneBody {
+            via: PhoneVia::Number,
+            number: None,
+        }) => {
+            return Err(MonitoringError::invalid(
+                "phone.number",
+                "required with via: number",
+            ));
+        }
+    };
+    let request = StartRequest {
+        rep_id: body.rep_id,
+        target: body.target,
+        phone,
+    };
     let (connected, created) =
-        actions::start(&state, &principal, body.rep_id, client_ip(&req)).await?;
+        actions::start(&state, &principal, &request, client_ip(&req)).await?;
     let body = SessionConnection::from(connected);
     Ok(if created {
         HttpResponse::Created().json(body)

@@ -14,7 +14,8 @@ use crate::domain::Mode;
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub id: Uuid,
-    pub session_id: Uuid,
+    /// Null for a refused attempt (`action` = `refuse`), which opened no session.
+    pub session_id: Option<Uuid>,
     /// Who did it; null when the system did (rep went offline, token expired).
     pub actor_id: Option<Uuid>,
     pub rep_id: Uuid,
@@ -23,6 +24,9 @@ pub struct AuditEntry {
     pub detail: Option<String>,
     pub ip: Option<String>,
     pub at: DateTime<Utc>,
+    /// What was supervised (`side_room`, `video_call`, `phone_call`), or for a refusal what was
+    /// asked (`auto`, `call`, `side_room`).
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -30,13 +34,14 @@ pub struct AuditEntry {
 pub struct NewAuditEntry<'a> {
     pub id: Uuid,
     pub org_id: Uuid,
-    pub session_id: Uuid,
+    pub session_id: Option<Uuid>,
     pub actor_id: Option<Uuid>,
     pub rep_id: Uuid,
     pub action: &'a str,
     pub mode: Mode,
     pub detail: Option<&'a str>,
     pub ip: Option<&'a str>,
+    pub target: Option<&'a str>,
 }
 
 pub async fn append(conn: &mut AsyncPgConnection, entry: &NewAuditEntry<'_>) -> QueryResult<usize> {

@@ -266,7 +266,8 @@ pub async fn tracks(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryResult<V
         .collect())
 }
 
-/// Records that a rep is on (or left) a call; earlier facts are kept.
+/// Records that a rep is on (or left) a call; earlier facts are kept, except that a join after
+/// the recorded departure reopens the call.
 pub async fn record_call(
     conn: &mut AsyncPgConnection,
     rep_id: Uuid,
@@ -275,6 +276,7 @@ pub async fn record_call(
     call_id: Uuid,
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
+    room_name: Option<&str>,
 ) -> QueryResult<usize> {
     use monitoring_rep_calls as c;
     diesel::insert_into(c::table)
@@ -285,19 +287,33 @@ pub async fn record_call(
             c::call_id.eq(call_id),
             c::started_at.eq(started_at),
             c::ended_at.eq(ended_at),
+            c::room_name.eq(room_name),
         ))
         .on_conflict((c::rep_id, c::kind, c::call_id))
         .do_update()
         .set((
+            // A join after the last departure (a resumed call, a meeting room used again)
+            // opens the call again; a departure older than the latest join changes nothing.
             c::started_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
             >(
-                "COALESCE(monitoring_rep_calls.started_at, excluded.started_at)",
+                "CASE WHEN excluded.started_at > monitoring_rep_calls.ended_at \
+                 THEN excluded.started_at \
+                 ELSE COALESCE(monitoring_rep_calls.started_at, excluded.started_at) END",
             )),
             c::ended_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
             >(
-                "COALESCE(monitoring_rep_calls.ended_at, excluded.ended_at)",
+                "CASE WHEN excluded.started_at > monitoring_rep_calls.ended_at \
+                 THEN excluded.ended_at \
+                 WHEN excluded.ended_at < monitoring_rep_calls.started_at \
+                 THEN monitoring_rep_calls.ended_at \
+                 ELSE COALESCE(monitoring_rep_calls.ended_at, excluded.ended_at) END",
+            )),
+            c::room_name.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >(
+                "COALESCE(monitoring_rep_calls.room_name, excluded.room_name)",
             )),
         ))
         .cached()
@@ -319,4 +335,39 @@ pub async fn current_call(
         .first(conn)
         .await
         .optional()
+}
+
+/// The call the rep is on now with its LiveKit room (video calls): (kind, call id, room).
+pub async fn live_call(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+) -> QueryResult<Option<(String, Uuid, Option<String>)>> {
+    use monitoring_rep_calls as c;
+    c::table
+        .filter(c::rep_id.eq(rep_id))
+        .filter(c::ended_at.is_null())
+        .order(c::started_at.desc())
+        .select((c::kind, c::call_id, c::room_name))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Whether the rep's call is still open (started and not ended) after the facts so far.
+pub async fn call_open(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+    kind: &str,
+    call_id: Uuid,
+) -> QueryResult<bool> {
+    use monitoring_rep_calls as c;
+    diesel::select(diesel::dsl::exists(
+        c::table
+            .filter(c::rep_id.eq(rep_id))
+            .filter(c::kind.eq(kind))
+            .filter(c::call_id.eq(call_id))
+            .filter(c::ended_at.is_null()),
+    ))
+    .get_result(conn)
+    .await
 }

@@ -7,7 +7,7 @@ use sb_db::CacheBySql;
 use sb_db::schema::monitoring_sessions;
 use uuid::Uuid;
 
-use crate::domain::{Mode, SessionStatus};
+use crate::domain::{Mode, SessionStatus, TargetKind};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = monitoring_sessions, check_for_backend(diesel::pg::Pg))]
@@ -17,7 +17,8 @@ pub struct Session {
     pub rep_id: Uuid,
     pub supervisor_id: Uuid,
     pub supervisor_role: String,
-    pub room_name: String,
+    /// The LiveKit room the supervisor joins; none for a phone call's conference.
+    pub room_name: Option<String>,
     pub identity: String,
     pub status: SessionStatus,
     pub mode: Mode,
@@ -25,6 +26,9 @@ pub struct Session {
     pub stopped_at: Option<DateTime<Utc>>,
     pub stop_reason: Option<String>,
     pub token_expires_at: DateTime<Utc>,
+    pub target: TargetKind,
+    pub call_id: Option<Uuid>,
+    pub supervisor_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -35,9 +39,12 @@ pub struct NewSession<'a> {
     pub rep_id: Uuid,
     pub supervisor_id: Uuid,
     pub supervisor_role: &'a str,
-    pub room_name: &'a str,
+    pub room_name: Option<&'a str>,
     pub identity: &'a str,
     pub token_expires_at: DateTime<Utc>,
+    pub target: TargetKind,
+    pub call_id: Option<Uuid>,
+    pub supervisor_address: Option<&'a str>,
 }
 
 pub async fn insert(
@@ -76,6 +83,48 @@ pub async fn open_of_rep(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryRes
         .filter(monitoring_sessions::rep_id.eq(rep_id))
         .filter(monitoring_sessions::status.ne(SessionStatus::Stopped))
         .order(monitoring_sessions::started_at.asc())
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}
+
+/// Open sessions inside the call `call_id` of `rep_id` (stopped when the rep's call ends).
+pub async fn open_in_call(
+    conn: &mut AsyncPgConnection,
+    rep_id: Uuid,
+    call_id: Uuid,
+) -> QueryResult<Vec<Session>> {
+    monitoring_sessions::table
+        .filter(monitoring_sessions::rep_id.eq(rep_id))
+        .filter(monitoring_sessions::call_id.eq(call_id))
+        .filter(monitoring_sessions::status.ne(SessionStatus::Stopped))
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}
+
+/// Open sessions inside the video call whose LiveKit room is `room`.
+pub async fn open_in_room(conn: &mut AsyncPgConnection, room: &str) -> QueryResult<Vec<Session>> {
+    monitoring_sessions::table
+        .filter(monitoring_sessions::target.eq(TargetKind::VideoCall))
+        .filter(monitoring_sessions::room_name.eq(room))
+        .filter(monitoring_sessions::status.ne(SessionStatus::Stopped))
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}
+
+/// Active sessions coaching or barging inside video calls (their audio routing is re-applied).
+pub async fn speaking_in_calls(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Vec<Session>> {
+    monitoring_sessions::table
+        .filter(monitoring_sessions::target.eq(TargetKind::VideoCall))
+        .filter(monitoring_sessions::status.eq(SessionStatus::Active))
+        .filter(monitoring_sessions::mode.ne(Mode::Listen))
+        .order(monitoring_sessions::started_at.asc())
+        .limit(limit)
         .select(Session::as_select())
         .load(conn)
         .await

@@ -378,6 +378,15 @@ pub async fn apply_webhook(
                     };
                     if let Some(presence) = next {
                         store::write_presence(conn, meeting.id, user_id, &presence.into()).await?;
+                        announce_member(
+                            conn,
+                            &state.outbox,
+                            &meeting,
+                            user_id,
+                            presence.in_room,
+                            at,
+                        )
+                        .await?;
                     }
                     Ok(WebhookOutcome::Applied)
                 }
@@ -391,6 +400,15 @@ pub async fn apply_webhook(
                             let changes = MemberChanges::from(presence);
                             store::write_presence(conn, meeting.id, member.user_id, &changes)
                                 .await?;
+                            announce_member(
+                                conn,
+                                &state.outbox,
+                                &meeting,
+                                member.user_id,
+                                false,
+                                at,
+                            )
+                            .await?;
                         }
                     }
                     Ok(WebhookOutcome::Applied)
@@ -399,4 +417,52 @@ pub async fn apply_webhook(
             }
         }))
         .await
+}
+
+/// Announces that a member joined or left a meeting's LiveKit room
+/// (`sb.video.participant.joined|left`, the meeting's id as `call_id`), as appointment calls
+/// do: monitoring counts a rep in a meeting as on a call, and can supervise them in its room.
+/// Only what LiveKit reported (webhooks, the reconciliation job) is announced: a token asked
+/// for is not a connection.
+pub async fn announce_member(
+    conn: &mut AsyncPgConnection,
+    outbox: &sb_events::outbox::Outbox,
+    meeting: &Meeting,
+    user_id: Uuid,
+    in_room: bool,
+    at: chrono::DateTime<Utc>,
+) -> Result<(), VideoError> {
+    use sb_events::proto::{VideoParticipantJoined, VideoParticipantLeft};
+    let identity = Identity::User(user_id).to_string();
+    if in_room {
+        outbox
+            .enqueue(
+                conn,
+                &VideoParticipantJoined {
+                    call_id: meeting.id.to_string(),
+                    org_id: meeting.org_id.to_string(),
+                    room_name: meeting.livekit_room.clone(),
+                    user_id: user_id.to_string(),
+                    identity,
+                    role: "participant".to_owned(),
+                    joined_at_unix_ms: at.timestamp_millis(),
+                },
+            )
+            .await?;
+    } else {
+        outbox
+            .enqueue(
+                conn,
+                &VideoParticipantLeft {
+                    call_id: meeting.id.to_string(),
+                    org_id: meeting.org_id.to_string(),
+                    room_name: meeting.livekit_room.clone(),
+                    user_id: user_id.to_string(),
+                    identity,
+                    left_at_unix_ms: at.timestamp_millis(),
+                },
+            )
+            .await?;
+    }
+    Ok(())
 }
