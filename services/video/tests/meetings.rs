@@ -641,6 +641,23 @@ async fn webhooks_apply_once_and_a_late_older_departure_does_not_mark_the_member
     );
     let (_, outcome) = video.livekit_webhook(&joined).await?;
     assert_eq!(outcome["outcome"], "duplicate");
+    // Announced once, like a call participant (monitoring counts a rep in a meeting on a call).
+    let announced = video
+        .events_of::<sb_events::proto::VideoParticipantJoined>("sb.video.participant.joined")
+        .await?;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(
+        (
+            announced[0].user_id.as_str(),
+            announced[0].room_name.as_str(),
+            announced[0].joined_at_unix_ms
+        ),
+        (invitee.id.to_string().as_str(), room.as_str(), now * 1000)
+    );
+    assert_eq!(
+        announced[0].call_id,
+        created["id"].as_str().unwrap_or_default()
+    );
 
     // A departure from an earlier session, delivered late, is older than the join.
     let stale = participant_event("EV_stale", "participant_left", &room, &invitee, now - 60);
@@ -659,6 +676,15 @@ async fn webhooks_apply_once_and_a_late_older_departure_does_not_mark_the_member
     assert_eq!(
         time(&member(&read, &invitee)?["left_at"])?.timestamp(),
         now + 5
+    );
+    let left_events = video
+        .events_of::<sb_events::proto::VideoParticipantLeft>("sb.video.participant.left")
+        .await?;
+    assert!(
+        left_events
+            .iter()
+            .any(|e| e.user_id == invitee.id.to_string() && e.left_at_unix_ms == (now + 5) * 1000),
+        "{left_events:?}"
     );
     assert_eq!(
         time(&member(&read, &invitee)?["joined_at"])?.timestamp(),
