@@ -155,7 +155,19 @@ impl Handler for RepCalls {
                 return Ok(());
             };
             let outbox = &self.state.outbox;
-            reps::record_call(conn, rep, org, kind, call, started, ended, room.as_deref()).await?;
+            reps::record_call(
+                conn,
+                &reps::CallFact {
+                    rep_id: rep,
+                    org_id: org,
+                    kind,
+                    call_id: call,
+                    started_at: started,
+                    ended_at: ended,
+                    room_name: room.as_deref(),
+                },
+            )
+            .await?;
             let mut stopped = Vec::new();
             if ended.is_some() && !reps::call_open(conn, rep, kind, call).await? {
                 // The rep's call ended (or they left it): nothing left to supervise there.

@@ -266,28 +266,33 @@ pub async fn tracks(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryResult<V
         .collect())
 }
 
+/// A fact about a rep's call (`sb.video.participant.*`, `sb.telephony.call.*`).
+#[derive(Debug, Clone)]
+pub struct CallFact<'a> {
+    pub rep_id: Uuid,
+    pub org_id: Uuid,
+    /// `video` or `phone`.
+    pub kind: &'a str,
+    pub call_id: Uuid,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The LiveKit room of a video call.
+    pub room_name: Option<&'a str>,
+}
+
 /// Records that a rep is on (or left) a call; earlier facts are kept, except that a join after
 /// the recorded departure reopens the call.
-pub async fn record_call(
-    conn: &mut AsyncPgConnection,
-    rep_id: Uuid,
-    org_id: Uuid,
-    kind: &str,
-    call_id: Uuid,
-    started_at: Option<DateTime<Utc>>,
-    ended_at: Option<DateTime<Utc>>,
-    room_name: Option<&str>,
-) -> QueryResult<usize> {
+pub async fn record_call(conn: &mut AsyncPgConnection, fact: &CallFact<'_>) -> QueryResult<usize> {
     use monitoring_rep_calls as c;
     diesel::insert_into(c::table)
         .values((
-            c::rep_id.eq(rep_id),
-            c::org_id.eq(org_id),
-            c::kind.eq(kind),
-            c::call_id.eq(call_id),
-            c::started_at.eq(started_at),
-            c::ended_at.eq(ended_at),
-            c::room_name.eq(room_name),
+            c::rep_id.eq(fact.rep_id),
+            c::org_id.eq(fact.org_id),
+            c::kind.eq(fact.kind),
+            c::call_id.eq(fact.call_id),
+            c::started_at.eq(fact.started_at),
+            c::ended_at.eq(fact.ended_at),
+            c::room_name.eq(fact.room_name),
         ))
         .on_conflict((c::rep_id, c::kind, c::call_id))
         .do_update()
