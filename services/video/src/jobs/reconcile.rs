@@ -148,7 +148,12 @@ async fn complete_empty_calls(state: &AppState) -> Result<u64, VideoError> {
                 continue;
             }
         };
-        if !present.is_empty() {
+        // Only call participants keep a call going: a monitoring supervisor (`sup_…`) or a
+        // recorder left in the room does not.
+        if present
+            .iter()
+            .any(|p| p.identity.parse::<Identity>().is_ok())
+        {
             continue;
         }
         // The room is empty (or gone) and has been for the grace period: whoever we still
