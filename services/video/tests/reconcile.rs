@@ -190,6 +190,13 @@ async fn a_meeting_member_livekit_no_longer_has_is_marked_out() -> Result {
     assert_eq!(report.meeting_members_left, 1, "{report:?}");
     let (_, meeting) = video.get_json(&host, "/api/livekit/rooms/standup").await?;
     assert_eq!(in_room(&meeting), json!(false), "{meeting}");
+    // The departure is announced, as a webhook's would be.
+    let left = video
+        .events_of::<sb_events::proto::VideoParticipantLeft>("sb.video.participant.left")
+        .await?;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].user_id, host.id.to_string());
+    assert_eq!(left[0].call_id, created["id"].as_str().unwrap_or_default());
     Ok(())
 }
 

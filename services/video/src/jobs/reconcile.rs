@@ -302,13 +302,36 @@ async fn meeting_presence(state: &AppState) -> Result<u64, VideoError> {
             if present.contains(&identity) || !joined_before {
                 continue;
             }
+            let now = Utc::now();
             let changes = meetings::MemberChanges {
                 in_room: false,
                 joined_at: member.joined_at,
-                left_at: Some(Utc::now()),
+                left_at: Some(now),
             };
-            let written =
-                meetings::write_presence(conn, member.meeting_id, member.user_id, &changes).await?;
+            // The departure is announced with it, as a webhook's would be (monitoring would
+            // otherwise keep the member on a call).
+            let written = state
+                .outbox
+                .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
+                    let written =
+                        meetings::write_presence(conn, member.meeting_id, member.user_id, &changes)
+                            .await?;
+                    if written > 0
+                        && let Some(meeting) = meetings::find(conn, member.meeting_id).await?
+                    {
+                        crate::actions::meetings::announce_member(
+                            conn,
+                            &state.outbox,
+                            &meeting,
+                            member.user_id,
+                            false,
+                            now,
+                        )
+                        .await?;
+                    }
+                    Ok(written)
+                }))
+                .await?;
             left += u64::try_from(written).unwrap_or(0);
         }
     }
