@@ -99,6 +99,12 @@ impl JwtVerifier {
 
     /// Verifies a raw token (without the `Bearer ` prefix).
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_claims(token).map(Principal::from)
+    }
+
+    /// Verifies a raw token and returns all its claims (for callers that need `exp`, e.g. a
+    /// stream that must end when the token does).
+    pub fn verify_claims(&self, token: &str) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
@@ -114,11 +120,16 @@ impl JwtVerifier {
                 _ => AuthError::Malformed,
             },
         )?;
-        Ok(data.claims.into())
+        Ok(data.claims)
     }
 
     /// Verifies an `Authorization` header value (`Bearer <token>`, scheme case-insensitive).
     pub fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        self.verify_header_claims(header).map(Principal::from)
+    }
+
+    /// [`Self::verify_header`], returning all the token's claims.
+    pub fn verify_header_claims(&self, header: Option<&str>) -> Result<Claims, AuthError> {
         let header = header.ok_or(AuthError::Missing)?.trim();
         if header.len() > MAX_TOKEN_BYTES + 7 {
             return Err(AuthError::TooLarge);
@@ -131,6 +142,6 @@ impl JwtVerifier {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        self.verify(token)
+        self.verify_claims(token)
     }
 }

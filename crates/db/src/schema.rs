@@ -104,6 +104,8 @@ diesel::table! {
         status_changed_at -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        crm_version -> Nullable<Int8>,
+        left_roster_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -138,6 +140,19 @@ diesel::table! {
         max_supervisors_per_rep -> Int4,
         updated_by -> Nullable<Uuid>,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    monitoring_stream_tickets (ticket_hash) {
+        ticket_hash -> Bytea,
+        user_id -> Uuid,
+        org_id -> Uuid,
+        role -> Text,
+        teams -> Array<Nullable<Uuid>>,
+        token_expires_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
     }
 }
 
@@ -435,6 +450,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     monitoring_reps,
     monitoring_sessions,
     monitoring_settings,
+    monitoring_stream_tickets,
     outbox,
     recording_access_audit,
     signaling_rooms,

@@ -92,7 +92,18 @@ fn appointment_id(appointment: Option<&Appointment>) -> &str {
     appointment.map_or("", |a| a.id.as_str())
 }
 
+fn user_org(user: Option<&User>) -> &str {
+    user.map_or("", |u| u.org_id.as_str())
+}
+
+fn user_id(user: Option<&User>) -> &str {
+    user.map_or("", |u| u.id.as_str())
+}
+
 events! {
+    UserCreated: Crm "user" "created", org = |e| user_org(e.user.as_ref()), aggregate = |e| user_id(e.user.as_ref());
+    UserUpdated: Crm "user" "updated", org = |e| user_org(e.user.as_ref()), aggregate = |e| user_id(e.user.as_ref());
+    UserDeactivated: Crm "user" "deactivated", org = |e| user_org(e.user.as_ref()), aggregate = |e| user_id(e.user.as_ref());
     AppointmentCreated: Crm "appointment" "created", org = |e| appointment_org(e.appointment.as_ref()), aggregate = |e| appointment_id(e.appointment.as_ref());
     AppointmentUpdated: Crm "appointment" "updated", org = |e| appointment_org(e.appointment.as_ref()), aggregate = |e| appointment_id(e.appointment.as_ref());
     AppointmentCancelled: Crm "appointment" "cancelled", org = |e| appointment_org(e.appointment.as_ref()), aggregate = |e| appointment_id(e.appointment.as_ref());
@@ -221,6 +232,9 @@ mod tests {
             "crm.appointment.created",
             "crm.appointment.updated",
             "crm.appointment.cancelled",
+            "crm.user.created",
+            "crm.user.updated",
+            "crm.user.deactivated",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

@@ -38,6 +38,18 @@ fn appointment() -> Appointment {
     }
 }
 
+fn user() -> User {
+    User {
+        id: REP.into(),
+        org_id: ORG.into(),
+        role: UserRole::Closer as i32,
+        team_ids: vec!["0190a000-0000-7000-8000-0000000000f1".into()],
+        display_name: "Grace Hopper".into(),
+        active: true,
+        version: 3,
+    }
+}
+
 /// Decodes fixture bytes and says whether they equal the sample.
 type Check = Box<dyn Fn(&[u8]) -> Result<bool>>;
 
@@ -53,6 +65,27 @@ fn samples() -> Vec<(&'static str, Vec<u8>, Check)> {
         }};
     }
     vec![
+        sample!(UserCreated, UserCreated { user: Some(user()) }),
+        sample!(
+            UserUpdated,
+            UserUpdated {
+                user: Some(User {
+                    role: UserRole::Setter as i32,
+                    version: 4,
+                    ..user()
+                })
+            }
+        ),
+        sample!(
+            UserDeactivated,
+            UserDeactivated {
+                user: Some(User {
+                    active: false,
+                    version: 5,
+                    ..user()
+                })
+            }
+        ),
         sample!(
             AppointmentCreated,
             AppointmentCreated {

@@ -187,6 +187,8 @@ http_codes! {
         "This deployment has no Twilio API key to mint voice access tokens.";
 
     // monitoring
+    StreamTicketInvalid = "stream_ticket_invalid", [UNAUTHORIZED], [monitoring],
+        "The live stream's ticket is unknown, already used or expired (tickets are single-use and short-lived): ask for a new one with `POST /monitoring/stream/tickets`.";
     NotYourSession = "not_your_session", [FORBIDDEN], [monitoring],
         "The monitoring session is another supervisor's.";
     ModeNotAllowed = "mode_not_allowed", [FORBIDDEN], [monitoring],

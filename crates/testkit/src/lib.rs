@@ -32,7 +32,9 @@ pub use fake_livekit::{
     sign_webhook,
 };
 pub use fake_twilio::{FakeCall, FakeTwilio, TwilioRequest, sign_twilio_webhook, twilio_sid};
-pub use interop::{demo_in_chromium, livekit_node, socketio_node, twilio_node};
+pub use interop::{
+    demo_in_chromium, eventsource_in_chromium, livekit_node, socketio_node, twilio_node,
+};
 pub use moto::{
     MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY, Moto, TestBucket, egress_ended_webhook,
 };

@@ -33,6 +33,12 @@ pub struct MonitoringConfig {
     pub reconcile_min_age: Duration,
     /// Comment sent on idle live streams so proxies keep them open.
     pub stream_keepalive: Duration,
+    /// How long a stream ticket may wait to be redeemed.
+    pub stream_ticket_ttl: Duration,
+    /// Most events replayed after `Last-Event-ID`; further behind, the client gets `reset`.
+    pub stream_replay_max: u64,
+    /// Oldest event replayed after `Last-Event-ID`; older, the client gets `reset`.
+    pub stream_replay_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +76,15 @@ impl MonitoringConfig {
                 .duration("MONITORING_RECONCILE_MIN_AGE", Duration::from_secs(30))?,
             stream_keepalive: env
                 .duration("MONITORING_STREAM_KEEPALIVE", Duration::from_secs(15))?,
+            stream_ticket_ttl: env
+                .duration("MONITORING_STREAM_TICKET_TTL", Duration::from_secs(30))?,
+            stream_replay_max: env
+                .optional("MONITORING_STREAM_REPLAY_MAX")?
+                .unwrap_or(1000),
+            stream_replay_window: env.duration(
+                "MONITORING_STREAM_REPLAY_WINDOW",
+                Duration::from_secs(10 * 60),
+            )?,
         })
     }
 }

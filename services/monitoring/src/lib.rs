@@ -59,7 +59,12 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
     ensure_streams(
         &js,
         &config.namespace,
-        &[Domain::Monitoring, Domain::Video, Domain::Telephony],
+        &[
+            Domain::Monitoring,
+            Domain::Video,
+            Domain::Telephony,
+            Domain::Crm,
+        ],
         &config.streams,
     )
     .await?;
@@ -94,6 +99,13 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
         cfg.app_data(rejected.clone());
         routes::config(cfg);
     })?;
+    // Live streams end when shutdown starts (the HTTP drain would otherwise wait for them).
+    let stop = app.stop_token();
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        shutdown.cancel();
+    });
     let relay = Relay::new(
         state.outbox.clone(),
         pool.clone(),
@@ -119,6 +131,15 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
         );
         app.spawn_background("call-consumer", move |stop| runner.run(stop));
     }
+    let runner = ConsumerRunner::new(
+        consumers::users::users_consumer(),
+        pool.clone(),
+        js.clone(),
+        config.namespace.clone(),
+        consumers::users::Users,
+        event_metrics.clone(),
+    );
+    app.spawn_background("user-consumer", move |stop| runner.run(stop));
     let metrics = app.metrics().clone();
     app.spawn_background("reconcile", move |stop| jobs::run(state, metrics, stop));
     Ok(app)

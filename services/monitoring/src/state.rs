@@ -7,6 +7,7 @@ use sb_db::{DbConn, DbPool};
 use sb_events::Namespace;
 use sb_events::outbox::Outbox;
 use sb_livekit::{LiveKitApi, LiveKitClient, LiveKitError, TokenIssuer, WebhookVerifier};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::MonitoringConfig;
 use crate::error::MonitoringError;
@@ -24,6 +25,9 @@ pub struct AppState {
     pub nats: async_nats::Client,
     pub namespace: Namespace,
     pub config: Arc<MonitoringConfig>,
+    /// Cancelled when the service starts shutting down: live streams end at once instead of
+    /// holding the process until SHUTDOWN_TIMEOUT.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -43,6 +47,7 @@ impl AppState {
             nats,
             namespace: config.namespace.clone(),
             config,
+            shutdown: CancellationToken::new(),
         })
     }
 

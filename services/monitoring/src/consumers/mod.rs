@@ -1,3 +1,4 @@
 //! JetStream consumers of the monitoring service.
 
 pub mod calls;
+pub mod users;

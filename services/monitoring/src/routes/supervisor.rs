@@ -81,7 +81,7 @@ pub async fn view(
 #[utoipa::path(get, path = "/monitoring/reps", tag = "supervisor",
     params(PageRequest),
     responses(
-        (status = 200, body = Page<RepView>, description = "Reps the caller may monitor, by name, with their status (live changes: GET /monitoring/stream)"),
+        (status = 200, body = Page<RepView>, description = "The roster: every rep the caller may monitor (from the CRM's users, and reps who asked for a token), offline ones too, by name, with their status (live changes: GET /monitoring/stream)"),
         (status = 400, description = "`invalid_field` naming the parameter at fault", content_type = "application/problem+json"),
         (status = 403, description = "Not a supervisor", content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -100,7 +100,7 @@ async fn list_reps(
     let mut conn = state.conn().await?;
     // Who may be monitored is decided by the access policy (roles, teams), not SQL: the org's
     // reps are filtered here and cut into a page, and only that page's views are built.
-    let monitorable: Vec<_> = reps::of_org(&mut conn, principal.org_id.as_uuid())
+    let monitorable: Vec<_> = reps::roster_of_org(&mut conn, principal.org_id.as_uuid())
         .await?
         .into_iter()
         .filter(|rep| can_monitor(&principal, rep))

@@ -5,3 +5,4 @@ pub mod audit;
 pub mod reps;
 pub mod sessions;
 pub mod settings;
+pub mod stream_tickets;

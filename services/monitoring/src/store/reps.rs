@@ -44,16 +44,29 @@ pub struct NewRep<'a> {
     pub room_name: &'a str,
 }
 
-/// Creates the rep or refreshes what their JWT says (role, teams, name).
+/// Creates the rep or refreshes what their JWT says (role, teams, name). Once the CRM has told
+/// about the user (`crm_version` set), the CRM's role, teams and name stand: the roster follows
+/// the CRM, whatever a token minted earlier still says.
 pub async fn upsert(conn: &mut AsyncPgConnection, rep: &NewRep<'_>) -> QueryResult<Rep> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Array, Nullable, Text};
     diesel::insert_into(monitoring_reps::table)
         .values(rep)
         .on_conflict(monitoring_reps::user_id)
         .do_update()
         .set((
-            monitoring_reps::role.eq(rep.role),
-            monitoring_reps::teams.eq(&rep.teams),
-            monitoring_reps::name.eq(rep.name),
+            monitoring_reps::role.eq(sql::<Text>(
+                "CASE WHEN monitoring_reps.crm_version IS NULL THEN excluded.role \
+                 ELSE monitoring_reps.role END",
+            )),
+            monitoring_reps::teams.eq(sql::<Array<Nullable<diesel::sql_types::Uuid>>>(
+                "CASE WHEN monitoring_reps.crm_version IS NULL THEN excluded.teams \
+                 ELSE monitoring_reps.teams END",
+            )),
+            monitoring_reps::name.eq(sql::<Text>(
+                "CASE WHEN monitoring_reps.crm_version IS NULL THEN excluded.name \
+                 ELSE monitoring_reps.name END",
+            )),
             monitoring_reps::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Rep::as_returning())
@@ -98,6 +111,77 @@ pub async fn of_org(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Vec<
         .select(Rep::as_select())
         .load(conn)
         .await
+}
+
+/// The roster: the org's reps still on it (not deactivated nor moved to another role by the
+/// CRM), online or not.
+pub async fn roster_of_org(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Vec<Rep>> {
+    monitoring_reps::table
+        .filter(monitoring_reps::org_id.eq(org))
+        .filter(monitoring_reps::left_roster_at.is_null())
+        .order(monitoring_reps::name.asc())
+        .select(Rep::as_select())
+        .load(conn)
+        .await
+}
+
+/// A user as the CRM last described them (`crm.user.*`).
+#[derive(Debug, Clone)]
+pub struct CrmUser<'a> {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    /// The role's name (`CLOSER`, `MANAGER`…).
+    pub role: &'a str,
+    pub teams: Vec<Option<Uuid>>,
+    pub name: &'a str,
+    pub version: i64,
+    /// Active and a monitored role (CLOSER, SETTER).
+    pub on_roster: bool,
+}
+
+/// Applies a CRM user snapshot unless a version at least as high was applied: an older event
+/// arriving late, or a duplicate, changes nothing. Users who are not (or no longer) on the roster
+/// are kept with `left_roster_at` so that guard still holds for them. Returns whether it wrote.
+pub async fn apply_crm_user(conn: &mut AsyncPgConnection, user: &CrmUser<'_>) -> QueryResult<bool> {
+    use diesel::dsl::sql;
+    use diesel::query_dsl::methods::FilterDsl;
+    use diesel::sql_types::{Nullable, Timestamptz};
+    use diesel::upsert::excluded;
+    let left_roster_at = (!user.on_roster).then(Utc::now);
+    let upsert = diesel::insert_into(monitoring_reps::table)
+        .values((
+            monitoring_reps::user_id.eq(user.user_id),
+            monitoring_reps::org_id.eq(user.org_id),
+            monitoring_reps::role.eq(user.role),
+            monitoring_reps::teams.eq(&user.teams),
+            monitoring_reps::name.eq(user.name),
+            monitoring_reps::room_name.eq(crate::domain::rep_room(user.org_id, user.user_id)),
+            monitoring_reps::crm_version.eq(Some(user.version)),
+            monitoring_reps::left_roster_at.eq(left_roster_at),
+        ))
+        .on_conflict(monitoring_reps::user_id)
+        .do_update()
+        .set((
+            monitoring_reps::role.eq(excluded(monitoring_reps::role)),
+            monitoring_reps::teams.eq(excluded(monitoring_reps::teams)),
+            monitoring_reps::name.eq(excluded(monitoring_reps::name)),
+            monitoring_reps::crm_version.eq(excluded(monitoring_reps::crm_version)),
+            // The first time they left counts; coming back clears it.
+            monitoring_reps::left_roster_at.eq(sql::<Nullable<Timestamptz>>(
+                "CASE WHEN excluded.left_roster_at IS NULL THEN NULL \
+                 ELSE COALESCE(monitoring_reps.left_roster_at, excluded.left_roster_at) END",
+            )),
+            monitoring_reps::updated_at.eq(diesel::dsl::now),
+        ));
+    let written = FilterDsl::filter(
+        upsert,
+        monitoring_reps::crm_version
+            .is_null()
+            .or(monitoring_reps::crm_version.lt(excluded(monitoring_reps::crm_version))),
+    )
+    .execute(conn)
+    .await?;
+    Ok(written == 1)
 }
 
 /// Reps LiveKit may have in their room (the reconciliation job checks them): those we think are

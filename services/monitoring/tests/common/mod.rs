@@ -35,6 +35,9 @@ impl Service for Monitoring {
                 reconcile_interval: Duration::from_secs(3600),
                 reconcile_min_age: Duration::ZERO,
                 stream_keepalive: Duration::from_secs(15),
+                stream_ticket_ttl: Duration::from_secs(30),
+                stream_replay_max: 1000,
+                stream_replay_window: Duration::from_secs(10 * 60),
             }
         )
     }
