@@ -1,5 +1,5 @@
-//! `switchboard seed`: publishes a realistic set of CRM appointment events, standing in for the
-//! CRM, so a dev stack has data. Ids are fixed (tokens minted for the printed users work across
+//! `switchboard seed`: publishes a realistic set of CRM events (the users, then appointments),
+//! standing in for the CRM, so a dev stack has data (monitoring's roster lists the reps). Ids are fixed (tokens minted for the printed users work across
 //! runs); versions come from the clock, so a later seed moves the appointments to today again.
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as Days, Utc};
 use sb_events::proto::{
     Appointment, AppointmentCancelled, AppointmentCreated, AppointmentKind, AppointmentStatus,
-    AppointmentUpdated, Lead,
+    AppointmentUpdated, Lead, User, UserCreated, UserRole,
 };
 use sb_events::publish::publish_with_id;
 use sb_events::streams::{StreamSettings, ensure_streams};
@@ -218,11 +218,55 @@ pub fn events(now: DateTime<Utc>) -> Vec<SeedEvent> {
     out
 }
 
+/// The seeded users as the CRM announces them (`crm.user.created`), versioned from `now` like
+/// the appointments.
+pub fn user_events(now: DateTime<Utc>) -> Vec<UserCreated> {
+    users()
+        .into_iter()
+        .map(|u| {
+            let role = match u.role {
+                "ADMIN" => UserRole::Admin,
+                "CEO" => UserRole::Ceo,
+                "DIRECTOR" => UserRole::Director,
+                "MANAGER" => UserRole::Manager,
+                "CLOSER" => UserRole::Closer,
+                "SETTER" => UserRole::Setter,
+                _ => UserRole::Member,
+            };
+            UserCreated {
+                user: Some(User {
+                    id: u.user.to_string(),
+                    org_id: u.org.to_string(),
+                    role: role as i32,
+                    team_ids: u.teams.iter().map(ToString::to_string).collect(),
+                    display_name: u.name.to_owned(),
+                    active: true,
+                    version: now.timestamp() * 10 + 1,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Publishes the users, then `events`; returns how many events were published.
 pub async fn publish_all(
     js: &async_nats::jetstream::Context,
     ns: &Namespace,
     events: &[SeedEvent],
 ) -> anyhow::Result<usize> {
+    let users = user_events(Utc::now());
+    for event in &users {
+        let user = event
+            .user
+            .as_ref()
+            .map(|u| (u.id.as_str(), u.version))
+            .unwrap_or_default();
+        let id = Uuid::new_v5(
+            &SEED_NAMESPACE,
+            format!("user:{}:{}", user.0, user.1).as_bytes(),
+        );
+        publish_with_id(js, ns, event, id).await?;
+    }
     for event in events {
         let appointment = event
             .appointment()
@@ -238,7 +282,7 @@ pub async fn publish_all(
             SeedEvent::Cancelled(e) => publish_with_id(js, ns, e, id).await?,
         };
     }
-    Ok(events.len())
+    Ok(users.len() + events.len())
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -270,7 +314,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 pub fn print_summary(published: usize, ns: &Namespace) {
     println!(
         "Published {published} CRM events to {} (stream {}).",
-        ns.subject("crm.appointment.*"),
+        ns.subject("crm.>"),
         ns.stream(Domain::Crm)
     );
     println!();
