@@ -120,7 +120,9 @@ async fn audit_actions(
 
 #[tokio::test]
 async fn a_session_listens_pauses_coaches_barges_and_stops_with_an_audit_row_each() -> Result {
-    let monitoring = TestMonitoring::spawn().await?;
+    // Behind one trusted proxy: its X-Forwarded-For entry is the client's address, whatever the
+    // client put before it.
+    let monitoring = TestMonitoring::spawn_with(|c| c.http.trusted_proxies = 1).await?;
     let org = Uuid::now_v7();
     let team = Uuid::now_v7();
     let rep = User::new(org, Role::Closer).in_team(team);
@@ -131,7 +133,7 @@ async fn a_session_listens_pauses_coaches_barges_and_stops_with_an_audit_row_eac
     let request = monitoring
         .app
         .post("/monitoring/sessions")
-        .header("X-Forwarded-For", "203.0.113.7")
+        .header("X-Forwarded-For", "198.51.100.66, 203.0.113.7")
         .json(&json!({"repId": rep.id}));
     let (status, started) = monitoring
         .app
