@@ -72,7 +72,7 @@ impl DbPool {
                 max_connections: self.config.max_connections.div_ceil(workers).max(1),
                 ..(*self.config).clone()
             };
-            let pool = build_one(&config).unwrap_or_else(|_| self.shared.clone());
+            let pool = build_one(&config, "http").unwrap_or_else(|_| self.shared.clone());
             pools.push((Arc::downgrade(&self.config), pool.clone()));
             pool
         })
@@ -98,12 +98,40 @@ pub struct PoolBuildError(String);
 /// connection closed under it (seen as a 503 mid-join in the SIGTERM test).
 pub fn build_pool(config: &DatabaseConfig) -> Result<DbPool, PoolBuildError> {
     Ok(DbPool {
-        shared: build_one(config)?,
+        shared: build_one(config, "background")?,
         config: Arc::new(config.clone()),
     })
 }
 
-fn build_one(config: &DatabaseConfig) -> Result<PgPool, PoolBuildError> {
+/// `url` with its `application_name` (else `switchboard`) followed by `/role`: in
+/// `pg_stat_activity`, a service's request connections (`http`, the workers' pools) are told from
+/// its background ones (`background`: relay, consumers, jobs), and each backend's CPU can be
+/// charged to one of them (sb-bench does). An unparseable URL is left as it is (connecting reports it).
+pub fn with_application_role(url: &str, role: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let mut base = "switchboard".to_owned();
+    let others: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(key, value)| {
+            if key == "application_name" {
+                base = value.into_owned();
+                None
+            } else {
+                Some((key.into_owned(), value.into_owned()))
+            }
+        })
+        .collect();
+    parsed
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(others)
+        .append_pair("application_name", &format!("{base}/{role}"));
+    parsed.into()
+}
+
+fn build_one(config: &DatabaseConfig, role: &str) -> Result<PgPool, PoolBuildError> {
     let runtime = tokio::runtime::Handle::try_current().ok();
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     // A checked-out connection is not pinged (`Verified` would cost every request a `SELECT 1`
@@ -125,7 +153,7 @@ fn build_one(config: &DatabaseConfig) -> Result<PgPool, PoolBuildError> {
         .boxed()
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-        config.url.expose_secret(),
+        with_application_role(config.url.expose_secret(), role),
         manager_config,
     );
     Pool::builder(manager)
@@ -249,7 +277,24 @@ pub use sb_platform::error::db::connection_lost;
 mod tests {
     use diesel::result::{DatabaseErrorKind, Error};
 
-    use super::connection_lost;
+    use super::{connection_lost, with_application_role};
+
+    #[test]
+    fn each_pool_names_its_connections_by_role() {
+        assert_eq!(
+            with_application_role("postgres://postgres@127.0.0.1:5432/sb", "http"),
+            "postgres://postgres@127.0.0.1:5432/sb?application_name=switchboard%2Fhttp"
+        );
+        // A name given in the URL is kept as the prefix; other parameters stay.
+        assert_eq!(
+            with_application_role(
+                "postgres://u:p@h/db?sslmode=disable&application_name=sb-video",
+                "background"
+            ),
+            "postgres://u:p@h/db?sslmode=disable&application_name=sb-video%2Fbackground"
+        );
+        assert_eq!(with_application_role("not a url", "http"), "not a url");
+    }
 
     fn db(kind: DatabaseErrorKind, message: &str) -> Error {
         Error::DatabaseError(kind, Box::new(message.to_owned()))
