@@ -441,11 +441,22 @@ async fn bench(args: Vec<String>) -> Result<(), Error> {
     );
     let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/socketio");
 
+    // BENCH_SERVER_CPUS: both servers pinned to these CPUs (`taskset -c`), to compare them per
+    // core with the generator pinned elsewhere (sb-bench runs this under `taskset -c 1` with
+    // BENCH_SERVER_CPUS=0 BENCH_WORKERS=1); unset, they run where the scheduler puts them.
+    let pinned = |program: &std::ffi::OsStr| match std::env::var("BENCH_SERVER_CPUS") {
+        Ok(cpus) => {
+            let mut command = tokio::process::Command::new("taskset");
+            command.args(["-c", &cpus]).arg(program);
+            command
+        }
+        Err(_) => tokio::process::Command::new(program),
+    };
     let rust_port = free_port()?;
-    let mut rust_cmd = tokio::process::Command::new(std::env::current_exe()?);
+    let mut rust_cmd = pinned(std::env::current_exe()?.as_os_str());
     rust_cmd.args(["serve", &rust_port.to_string()]);
     let node_port = free_port()?;
-    let mut node_cmd = tokio::process::Command::new("node");
+    let mut node_cmd = pinned("node".as_ref());
     node_cmd
         .arg("reference-server.mjs")
         .arg(node_port.to_string())
