@@ -3,7 +3,11 @@
 // signature against the public URL, then in one transaction lock the call, move its status
 // forward only (terminal statuses absorb late callbacks), write the times, enqueue the events in
 // the outbox and schedule the follow-ups of a completed call. sb-bench starts it with
-// PORT, DATABASE_URL, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL and POOL_SIZE (the service's pool size).
+// PORT, DATABASE_URL, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL and POOL_SIZE (the service's pool size),
+// and NODE_ENV=production, as its users run it. Statements are named (`{name, text, values}`), so
+// `pg` prepares each once per connection, as diesel-async's cached statements are on our side.
+// Its outbox rows carry source 'node-peer', which no relay publishes: the service running beside
+// it would otherwise publish them on the Node peer's time (and the CPU would be charged to ours).
 import crypto from 'node:crypto';
 import express from 'express';
 import pg from 'pg';
@@ -28,7 +32,7 @@ function event(subject, call, extra) {
   const id = crypto.randomUUID();
   const payload = Buffer.from(JSON.stringify({ callId: call.id, orgId: call.org_id, status: call.status, ...extra }));
   const headers = { 'Sb-Org-Id': call.org_id, 'Nats-Msg-Id': id, 'Sb-Event-Type': subject };
-  return [id, 'telephony', subject, payload, headers];
+  return [id, 'node-peer', subject, payload, headers];
 }
 
 const INSERT_OUTBOX = 'INSERT INTO outbox (id, source, subject, payload, headers) VALUES ($1, $2, $3, $4, $5)';
@@ -51,28 +55,34 @@ app.post('/webhook/voice/status', async (req, res) => {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    const { rows: [call] } = await client.query('SELECT * FROM telephony_calls WHERE id = $1 FOR UPDATE', [req.query.callId]);
+    const { rows: [call] } = await client.query({
+      name: 'lock-call', text: 'SELECT * FROM telephony_calls WHERE id = $1 FOR UPDATE', values: [req.query.callId],
+    });
     if (!call) {
       await client.query('COMMIT');
       return res.type('text/xml').send('<Response/>');
     }
     const moved = advances(call.status, call.status_sequence, next, seq);
-    const { rows: [written] } = await client.query(
-      `UPDATE telephony_calls SET status = $1, status_sequence = $2,
+    const { rows: [written] } = await client.query({
+      name: 'write-status',
+      text: `UPDATE telephony_calls SET status = $1, status_sequence = $2,
          ringing_at = COALESCE(ringing_at, CASE WHEN $3 = 'RINGING' THEN $4::timestamptz END),
          answered_at = COALESCE(answered_at, CASE WHEN $3 = 'IN_PROGRESS' THEN $4::timestamptz END),
          ended_at = COALESCE(ended_at, CASE WHEN $5 THEN $4::timestamptz END),
          duration_seconds = COALESCE(duration_seconds, $6), updated_at = now()
        WHERE id = $7 RETURNING *`,
-      [moved ? next : call.status, moved ? seq : call.status_sequence, next, at, FINAL(next), duration, call.id]);
+      values: [moved ? next : call.status, moved ? seq : call.status_sequence, next, at, FINAL(next), duration, call.id],
+    });
     if (moved) {
-      await client.query(INSERT_OUTBOX, event('sb.telephony.call.status_changed', written, { previous: call.status }));
+      await client.query({ name: 'outbox', text: INSERT_OUTBOX, values: event('sb.telephony.call.status_changed', written, { previous: call.status }) });
       if (FINAL(next) && !FINAL(call.status)) {
-        await client.query(INSERT_OUTBOX, event('sb.telephony.call.completed', written, { duration }));
+        await client.query({ name: 'outbox', text: INSERT_OUTBOX, values: event('sb.telephony.call.completed', written, { duration }) });
         for (const kind of ['COST', 'QUALITY']) {
-          await client.query(
-            "INSERT INTO telephony_followups (call_id, kind, status, next_at) VALUES ($1, $2, 'PENDING', now() + interval '30 seconds') ON CONFLICT DO NOTHING",
-            [call.id, kind]);
+          await client.query({
+            name: 'followup',
+            text: "INSERT INTO telephony_followups (call_id, kind, status, next_at) VALUES ($1, $2, 'PENDING', now() + interval '30 seconds') ON CONFLICT DO NOTHING",
+            values: [call.id, kind],
+          });
         }
       }
     }

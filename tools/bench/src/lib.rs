@@ -1,6 +1,7 @@
 //! sb-bench: every performance scenario beside its peer and its limit, run several times on
 //! this machine, summarised in one markdown table (in `docs/performance.md`).
 
+pub mod cpu;
 pub mod loadgen;
 pub mod pgbench;
 pub mod report;
@@ -86,4 +87,78 @@ pub fn cargo() -> tokio::process::Command {
     }
     command.current_dir(workspace_root().unwrap_or_else(|_| ".".into()));
     command
+}
+
+/// A runtime of its own for a service built in-process (threads named `sb-svc`): the service's
+/// background tasks (outbox relay, consumers, jobs) and its shared pool's connections run there,
+/// not on the load generator's threads (`sb-load`), so that their CPU is the service's
+/// ([`cpu`]). Shut down, without waiting, when dropped.
+pub struct ServiceRuntime(Option<tokio::runtime::Runtime>);
+
+impl ServiceRuntime {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .thread_name("sb-svc")
+                .enable_all()
+                .build()?,
+        )))
+    }
+
+    /// Runs `future` on the service's runtime and waits for its output.
+    pub async fn run<F, T>(&self, future: F) -> anyhow::Result<T>
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let runtime = self
+            .0
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the service runtime is shut down"))?;
+        Ok(runtime.spawn(future).await?)
+    }
+}
+
+impl Drop for ServiceRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The in-process service's database settings: `db`'s, its connections named `name` (its pools
+/// then name theirs `name/http` and `name/background`: see [`cpu::backend_part`]).
+pub fn service_database(db: &sb_testkit::TestDb, name: &str) -> sb_db::DatabaseConfig {
+    use secrecy::ExposeSecret;
+    let config = db.config();
+    sb_db::DatabaseConfig {
+        url: cpu::with_application_name(config.url.expose_secret(), name).into(),
+        ..config
+    }
+}
+
+/// Waits (up to 5 s) until the relay of `source` has published every row, so that a window's CPU
+/// includes publishing the events its requests enqueued and nothing of the previous window's.
+pub async fn drain_outbox(db: &sb_testkit::TestDb, source: &str) -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Pending {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = db.conn().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let pending: Pending = diesel::sql_query(
+            "SELECT count(*) AS n FROM outbox WHERE source = $1 AND published_at IS NULL",
+        )
+        .bind::<diesel::sql_types::Text, _>(source)
+        .get_result(&mut conn)
+        .await?;
+        if pending.n == 0 || std::time::Instant::now() >= until {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -49,7 +49,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     sb_platform::install_crypto_provider();
     let runs = cli.runs.max(1);
+    // The load generator's threads: `sb_bench::cpu` tells them from the in-process service's.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("sb-load")
         .enable_all()
         .build()?;
     let machine = Machine::detect();

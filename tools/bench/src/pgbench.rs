@@ -17,6 +17,9 @@ pub struct PgbenchResult {
     /// From pgbench's per-transaction log (`-l`); NaN when it wrote none.
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    /// CPU per transaction (µs) of pgbench and its backends, over a window inside the run
+    /// (the transactions that ended in it, from the log); `None` without a probe.
+    pub cpu: Option<crate::cpu::PerOp>,
 }
 
 /// Reads `tps = …` and `latency average = … ms` from pgbench's report.
@@ -38,6 +41,7 @@ pub fn parse_report(output: &str) -> anyhow::Result<PgbenchResult> {
         latency_avg_ms,
         latency_p50_ms: f64::NAN,
         latency_p99_ms: f64::NAN,
+        cpu: None,
     })
 }
 
@@ -48,14 +52,30 @@ pub fn parse_report(output: &str) -> anyhow::Result<PgbenchResult> {
 /// already counts from when it was due (pgbench computes it as end minus scheduled start, as the
 /// open loop's latencies do), so the lag is part of it and must not be added again.
 pub fn parse_transaction_log(log: &str, since_us: u64) -> Vec<u64> {
+    parse_log_entries(log)
+        .into_iter()
+        .filter(|&(ended_us, _)| ended_us >= since_us)
+        .map(|(_, latency)| latency)
+        .collect()
+}
+
+/// Each logged transaction's end (Unix time, µs) and latency (µs).
+pub fn parse_log_entries(log: &str) -> Vec<(u64, u64)> {
     log.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
-            let ended_us = number(4)? * 1_000_000 + number(5)?;
-            (ended_us >= since_us).then_some(number(2)?)
+            Some((number(4)? * 1_000_000 + number(5)?, number(2)?))
         })
         .collect()
+}
+
+/// How many of `entries` ended within `[from_us, to_us)`.
+pub fn ended_between(entries: &[(u64, u64)], from_us: u64, to_us: u64) -> u64 {
+    entries
+        .iter()
+        .filter(|&&(ended, _)| ended >= from_us && ended < to_us)
+        .count() as u64
 }
 
 /// The `p` quantile of `latencies_us`, in ms (nearest rank); NaN if empty.
@@ -69,15 +89,20 @@ pub fn percentile_ms(latencies_us: &mut [u64], p: f64) -> f64 {
 }
 
 /// Reads and removes the per-transaction logs pgbench wrote under `dir`.
-fn transaction_latencies(dir: &Path, since_us: u64) -> Vec<u64> {
+fn transaction_log(dir: &Path) -> Vec<(u64, u64)> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if let Ok(log) = std::fs::read_to_string(entry.path()) {
-            all.extend(parse_transaction_log(&log, since_us));
+            all.extend(parse_log_entries(&log));
         }
     }
     std::fs::remove_dir_all(dir).ok();
     all
+}
+
+fn unix_us(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// How pgbench loads the database: `clients` connections, each starting its next transaction
@@ -103,12 +128,15 @@ impl Load {
 }
 
 /// Runs `scripts` (each with its weight) under `load` on `database`, with `-D name=value`
-/// variables; prepared statements, as diesel-async uses.
+/// variables; prepared statements, as diesel-async uses. With a `probe`, pgbench's and its
+/// backends' CPU is read from 1 s after the start (or the warm-up's end) to 1 s before the end,
+/// while they all run, and divided by the transactions that ended in between.
 pub async fn run(
     database: &sb_db::DatabaseConfig,
     scripts: &[(&Path, u32)],
     load: Load,
     variables: &[(&str, String)],
+    probe: Option<&crate::cpu::Probe>,
 ) -> anyhow::Result<PgbenchResult> {
     let Load {
         clients,
@@ -162,15 +190,38 @@ pub async fn run(
         command.args(["-D", &format!("{name}={value}")]);
     }
     command.arg(url.path().trim_start_matches('/'));
+    let started = tokio::time::Instant::now();
     let recorded_from = std::time::SystemTime::now() + warm_up;
-    let since_us = recorded_from
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_micros() as u64;
-    let output = tokio::time::timeout(Duration::from_secs(seconds + 60), command.output())
-        .await
-        .map_err(|_| anyhow::anyhow!("pgbench did not finish"))??;
+    let since_us = unix_us(recorded_from);
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let window_from = started + warm_up.max(Duration::from_secs(1));
+    let window_to = started + Duration::from_secs(seconds.saturating_sub(1));
+    let sample = async {
+        let probe = probe?;
+        if window_to <= window_from {
+            return None;
+        }
+        tokio::time::sleep_until(window_from).await;
+        let (before, from_us) = (
+            probe.snapshot(pid).await.ok()?,
+            unix_us(std::time::SystemTime::now()),
+        );
+        tokio::time::sleep_until(window_to).await;
+        let (after, to_us) = (
+            probe.snapshot(pid).await.ok()?,
+            unix_us(std::time::SystemTime::now()),
+        );
+        Some((after.since(&before), from_us, to_us))
+    };
+    let finish = tokio::time::timeout(Duration::from_secs(seconds + 60), child.wait_with_output());
+    let (output, sample) = tokio::join!(finish, sample);
+    let output = output.map_err(|_| anyhow::anyhow!("pgbench did not finish"))??;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut latencies = transaction_latencies(&logs, since_us);
+    let entries = transaction_log(&logs);
     if !output.status.success() {
         anyhow::bail!(
             "pgbench failed ({}): {}{}",
@@ -180,8 +231,15 @@ pub async fn run(
         );
     }
     let mut result = parse_report(&stdout)?;
+    let mut latencies: Vec<u64> = entries
+        .iter()
+        .filter(|&&(ended, _)| ended >= since_us)
+        .map(|&(_, latency)| latency)
+        .collect();
     result.latency_p50_ms = percentile_ms(&mut latencies, 0.50);
     result.latency_p99_ms = percentile_ms(&mut latencies, 0.99);
+    result.cpu =
+        sample.map(|(usage, from_us, to_us)| usage.per_op(ended_between(&entries, from_us, to_us)));
     Ok(result)
 }
 
@@ -222,6 +280,16 @@ mod tests {
             vec![4_000]
         );
         assert!(parse_transaction_log(line, 1_763_700_000_123_457).is_empty());
+    }
+
+    #[test]
+    fn the_cpu_window_counts_the_transactions_that_ended_in_it() {
+        let log = "0 1 900 0 100 999999\n0 2 900 0 101 0\n1 1 900 0 101 500000\n1 2 900 0 102 0\n";
+        let entries = parse_log_entries(log);
+        assert_eq!(entries.len(), 4);
+        // [101 s, 102 s): the 2nd and 3rd; the end is left out.
+        assert_eq!(ended_between(&entries, 101_000_000, 102_000_000), 2);
+        assert_eq!(ended_between(&entries, 0, u64::MAX), 4);
     }
 
     #[test]

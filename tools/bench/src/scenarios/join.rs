@@ -26,16 +26,22 @@ use uuid::Uuid;
 
 use crate::report::{Row, Verdict};
 use crate::stats::{Spread, percent_of};
-use crate::{loadgen, pgbench};
+use crate::{cpu, loadgen, pgbench};
 
 pub const LEVELS: [usize; 3] = [1, 16, 64];
+/// pgbench's client counts; its limit is the best of them (the service itself has 10
+/// connections: pgbench at 64 backends is slower on 2 cores than at its best count).
+pub const PGBENCH_CLIENTS: [usize; 4] = [1, 4, 10, 16];
+/// The level whose CPU per join is compared with pgbench's (saturated, as pgbench's runs are).
+pub const CPU_LEVEL: usize = 16;
 /// Requests per level and run (and at most `SECONDS`).
 const REQUESTS: usize = 3_000;
 const SECONDS: u64 = 8;
 const TARGET: &str = "≥ 50 % of pgbench";
+const CPU_TARGET: &str = "whole stack ≤ 2× pgbench's minimal join transaction";
+const CPU_LIMIT: f64 = 2.0;
 const P99_LIMIT_MS: f64 = 25.0;
-/// The concurrency of the p99 target: the open loop's connections, and where the minimal
-/// transaction's floor is measured too.
+/// The open loop's connections.
 const FLOOR_CONCURRENCY: usize = 64;
 /// The open loop's rate, as a share of the run's pgbench limit.
 const STEADY_SHARE: f64 = 0.5;
@@ -58,7 +64,7 @@ fn config(db: &TestDb, nats: &TestNats, livekit: &FakeLiveKit, tokens: &TestToke
     VideoConfig {
         environment: Environment::Production,
         http,
-        database: db.config(),
+        database: crate::service_database(db, "sb-video"),
         nats: NatsConfig {
             url: sb_testkit::nats_url(),
             connect_timeout: Duration::from_secs(5),
@@ -111,8 +117,24 @@ struct Level {
     rate: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    /// CPU per join of each run.
+    cpu: Vec<cpu::PerOp>,
+    /// The pgbench figure this level is compared with: at 1 in flight pgbench with 1 client,
+    /// else the run's best client count.
     pgbench: Vec<f64>,
     pgbench_p99: Vec<f64>,
+}
+
+/// pgbench of each run: the full SQL at each client count, the best, the minimal transaction.
+#[derive(Default)]
+struct Pgbench {
+    /// (tx/s, p99 ms) per client count of `PGBENCH_CLIENTS`, per run.
+    levels: Vec<Vec<(f64, f64)>>,
+    best_clients: Vec<usize>,
+    /// CPU per transaction of the full SQL at the best client count.
+    full_cpu: Vec<cpu::PerOp>,
+    minimal_rate: Vec<f64>,
+    minimal_cpu: Vec<cpu::PerOp>,
 }
 
 pub async fn run(runs: usize, log_sql: bool) -> Vec<Row> {
@@ -128,11 +150,19 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
     if log_sql {
         crate::log_statements(&db).await?;
     }
+    let probe = cpu::Probe::new(&db.url()).await?;
     let nats = TestNats::new().await.map_err(err)?;
-    let livekit = FakeLiveKit::start().await.map_err(err)?;
+    let livekit = probe
+        .fakes_started(FakeLiveKit::start())
+        .await
+        .map_err(err)?;
     let tokens = TestTokens::new();
     let config = config(&db, &nats, &livekit, &tokens);
-    let app = TestApp::spawn(sb_video::build(config.clone()).await?);
+    let connections = config.database.max_connections;
+    let service = crate::ServiceRuntime::new()?;
+    let app = service
+        .run(async move { anyhow::Ok(TestApp::spawn(sb_video::build(config).await?)) })
+        .await??;
     let org = Uuid::now_v7();
     let host = TestUser::new(org, Role::Closer);
     let token: Arc<str> = tokens.for_principal(&host.principal()).into();
@@ -141,10 +171,10 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
     seed(&db, org, host.id, 0, warmup + runs * per_run).await?;
     let script = crate::workspace_root()?.join("tools/bench/sql/join.sql");
     let minimal = crate::workspace_root()?.join("tools/bench/sql/join_minimal.sql");
-    let (mut minimal_rate, mut minimal_p99) = (Vec::new(), Vec::new());
     let base = Arc::new(app.address.clone());
 
     let mut levels: Vec<Level> = LEVELS.iter().map(|_| Level::default()).collect();
+    let mut pg = Pgbench::default();
     let mut steady = Steady::default();
     let join = |client: reqwest::Client, offset: usize| {
         let (token, base) = (token.clone(), base.clone());
@@ -194,10 +224,44 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         ]
     };
     for run in 1..=runs {
-        let mut run_limit: f64 = 0.0;
+        // pgbench first: its best client count is the limit the levels are compared with.
+        let mut by_clients = Vec::new();
+        let mut best: Option<(usize, pgbench::PgbenchResult)> = None;
+        for clients in PGBENCH_CLIENTS {
+            eprintln!("  join run {run}/{runs}, pgbench at {clients} clients…");
+            let result = pgbench::run(
+                &db.config(),
+                &[(script.as_path(), 1)],
+                pgbench::Load::closed(clients, SECONDS),
+                &join_variables(warmup + runs * per_run),
+                Some(&probe),
+            )
+            .await?;
+            by_clients.push((result.tps, result.latency_p99_ms));
+            if best.is_none_or(|(_, b)| result.tps > b.tps) {
+                best = Some((clients, result));
+            }
+        }
+        let (best_clients, best) =
+            best.ok_or_else(|| anyhow::anyhow!("no pgbench client count"))?;
+        pg.levels.push(by_clients.clone());
+        pg.best_clients.push(best_clients);
+        pg.full_cpu.extend(best.cpu);
+        let floor = pgbench::run(
+            &db.config(),
+            &[(minimal.as_path(), 1)],
+            pgbench::Load::closed(best_clients, SECONDS),
+            &[("org", org.to_string()), ("host", host.id.to_string())],
+            Some(&probe),
+        )
+        .await?;
+        pg.minimal_rate.push(floor.tps);
+        pg.minimal_cpu.extend(floor.cpu);
+
         for (level, &concurrency) in LEVELS.iter().enumerate() {
             eprintln!("  join run {run}/{runs}, concurrency {concurrency}…");
             crate::checkpoint(&db.config()).await?;
+            let before = probe.snapshot(None).await?;
             let result = loadgen::closed_loop(
                 concurrency,
                 REQUESTS,
@@ -205,6 +269,8 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
                 join(loadgen::client(concurrency)?, next),
             )
             .await?;
+            crate::drain_outbox(&db, sb_video::SERVICE).await?;
+            let usage = probe.snapshot(None).await?.since(&before);
             next += REQUESTS;
             if let Some(error) = &result.first_error {
                 anyhow::bail!(
@@ -213,32 +279,20 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
                     result.ok + result.errors
                 );
             }
-            let limit = pgbench::run(
-                &db.config(),
-                &[(script.as_path(), 1)],
-                pgbench::Load::closed(concurrency, SECONDS),
-                &join_variables(next),
-            )
-            .await?;
             let figures = &mut levels[level];
             figures.rate.push(result.rate());
             figures.p50.push(result.percentile_ms(0.50));
             figures.p99.push(result.percentile_ms(0.99));
-            figures.pgbench.push(limit.tps);
-            figures.pgbench_p99.push(limit.latency_p99_ms);
-            run_limit = run_limit.max(limit.tps);
-            if concurrency == FLOOR_CONCURRENCY {
-                let floor = pgbench::run(
-                    &db.config(),
-                    &[(minimal.as_path(), 1)],
-                    pgbench::Load::closed(concurrency, SECONDS),
-                    &[("org", org.to_string()), ("host", host.id.to_string())],
-                )
-                .await?;
-                minimal_rate.push(floor.tps);
-                minimal_p99.push(floor.latency_p99_ms);
-            }
+            figures.cpu.push(usage.per_op(result.ok));
+            let (peer, peer_p99) = if concurrency == 1 {
+                by_clients[0]
+            } else {
+                (best.tps, best.latency_p99_ms)
+            };
+            figures.pgbench.push(peer);
+            figures.pgbench_p99.push(peer_p99);
         }
+        let run_limit = best.tps;
         let rate = run_limit * STEADY_SHARE;
         anyhow::ensure!(
             rate * (STEADY_WARM_UP + STEADY_FOR).as_secs_f64() <= STEADY_MAX_REQUESTS as f64,
@@ -248,6 +302,7 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
             "  join run {run}/{runs}, open loop at {rate:.0}/s over {FLOOR_CONCURRENCY} connections…"
         );
         crate::checkpoint(&db.config()).await?;
+        let before = probe.snapshot(None).await?;
         let result = loadgen::open_loop(
             FLOOR_CONCURRENCY,
             rate,
@@ -256,6 +311,8 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
             join(loadgen::client(FLOOR_CONCURRENCY)?, next),
         )
         .await?;
+        crate::drain_outbox(&db, sb_video::SERVICE).await?;
+        let usage = probe.snapshot(None).await?.since(&before);
         next += STEADY_MAX_REQUESTS;
         // Unlike the closed loops, an open loop can ask for more than the service does (the
         // rate follows a noisy pgbench limit): joins that then wait past a budget and are
@@ -269,17 +326,23 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         steady.p50.push(result.percentile_ms(0.50));
         steady.p99.push(result.percentile_ms(0.99));
         steady.limit.push(run_limit);
-        // Postgres alone at the same steady rate: how much of the p99 is this machine's.
+        // The warm-up's joins are in the window too (all joins done, recorded or not).
+        let done = (rate * (STEADY_WARM_UP + STEADY_FOR).as_secs_f64()) as u64;
+        steady
+            .cpu
+            .push(usage.per_op(done.saturating_sub(result.errors)));
+        // Postgres alone at the same steady rate, over as many connections as the service has.
         let same_rate = pgbench::run(
             &db.config(),
             &[(script.as_path(), 1)],
             pgbench::Load {
-                clients: FLOOR_CONCURRENCY,
+                clients: connections,
                 seconds: STEADY_FOR.as_secs(),
                 rate: Some(rate),
                 warm_up: STEADY_WARM_UP,
             },
             &join_variables(next),
+            None,
         )
         .await?;
         steady.pgbench_rate.push(same_rate.tps);
@@ -287,14 +350,44 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         steady.pgbench_p99.push(same_rate.latency_p99_ms);
     }
     drop(app);
-    let mut rows: Vec<Row> = LEVELS
-        .iter()
-        .zip(&levels)
-        .map(|(&concurrency, figures)| row(concurrency, figures))
-        .collect();
-    rows.push(steady_row(&steady));
-    rows.push(floor_row(&minimal_rate, &minimal_p99));
+    let cpu_level = LEVELS.iter().position(|&l| l == CPU_LEVEL).unwrap_or(0);
+    let mut rows = vec![cpu_row(&levels[cpu_level].cpu, &pg)];
+    rows.extend(
+        LEVELS
+            .iter()
+            .zip(&levels)
+            .map(|(&concurrency, figures)| row(concurrency, figures, &pg)),
+    );
+    rows.push(steady_row(&steady, connections));
     Ok(rows)
+}
+
+/// The primary figure: the whole stack's CPU per join beside pgbench's per minimal join
+/// transaction (and per transaction of the service's full SQL).
+fn cpu_row(ours: &[cpu::PerOp], pg: &Pgbench) -> Row {
+    let ratios = crate::stats::ratios(
+        &ours.iter().map(cpu::PerOp::ours).collect::<Vec<_>>(),
+        &pg.minimal_cpu
+            .iter()
+            .map(cpu::PerOp::peer_stack)
+            .collect::<Vec<_>>(),
+    );
+    let (ratio, met) = cpu::at_most(&ratios, CPU_LIMIT);
+    let clients: Vec<f64> = pg.best_clients.iter().map(|&c| c as f64).collect();
+    Row {
+        scenario: format!("1. join: CPU per first join, {CPU_LEVEL} in flight (closed loop), µs"),
+        ours: cpu::describe_ours(ours, "fake LiveKit"),
+        peer: format!(
+            "pgbench, minimal join transaction (call + participant + outbox), at the full SQL's best client count ({}): {}, {} tx/s; the service's full SQL: {}",
+            Spread::render_of(&clients, 0),
+            cpu::describe_peer(&pg.minimal_cpu, "pgbench"),
+            Spread::render_of(&pg.minimal_rate, 0),
+            cpu::describe_peer(&pg.full_cpu, "pgbench"),
+        ),
+        ratio: cpu::times(ratio),
+        target: CPU_TARGET.to_owned(),
+        met,
+    }
 }
 
 /// The open loop of each run.
@@ -313,11 +406,13 @@ struct Steady {
     pgbench_rate: Vec<f64>,
     pgbench_p50: Vec<f64>,
     pgbench_p99: Vec<f64>,
+    /// CPU per join (the warm-up's joins included) of each run.
+    cpu: Vec<cpu::PerOp>,
 }
 
 /// The p99 target's row: the achieved rate must be the asked 50 % of the pgbench limit (a
 /// service that falls behind achieves less, and its wait is in the latencies), with p99 < 25 ms.
-fn steady_row(f: &Steady) -> Row {
+fn steady_row(f: &Steady, connections: usize) -> Row {
     let name = format!(
         "1. join at a steady {:.0} % of its pgbench limit, {FLOOR_CONCURRENCY} connections (open loop): req/s; p50 / p99",
         STEADY_SHARE * 100.0
@@ -349,14 +444,16 @@ fn steady_row(f: &Steady) -> Row {
     Row {
         scenario: name,
         ours: format!(
-            "{} req/s (asked {}); p50 {} ms, p99 {} ms{refused}",
+            "{} req/s (asked {}); p50 {} ms, p99 {} ms; CPU {} µs/join (whole stack){refused}",
             rate.render(0),
             Spread::render_of(&f.asked, 0),
             p50.render(2),
-            p99.render(2)
+            p99.render(2),
+            cpu::spread(&f.cpu, cpu::PerOp::ours).map_or("n/a".to_owned(), |s| s.render(0)),
         ),
         peer: format!(
-            "pgbench limit, same SQL (best of 1/16/64 clients): {} tx/s; pgbench, same SQL at the same rate, {FLOOR_CONCURRENCY} clients (open loop): {} tx/s; p50 {} ms, p99 {} ms",
+            "pgbench limit, same SQL (best of {} clients): {} tx/s; pgbench, same SQL at the same rate, {connections} clients (open loop): {} tx/s; p50 {} ms, p99 {} ms",
+            PGBENCH_CLIENTS.map(|c| c.to_string()).join("/"),
             limit.render(0),
             Spread::render_of(&f.pgbench_rate, 0),
             Spread::render_of(&f.pgbench_p50, 2),
@@ -372,25 +469,7 @@ fn steady_row(f: &Steady) -> Row {
     }
 }
 
-/// What Postgres alone does with the join as the issue names it (`sql/join_minimal.sql`): no
-/// target of its own, it shows what the p99 target asks of this machine.
-fn floor_row(rate: &[f64], p99: &[f64]) -> Row {
-    let (Some(rate), Some(p99)) = (Spread::of(rate), Spread::of(p99)) else {
-        return Row::failed("1. join floor", "none (reference)", "no run");
-    };
-    Row {
-        scenario: format!(
-            "1. join floor: pgbench alone, the minimal join transaction (call upsert + participant upsert + outbox insert), {FLOOR_CONCURRENCY} clients"
-        ),
-        ours: "—".to_owned(),
-        peer: format!("{} tx/s; p99 {} ms", rate.render(0), p99.render(2)),
-        ratio: "n/a".to_owned(),
-        target: "none (reference for the p99 target)".to_owned(),
-        met: Verdict::NotApplicable,
-    }
-}
-
-fn row(concurrency: usize, f: &Level) -> Row {
+fn row(concurrency: usize, f: &Level, pg: &Pgbench) -> Row {
     let (Some(rate), Some(p50), Some(p99), Some(limit)) = (
         Spread::of(&f.rate),
         Spread::of(&f.p50),
@@ -410,13 +489,20 @@ fn row(concurrency: usize, f: &Level) -> Row {
             "1. join (first join of an appointment), {concurrency} always in flight (closed loop): req/s; p50 / p99"
         ),
         ours: format!(
-            "{} req/s; p50 {} ms, p99 {} ms",
+            "{} req/s; p50 {} ms, p99 {} ms; CPU {} µs/join (whole stack)",
             rate.render(0),
             p50.render(2),
-            p99.render(2)
+            p99.render(2),
+            cpu::spread(&f.cpu, cpu::PerOp::ours).map_or("n/a".to_owned(), |s| s.render(0)),
         ),
         peer: format!(
-            "pgbench, same SQL transaction, {concurrency} clients: {} tx/s; p99 {} ms",
+            "pgbench, same SQL transaction, {}: {} tx/s; p99 {} ms",
+            if concurrency == 1 {
+                "1 client".to_owned()
+            } else {
+                let clients: Vec<f64> = pg.best_clients.iter().map(|&c| c as f64).collect();
+                format!("best client count ({})", Spread::render_of(&clients, 0))
+            },
             limit.render(0),
             Spread::render_of(&f.pgbench_p99, 2)
         ),
@@ -442,20 +528,21 @@ mod tests {
             pgbench_rate: vec![300.0],
             pgbench_p50: vec![4.0],
             pgbench_p99: vec![12.0],
+            cpu: Vec::new(),
         }
     }
 
     #[test]
     fn the_open_loop_is_met_only_at_its_rate_under_the_p99_and_without_refusals() {
-        assert_eq!(steady_row(&steady(20.0, 0)).met, Verdict::Met);
-        assert_eq!(steady_row(&steady(30.0, 0)).met, Verdict::Missed);
-        let refused = steady_row(&steady(20.0, 2));
+        assert_eq!(steady_row(&steady(20.0, 0), 10).met, Verdict::Met);
+        assert_eq!(steady_row(&steady(30.0, 0), 10).met, Verdict::Missed);
+        let refused = steady_row(&steady(20.0, 2), 10);
         assert_eq!(refused.met, Verdict::Missed);
         assert!(refused.ours.contains("2 joins refused"), "{}", refused.ours);
         assert!(!refused.ours.contains('|'), "{}", refused.ours);
         let mut behind = steady(20.0, 0);
         behind.rate = vec![250.0];
-        assert_eq!(steady_row(&behind).met, Verdict::Missed);
+        assert_eq!(steady_row(&behind, 10).met, Verdict::Missed);
     }
 
     #[test]

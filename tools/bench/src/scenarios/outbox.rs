@@ -60,7 +60,9 @@ impl OutboxArgs {
     }
 }
 
-const TARGET_RATE: &str = "≥ 50 % of raw publish rate";
+const TARGET_RATE: &str = "≥ 80 % of raw publish rate";
+/// The relay's share of the raw publish rate it must reach (issue 22).
+const RATE_SHARE: f64 = 80.0;
 const TARGET_P99: &str = "p99 < 50 ms at 1,000 events/s";
 
 pub async fn run(runs: usize) -> Vec<Row> {
@@ -545,7 +547,7 @@ fn rows(args: &OutboxArgs, f: &Figures) -> Vec<Row> {
             ),
             ratio: render_ratio(publish_ratio),
             target: TARGET_RATE.to_owned(),
-            met: Verdict::from_bool(publish_ratio.is_some_and(|r| r.median >= 50.0)),
+            met: Verdict::from_bool(publish_ratio.is_some_and(|r| r.median >= RATE_SHARE)),
         },
         Row {
             scenario: format!(
