@@ -3,7 +3,7 @@
 //! version changes nothing, a retried event id is dropped as a duplicate), and its consumer
 //! decodes the `sb.video.call.started` the join publishes. A message without the headers the
 //! guide requires is dead-lettered and projects nothing, so a publisher that got them wrong fails
-//! here.
+//! here. Its user publisher feeds the monitoring service's roster.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -337,5 +337,81 @@ async fn an_event_without_its_type_header_is_dead_lettered_not_projected() -> Re
     })
     .await?;
     assert_eq!(stack.projected_version(id).await, None);
+    Ok(())
+}
+
+/// The example's user publisher feeds monitoring's roster: a closer the CRM announces is listed
+/// (offline) with the CRM's name; deactivated, they leave it.
+#[tokio::test]
+async fn the_node_crm_example_publishes_users_onto_the_monitoring_roster() -> Result {
+    let stack = Stack::spawn().await?;
+    let livekit = FakeLiveKit::start().await?;
+    let vars: HashMap<String, String> = [
+        ("APP_ENV", "development".to_owned()),
+        ("NATS_URL", sb_testkit::nats_url()),
+        ("EVENTS_NAMESPACE", stack.nats.prefix().to_owned()),
+        ("LIVEKIT_URL", livekit.url()),
+        ("LIVEKIT_API_KEY", livekit.api_key.clone()),
+        ("LIVEKIT_API_SECRET", livekit.api_secret.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut config = sb_monitoring::MonitoringConfig::from_env(&sb_platform::Env::new(&vars))?;
+    config.http = HttpConfig::ephemeral();
+    config.database = stack.db.config();
+    config.auth = stack.tokens.auth_config();
+    let monitoring = TestApp::spawn(sb_monitoring::build(config).await?);
+
+    let org = Uuid::now_v7();
+    let team = Uuid::now_v7();
+    let closer = Uuid::now_v7();
+    let user = json!({
+        "id": closer.to_string(),
+        "org_id": org.to_string(),
+        "role": "USER_ROLE_CLOSER",
+        "team_ids": [team.to_string()],
+        "display_name": "Ada From The CRM",
+        "active": true,
+        "version": 1,
+    });
+    let out = stack
+        .node(&["publish-user.mjs", "created", "-"], Some(&user))
+        .await?;
+    let answer: Value = serde_json::from_str(out.trim())?;
+    assert_eq!(answer["subject"], "crm.user.created", "{answer}");
+    let manager = TestUser::new(org, Role::Manager).in_team(team);
+    let token = stack.tokens.for_principal(&manager.principal());
+    let names = || async {
+        monitoring
+            .send(monitoring.get("/monitoring/reps"), Some(&token))
+            .await
+            .map(|(_, body)| {
+                body["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| (r["name"].clone(), r["status"].clone()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    sb_testkit::wait_until(
+        Duration::from_secs(15),
+        "the CRM's closer on the roster",
+        || async { names().await == [(json!("Ada From The CRM"), json!("OFFLINE"))] },
+    )
+    .await?;
+    let mut later = user.clone();
+    later["version"] = json!(2);
+    stack
+        .node(&["publish-user.mjs", "deactivated", "-"], Some(&later))
+        .await?;
+    sb_testkit::wait_until(
+        Duration::from_secs(15),
+        "the deactivated closer to leave",
+        || async { names().await.is_empty() },
+    )
+    .await?;
     Ok(())
 }
