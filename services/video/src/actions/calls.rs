@@ -1,10 +1,10 @@
 //! Joining, starting and stopping appointment calls.
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound as _, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::Principal;
 use sb_db::models::{Appointment, AppointmentStatus};
-use sb_events::outbox::Outbox;
+use sb_events::outbox::{Outbox, Pending};
 use sb_events::proto::VideoCallResumed;
 use sb_livekit::{ParticipantToken, Preset, RoomOptions};
 use sb_platform::ApiErrorExt as _;
@@ -74,12 +74,17 @@ pub async fn join(
     let (call, participant) = state
         .outbox
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
+            // Microseconds, as Postgres keeps them: the times the join writes and announces are
+            // the ones it later reads back.
+            let now = Utc::now().trunc_subsecs(6);
             let (mut call, mut new_room) = match &existing {
                 Some(call) => (calls::lock(conn, call.id).await?, false),
-                None => insert_call(conn, &appointment).await?,
+                None => insert_call(conn, &appointment, now).await?,
             };
+            // The appointment's first join: this transaction inserted the call (ONGOING since
+            // now), so nobody else can have joined, opened a session or changed it yet.
+            let first = new_room;
             let status = call.status;
-            let now = Utc::now();
             if status.is_final() {
                 if !resumes(status, &window, now) {
                     return Err(VideoError::conflict(
@@ -101,21 +106,21 @@ pub async fn join(
                 }
             };
             let joined = async {
-                let participant = calls::ensure_participant(
-                    conn,
-                    &NewParticipant {
-                        id: Uuid::now_v7(),
-                        call_id: call.id,
-                        org_id: call.org_id,
-                        user_id: Some(principal.user_id.as_uuid()),
-                        identity: &identity,
-                        role,
-                        display_name: &name,
-                        is_host,
-                        is_guest: false,
-                    },
-                )
-                .await?;
+                let new_participant = NewParticipant {
+                    id: Uuid::now_v7(),
+                    call_id: call.id,
+                    org_id: call.org_id,
+                    user_id: Some(principal.user_id.as_uuid()),
+                    identity: &identity,
+                    role,
+                    display_name: &name,
+                    is_host,
+                    is_guest: false,
+                };
+                if first {
+                    return first_join(conn, outbox, &call, &new_participant, now).await;
+                }
+                let participant = calls::ensure_participant(conn, &new_participant).await?;
                 if !calls::has_open_session(conn, call.id, &identity).await? {
                     let sid = format!("{}{}", calls::API_SESSION_PREFIX, Uuid::now_v7());
                     calls::record_session(conn, call.id, &sid, &identity, Some(Utc::now()), None)
@@ -205,9 +210,10 @@ async fn resume(
 async fn insert_call(
     conn: &mut AsyncPgConnection,
     appointment: &Appointment,
+    now: DateTime<Utc>,
 ) -> Result<(Call, bool), VideoError> {
     let room = appointment_room(appointment.org_id, appointment.id);
-    let inserted = calls::insert_call_if_absent(
+    let inserted = calls::insert_started_call_if_absent(
         conn,
         &NewCall {
             id: Uuid::now_v7(),
@@ -216,6 +222,7 @@ async fn insert_call(
             room_name: &room,
             room_created: true,
         },
+        now,
     )
     .await?;
     if let Some(call) = inserted {
@@ -225,6 +232,34 @@ async fn insert_call(
         .await?
         .ok_or(VideoError::not_found("call"))?;
     Ok((calls::lock(conn, winner.id).await?, false))
+}
+
+/// The first join of a call this transaction inserted (ONGOING since `now`): the participant is
+/// inserted present since `now`, its API session opened at `now`, and `participant_joined` and
+/// `call_started` are enqueued in one insert — what `ensure_participant`, the presence refresh
+/// and `settle` write for a call with no one else in it, without reading back or locking again
+/// what this transaction has just written (8 statements where the general path runs 15).
+async fn first_join(
+    conn: &mut AsyncPgConnection,
+    outbox: &Outbox,
+    call: &Call,
+    participant: &NewParticipant<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Call, Participant), VideoError> {
+    let participant = calls::insert_present_participant(conn, participant, now).await?;
+    let sid = format!("{}{}", calls::API_SESSION_PREFIX, Uuid::now_v7());
+    calls::record_session(conn, call.id, &sid, &participant.identity, Some(now), None).await?;
+    outbox
+        .enqueue_many(
+            conn,
+            &[
+                Pending::new(&presence::joined(call, &participant, participant.joined_at)),
+                Pending::new(&presence::started(call, call.started_at)),
+            ],
+            None,
+        )
+        .await?;
+    Ok((call.clone(), participant))
 }
 
 /// Asks LiveKit for the call's room (within `LIVEKIT_TIMEOUT`).

@@ -33,6 +33,34 @@ fn user_id(identity: &str) -> String {
     }
 }
 
+/// `sb.video.call.started` of `call`.
+pub fn started(call: &Call, at: Option<DateTime<Utc>>) -> VideoCallStarted {
+    VideoCallStarted {
+        call_id: call.id.to_string(),
+        org_id: call.org_id.to_string(),
+        appointment_id: call.appointment_id.to_string(),
+        room_name: call.room_name.clone(),
+        started_at_unix_ms: ms(at),
+    }
+}
+
+/// `sb.video.participant.joined` of `participant`.
+pub fn joined(
+    call: &Call,
+    participant: &Participant,
+    at: Option<DateTime<Utc>>,
+) -> VideoParticipantJoined {
+    VideoParticipantJoined {
+        call_id: call.id.to_string(),
+        org_id: call.org_id.to_string(),
+        room_name: call.room_name.clone(),
+        user_id: user_id(&participant.identity),
+        identity: participant.identity.clone(),
+        role: participant.role.clone(),
+        joined_at_unix_ms: ms(at),
+    }
+}
+
 /// Announces that a call started.
 pub async fn announce_started(
     conn: &mut AsyncPgConnection,
@@ -40,18 +68,7 @@ pub async fn announce_started(
     call: &Call,
     at: Option<DateTime<Utc>>,
 ) -> Result<(), VideoError> {
-    outbox
-        .enqueue(
-            conn,
-            &VideoCallStarted {
-                call_id: call.id.to_string(),
-                org_id: call.org_id.to_string(),
-                appointment_id: call.appointment_id.to_string(),
-                room_name: call.room_name.clone(),
-                started_at_unix_ms: ms(at),
-            },
-        )
-        .await?;
+    outbox.enqueue(conn, &started(call, at)).await?;
     Ok(())
 }
 
@@ -65,20 +82,7 @@ pub async fn announce_presence(
     at: Option<DateTime<Utc>>,
 ) -> Result<(), VideoError> {
     if active {
-        outbox
-            .enqueue(
-                conn,
-                &VideoParticipantJoined {
-                    call_id: call.id.to_string(),
-                    org_id: call.org_id.to_string(),
-                    room_name: call.room_name.clone(),
-                    user_id: user_id(&participant.identity),
-                    identity: participant.identity.clone(),
-                    role: participant.role.clone(),
-                    joined_at_unix_ms: ms(at),
-                },
-            )
-            .await?;
+        outbox.enqueue(conn, &joined(call, participant, at)).await?;
     } else {
         outbox
             .enqueue(

@@ -93,12 +93,19 @@ pub struct NewParticipant<'a> {
 /// Concurrent inserts of one appointment wait on the unique indexes, so only one wins. No conflict
 /// target: the room name is derived from the appointment, and a concurrent insert can surface on
 /// its unique index first (seen in CI as a 500), which a target of `appointment_id` would not cover.
-pub async fn insert_call_if_absent(
+/// The call is inserted ONGOING since `started_at`: its first participant joins in the same
+/// transaction, so the join neither re-reads, re-locks nor updates it.
+pub async fn insert_started_call_if_absent(
     conn: &mut AsyncPgConnection,
     call: &NewCall<'_>,
+    started_at: DateTime<Utc>,
 ) -> QueryResult<Option<Call>> {
     diesel::insert_into(video_calls::table)
-        .values(call)
+        .values((
+            call,
+            video_calls::status.eq(CallStatus::Ongoing),
+            video_calls::started_at.eq(started_at),
+        ))
         .on_conflict_do_nothing()
         .returning(Call::as_returning())
         .cached()
@@ -396,6 +403,26 @@ pub async fn ensure_participant(
         .set((
             video_call_participants::display_name.eq(participant.display_name),
             video_call_participants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Participant::as_returning())
+        .cached()
+        .get_result(conn)
+        .await
+}
+
+/// Inserts the first participant of a call inserted in this transaction, present since
+/// `joined_at` (its API session opens at the same instant): what [`ensure_participant`] and a
+/// presence refresh would have written, in one statement.
+pub async fn insert_present_participant(
+    conn: &mut AsyncPgConnection,
+    participant: &NewParticipant<'_>,
+    joined_at: DateTime<Utc>,
+) -> QueryResult<Participant> {
+    diesel::insert_into(video_call_participants::table)
+        .values((
+            participant,
+            video_call_participants::active.eq(true),
+            video_call_participants::joined_at.eq(joined_at),
         ))
         .returning(Participant::as_returning())
         .cached()
