@@ -24,6 +24,7 @@ function twimlOf(verbs) {
         for (const noun of nouns) {
           if (noun.noun === 'client') dial.client(noun.attrs || {}, noun.text);
           else if (noun.noun === 'number') dial.number(noun.attrs || {}, noun.text);
+          else if (noun.noun === 'conference') dial.conference(noun.attrs || {}, noun.text);
           else throw new Error(`unknown noun ${noun.noun}`);
         }
         break;

@@ -251,6 +251,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    telephony_conference_participants (call_sid) {
+        call_sid -> Text,
+        call_id -> Uuid,
+        org_id -> Uuid,
+        role -> Text,
+        session_id -> Nullable<Uuid>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    telephony_conferences (call_id) {
+        call_id -> Uuid,
+        org_id -> Uuid,
+        conference_sid -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     telephony_followups (call_id, kind) {
         call_id -> Uuid,
         kind -> Text,
@@ -298,6 +322,22 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         transcription -> Nullable<Text>,
         transcription_status -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    telephony_supervisions (session_id) {
+        session_id -> Uuid,
+        org_id -> Uuid,
+        call_id -> Nullable<Uuid>,
+        supervisor_user_id -> Nullable<Uuid>,
+        mode -> Text,
+        status -> Text,
+        participant_call_sid -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        mode_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -431,6 +471,8 @@ diesel::joinable!(monitoring_sessions -> monitoring_reps (rep_id));
 diesel::joinable!(signaling_rooms -> appointments (appointment_id));
 diesel::joinable!(telephony_call_quality -> telephony_calls (call_id));
 diesel::joinable!(telephony_calls -> telephony_phone_numbers (phone_number_id));
+diesel::joinable!(telephony_conference_participants -> telephony_calls (call_id));
+diesel::joinable!(telephony_conferences -> telephony_calls (call_id));
 diesel::joinable!(telephony_followups -> telephony_calls (call_id));
 diesel::joinable!(telephony_recordings -> telephony_calls (call_id));
 diesel::joinable!(video_call_participants -> video_calls (call_id));
@@ -456,9 +498,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     signaling_rooms,
     telephony_call_quality,
     telephony_calls,
+    telephony_conference_participants,
+    telephony_conferences,
     telephony_followups,
     telephony_phone_numbers,
     telephony_recordings,
+    telephony_supervisions,
     video_call_participants,
     video_calls,
     video_lobby_guests,

@@ -121,6 +121,7 @@ events! {
     VoicemailTranscribed: Telephony "voicemail" "transcribed", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     PhoneRecordingDeleted: Telephony "recording" "deleted", org = |e| &e.org_id, aggregate = |e| &e.call_id;
     CallQualityDegraded: Telephony "quality" "degraded", org = |e| &e.org_id, aggregate = |e| &e.call_id;
+    PhoneSupervisionFailed: Telephony "supervision" "failed", org = |e| &e.org_id, aggregate = |e| &e.session_id;
     SignalingRoomStatusChanged: Signaling "room" "status_changed", org = |e| &e.org_id, aggregate = |e| &e.room_id;
     MonitoringSessionStarted: Monitoring "session" "started", org = |e| &e.org_id, aggregate = |e| &e.session_id;
     MonitoringSessionModeChanged: Monitoring "session" "mode_changed", org = |e| &e.org_id, aggregate = |e| &e.session_id;

@@ -291,6 +291,20 @@ fn samples() -> Vec<(&'static str, Vec<u8>, Check)> {
             }
         ),
         sample!(
+            PhoneSupervisionFailed,
+            PhoneSupervisionFailed {
+                session_id: "0190a000-0000-7000-8000-0000000000e9".into(),
+                org_id: ORG.into(),
+                call_id: CALL.into(),
+                supervisor_user_id: "0190a000-0000-7000-8000-0000000000e8".into(),
+                rep_user_id: REP.into(),
+                reason: "call_not_live".into(),
+                twilio_code: 0,
+                stage: "started".into(),
+                failed_at_unix_ms: 1_795_000_200_000,
+            }
+        ),
+        sample!(
             SignalingRoomStatusChanged,
             SignalingRoomStatusChanged {
                 room_id: "room_0190a000".into(),

@@ -6,8 +6,18 @@
 //! refuse the next requests with Twilio's error codes (21211 invalid number, 20003 auth, 21219
 //! unverified number, 20429 too many requests) or a 5xx, or answer slowly. Also signs webhooks
 //! the way Twilio does ([`sign_twilio_webhook`]), implemented here independently of the service.
+//!
+//! Conferences: a call joins one when a test runs its TwiML's `<Dial><Conference>`
+//! ([`FakeTwilio::run_twiml`]); the Participants API (`…/Conferences/{sid or name}/
+//! Participants[/{CallSid or label}].json`: create, fetch, list, update `Muted`/`Coaching`/
+//! `CallSidToCoach`, delete) adds, changes and removes legs, which ring until a test answers
+//! them ([`FakeTwilio::answer`]). Conference events (`statusCallbackEvent`) and the call status
+//! callbacks of added legs are posted, signed, to their callback URLs, in order, once a test said
+//! where the public URL is served ([`FakeTwilio::deliver_to`]). [`FakeTwilio::hears`] answers who
+//! hears whom by Twilio's rules: a muted participant is heard by nobody, a coaching one only by
+//! the participant they coach, everyone else by everyone else in the conference.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -58,9 +68,46 @@ pub struct FakeCall {
     pub end_time: Option<String>,
 }
 
+/// A conference participant as the fake knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeParticipant {
+    pub call_sid: String,
+    pub label: Option<String>,
+    pub muted: bool,
+    pub coaching: bool,
+    pub call_sid_to_coach: Option<String>,
+    pub start_conference_on_enter: bool,
+    pub end_conference_on_exit: bool,
+    /// `ringing` (added with the API, not answered yet) or `connected`.
+    pub status: String,
+    /// The call status callback of a leg added with the API.
+    pub status_callback: Option<String>,
+}
+
+/// A conference as the fake knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeConference {
+    pub sid: String,
+    pub name: String,
+    /// `init` (nobody who starts it is in yet), `in-progress`, `completed`.
+    pub status: String,
+    pub status_callback: Option<String>,
+    pub events: Vec<String>,
+    pub participants: BTreeMap<String, FakeParticipant>,
+    /// Everyone who was ever connected (call sids), in order.
+    pub history: Vec<String>,
+}
+
 #[derive(Default)]
 struct State {
     calls: BTreeMap<String, FakeCall>,
+    conferences: BTreeMap<String, FakeConference>,
+    /// Callbacks posted: (url as Twilio calls it, params).
+    callbacks: Vec<(String, Vec<(String, String)>)>,
+    /// Public base URL → where it is served (a gateway).
+    routes: Vec<(String, String)>,
+    /// Calls redirected with `POST …/Calls/{sid}.json Url=…`: (sid, url).
+    redirects: Vec<(String, String)>,
     summaries: BTreeMap<String, Value>,
     /// Recording media by RecordingSid (served as `audio/mpeg`).
     recordings: BTreeMap<String, Vec<u8>>,
@@ -75,6 +122,8 @@ struct Shared {
     account_sid: String,
     auth_token: String,
     state: Arc<Mutex<State>>,
+    /// Callbacks to post, in order, by one task.
+    outbox: tokio::sync::mpsc::UnboundedSender<(String, Vec<(String, String)>)>,
 }
 
 impl Shared {
@@ -112,11 +161,14 @@ impl FakeTwilio {
         crate::init();
         let account_sid = twilio_sid("AC");
         let auth_token = hex32();
+        let (outbox, queue) = tokio::sync::mpsc::unbounded_channel();
         let shared = Shared {
             account_sid: account_sid.clone(),
             auth_token: auth_token.clone(),
             state: Arc::default(),
+            outbox,
         };
+        tokio::spawn(post_callbacks(shared.clone(), queue));
         let app_shared = shared.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
@@ -139,6 +191,30 @@ impl FakeTwilio {
                 .route(
                     "/2010-04-01/Accounts/{account}/Recordings/{file}",
                     web::delete().to(delete_recording),
+                )
+                .route(
+                    "/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+                    web::post().to(update_call),
+                )
+                .route(
+                    "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants.json",
+                    web::post().to(create_participant),
+                )
+                .route(
+                    "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants.json",
+                    web::get().to(list_participants),
+                )
+                .route(
+                    "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{id}.json",
+                    web::get().to(fetch_participant),
+                )
+                .route(
+                    "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{id}.json",
+                    web::post().to(update_participant),
+                )
+                .route(
+                    "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{id}.json",
+                    web::delete().to(delete_participant),
                 )
                 .route("/v1/Voice/{sid}/Summary", web::get().to(call_summary))
                 .default_service(web::to(|| async {
@@ -253,6 +329,195 @@ impl FakeTwilio {
     /// Every request waits this long before being answered.
     pub fn set_latency(&self, latency: Duration) {
         self.shared.state().latency = latency;
+    }
+
+    /// Callbacks to URLs under `public_base` (as the service's `PUBLIC_BASE_URL`) are posted to
+    /// `served_at` instead, signed over the public URL: the gateway in front of the service.
+    pub fn deliver_to(&self, public_base: &str, served_at: &str) {
+        self.shared.state().routes.push((
+            public_base.to_owned(),
+            served_at.trim_end_matches('/').to_owned(),
+        ));
+    }
+
+    /// Calls redirected to other TwiML (`Url`), in order: (CallSid, URL).
+    pub fn redirects(&self) -> Vec<(String, String)> {
+        self.shared.state().redirects.clone()
+    }
+
+    /// Every callback posted (URL as Twilio called it, parameters), in order.
+    pub fn callbacks(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.shared.state().callbacks.clone()
+    }
+
+    /// Runs the `<Dial><Conference>` of `twiml` for call `call_sid` (a call Twilio knows, or one
+    /// the test names): the call joins the named conference, created on first use, with the
+    /// noun's attributes. Returns the conference SID; `None` when the TwiML has no conference.
+    pub fn run_twiml(&self, call_sid: &str, twiml: &str) -> Option<String> {
+        let document = roxmltree::Document::parse(twiml).ok()?;
+        let node = document.descendants().find(|n| {
+            n.has_tag_name("Conference") && n.parent().is_some_and(|p| p.has_tag_name("Dial"))
+        })?;
+        let name = node.text().unwrap_or_default().trim().to_owned();
+        let flag =
+            |attr: &str, default: bool| node.attribute(attr).map_or(default, |v| v == "true");
+        let participant = FakeParticipant {
+            call_sid: call_sid.to_owned(),
+            label: node.attribute("participantLabel").map(str::to_owned),
+            muted: flag("muted", false),
+            coaching: flag("coaching", false),
+            call_sid_to_coach: node.attribute("callSidToCoach").map(str::to_owned),
+            start_conference_on_enter: flag("startConferenceOnEnter", true),
+            end_conference_on_exit: flag("endConferenceOnExit", false),
+            status: "connected".to_owned(),
+            status_callback: None,
+        };
+        let callback = node.attribute("statusCallback").map(str::to_owned);
+        let events: Vec<String> = node
+            .attribute("statusCallbackEvent")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let mut posts = Vec::new();
+        let sid = {
+            let mut state = self.shared.state();
+            let sid = conference_named(&mut state, &name);
+            if let Some(conference) = state.conferences.get_mut(&sid) {
+                if callback.is_some() {
+                    conference.status_callback = callback;
+                    conference.events = events;
+                }
+                connect(
+                    &self.shared.account_sid,
+                    conference,
+                    participant,
+                    &mut posts,
+                );
+            }
+            sid
+        };
+        self.post_all(posts);
+        Some(sid)
+    }
+
+    /// A leg added with the Participants API answers: it joins its conference.
+    pub fn answer(&self, call_sid: &str) {
+        let mut posts = Vec::new();
+        {
+            let mut state = self.shared.state();
+            let account = self.shared.account_sid.clone();
+            for conference in state.conferences.values_mut() {
+                let Some(leg) = conference.participants.get(call_sid).cloned() else {
+                    continue;
+                };
+                if leg.status != "ringing" {
+                    continue;
+                }
+                if let Some(url) = &leg.status_callback {
+                    posts.push((
+                        url.clone(),
+                        leg_status(&account, call_sid, "in-progress", None),
+                    ));
+                }
+                conference.participants.remove(call_sid);
+                connect(
+                    &account,
+                    conference,
+                    FakeParticipant {
+                        status: "connected".to_owned(),
+                        ..leg
+                    },
+                    &mut posts,
+                );
+            }
+            if let Some(call) = state.calls.get_mut(call_sid) {
+                call.status = "in-progress".to_owned();
+            }
+        }
+        self.post_all(posts);
+    }
+
+    /// A leg added with the Participants API does not answer (`no-answer`, `busy`, `failed`).
+    pub fn fail_leg(&self, call_sid: &str, status: &str) {
+        let mut posts = Vec::new();
+        {
+            let mut state = self.shared.state();
+            let account = self.shared.account_sid.clone();
+            for conference in state.conferences.values_mut() {
+                if let Some(leg) = conference.participants.remove(call_sid) {
+                    if let Some(url) = &leg.status_callback {
+                        posts.push((url.clone(), leg_status(&account, call_sid, status, None)));
+                    }
+                }
+            }
+            if let Some(call) = state.calls.get_mut(call_sid) {
+                call.status = status.to_owned();
+            }
+        }
+        self.post_all(posts);
+    }
+
+    /// Call `call_sid` hangs up: it leaves its conference (which ends when it was to end it on
+    /// exit, taking everyone with it).
+    pub fn hang_up(&self, call_sid: &str) {
+        let mut posts = Vec::new();
+        {
+            let mut state = self.shared.state();
+            let account = self.shared.account_sid.clone();
+            for conference in state.conferences.values_mut() {
+                if conference.participants.contains_key(call_sid) {
+                    leave(&account, conference, call_sid, &mut posts);
+                }
+            }
+            if let Some(call) = state.calls.get_mut(call_sid) {
+                call.status = "completed".to_owned();
+            }
+        }
+        self.post_all(posts);
+    }
+
+    pub fn conference(&self, sid: &str) -> Option<FakeConference> {
+        self.shared.state().conferences.get(sid).cloned()
+    }
+
+    /// The conference named `name` (`call_<id>`).
+    pub fn conference_named(&self, name: &str) -> Option<FakeConference> {
+        self.shared
+            .state()
+            .conferences
+            .values()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
+    /// The call sids `listener` hears in conference `conference` (connected participants only):
+    /// nobody hears a muted participant; a coaching participant is heard only by the one they
+    /// coach; everyone else is heard by everyone else.
+    pub fn hears(&self, conference: &str, listener: &str) -> BTreeSet<String> {
+        let state = self.shared.state();
+        let Some(conference) = state.conferences.get(conference) else {
+            return BTreeSet::new();
+        };
+        if conference.status != "in-progress"
+            || conference
+                .participants
+                .get(listener)
+                .is_none_or(|p| p.status != "connected")
+        {
+            return BTreeSet::new();
+        }
+        conference
+            .participants
+            .values()
+            .filter(|p| p.status == "connected" && p.call_sid != listener && !p.muted)
+            .filter(|p| !p.coaching || p.call_sid_to_coach.as_deref() == Some(listener))
+            .map(|p| p.call_sid.clone())
+            .collect()
+    }
+
+    fn post_all(&self, posts: Vec<(String, Vec<(String, String)>)>) {
+        post_later(&self.shared, posts);
     }
 
     /// Signs a webhook to `url` with these form parameters, as Twilio does.
@@ -579,6 +844,607 @@ async fn call_summary(
             &format!("The requested resource /Voice/{sid}/Summary was not found"),
         ),
     }
+}
+
+type Posts = Vec<(String, Vec<(String, String)>)>;
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The SID of the live conference named `name`, created (`init`) when there is none.
+fn conference_named(state: &mut State, name: &str) -> String {
+    if let Some(known) = state
+        .conferences
+        .values()
+        .find(|c| c.name == name && c.status != "completed")
+    {
+        return known.sid.clone();
+    }
+    let sid = twilio_sid("CF");
+    state.conferences.insert(
+        sid.clone(),
+        FakeConference {
+            sid: sid.clone(),
+            name: name.to_owned(),
+            status: "init".to_owned(),
+            status_callback: None,
+            events: Vec::new(),
+            participants: BTreeMap::new(),
+            history: Vec::new(),
+        },
+    );
+    sid
+}
+
+/// The parameters of a conference event (and of a participant's, with `participant`).
+fn conference_params(
+    account: &str,
+    conference: &FakeConference,
+    event: &str,
+    participant: Option<&FakeParticipant>,
+) -> Vec<(String, String)> {
+    let sequence = conference.history.len().to_string();
+    let mut params = pairs(&[
+        ("AccountSid", account),
+        ("ConferenceSid", &conference.sid),
+        ("FriendlyName", &conference.name),
+        ("StatusCallbackEvent", event),
+        ("SequenceNumber", &sequence),
+        ("Timestamp", &twilio_date(chrono::Utc::now())),
+    ]);
+    if let Some(p) = participant {
+        let flag = |b: bool| if b { "true" } else { "false" };
+        params.extend(pairs(&[
+            ("CallSid", &p.call_sid),
+            ("Muted", flag(p.muted)),
+            ("Hold", "false"),
+            ("Coaching", flag(p.coaching)),
+            ("EndConferenceOnExit", flag(p.end_conference_on_exit)),
+            ("StartConferenceOnEnter", flag(p.start_conference_on_enter)),
+        ]));
+        if let Some(label) = &p.label {
+            params.push(("ParticipantLabel".to_owned(), label.clone()));
+        }
+        if let Some(coached) = &p.call_sid_to_coach {
+            params.push(("CallSidToCoach".to_owned(), coached.clone()));
+        }
+    }
+    params
+}
+
+/// Posts conference event `event` when the conference asked for it (`start`, `join`…).
+fn announce(
+    account: &str,
+    conference: &FakeConference,
+    event: &str,
+    wanted: &str,
+    participant: Option<&FakeParticipant>,
+    posts: &mut Posts,
+) {
+    if let Some(url) = &conference.status_callback {
+        if conference.events.iter().any(|e| e == wanted) {
+            posts.push((
+                url.clone(),
+                conference_params(account, conference, event, participant),
+            ));
+        }
+    }
+}
+
+/// A call status callback of a leg added with the API.
+fn leg_status(
+    account: &str,
+    call_sid: &str,
+    status: &str,
+    duration: Option<u32>,
+) -> Vec<(String, String)> {
+    let mut params = pairs(&[
+        ("AccountSid", account),
+        ("CallSid", call_sid),
+        ("CallStatus", status),
+        ("Direction", "outbound-api"),
+        ("Timestamp", &twilio_date(chrono::Utc::now())),
+    ]);
+    if let Some(duration) = duration {
+        params.push(("CallDuration".to_owned(), duration.to_string()));
+    }
+    params
+}
+
+/// `participant` is in: the conference starts when it is the first to start it.
+fn connect(
+    account: &str,
+    conference: &mut FakeConference,
+    participant: FakeParticipant,
+    posts: &mut Posts,
+) {
+    conference.history.push(participant.call_sid.clone());
+    let starts = participant.start_conference_on_enter;
+    conference
+        .participants
+        .insert(participant.call_sid.clone(), participant.clone());
+    if conference.status == "init" && starts {
+        conference.status = "in-progress".to_owned();
+        announce(
+            account,
+            conference,
+            "conference-start",
+            "start",
+            None,
+            posts,
+        );
+    }
+    announce(
+        account,
+        conference,
+        "participant-join",
+        "join",
+        Some(&participant),
+        posts,
+    );
+}
+
+/// `call_sid` leaves; the conference ends when it was to end it on exit, or nobody is left.
+fn leave(account: &str, conference: &mut FakeConference, call_sid: &str, posts: &mut Posts) {
+    let Some(leg) = conference.participants.remove(call_sid) else {
+        return;
+    };
+    if leg.status == "connected" {
+        announce(
+            account,
+            conference,
+            "participant-leave",
+            "leave",
+            Some(&leg),
+            posts,
+        );
+    }
+    if let Some(url) = &leg.status_callback {
+        let status = if leg.status == "connected" {
+            "completed"
+        } else {
+            "canceled"
+        };
+        posts.push((url.clone(), leg_status(account, call_sid, status, Some(1))));
+    }
+    let connected = conference
+        .participants
+        .values()
+        .any(|p| p.status == "connected");
+    // A leg that never answered leaving (cancelled, removed while ringing) ends nothing.
+    if leg.status == "connected"
+        && conference.status != "completed"
+        && (leg.end_conference_on_exit || !connected)
+    {
+        let others: Vec<String> = conference.participants.keys().cloned().collect();
+        for other in others {
+            leave(account, conference, &other, posts);
+        }
+        if conference.status != "completed" {
+            conference.status = "completed".to_owned();
+            announce(account, conference, "conference-end", "end", None, posts);
+        }
+    }
+}
+
+fn post_later(shared: &Shared, posts: Posts) {
+    for post in posts {
+        // The receiving task lives as long as the fake; a send after it stopped is moot.
+        let _ = shared.outbox.send(post);
+    }
+}
+
+/// Posts callbacks one at a time, in order, signed over the URL Twilio was given.
+async fn post_callbacks(
+    shared: Shared,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<(String, String)>)>,
+) {
+    let client = reqwest::Client::new();
+    while let Some((url, params)) = queue.recv().await {
+        let target = {
+            let mut state = shared.state();
+            state.callbacks.push((url.clone(), params.clone()));
+            state.routes.iter().find_map(|(public, served)| {
+                url.strip_prefix(public.as_str())
+                    .map(|rest| format!("{served}{rest}"))
+            })
+        };
+        let Some(target) = target else {
+            continue;
+        };
+        let signature = sign_twilio_webhook(&shared.auth_token, &url, &params);
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let sent = client
+            .post(&target)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Twilio-Signature", signature)
+            .body(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, url = %target, "fake Twilio: callback not delivered");
+        }
+    }
+}
+
+fn participant_json(account: &str, conference: &FakeConference, p: &FakeParticipant) -> Value {
+    let now = twilio_date(chrono::Utc::now());
+    json!({
+        "account_sid": account,
+        "call_sid": p.call_sid,
+        "call_sid_to_coach": p.call_sid_to_coach,
+        "coaching": p.coaching,
+        "conference_sid": conference.sid,
+        "date_created": now,
+        "date_updated": now,
+        "end_conference_on_exit": p.end_conference_on_exit,
+        "hold": false,
+        "label": p.label,
+        "muted": p.muted,
+        "start_conference_on_enter": p.start_conference_on_enter,
+        "status": p.status,
+        "uri": format!(
+            "/2010-04-01/Accounts/{account}/Conferences/{}/Participants/{}.json",
+            conference.sid, p.call_sid
+        ),
+    })
+}
+
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn conference_not_found(conference: &str) -> HttpResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        20404,
+        &format!("The requested resource /Conferences/{conference} was not found"),
+    )
+}
+
+/// The participant `id` (CallSid or label) of conference `conference`.
+fn find_leg<'a>(conference: &'a FakeConference, id: &str) -> Option<&'a FakeParticipant> {
+    conference.participants.get(id).or_else(|| {
+        conference
+            .participants
+            .values()
+            .find(|p| p.label.as_deref() == Some(id))
+    })
+}
+
+/// Twilio refuses coaching without a participant of the conference to coach.
+fn coach_target_ok(conference: &FakeConference, coaching: bool, target: Option<&str>) -> bool {
+    !coaching
+        || target.is_some_and(|sid| {
+            conference
+                .participants
+                .get(sid)
+                .is_some_and(|p| p.status == "connected")
+        })
+}
+
+async fn create_participant(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    pause(&shared).await;
+    let params = form(&body);
+    record(&shared, &req, params.clone());
+    let (account, conference) = path.into_inner();
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
+    }
+    let injected = {
+        let mut state = shared.state();
+        (!state.failures.is_empty()).then(|| state.failures.remove(0))
+    };
+    if let Some(code) = injected {
+        return match code {
+            500..=599 => HttpResponse::build(
+                StatusCode::from_u16(u16::try_from(code).unwrap_or(500))
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            )
+            .body("upstream error"),
+            20429 => error(StatusCode::TOO_MANY_REQUESTS, code, "Too Many Requests"),
+            _ => error(StatusCode::BAD_REQUEST, code, "Request refused"),
+        };
+    }
+    let (Some(to), Some(from)) = (param(&params, "To"), param(&params, "From")) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            21201,
+            "No 'To' number is specified",
+        );
+    };
+    if !valid_destination(to) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            21211,
+            &format!("Invalid 'To' Phone Number: {to}"),
+        );
+    }
+    let flag = |name: &str, default: bool| param(&params, name).map_or(default, |v| v == "true");
+    let mut state = shared.state();
+    let sid = if conference.starts_with("CF") {
+        match state.conferences.get(&conference) {
+            Some(known) if known.status != "completed" => conference.clone(),
+            _ => return conference_not_found(&conference),
+        }
+    } else {
+        conference_named(&mut state, &conference)
+    };
+    let call_sid = twilio_sid("CA");
+    state.calls.insert(
+        call_sid.clone(),
+        FakeCall {
+            sid: call_sid.clone(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            status: "ringing".to_owned(),
+            duration: None,
+            price: None,
+            price_unit: "USD".to_owned(),
+            start_time: None,
+            end_time: None,
+        },
+    );
+    let Some(conference) = state.conferences.get_mut(&sid) else {
+        return conference_not_found(&sid);
+    };
+    let coaching = flag("Coaching", false);
+    let coached = param(&params, "CallSidToCoach").map(str::to_owned);
+    if !coach_target_ok(conference, coaching, coached.as_deref()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            20001,
+            "CallSidToCoach must name a participant of the conference when Coaching is true",
+        );
+    }
+    let leg = FakeParticipant {
+        call_sid: call_sid.clone(),
+        label: param(&params, "Label").map(str::to_owned),
+        muted: flag("Muted", false),
+        coaching,
+        call_sid_to_coach: coached,
+        start_conference_on_enter: flag("StartConferenceOnEnter", true),
+        end_conference_on_exit: flag("EndConferenceOnExit", false),
+        status: "ringing".to_owned(),
+        status_callback: param(&params, "StatusCallback").map(str::to_owned),
+    };
+    conference.participants.insert(call_sid, leg.clone());
+    let account = shared.account_sid.clone();
+    HttpResponse::Created().json(participant_json(&account, conference, &leg))
+}
+
+async fn list_participants(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    pause(&shared).await;
+    record(&shared, &req, Vec::new());
+    let (account, conference) = path.into_inner();
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
+    }
+    let state = shared.state();
+    let Some(conference) = state.conferences.get(&conference) else {
+        return conference_not_found(&conference);
+    };
+    let participants: Vec<Value> = conference
+        .participants
+        .values()
+        .map(|p| participant_json(&shared.account_sid, conference, p))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "participants": participants,
+        "page": 0,
+        "page_size": 50,
+    }))
+}
+
+async fn fetch_participant(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    pause(&shared).await;
+    record(&shared, &req, Vec::new());
+    let (account, conference, id) = path.into_inner();
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
+    }
+    let state = shared.state();
+    let Some(conference) = state.conferences.get(&conference) else {
+        return conference_not_found(&conference);
+    };
+    match find_leg(conference, &id) {
+        Some(p) => HttpResponse::Ok().json(participant_json(&shared.account_sid, conference, p)),
+        None => error(
+            StatusCode::NOT_FOUND,
+            20404,
+            &format!("The requested resource /Participants/{id} was not found"),
+        ),
+    }
+}
+
+async fn update_participant(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    pause(&shared).await;
+    let params = form(&body);
+    record(&shared, &req, params.clone());
+    let (account, conference, id) = path.into_inner();
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
+    }
+    let mut posts = Vec::new();
+    let answer = {
+        let mut state = shared.state();
+        let Some(conference) = state.conferences.get_mut(&conference) else {
+            return conference_not_found(&conference);
+        };
+        let Some(mut leg) = find_leg(conference, &id).cloned() else {
+            return error(
+                StatusCode::NOT_FOUND,
+                20404,
+                &format!("The requested resource /Participants/{id} was not found"),
+            );
+        };
+        let was_muted = leg.muted;
+        if let Some(muted) = param(&params, "Muted") {
+            leg.muted = muted == "true";
+        }
+        if let Some(coaching) = param(&params, "Coaching") {
+            leg.coaching = coaching == "true";
+        }
+        if let Some(coached) = param(&params, "CallSidToCoach") {
+            leg.call_sid_to_coach = Some(coached.to_owned());
+        }
+        if !leg.coaching {
+            leg.call_sid_to_coach = None;
+        }
+        if !coach_target_ok(conference, leg.coaching, leg.call_sid_to_coach.as_deref()) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                20001,
+                "CallSidToCoach must name a participant of the conference when Coaching is true",
+            );
+        }
+        conference
+            .participants
+            .insert(leg.call_sid.clone(), leg.clone());
+        if was_muted != leg.muted && leg.status == "connected" {
+            let event = if leg.muted {
+                "participant-mute"
+            } else {
+                "participant-unmute"
+            };
+            announce(
+                &shared.account_sid,
+                conference,
+                event,
+                "mute",
+                Some(&leg),
+                &mut posts,
+            );
+        }
+        participant_json(&shared.account_sid, conference, &leg)
+    };
+    post_later(&shared, posts);
+    HttpResponse::Ok().json(answer)
+}
+
+async fn delete_participant(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    pause(&shared).await;
+    record(&shared, &req, Vec::new());
+    let (account, conference, id) = path.into_inner();
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
+    }
+    let mut posts = Vec::new();
+    {
+        let mut state = shared.state();
+        let Some(conference) = state.conferences.get_mut(&conference) else {
+            return conference_not_found(&conference);
+        };
+        let Some(sid) = find_leg(conference, &id).map(|p| p.call_sid.clone()) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                20404,
+                &format!("The requested resource /Participants/{id} was not found"),
+            );
+        };
+        leave(&shared.account_sid, conference, &sid, &mut posts);
+        if let Some(call) = state.calls.get_mut(&sid) {
+            call.status = "completed".to_owned();
+        }
+    }
+    post_later(&shared, posts);
+    HttpResponse::NoContent().finish()
+}
+
+/// `POST …/Calls/{sid}.json`: `Status=completed` hangs the call up, `Url` redirects it (it
+/// leaves any conference either way).
+async fn update_call(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    pause(&shared).await;
+    let params = form(&body);
+    record(&shared, &req, params.clone());
+    let (account, sid) = path.into_inner();
+    if !authenticated(&req, &shared, &account) {
+        return unauthenticated();
+    }
+    let mut posts = Vec::new();
+    let answer = {
+        let mut state = shared.state();
+        if !state.calls.contains_key(&sid)
+            && !state
+                .conferences
+                .values()
+                .any(|c| c.participants.contains_key(&sid))
+        {
+            return error(
+                StatusCode::NOT_FOUND,
+                20404,
+                &format!("The requested resource /Calls/{sid}.json was not found"),
+            );
+        }
+        let account = shared.account_sid.clone();
+        for conference in state.conferences.values_mut() {
+            if conference.participants.contains_key(&sid) {
+                leave(&account, conference, &sid, &mut posts);
+            }
+        }
+        if let Some(url) = param(&params, "Url") {
+            state.redirects.push((sid.clone(), url.to_owned()));
+        } else if param(&params, "Status") == Some("completed") {
+            if let Some(call) = state.calls.get_mut(&sid) {
+                call.status = "completed".to_owned();
+            }
+        }
+        let call = state.calls.get(&sid).cloned().unwrap_or(FakeCall {
+            sid: sid.clone(),
+            from: String::new(),
+            to: String::new(),
+            status: "in-progress".to_owned(),
+            duration: None,
+            price: None,
+            price_unit: "USD".to_owned(),
+            start_time: None,
+            end_time: None,
+        });
+        call_json(&shared, &call, &twilio_date(chrono::Utc::now()))
+    };
+    post_later(&shared, posts);
+    HttpResponse::Ok().json(answer)
 }
 
 #[cfg(test)]

@@ -31,7 +31,10 @@ pub use fake_livekit::{
     DEFAULT_DEPARTURE_TIMEOUT_SECS, DEFAULT_EMPTY_TIMEOUT_SECS, FakeLiveKit, RecordedCall,
     sign_webhook,
 };
-pub use fake_twilio::{FakeCall, FakeTwilio, TwilioRequest, sign_twilio_webhook, twilio_sid};
+pub use fake_twilio::{
+    FakeCall, FakeConference, FakeParticipant, FakeTwilio, TwilioRequest, sign_twilio_webhook,
+    twilio_sid,
+};
 pub use interop::{
     demo_in_chromium, eventsource_in_chromium, livekit_node, socketio_node, twilio_node,
 };

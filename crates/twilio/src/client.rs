@@ -101,6 +101,62 @@ pub struct CallResource {
     pub end_time: Option<String>,
 }
 
+/// A participant to add to a conference (Participants API): a customer or rep being rung, or a
+/// supervisor joining (`muted` to listen; `coaching` + `call_sid_to_coach` to coach).
+#[derive(Debug, Clone, Default)]
+pub struct NewParticipant {
+    pub from: String,
+    /// An E.164 number or `client:<identity>`.
+    pub to: String,
+    /// Our name for the leg (`customer`, `rep`, `supervisor_<session>`): Twilio lets it stand
+    /// for the CallSid, so asking again finds the leg already added.
+    pub label: String,
+    pub muted: bool,
+    pub coaching: bool,
+    pub call_sid_to_coach: Option<String>,
+    pub start_conference_on_enter: bool,
+    pub end_conference_on_exit: bool,
+    pub early_media: bool,
+    pub timeout_seconds: u32,
+    /// The participant's call status callback (initiated, ringing, answered, completed).
+    pub status_callback: String,
+}
+
+/// What a supervisor's leg changes to (`POST …/Participants/{CallSid}.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantChanges {
+    pub muted: bool,
+    pub coaching: bool,
+    pub call_sid_to_coach: Option<String>,
+}
+
+/// A conference participant as Twilio answers it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ParticipantResource {
+    pub call_sid: String,
+    #[serde(default)]
+    pub conference_sid: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub muted: bool,
+    #[serde(default)]
+    pub coaching: bool,
+    #[serde(default)]
+    pub call_sid_to_coach: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// A change to a live call (`POST …/Calls/{sid}.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallUpdate {
+    /// Run the TwiML at this URL instead (`Url`, POST).
+    Redirect(String),
+    /// Hang up (`Status=completed`).
+    Hangup,
+}
+
 /// A recording's media as Twilio serves it: the status (200, or 206 for a range), the headers a
 /// player needs, and the bytes as they arrive.
 pub struct Media {
@@ -144,6 +200,38 @@ pub trait TwilioApi: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Media>, TwilioError>>;
     /// Deletes a recording at Twilio; one already gone counts as deleted.
     fn delete_recording<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<(), TwilioError>>;
+    /// Redirects or hangs up a live call.
+    fn update_call<'a>(
+        &'a self,
+        sid: &'a str,
+        update: &'a CallUpdate,
+    ) -> BoxFuture<'a, Result<CallResource, TwilioError>>;
+    /// Adds a participant to `conference` (its SID, or its friendly name: Twilio then creates
+    /// the conference when it does not exist yet).
+    fn create_participant<'a>(
+        &'a self,
+        conference: &'a str,
+        participant: &'a NewParticipant,
+    ) -> BoxFuture<'a, Result<ParticipantResource, TwilioError>>;
+    /// The participant `call` (its CallSid or label) of conference `conference_sid`; `None`
+    /// when Twilio has none.
+    fn fetch_participant<'a>(
+        &'a self,
+        conference_sid: &'a str,
+        call: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ParticipantResource>, TwilioError>>;
+    fn update_participant<'a>(
+        &'a self,
+        conference_sid: &'a str,
+        call: &'a str,
+        changes: &'a ParticipantChanges,
+    ) -> BoxFuture<'a, Result<ParticipantResource, TwilioError>>;
+    /// Removes the participant (hangs up its leg); one already gone is not an error.
+    fn remove_participant<'a>(
+        &'a self,
+        conference_sid: &'a str,
+        call: &'a str,
+    ) -> BoxFuture<'a, Result<(), TwilioError>>;
 }
 
 /// Where and as whom the client calls Twilio.
@@ -206,6 +294,15 @@ impl TwilioClient {
         format!(
             "{}/2010-04-01/Accounts/{}/Recordings/{sid}",
             self.api_base, self.account_sid
+        )
+    }
+
+    fn participants_url(&self, conference: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Conferences/{}/Participants",
+            self.api_base,
+            self.account_sid,
+            url_segment(conference)
         )
     }
 
@@ -383,4 +480,137 @@ impl TwilioApi for TwilioClient {
             }
         })
     }
+
+    fn update_call<'a>(
+        &'a self,
+        sid: &'a str,
+        update: &'a CallUpdate,
+    ) -> BoxFuture<'a, Result<CallResource, TwilioError>> {
+        Box::pin(async move {
+            let form: Vec<(&str, &str)> = match update {
+                CallUpdate::Redirect(url) => vec![("Url", url.as_str()), ("Method", "POST")],
+                CallUpdate::Hangup => vec![("Status", "completed")],
+            };
+            let request = self
+                .http
+                .post(format!("{}/{}.json", self.calls_url(), url_segment(sid)))
+                .form(&form);
+            Self::json(self.send(request).await?).await
+        })
+    }
+
+    fn create_participant<'a>(
+        &'a self,
+        conference: &'a str,
+        participant: &'a NewParticipant,
+    ) -> BoxFuture<'a, Result<ParticipantResource, TwilioError>> {
+        Box::pin(async move {
+            let flag = |b: bool| if b { "true" } else { "false" };
+            let timeout = participant.timeout_seconds.to_string();
+            let mut form: Vec<(&str, &str)> = vec![
+                ("From", participant.from.as_str()),
+                ("To", participant.to.as_str()),
+                ("Label", participant.label.as_str()),
+                ("Muted", flag(participant.muted)),
+                ("Beep", "false"),
+                (
+                    "StartConferenceOnEnter",
+                    flag(participant.start_conference_on_enter),
+                ),
+                (
+                    "EndConferenceOnExit",
+                    flag(participant.end_conference_on_exit),
+                ),
+                ("EarlyMedia", flag(participant.early_media)),
+                ("Timeout", timeout.as_str()),
+                ("StatusCallback", participant.status_callback.as_str()),
+                ("StatusCallbackMethod", "POST"),
+                ("StatusCallbackEvent", "initiated"),
+                ("StatusCallbackEvent", "ringing"),
+                ("StatusCallbackEvent", "answered"),
+                ("StatusCallbackEvent", "completed"),
+            ];
+            if participant.coaching {
+                form.push(("Coaching", "true"));
+            }
+            if let Some(sid) = &participant.call_sid_to_coach {
+                form.push(("CallSidToCoach", sid.as_str()));
+            }
+            let request = self
+                .http
+                .post(format!("{}.json", self.participants_url(conference)))
+                .form(&form);
+            Self::json(self.send(request).await?).await
+        })
+    }
+
+    fn fetch_participant<'a>(
+        &'a self,
+        conference_sid: &'a str,
+        call: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ParticipantResource>, TwilioError>> {
+        Box::pin(async move {
+            let request = self.http.get(format!(
+                "{}/{}.json",
+                self.participants_url(conference_sid),
+                url_segment(call)
+            ));
+            match self.send(request).await {
+                Ok(response) => Self::json(response).await.map(Some),
+                Err(TwilioError::Rejected { status: 404, .. }) => Ok(None),
+                Err(error) => Err(error),
+            }
+        })
+    }
+
+    fn update_participant<'a>(
+        &'a self,
+        conference_sid: &'a str,
+        call: &'a str,
+        changes: &'a ParticipantChanges,
+    ) -> BoxFuture<'a, Result<ParticipantResource, TwilioError>> {
+        Box::pin(async move {
+            let flag = |b: bool| if b { "true" } else { "false" };
+            let mut form: Vec<(&str, &str)> = vec![
+                ("Muted", flag(changes.muted)),
+                ("Coaching", flag(changes.coaching)),
+            ];
+            if let Some(sid) = &changes.call_sid_to_coach {
+                form.push(("CallSidToCoach", sid.as_str()));
+            }
+            let request = self
+                .http
+                .post(format!(
+                    "{}/{}.json",
+                    self.participants_url(conference_sid),
+                    url_segment(call)
+                ))
+                .form(&form);
+            Self::json(self.send(request).await?).await
+        })
+    }
+
+    fn remove_participant<'a>(
+        &'a self,
+        conference_sid: &'a str,
+        call: &'a str,
+    ) -> BoxFuture<'a, Result<(), TwilioError>> {
+        Box::pin(async move {
+            let request = self.http.delete(format!(
+                "{}/{}.json",
+                self.participants_url(conference_sid),
+                url_segment(call)
+            ));
+            match self.send(request).await {
+                Ok(_) | Err(TwilioError::Rejected { status: 404, .. }) => Ok(()),
+                Err(error) => Err(error),
+            }
+        })
+    }
+}
+
+/// A path segment of a Twilio URL: names and labels we choose are `[A-Za-z0-9_]`, anything
+/// else is percent-encoded so it cannot reach another resource.
+fn url_segment(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }

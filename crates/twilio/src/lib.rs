@@ -12,6 +12,7 @@ pub mod token;
 pub mod twiml;
 
 pub use client::{
-    Account, CallResource, Media, NewCall, TwilioApi, TwilioClient, TwilioError, codes,
+    Account, CallResource, CallUpdate, Media, NewCall, NewParticipant, ParticipantChanges,
+    ParticipantResource, TwilioApi, TwilioClient, TwilioError, codes,
 };
 pub use params::Params;

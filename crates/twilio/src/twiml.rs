@@ -1,7 +1,9 @@
 //! The TwiML documents the webhooks answer, built with `twiml-rust` (its `Dial::number` shortcut
 //! writes the number unescaped, so numbers always go through the escaped `<Number>` noun).
 
-use twiml_rust::voice::{Dial, DialAttributes, DialClient, DialNumber, Record, Say};
+use twiml_rust::voice::{
+    Dial, DialAttributes, DialClient, DialConference, DialNumber, Record, Say,
+};
 use twiml_rust::{TwiML, VoiceResponse};
 
 /// How long a voicemail may last, seconds (the seed's `maxLength="60"`).
@@ -238,6 +240,58 @@ pub fn outbound(call: &Outbound) -> String {
         .to_xml()
 }
 
+/// The conference events Twilio reports to the conference's `statusCallback`.
+pub const CONFERENCE_EVENTS: [&str; 5] = ["start", "end", "join", "leave", "mute"];
+
+/// One leg joining its call's per-call `<Conference>` (issue 19: a supervisor can then be added
+/// as a participant). The leg that starts the conference (`starts`) brings it up as it enters;
+/// the other waits in silence (`waitUrl=""`: no hold music, no beep) until it does. Either
+/// leaving ends it, so nobody stays alone in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    /// `call_<call id>`: no personal data in Twilio's names.
+    pub name: String,
+    /// Our label of this leg (`rep`, `customer`).
+    pub label: String,
+    pub starts: bool,
+    /// Absolute URL of `/webhook/voice/completed`: Twilio asks it what next when the leg leaves.
+    pub action: String,
+    /// Absolute URL of `/webhook/voice/conference?callId=…`.
+    pub status_callback: String,
+    /// Absolute URL of `/webhook/voice/recording?callId=…`, when the call is recorded.
+    pub recording_callback: Option<String>,
+}
+
+/// `<Dial action><Conference …>call_…</Conference></Dial>`, after `greeting` when there is one.
+pub fn bridge(greeting: Option<(&Speech, &str)>, leg: &Bridge) -> String {
+    let mut conference = DialConference::new(xml_text(&leg.name))
+        .beep("false")
+        .start_conference_on_enter(leg.starts)
+        .end_conference_on_exit(true)
+        .wait_url("")
+        .participant_label(xml_text(&leg.label))
+        .status_callback(xml_text(&leg.status_callback))
+        .status_callback_method("POST")
+        .status_callback_event(CONFERENCE_EVENTS.iter().map(|e| (*e).to_owned()).collect());
+    if let Some(callback) = &leg.recording_callback {
+        conference = conference
+            .record("record-from-start")
+            .recording_status_callback(xml_text(callback))
+            .recording_status_callback_method("POST");
+    }
+    let dial = Dial::with_attributes(DialAttributes {
+        action: Some(xml_text(&leg.action)),
+        method: Some("POST".to_owned()),
+        ..DialAttributes::default()
+    })
+    .add_conference(conference);
+    let mut response = VoiceResponse::new();
+    if let Some((speech, text)) = greeting {
+        response = response.say_with(speech.say(text));
+    }
+    response.dial_with(dial).to_xml()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +346,28 @@ mod tests {
         assert!(xml.contains(">abcde &amp; &lt;f&gt;\te</Say>"), "{xml}");
         let xml = say_and_hang_up(&speech(), "one\r\0two\r\nthree\rfour");
         assert!(xml.contains(">one\ntwo\nthree\nfour</Say>"), "{xml}");
+    }
+
+    #[test]
+    fn bridge_joins_the_calls_conference() {
+        let xml = bridge(
+            Some((&speech(), "Bonjour")),
+            &Bridge {
+                name: "call_0190".to_owned(),
+                label: "customer".to_owned(),
+                starts: false,
+                action: "https://x.test/webhook/voice/completed".to_owned(),
+                status_callback: "https://x.test/webhook/voice/conference?callId=1&a=2".to_owned(),
+                recording_callback: None,
+            },
+        );
+        assert!(roxmltree::Document::parse(&xml).is_ok(), "{xml}");
+        assert!(xml.contains(">call_0190</Conference>"), "{xml}");
+        assert!(xml.contains("startConferenceOnEnter=\"false\""), "{xml}");
+        assert!(xml.contains("endConferenceOnExit=\"true\""), "{xml}");
+        assert!(xml.contains("waitUrl=\"\""), "{xml}");
+        assert!(xml.contains("callId=1&amp;a=2"), "{xml}");
+        assert!(!xml.contains("record="), "{xml}");
     }
 
     #[test]

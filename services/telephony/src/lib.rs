@@ -5,6 +5,7 @@
 
 mod actions;
 pub mod config;
+mod consumers;
 pub mod domain;
 mod error;
 mod jobs;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use sb_auth::JwtVerifier;
 use sb_db::PostgresProbe;
+use sb_events::consumer::ConsumerRunner;
 use sb_events::outbox::Relay;
 use sb_events::streams::ensure_streams;
 use sb_events::{Domain, EventMetrics};
@@ -85,7 +87,8 @@ pub async fn build(config: TelephonyConfig) -> anyhow::Result<Application> {
     ensure_streams(
         &js,
         &config.namespace,
-        &[Domain::Telephony],
+        // Monitoring's stream too: supervision sessions are consumed from it (issue 19).
+        &[Domain::Telephony, Domain::Monitoring],
         &config.streams,
     )
     .await?;
@@ -113,6 +116,17 @@ pub async fn build(config: TelephonyConfig) -> anyhow::Result<Application> {
         routes::config(cfg);
     })?;
 
+    let supervision = ConsumerRunner::new(
+        consumers::supervision::consumer(),
+        pool.clone(),
+        js.clone(),
+        config.namespace.clone(),
+        consumers::supervision::Supervision {
+            state: state.clone(),
+        },
+        event_metrics.clone(),
+    );
+    app.spawn_background("supervision", move |stop| supervision.run(stop));
     let relay = Relay::new(
         state.outbox.clone(),
         pool,

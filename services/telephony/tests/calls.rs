@@ -123,7 +123,8 @@ async fn initiate_rings_the_callers_app_then_dials_the_destination() -> Result {
         PhoneCallStatus::Unspecified as i32
     );
 
-    // When the app answers, Twilio fetches the TwiML that dials the destination.
+    // When the app answers, Twilio fetches the TwiML that brings the rep's leg into the call's
+    // conference, and the customer is rung into it (issue 19: a supervisor can join it).
     let twiml = telephony
         .webhook(
             &format!("/webhook/voice/outbound?callId={call_id}"),
@@ -141,22 +142,47 @@ async fn initiate_rings_the_callers_app_then_dials_the_destination() -> Result {
         "{}",
         twiml.content_type
     );
+    let conference = format!("call_{}", call_id.replace('-', ""));
     assert!(
-        twiml.text.contains(&format!("callerId=\"{FROM}\"")),
+        twiml.text.contains(&format!(">{conference}</Conference>")),
         "{}",
         twiml.text
     );
-    assert!(
-        twiml.text.contains(&format!("<Number>{TO}</Number>")),
-        "{}",
-        twiml.text
-    );
+    assert!(!twiml.text.contains("<Number>"), "{}", twiml.text);
+    let customer = telephony
+        .twilio
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.method == "POST"
+                && r.path
+                    .ends_with(&format!("/Conferences/{conference}/Participants.json"))
+        })
+        .ok_or("the customer was not rung into the conference")?;
+    assert_eq!(customer.param("From"), Some(FROM));
+    assert_eq!(customer.param("To"), Some(TO));
+    assert_eq!(customer.param("Label"), Some("customer"));
+    assert_eq!(customer.param("EndConferenceOnExit"), Some("true"));
+    // Twilio asking again (a retried webhook) rings nobody twice.
+    telephony
+        .webhook(
+            &format!("/webhook/voice/outbound?callId={call_id}"),
+            &params(&[("CallSid", &sid), ("CallStatus", "in-progress")]),
+        )
+        .await?;
+    let rung = telephony
+        .twilio
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/Participants.json"))
+        .count();
+    assert_eq!(rung, 1);
     assert!(!twiml.text.contains("record="), "{}", twiml.text);
     Ok(())
 }
 
 #[tokio::test]
-async fn recorded_calls_dial_with_dual_channel_recording_and_a_callback() -> Result {
+async fn recorded_calls_record_their_conference_with_a_callback() -> Result {
     let telephony = TestTelephony::spawn().await?;
     let (_, rep) = org_with_rep(&telephony).await?;
     let started = initiate(
@@ -175,13 +201,13 @@ async fn recorded_calls_dial_with_dual_channel_recording_and_a_callback() -> Res
         )
         .await?;
     assert!(
-        twiml.text.contains("record=\"record-from-answer-dual\""),
+        twiml.text.contains("record=\"record-from-start\""),
         "{}",
         twiml.text
     );
     assert!(
         twiml.text.contains(&format!(
-            "recordingStatusCallback=\"{}/webhook/voice/recording\"",
+            "recordingStatusCallback=\"{}/webhook/voice/recording?callId={call_id}\"",
             common::PUBLIC_BASE_URL
         )),
         "{}",

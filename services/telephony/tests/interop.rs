@@ -375,6 +375,18 @@ fn normalised(xml: &str) -> Result<Element> {
     Ok(element(document.root_element()))
 }
 
+/// The conference that bridges call `id` (`call_<id without dashes>`).
+fn conference_of(id: &str) -> Result<String> {
+    Ok(format!("call_{}", Uuid::parse_str(id)?.simple()))
+}
+
+fn conference_url(id: &str) -> Result<String> {
+    Ok(format!(
+        "{PUBLIC_BASE_URL}/webhook/voice/conference?callId={}",
+        Uuid::parse_str(id)?
+    ))
+}
+
 #[tokio::test]
 async fn every_twiml_answer_matches_the_official_voice_response() -> Result {
     let telephony = TestTelephony::spawn().await?;
@@ -398,10 +410,18 @@ async fn every_twiml_answer_matches_the_official_voice_response() -> Result {
     let inbound = telephony
         .webhook("/webhook/voice", &inbound_form(&sid, caller, number))
         .await?;
+    let calls = telephony.get(&ceo, "/api/calls").await?;
+    let inbound_call = calls.body["items"][0]["id"]
+        .as_str()
+        .ok_or("the inbound call")?
+        .to_owned();
     documents.push(("inbound", inbound.text, json!([
         {"verb": "say", "attrs": fr, "text": "Bonjour & bienvenue <chez nous>"},
-        {"verb": "dial", "attrs": {"action": completed_url, "method": "POST", "timeout": 25},
-         "nouns": [{"noun": "client", "text": rep.identity()}, {"noun": "number", "text": forward}]},
+        {"verb": "dial", "attrs": {"action": completed_url, "method": "POST"},
+         "nouns": [{"noun": "conference", "text": conference_of(&inbound_call)?, "attrs": {
+             "beep": "false", "startConferenceOnEnter": false, "endConferenceOnExit": true, "waitUrl": "",
+             "participantLabel": "customer", "statusCallback": conference_url(&inbound_call)?,
+             "statusCallbackMethod": "POST", "statusCallbackEvent": "start end join leave mute"}}]},
     ])));
     let voicemail = telephony
         .webhook(
@@ -477,9 +497,13 @@ async fn every_twiml_answer_matches_the_official_voice_response() -> Result {
         )
         .await?;
     documents.push(("outbound", outbound.text, json!([
-        {"verb": "dial", "attrs": {"action": completed_url, "method": "POST", "callerId": number, "record": "record-from-answer-dual",
-                                   "recordingStatusCallback": recording_url, "recordingStatusCallbackMethod": "POST"},
-         "nouns": [{"noun": "number", "text": caller}]},
+        {"verb": "dial", "attrs": {"action": completed_url, "method": "POST"},
+         "nouns": [{"noun": "conference", "text": conference_of(call_id)?, "attrs": {
+             "beep": "false", "startConferenceOnEnter": true, "endConferenceOnExit": true, "waitUrl": "",
+             "participantLabel": "rep", "statusCallback": conference_url(call_id)?,
+             "statusCallbackMethod": "POST", "statusCallbackEvent": "start end join leave mute",
+             "record": "record-from-start", "recordingStatusCallback": format!("{recording_url}?callId={call_id}"),
+             "recordingStatusCallbackMethod": "POST"}}]},
     ])));
     let status = telephony
         .webhook(

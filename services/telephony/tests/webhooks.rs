@@ -73,15 +73,24 @@ async fn incoming_calls_greet_ring_the_owners_app_and_phone_and_are_announced() 
         )),
         "{xml}"
     );
-    assert!(xml.contains("timeout=\"30\""), "{xml}");
-    assert!(
-        xml.contains(&format!("<Client>{}</Client>", org.rep.identity())),
-        "{xml}"
+    // The caller waits in the call's conference; the owner's app and phone are rung into it
+    // (issue 19), each for the number's ring timeout.
+    assert!(xml.contains("</Conference>"), "{xml}");
+    assert!(xml.contains("startConferenceOnEnter=\"false\""), "{xml}");
+    let rung: Vec<_> = telephony
+        .twilio
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/Participants.json"))
+        .collect();
+    let to: Vec<_> = rung.iter().filter_map(|r| r.param("To")).collect();
+    assert_eq!(
+        to,
+        vec![format!("client:{}", org.rep.identity()).as_str(), FORWARD]
     );
-    assert!(
-        xml.contains(&format!("<Number>{FORWARD}</Number>")),
-        "{xml}"
-    );
+    assert!(rung.iter().all(|r| r.param("Timeout") == Some("30")));
+    assert_eq!(rung[0].param("From"), Some(CALLER));
+    assert_eq!(rung[1].param("From"), Some(NUMBER));
 
     let page = telephony.get(&org.rep, "/api/calls").await?;
     let call = first_call(&page.body);
@@ -805,17 +814,18 @@ async fn calls_placed_from_the_app_dial_from_the_users_number() -> Result {
     for path in ["/webhook/voice/outbound", "/webhook/voice"] {
         let answer = telephony.webhook(path, &form).await?;
         assert_eq!(answer.status, 200, "{}", answer.text);
-        assert!(
-            answer.text.contains(&format!("callerId=\"{NUMBER}\"")),
-            "{}",
-            answer.text
-        );
-        assert!(
-            answer.text.contains(&format!("<Number>{CALLER}</Number>")),
-            "{}",
-            answer.text
-        );
+        assert!(answer.text.contains("</Conference>"), "{}", answer.text);
     }
+    // The customer is rung once (the second request is the same call), from the user's number.
+    let rung: Vec<_> = telephony
+        .twilio
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/Participants.json"))
+        .collect();
+    assert_eq!(rung.len(), 1);
+    assert_eq!(rung[0].param("From"), Some(NUMBER));
+    assert_eq!(rung[0].param("To"), Some(CALLER));
     let page = telephony.get(&org.rep, "/api/calls").await?;
     assert_eq!(page.body["total"], 1, "{}", page.text);
     assert_eq!(first_call(&page.body)["direction"], "OUTBOUND");

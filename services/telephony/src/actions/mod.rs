@@ -4,9 +4,11 @@
 
 pub mod access;
 pub mod calls;
+pub mod conference;
 pub mod events;
 pub mod numbers;
 pub mod quality;
 pub mod recordings;
 pub mod status;
+pub mod supervision;
 pub mod voice;

@@ -8,7 +8,7 @@ use sb_platform::ApiErrorExt as _;
 use uuid::Uuid;
 
 use crate::actions::calls::{insert_outbound, twilio_time, valid_call_sid};
-use crate::actions::{events, status};
+use crate::actions::{conference, events, status};
 use crate::domain::phone::{self, E164};
 use crate::domain::status::{CallStatus, DialStatus, Direction, RecordingKind, RecordingStatus};
 use crate::error::TelephonyError;
@@ -148,17 +148,27 @@ pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, Telep
         .greeting
         .clone()
         .unwrap_or_else(|| twiml::prompts(&number.language).connecting.to_owned());
-    let twiml = twiml::inbound(
+    let Some(call) = calls::find_by_sid(&mut conn, &sid).await? else {
+        return Err(TelephonyError::internal("the inbound call vanished after its insert"));
+    };
+    // Bridged through the call's conference so a supervisor can join (issue 19).
+    let bridged = conference::bridge_inbound(
+        state,
+        &mut conn,
+        &call,
+        &number,
         &speech_of(&number),
         &greeting,
-        &twiml::Ring {
-            client,
-            forward_to: number.forward_to.clone(),
-            timeout_seconds: u32::try_from(number.ring_timeout_seconds).unwrap_or(30),
-            action: state.public_url("/webhook/voice/completed"),
-        },
-    );
-    Ok(Answer::new(twiml, outcome))
+        client,
+    )
+    .await?;
+    match bridged {
+        Some(twiml) => Ok(Answer::new(twiml, outcome)),
+        None => {
+            calls::set_voicemail(&mut conn, call.id).await?;
+            Ok(Answer::new(voicemail_twiml(state, &number), outcome))
+        }
+    }
 }
 
 /// `POST /webhook/voice/completed`: the `<Dial>` ended. Nobody answered an inbound call: the
@@ -175,6 +185,9 @@ pub async fn dial_completed(state: &AppState, params: &Params) -> Result<Answer,
         tracing::warn!(call.sid = %sid, "Dial action for an unknown call");
         return Ok(Answer::new(twiml::hang_up(), "unknown_call"));
     };
+    // A call bridged through a conference is redirected here (no DialCallStatus) once its
+    // conference callbacks recorded that nobody answered.
+    let dial = dial.or_else(|| call.dial_status.as_deref().and_then(DialStatus::parse));
     let voicemail =
         call.direction == Direction::Inbound && dial.is_some_and(DialStatus::unanswered);
     state
@@ -231,18 +244,8 @@ pub async fn outbound(
     if call.status.is_final() {
         return Ok(Answer::new(twiml::hang_up(), "stale"));
     }
-    Ok(Answer::new(dial_twiml(state, &call), "applied"))
-}
-
-fn dial_twiml(state: &AppState, call: &Call) -> String {
-    twiml::outbound(&twiml::Outbound {
-        caller_id: call.from_number.clone(),
-        to: call.to_number.clone(),
-        action: state.public_url("/webhook/voice/completed"),
-        recording_callback: call
-            .record
-            .then(|| state.public_url("/webhook/voice/recording")),
-    })
+    let twiml = conference::bridge_outbound(state, &mut conn, &call).await?;
+    Ok(Answer::new(twiml, "applied"))
 }
 
 /// A call placed from the mobile app through the TwiML app: `From` is `client:u_…`, `To` the
@@ -260,7 +263,8 @@ async fn from_app(state: &AppState, params: &Params) -> Result<Answer, Telephony
     };
     let mut conn = state.conn().await?;
     if let Some(call) = calls::find_by_sid(&mut conn, &sid).await? {
-        return Ok(Answer::new(dial_twiml(state, &call), "duplicate"));
+        let twiml = conference::bridge_outbound(state, &mut conn, &call).await?;
+        return Ok(Answer::new(twiml, "duplicate"));
     }
     let wanted = params.get("CallerId").map(normalise);
     let owned = numbers::owned_by(&mut conn, user).await?;
@@ -300,7 +304,10 @@ async fn from_app(state: &AppState, params: &Params) -> Result<Answer, Telephony
     )
     .await;
     match inserted {
-        Ok(call) => Ok(Answer::new(dial_twiml(state, &call), "applied")),
+        Ok(call) => {
+            let twiml = conference::bridge_outbound(state, &mut conn, &call).await?;
+            Ok(Answer::new(twiml, "applied"))
+        }
         Err(TelephonyError::RateLimited { .. }) => {
             Ok(sorry(twiml::prompts("en").unavailable, "rate_limited"))
         }
@@ -377,8 +384,17 @@ pub fn valid_recording_sid(sid: &str) -> bool {
 /// `POST /webhook/voice/recording`: the `<Record>` action of a voicemail (no `RecordingStatus`),
 /// or a recording status callback (voicemail or dual-channel call recording). The voicemail is
 /// announced once, when it is first known complete.
-pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, TelephonyError> {
-    let sid = call_sid(params)?.to_owned();
+pub async fn recording(
+    state: &AppState,
+    params: &Params,
+    call_id: Option<Uuid>,
+) -> Result<Answer, TelephonyError> {
+    // A conference's recording callback names the conference, not a leg: the `callId` we put
+    // in its URL says which call it is.
+    let sid = match (params.get("CallSid"), call_id) {
+        (None, Some(_)) => None,
+        _ => Some(call_sid(params)?.to_owned()),
+    };
     let recording_sid = params
         .get("RecordingSid")
         .filter(|s| valid_recording_sid(s))
@@ -422,8 +438,13 @@ pub async fn recording(state: &AppState, params: &Params) -> Result<Answer, Tele
         .and_then(|c| c.parse::<i32>().ok())
         .filter(|c| matches!(c, 1 | 2));
     let mut conn = state.conn().await?;
-    let Some(call) = calls::find_by_sid(&mut conn, &sid).await? else {
-        tracing::warn!(call.sid = %sid, "recording of an unknown call");
+    let call = match (&sid, call_id) {
+        (Some(sid), _) => calls::find_by_sid(&mut conn, sid).await?,
+        (None, Some(id)) => calls::find(&mut conn, id).await?,
+        (None, None) => None,
+    };
+    let Some(call) = call else {
+        tracing::warn!(call.sid = ?sid, "recording of an unknown call");
         return Ok(Answer::new(answer, "unknown_call"));
     };
     let outbox = &state.outbox;

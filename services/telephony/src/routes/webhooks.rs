@@ -15,7 +15,8 @@ pub fn config(cfg: &mut ServiceConfig<'_>) {
         .service(outbound)
         .service(status)
         .service(recording)
-        .service(transcription);
+        .service(transcription)
+        .service(conference);
 }
 
 pub const TWIML_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
@@ -123,6 +124,7 @@ async fn status(
 
 /// `POST /webhook/voice/recording`
 #[utoipa::path(post, path = "/webhook/voice/recording", tag = "webhooks",
+    params(("callId" = Option<uuid::Uuid>, Query, description = "Set on the recording callbacks of a call's conference (they carry no CallSid)")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
         description = "The voicemail `<Record>` action (RecordingSid, RecordingUrl, RecordingDuration), or a recording status callback (RecordingStatus, RecordingSource, RecordingChannels)"),
     responses(
@@ -134,7 +136,7 @@ async fn recording(
     req: HttpRequest,
     webhook: TwilioRequest,
 ) -> Result<HttpResponse, TelephonyError> {
-    let result = voice::recording(&state, &webhook.params).await;
+    let result = voice::recording(&state, &webhook.params, webhook.call_id()).await;
     answer(&state, &req, result)
 }
 
@@ -153,5 +155,29 @@ async fn transcription(
     webhook: TwilioRequest,
 ) -> Result<HttpResponse, TelephonyError> {
     let result = crate::actions::recordings::transcribed(&state, &webhook.params).await;
+    answer(&state, &req, result)
+}
+
+/// `POST /webhook/voice/conference`
+#[utoipa::path(post, path = "/webhook/voice/conference", tag = "webhooks",
+    params(("callId" = Option<uuid::Uuid>, Query, description = "The call the conference bridges (its name `call_<id>` says it too)")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "A conference status callback (StatusCallbackEvent conference-start, conference-end, participant-join, participant-leave…; ConferenceSid, FriendlyName, CallSid, ParticipantLabel), or the call status callback of a leg the service added to the conference (CallSid, CallStatus, CallDuration)"),
+    responses(
+        (status = 200, content_type = "text/xml", description = "An empty document: applied (monotonically: a repeated or late callback changes nothing), stale, or about an unknown call"),
+        (status = 400, description = "No call named (callId or FriendlyName), or no valid ConferenceSid on a conference event", content_type = "application/problem+json"),
+        (status = 403, description = "Missing or bad signature: nothing is written", content_type = "application/problem+json")))]
+#[post("/webhook/voice/conference")]
+async fn conference(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    webhook: TwilioRequest,
+) -> Result<HttpResponse, TelephonyError> {
+    let result = crate::actions::conference::callback(&state, &webhook.params, webhook.call_id())
+        .await
+        .map(|outcome| Answer {
+            twiml: sb_twilio::twiml::empty(),
+            outcome,
+        });
     answer(&state, &req, result)
 }

@@ -2,6 +2,7 @@
 //! `QueryResult`; callers own the transaction.
 
 pub mod calls;
+pub mod conferences;
 pub mod followups;
 pub mod numbers;
 pub mod quality;

@@ -1,0 +1,3 @@
+DROP TABLE telephony_supervisions;
+DROP TABLE telephony_conference_participants;
+DROP TABLE telephony_conferences;

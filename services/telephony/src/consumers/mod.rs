@@ -1,0 +1,3 @@
+//! JetStream consumers of the telephony service.
+
+pub mod supervision;
