@@ -46,6 +46,43 @@ pub async fn incoming(
     Ok(())
 }
 
+/// `sb.telephony.call.status_changed` of `call`: it moved forward (`previous` is `None` for a
+/// new call).
+pub fn status_changed_event(
+    call: &Call,
+    previous: Option<CallStatus>,
+    at: DateTime<Utc>,
+) -> PhoneCallStatusChanged {
+    PhoneCallStatusChanged {
+        call_id: call.id.to_string(),
+        org_id: call.org_id.to_string(),
+        call_sid: call.call_sid.clone().unwrap_or_default(),
+        user_id: opt_id(call.user_id),
+        direction: call.direction.to_proto() as i32,
+        previous_status: previous.map_or(PhoneCallStatus::Unspecified, CallStatus::to_proto) as i32,
+        status: call.status.to_proto() as i32,
+        changed_at_unix_ms: at.timestamp_millis(),
+    }
+}
+
+/// `sb.telephony.call.completed` of `call`: it reached a terminal status.
+pub fn completed_event(call: &Call) -> PhoneCallCompleted {
+    PhoneCallCompleted {
+        call_id: call.id.to_string(),
+        org_id: call.org_id.to_string(),
+        call_sid: call.call_sid.clone().unwrap_or_default(),
+        user_id: opt_id(call.user_id),
+        direction: call.direction.to_proto() as i32,
+        status: call.status.to_proto() as i32,
+        duration_seconds: i64::from(call.duration_seconds.unwrap_or(0)),
+        started_at_unix_ms: ms(call.answered_at),
+        ended_at_unix_ms: ms(call.ended_at),
+        appointment_id: opt_id(call.appointment_id),
+        price: call.price.clone().unwrap_or_default(),
+        price_unit: call.price_unit.clone().unwrap_or_default(),
+    }
+}
+
 /// `sb.telephony.call.status_changed`: the call moved forward (`previous` is `None` for a new call).
 pub async fn status_changed(
     conn: &mut AsyncPgConnection,
@@ -55,48 +92,7 @@ pub async fn status_changed(
     at: DateTime<Utc>,
 ) -> Result<(), TelephonyError> {
     outbox
-        .enqueue(
-            conn,
-            &PhoneCallStatusChanged {
-                call_id: call.id.to_string(),
-                org_id: call.org_id.to_string(),
-                call_sid: call.call_sid.clone().unwrap_or_default(),
-                user_id: opt_id(call.user_id),
-                direction: call.direction.to_proto() as i32,
-                previous_status: previous.map_or(PhoneCallStatus::Unspecified, CallStatus::to_proto)
-                    as i32,
-                status: call.status.to_proto() as i32,
-                changed_at_unix_ms: at.timestamp_millis(),
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-/// `sb.telephony.call.completed`: the call reached a terminal status.
-pub async fn completed(
-    conn: &mut AsyncPgConnection,
-    outbox: &Outbox,
-    call: &Call,
-) -> Result<(), TelephonyError> {
-    outbox
-        .enqueue(
-            conn,
-            &PhoneCallCompleted {
-                call_id: call.id.to_string(),
-                org_id: call.org_id.to_string(),
-                call_sid: call.call_sid.clone().unwrap_or_default(),
-                user_id: opt_id(call.user_id),
-                direction: call.direction.to_proto() as i32,
-                status: call.status.to_proto() as i32,
-                duration_seconds: i64::from(call.duration_seconds.unwrap_or(0)),
-                started_at_unix_ms: ms(call.answered_at),
-                ended_at_unix_ms: ms(call.ended_at),
-                appointment_id: opt_id(call.appointment_id),
-                price: call.price.clone().unwrap_or_default(),
-                price_unit: call.price_unit.clone().unwrap_or_default(),
-            },
-        )
+        .enqueue(conn, &status_changed_event(call, previous, at))
         .await?;
     Ok(())
 }

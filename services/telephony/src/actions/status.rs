@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
+use sb_events::outbox::Pending;
 
 use crate::actions::events;
 use crate::domain::backoff;
@@ -59,38 +60,42 @@ pub async fn apply(
         sequence: report.sequence,
     };
     let advanced = status::advances(current, next);
-    let mut call = call.clone();
-    if let Some((price, unit)) = &report.price
-        && call.price.is_none()
-        && valid_price(price)
-    {
-        let unit = unit.as_deref().filter(|u| valid_price_unit(u));
-        calls::set_price(conn, call.id, price, unit).await?;
-        call = calls::lock(conn, call.id).await?;
-    }
+    // The price rides on the status update (the call is locked: no re-read needed).
+    let price = report
+        .price
+        .as_ref()
+        .filter(|(price, _)| call.price.is_none() && valid_price(price))
+        .map(|(price, unit)| (price.clone(), unit.clone().filter(|u| valid_price_unit(u))));
     let written = calls::write_status(
         conn,
-        &call,
+        call,
         &StatusWrite {
             status: advanced.then_some((next.status, next.sequence)),
             reported: report.status,
             at: report.at,
             duration_seconds: report.duration_seconds,
+            price,
         },
     )
     .await?;
     if advanced {
-        events::status_changed(
-            conn,
-            &state.outbox,
-            &written,
-            Some(current.status),
-            report.at,
-        )
-        .await?;
+        let changed = events::status_changed_event(&written, Some(current.status), report.at);
         if next.status.is_final() && !current.status.is_final() {
-            events::completed(conn, &state.outbox, &written).await?;
+            // Both events in one insert.
+            state
+                .outbox
+                .enqueue_many(
+                    conn,
+                    &[
+                        Pending::new(&changed),
+                        Pending::new(&events::completed_event(&written)),
+                    ],
+                    None,
+                )
+                .await?;
             schedule_followup(conn, state, &written).await?;
+        } else {
+            state.outbox.enqueue(conn, &changed).await?;
         }
     }
     Ok((written, advanced))
@@ -109,12 +114,15 @@ async fn schedule_followup(
     let first = chrono::Duration::from_std(backoff::delay(state.config.followup.first_delay, 0))
         .unwrap_or(chrono::Duration::MAX);
     let next = Utc::now() + first;
+    let mut kinds = Vec::with_capacity(2);
     if call.price.is_none() {
-        followups::schedule(conn, call.id, FollowupKind::Cost, next).await?;
+        kinds.push(FollowupKind::Cost);
     }
     if state.config.twilio.insights_enabled && call.call_sid.is_some() {
-        followups::schedule(conn, call.id, FollowupKind::Quality, next).await?;
+        kinds.push(FollowupKind::Quality);
     }
+    // Both in one insert.
+    followups::schedule_many(conn, call.id, &kinds, next).await?;
     Ok(())
 }
 

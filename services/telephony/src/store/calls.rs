@@ -151,6 +151,8 @@ pub struct StatusWrite {
     pub reported: CallStatus,
     pub at: DateTime<Utc>,
     pub duration_seconds: Option<i32>,
+    /// Twilio's price and unit, written when the call has none yet (the first price stays).
+    pub price: Option<(String, Option<String>)>,
 }
 
 pub async fn write_status(
@@ -184,8 +186,15 @@ pub async fn write_status(
         Some((status, sequence)) => (status, sequence),
         None => (call.status, call.status_sequence),
     };
+    // The caller holds the call's lock: what it read is what the row has.
+    let (price, price_unit) = match (&call.price, &write.price) {
+        (None, Some((price, unit))) => (Some(price.as_str()), unit.as_deref()),
+        _ => (call.price.as_deref(), call.price_unit.as_deref()),
+    };
     diesel::update(c::table.find(call.id))
         .set((
+            c::price.eq(price),
+            c::price_unit.eq(price_unit),
             c::status.eq(status),
             c::status_sequence.eq(sequence),
             c::initiated_at.eq(initiated),

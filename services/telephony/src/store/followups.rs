@@ -19,20 +19,30 @@ pub struct Followup {
     pub attempts: i32,
 }
 
-/// Schedules the first attempt of `kind` for `call` (kept if already scheduled).
-pub async fn schedule(
+/// Schedules the first attempt of `kinds` for `call` at `at`, in one insert (kept when already
+/// scheduled).
+pub async fn schedule_many(
     conn: &mut AsyncPgConnection,
     call: Uuid,
-    kind: FollowupKind,
+    kinds: &[FollowupKind],
     at: DateTime<Utc>,
 ) -> QueryResult<usize> {
+    if kinds.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<_> = kinds
+        .iter()
+        .map(|kind| {
+            (
+                f::call_id.eq(call),
+                f::kind.eq(*kind),
+                f::status.eq(FollowupStatus::Pending),
+                f::next_at.eq(at),
+            )
+        })
+        .collect();
     diesel::insert_into(f::table)
-        .values((
-            f::call_id.eq(call),
-            f::kind.eq(kind),
-            f::status.eq(FollowupStatus::Pending),
-            f::next_at.eq(at),
-        ))
+        .values(rows)
         .on_conflict_do_nothing()
         .cached()
         .execute(conn)
