@@ -445,10 +445,10 @@ impl FakeTwilio {
             let mut state = self.shared.state();
             let account = self.shared.account_sid.clone();
             for conference in state.conferences.values_mut() {
-                if let Some(leg) = conference.participants.remove(call_sid) {
-                    if let Some(url) = &leg.status_callback {
-                        posts.push((url.clone(), leg_status(&account, call_sid, status, None)));
-                    }
+                if let Some(leg) = conference.participants.remove(call_sid)
+                    && let Some(url) = &leg.status_callback
+                {
+                    posts.push((url.clone(), leg_status(&account, call_sid, status, None)));
                 }
             }
             if let Some(call) = state.calls.get_mut(call_sid) {
@@ -925,13 +925,13 @@ fn announce(
     participant: Option<&FakeParticipant>,
     posts: &mut Posts,
 ) {
-    if let Some(url) = &conference.status_callback {
-        if conference.events.iter().any(|e| e == wanted) {
-            posts.push((
-                url.clone(),
-                conference_params(account, conference, event, participant),
-            ));
-        }
+    if let Some(url) = &conference.status_callback
+        && conference.events.iter().any(|e| e == wanted)
+    {
+        posts.push((
+            url.clone(),
+            conference_params(account, conference, event, participant),
+        ));
     }
 }
 
@@ -1425,10 +1425,10 @@ async fn update_call(
         }
         if let Some(url) = param(&params, "Url") {
             state.redirects.push((sid.clone(), url.to_owned()));
-        } else if param(&params, "Status") == Some("completed") {
-            if let Some(call) = state.calls.get_mut(&sid) {
-                call.status = "completed".to_owned();
-            }
+        } else if param(&params, "Status") == Some("completed")
+            && let Some(call) = state.calls.get_mut(&sid)
+        {
+            call.status = "completed".to_owned();
         }
         let call = state.calls.get(&sid).cloned().unwrap_or(FakeCall {
             sid: sid.clone(),
