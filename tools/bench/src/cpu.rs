@@ -282,6 +282,8 @@ impl Probe {
     pub async fn fakes_started<T>(&self, start: impl std::future::Future<Output = T>) -> T {
         let before = own_threads();
         let value = start.await;
+        // actix starts a server's worker threads when its spawned future first runs.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let new: Vec<u32> = own_threads().difference(&before).copied().collect();
         if let Ok(mut fakes) = self.fakes.lock() {
             fakes.extend(new);
