@@ -118,6 +118,7 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
     for consumer in [
         consumers::calls::video_consumer(),
         consumers::calls::telephony_consumer(),
+        consumers::calls::supervision_consumer(),
     ] {
         let runner = ConsumerRunner::new(
             consumer,

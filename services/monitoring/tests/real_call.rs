@@ -711,3 +711,84 @@ async fn a_rep_in_a_meeting_is_on_a_call_and_supervised_in_the_meetings_room() -
     rep_joins_video_call(&monitoring, &director, &rep, meeting, &room).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_phone_supervision_telephony_could_not_set_up_stops_the_session() -> Result {
+    let monitoring = TestMonitoring::spawn().await?;
+    let org = Uuid::now_v7();
+    let rep = User::new(org, Role::Closer);
+    let ceo = User::new(org, Role::Ceo);
+    rep_known(&monitoring, &rep).await?;
+    let js = monitoring.nats.jetstream();
+    let ns = Namespace::prefixed(monitoring.nats.prefix());
+    let call = Uuid::now_v7();
+    sb_events::publish::publish(
+        &js,
+        &ns,
+        &PhoneCallStatusChanged {
+            call_id: call.to_string(),
+            org_id: org.to_string(),
+            call_sid: "CA0123456789abcdef0123456789abcdef".into(),
+            user_id: rep.id.to_string(),
+            direction: 0,
+            previous_status: 0,
+            status: PhoneCallStatus::InProgress as i32,
+            changed_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+        },
+    )
+    .await?;
+    wait_until(
+        Duration::from_secs(10),
+        "the rep on a phone call",
+        || async {
+            rep_view(&monitoring, &ceo, &rep)
+                .await
+                .is_ok_and(|v| v["onCall"]["kind"] == "phone")
+        },
+    )
+    .await?;
+    let (status, started) = monitoring
+        .post_json(&ceo, "/monitoring/sessions", json!({"repId": rep.id}))
+        .await?;
+    assert_eq!(status, 201, "{started}");
+    let id = started["session"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let failed = |org: Uuid| sb_events::proto::PhoneSupervisionFailed {
+        session_id: id.clone(),
+        org_id: org.to_string(),
+        call_id: call.to_string(),
+        supervisor_user_id: ceo.id.to_string(),
+        rep_user_id: rep.id.to_string(),
+        reason: "provider_rejected".into(),
+        twilio_code: 13_001,
+        stage: "started".into(),
+        failed_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    sb_events::publish::publish(&js, &ns, &failed(org)).await?;
+    wait_until(Duration::from_secs(10), "the session stopped", || async {
+        monitoring
+            .get_json(&ceo, &format!("/monitoring/sessions/{id}"))
+            .await
+            .is_ok_and(|(_, s)| s["status"] == "STOPPED")
+    })
+    .await?;
+    let (_, session) = monitoring
+        .get_json(&ceo, &format!("/monitoring/sessions/{id}"))
+        .await?;
+    assert_eq!(
+        session["stopReason"], "phone_provider_rejected",
+        "{session}"
+    );
+    let stopped: MonitoringSessionStopped =
+        published_for(&monitoring, &id, |e: &MonitoringSessionStopped| {
+            e.session_id.clone()
+        })
+        .await?;
+    assert_eq!(
+        stopped.target.unwrap_or_default().kind,
+        MonitoringTarget::PhoneCall as i32
+    );
+    Ok(())
+}

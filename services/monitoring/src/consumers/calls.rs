@@ -3,6 +3,8 @@
 //! consumer). Each event is a fact about one call; a rep is on a call while one has started and
 //! not ended, whatever order the facts arrive in. A video call's LiveKit room is kept so a
 //! session can join it; when the rep's call ends, the sessions inside it stop.
+//! `sb.telephony.supervision.failed` (durable `monitoring-supervision`): telephony could not
+//! bring a supervisor into a phone call's conference (or move them in it), so the session stops.
 
 use chrono::{DateTime, TimeZone, Utc};
 use diesel_async::AsyncPgConnection;
@@ -10,14 +12,14 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sb_events::consumer::{ConsumerConfig, Handler, HandlerError};
 use sb_events::proto::{
-    PhoneCallCompleted, PhoneCallStatus, PhoneCallStatusChanged, VideoParticipantJoined,
-    VideoParticipantLeft,
+    PhoneCallCompleted, PhoneCallStatus, PhoneCallStatusChanged, PhoneSupervisionFailed,
+    VideoParticipantJoined, VideoParticipantLeft,
 };
 use sb_events::{Domain, EventEnvelope};
 use uuid::Uuid;
 
 use crate::actions::{presence, sessions};
-use crate::domain::{PHONE_CALL, VIDEO_CALL};
+use crate::domain::{PHONE_CALL, TargetKind, VIDEO_CALL};
 use crate::state::AppState;
 use crate::store::reps;
 use crate::store::sessions as session_store;
@@ -38,6 +40,63 @@ pub fn telephony_consumer() -> ConsumerConfig {
         Domain::Telephony,
         "sb.telephony.call.>",
     )
+}
+
+pub fn supervision_consumer() -> ConsumerConfig {
+    ConsumerConfig::new(
+        crate::SERVICE,
+        "supervision",
+        Domain::Telephony,
+        "sb.telephony.supervision.>",
+    )
+}
+
+/// The stop reason of a session telephony could not serve (a known reason, or a generic one:
+/// the reason is stored and shown, so it is not taken as is from the event).
+fn failure_reason(reason: &str) -> &'static str {
+    match reason {
+        "call_not_live" => "phone_call_not_live",
+        "invalid_target" => "phone_invalid_target",
+        "provider_rejected" => "phone_provider_rejected",
+        _ => "phone_failed",
+    }
+}
+
+/// Stops the session telephony reports it could not serve (audited, announced); telephony
+/// removes whatever it had set up on the stopped event.
+async fn supervision_failed(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    event: &EventEnvelope,
+) -> Result<(), HandlerError> {
+    let e = event
+        .decode::<PhoneSupervisionFailed>()
+        .map_err(HandlerError::permanent)?;
+    let (Some(id), Some(org)) = (uuid(&e.session_id), uuid(&e.org_id)) else {
+        return Ok(());
+    };
+    let Some(session) = session_store::find(conn, id).await? else {
+        return Ok(());
+    };
+    // Another org's session is not telephony's to stop; a side room or video session neither.
+    if session.org_id != org || session.target != TargetKind::PhoneCall {
+        return Ok(());
+    }
+    let session = session_store::lock(conn, id).await?;
+    sessions::stop_in(
+        conn,
+        &state.outbox,
+        &session,
+        None,
+        failure_reason(&e.reason),
+        None,
+    )
+    .await
+    .map_err(HandlerError::retry)?;
+    presence::refresh(conn, &state.outbox, session.rep_id)
+        .await
+        .map_err(HandlerError::retry)?;
+    Ok(())
 }
 
 fn time(unix_ms: i64) -> Option<DateTime<Utc>> {
@@ -151,6 +210,9 @@ impl Handler for RepCalls {
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         async move {
+            if event.is::<PhoneSupervisionFailed>() {
+                return supervision_failed(conn, &self.state, event).await;
+            }
             let Some((rep, org, kind, call, started, ended, room)) = fact(event)? else {
                 return Ok(());
             };
