@@ -11,6 +11,8 @@ pub mod jobs;
 pub mod metrics;
 pub mod nats;
 pub mod pagination;
+#[cfg(feature = "phone")]
+pub mod phone;
 pub mod request;
 pub mod server;
 pub mod shutdown;

@@ -233,28 +233,7 @@ pub fn call_identity(rep: Uuid) -> String {
 /// The Voice SDK client of a supervisor's app, as telephony rings it: `client:u_<user id
 /// without dashes>` (docs/api/telephony.md).
 pub fn voice_client(user: Uuid) -> String {
-    format!("client:u_{}", user.simple())
-}
-
-/// A number Twilio rings to bring a supervisor into a phone call's conference: E.164, checked
-/// against libphonenumber's metadata with the rules of telephony's `E164` (a service cannot
-/// import another; the newtype belongs in a shared crate once telephony moves it there).
-pub fn supervisor_number(raw: &str) -> Result<String, String> {
-    let trimmed = raw.trim();
-    if !trimmed.starts_with('+') {
-        return Err(
-            "must be in international form, starting with + and the country code".to_owned(),
-        );
-    }
-    if trimmed.chars().count() > 32 {
-        return Err("is too long for a phone number".to_owned());
-    }
-    let number =
-        phonenumber::parse(None, trimmed).map_err(|e| format!("is not a phone number ({e})"))?;
-    if !phonenumber::is_valid(&number) {
-        return Err("is not a valid phone number for its country".to_owned());
-    }
-    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+    format!("client:{}", sb_platform::phone::client_identity(user))
 }
 
 /// Seed 002's session statuses.

@@ -14,6 +14,7 @@ use sb_events::proto::{
 };
 use sb_livekit::{ParticipantToken, Preset};
 use sb_platform::ApiErrorExt as _;
+use sb_platform::phone::E164;
 use sb_platform::{ApiError, Code, Problem};
 use uuid::Uuid;
 
@@ -293,7 +294,7 @@ async fn start_checked(
     let me = principal.user_id.as_uuid();
     let phone_address = match &request.phone {
         PhoneRoute::App => domain::voice_client(me),
-        PhoneRoute::Number(raw) => domain::supervisor_number(raw).map_err(|detail| {
+        PhoneRoute::Number(raw) => E164::parse(raw).map(E164::into_inner).map_err(|detail| {
             MonitoringError::from(ApiError::from(
                 Problem::new(Code::InvalidPhoneNumber)
                     .with_detail(format!("phone.number {detail}"))
