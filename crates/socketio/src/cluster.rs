@@ -37,13 +37,23 @@ struct Hello {
 }
 
 /// One broadcast as it travels between instances: the encoded packet and who gets it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Envelope {
     origin: String,
     nsp: String,
     rooms: Vec<String>,
     except: Vec<String>,
     packet: String,
+}
+
+/// [`Envelope`] as it is sent: borrowed from the broadcast, nothing copied to write it.
+#[derive(Debug, Serialize)]
+struct EnvelopeOut<'a> {
+    origin: &'a str,
+    nsp: &'a str,
+    rooms: &'a [&'a str],
+    except: &'a [&'a str],
+    packet: &'a str,
 }
 
 /// The publishing side; one task publishes in order so a peer sees signals in the order sent.
@@ -96,17 +106,17 @@ impl Cluster {
         &self,
         origin: &str,
         nsp: &str,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        packet: String,
+        rooms: &[&str],
+        except: &[&str],
+        packet: &str,
     ) {
         // alone in the cluster: nobody to tell (a newcomer says hello before it serves anyone)
         if !self.has_live_peer() {
             return;
         }
-        let envelope = Envelope {
-            origin: origin.to_owned(),
-            nsp: nsp.to_owned(),
+        let envelope = EnvelopeOut {
+            origin,
+            nsp,
             rooms,
             except,
             packet,
@@ -260,7 +270,7 @@ impl SocketIo {
                             &envelope.nsp,
                             &envelope.rooms,
                             &envelope.except,
-                            &envelope.packet,
+                            envelope.packet.into(),
                         );
                     }
                     Ok(_) => {}

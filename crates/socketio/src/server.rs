@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use bytestring::ByteString;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
@@ -142,8 +143,11 @@ pub trait Namespace: Send + Sync + 'static {
 /// One client's Engine.IO session, whichever transport carries it.
 pub(crate) struct Session {
     sid: String,
-    tx: mpsc::Sender<String>,
-    pub(crate) rx: Arc<tokio::sync::Mutex<mpsc::Receiver<String>>>,
+    /// Encoded Engine.IO packets: a broadcast's packet is encoded once and shared by its
+    /// recipients' queues (a `ByteString` clone is a reference count, and it is the type of
+    /// actix's websocket text frame, so it is not copied on the way there either).
+    tx: mpsc::Sender<ByteString>,
+    pub(crate) rx: Arc<tokio::sync::Mutex<mpsc::Receiver<ByteString>>>,
     pub(crate) upgraded: AtomicBool,
     pub(crate) closed: CancellationToken,
     closing: AtomicBool,
@@ -194,7 +198,7 @@ struct Inner {
 pub type ClusterHandler = Arc<dyn Fn(&SocketIo, Value) -> Value + Send + Sync>;
 
 impl Rooms {
-    fn room(&self, nsp: &str, room: &str) -> Option<&HashSet<String>> {
+    fn room(&self, nsp: &str, room: &str) -> Option<&HashMap<String, Socket>> {
         self.members.get(nsp)?.get(room)
     }
 
@@ -213,8 +217,9 @@ impl Rooms {
 
 #[derive(Default)]
 struct Rooms {
-    /// namespace → room → socket ids (looked up by `&str`: no key is allocated to find a room)
-    members: HashMap<String, HashMap<String, HashSet<String>>>,
+    /// namespace → room → socket id → socket (looked up by `&str`: no key is allocated to find
+    /// a room; the members' sockets are at hand, not looked up again, while the lock is held)
+    members: HashMap<String, HashMap<String, HashMap<String, Socket>>>,
     /// socket id → socket, for this instance's sockets
     sockets: HashMap<String, Socket>,
 }
@@ -305,26 +310,22 @@ impl SocketIo {
 
     /// This instance's sockets in a room of a namespace.
     pub fn local_sockets(&self, nsp: &str, room: &str) -> Vec<Socket> {
-        let rooms = lock(&self.inner.rooms);
-        rooms
+        lock(&self.inner.rooms)
             .room(nsp, room)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| rooms.sockets.get(id).cloned())
-                    .collect()
-            })
+            .map(|members| members.values().cloned().collect())
             .unwrap_or_default()
     }
 
     /// Sends an event to the sockets of a namespace in any of `rooms` (all of its sockets when
     /// `rooms` is empty) except those in `except`, on every instance of the cluster.
     pub fn emit_to(&self, nsp: &str, rooms: &[&str], except: &[&str], event: &str, args: &[Value]) {
-        let text = packet::encode_event(nsp, event, args, None);
-        self.deliver_local(nsp, rooms, except, &text);
+        // exact-sized (a shrink in place): the packet moves into a lone recipient's frame without
+        // a second allocation, and a clone for more recipients shares it
+        let text = ByteString::from(packet::encode_event(nsp, event, args, None).into_boxed_str());
         if let Some(cluster) = self.inner.cluster.get() {
-            let owned = |list: &[&str]| list.iter().map(|r| (*r).to_owned()).collect();
-            cluster.publish(&self.inner.uid, nsp, owned(rooms), owned(except), text);
+            cluster.publish(&self.inner.uid, nsp, rooms, except, &text);
         }
+        self.deliver_local(nsp, rooms, except, text);
     }
 
     /// Emits to the sockets of `rooms` on this instance only. For a cluster question's answer
@@ -333,7 +334,7 @@ impl SocketIo {
     /// instance may handle after the question.
     pub fn emit_local(&self, nsp: &str, rooms: &[&str], event: &str, args: &[Value]) {
         let text = packet::encode_event(nsp, event, args, None);
-        self.deliver_local(nsp, rooms, &[], &text);
+        self.deliver_local(nsp, rooms, &[], text.into_boxed_str().into());
     }
 
     pub(crate) fn uid(&self) -> &str {
@@ -356,46 +357,54 @@ impl SocketIo {
         self.inner.cluster.set(cluster).is_ok()
     }
 
+    /// Queues one encoded packet for the sessions of `rooms` (of the namespace when empty). The
+    /// rooms' lock is held only to collect the recipients, not while their queues are written.
     pub(crate) fn deliver_local<S: AsRef<str>>(
         &self,
         nsp: &str,
         rooms: &[S],
         except: &[S],
-        text: &str,
+        text: ByteString,
     ) {
         let excluded = |id: &str| except.iter().any(|e| e.as_ref() == id);
         let targets: Vec<Arc<Session>> = {
             let state = lock(&self.inner.rooms);
             let mut sessions: Vec<Arc<Session>> = Vec::new();
-            let mut take = |id: &str| {
-                if excluded(id) {
-                    return;
+            if let [room] = rooms {
+                // a session has one socket per namespace: a room's members are distinct sessions
+                if let Some(members) = state.room(nsp, room.as_ref()) {
+                    sessions.reserve(members.len());
+                    for (id, socket) in members {
+                        if !excluded(id) {
+                            sessions.push(socket.inner.session.clone());
+                        }
+                    }
                 }
-                if let Some(socket) = state.sockets.get(id)
-                    && !sessions
-                        .iter()
-                        .any(|s| Arc::ptr_eq(s, &socket.inner.session))
-                {
-                    sessions.push(socket.inner.session.clone());
-                }
-            };
-            if rooms.is_empty() {
+            } else if rooms.is_empty() {
                 for (id, socket) in &state.sockets {
-                    if socket.namespace() == nsp {
-                        take(id);
+                    if socket.namespace() == nsp && !excluded(id) {
+                        sessions.push(socket.inner.session.clone());
                     }
                 }
             } else {
+                // a socket in several of the rooms gets the packet once
+                let mut seen: HashSet<*const Session> = HashSet::new();
                 for room in rooms {
-                    for id in state.room(nsp, room.as_ref()).into_iter().flatten() {
-                        take(id);
+                    for (id, socket) in state.room(nsp, room.as_ref()).into_iter().flatten() {
+                        if !excluded(id) && seen.insert(Arc::as_ptr(&socket.inner.session)) {
+                            sessions.push(socket.inner.session.clone());
+                        }
                     }
                 }
             }
             sessions
         };
-        for session in targets {
-            self.send(&session, text.to_owned());
+        // the last recipient takes the packet itself (a relay's one peer: no clone at all)
+        if let Some((last, others)) = targets.split_last() {
+            for session in others {
+                self.send(session, text.clone());
+            }
+            self.send(last, text);
         }
     }
 
@@ -411,7 +420,7 @@ impl SocketIo {
         namespace
             .entry(room.to_owned())
             .or_default()
-            .insert(socket.id().to_owned());
+            .insert(socket.id().to_owned(), socket.clone());
     }
 
     pub(crate) fn remove_from_room(&self, socket: &Socket, room: &str) {
@@ -419,8 +428,8 @@ impl SocketIo {
     }
 
     /// Queues an Engine.IO packet for a session; a client whose queue is full is dropped.
-    pub(crate) fn send(&self, session: &Arc<Session>, text: String) -> bool {
-        match session.tx.try_send(text) {
+    pub(crate) fn send(&self, session: &Arc<Session>, text: impl Into<ByteString>) -> bool {
+        match session.tx.try_send(text.into()) {
             Ok(()) => {
                 if let Some(metrics) = self.metrics() {
                     metrics.packets_out(1);
@@ -486,7 +495,7 @@ impl SocketIo {
         for session in &sessions {
             session.going_away.store(true, Ordering::SeqCst);
             // Engine.IO CLOSE: the client reports `transport close` and reconnects.
-            self.send(session, "1".to_owned());
+            self.send(session, ByteString::from_static("1"));
             self.close_session(session, DisconnectReason::ServerShuttingDown);
         }
         sessions.len()
@@ -756,7 +765,7 @@ async fn heartbeat(io: SocketIo, session: Arc<Session>) {
                 continue;
             }
         }
-        if !io.send(&session, "2".to_owned()) {
+        if !io.send(&session, ByteString::from_static("2")) {
             return;
         }
         tokio::select! {

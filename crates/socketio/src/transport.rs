@@ -13,6 +13,7 @@ use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use actix_ws::AggregatedMessage;
+use bytestring::ByteString;
 use futures_util::StreamExt;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio_util::codec::Encoder;
@@ -191,27 +192,36 @@ async fn poll(io: &SocketIo, session: &Arc<Session>, origin: Option<&str>) -> Ht
         biased;
         packet = rx.recv() => packet,
         () = session.closed.cancelled() => None,
-        () = tokio::time::sleep(wait) => Some("6".to_owned()),
+        () = tokio::time::sleep(wait) => Some(ByteString::from_static("6")),
     };
-    let mut packets: Vec<String> = Vec::new();
+    // the packets joined by the record separator, copied once into the body
+    let mut body = String::new();
+    let mut joined = 0;
+    let mut push = |body: &mut String, packet: &str| {
+        if joined > 0 {
+            body.push(SEPARATOR);
+        }
+        joined += 1;
+        body.push_str(packet);
+    };
+    // what the payload limit counts: the packets and a separator after the first
     let mut size = 0;
     if let Some(first) = first {
         size += first.len();
-        packets.push(first);
+        push(&mut body, &first);
     }
     while size < io.config().max_payload {
         match rx.try_recv() {
             Ok(packet) => {
                 size += packet.len() + 1;
-                packets.push(packet);
+                push(&mut body, &packet);
             }
             Err(_) => break,
         }
     }
     if session.closed.is_cancelled() {
-        packets.push("1".to_owned());
+        push(&mut body, "1");
     }
-    let body = packets.join(&SEPARATOR.to_string());
     text(with_cors(HttpResponse::Ok(), origin), body)
 }
 
@@ -326,7 +336,7 @@ enum Out {
     /// A frame to send before the session's packets (OPEN, probe, pong, close).
     Frame(Message),
     /// The session's packet queue, once the transport owns it.
-    Attach(OwnedMutexGuard<mpsc::Receiver<String>>),
+    Attach(OwnedMutexGuard<mpsc::Receiver<ByteString>>),
 }
 
 /// The outbound side of a websocket, polled by actix as the response body: every packet queued
@@ -334,7 +344,7 @@ enum Out {
 /// channel between the session's queue and the socket.
 struct Outbound {
     session: Arc<Session>,
-    rx: Option<OwnedMutexGuard<mpsc::Receiver<String>>>,
+    rx: Option<OwnedMutexGuard<mpsc::Receiver<ByteString>>>,
     control: mpsc::UnboundedReceiver<Out>,
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
     codec: Codec,
@@ -378,8 +388,7 @@ impl futures_util::Stream for Outbound {
             while this.buf.len() < WRITE_BATCH {
                 match rx.poll_recv(cx) {
                     Poll::Ready(Some(packet)) => {
-                        this.codec
-                            .encode(Message::Text(packet.into()), &mut this.buf)?;
+                        this.codec.encode(Message::Text(packet), &mut this.buf)?;
                     }
                     Poll::Ready(None) | Poll::Pending => {
                         drained = true;
@@ -436,7 +445,7 @@ async fn upgrade(
         return;
     }
     // release the pending long-poll so the client can switch
-    io.send(&session, "6".to_owned());
+    io.send(&session, ByteString::from_static("6"));
     let done = tokio::time::timeout(timeout, stream.next()).await;
     if !matches!(done, Ok(Some(Ok(AggregatedMessage::Text(ref t)))) if &**t == "5") {
         let _ = control.send(Out::Frame(Message::Close(None)));
