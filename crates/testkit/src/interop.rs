@@ -117,7 +117,13 @@ pub async fn socketio_node(request: Value) -> crate::Result<Value> {
 /// Runs `interop/socketio/eventsource.mjs`: monitoring's live stream read by a real
 /// `EventSource` in headless Chromium (`/usr/bin/chromium`, or `CHROMIUM_PATH`).
 pub async fn eventsource_in_chromium(request: Value) -> crate::Result<Value> {
-    run(&SOCKETIO, "eventsource.mjs", request, Duration::from_secs(120)).await
+    run(
+        &SOCKETIO,
+        "eventsource.mjs",
+        request,
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 /// Runs `interop/socketio/e2e.mjs`: the signaling service's `/demo` page opened twice in

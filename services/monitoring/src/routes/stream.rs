@@ -93,7 +93,6 @@ fn client_json(value: Value) -> Value {
     Value::Object(out)
 }
 
-
 fn frame(event: &str, id: u64, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\nid: {id}\ndata: {data}\n\n"))
 }

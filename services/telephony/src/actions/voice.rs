@@ -149,7 +149,9 @@ pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, Telep
         .clone()
         .unwrap_or_else(|| twiml::prompts(&number.language).connecting.to_owned());
     let Some(call) = calls::find_by_sid(&mut conn, &sid).await? else {
-        return Err(TelephonyError::internal("the inbound call vanished after its insert"));
+        return Err(TelephonyError::internal(
+            "the inbound call vanished after its insert",
+        ));
     };
     // Bridged through the call's conference so a supervisor can join (issue 19).
     let bridged = conference::bridge_inbound(
