@@ -243,7 +243,7 @@ pub fn outbound(call: &Outbound) -> String {
 /// The conference events Twilio reports to the conference's `statusCallback`.
 pub const CONFERENCE_EVENTS: [&str; 5] = ["start", "end", "join", "leave", "mute"];
 
-/// One leg joining its call's per-call `<Conference>` (issue 19: a supervisor can then be added
+/// One leg joining its call's per-call `<Conference>` (a supervisor can then be added
 /// as a participant). The leg that starts the conference (`starts`) brings it up as it enters;
 /// the other waits in silence (`waitUrl=""`: no hold music, no beep) until it does. Either
 /// leaving ends it, so nobody stays alone in it.

@@ -87,7 +87,7 @@ pub async fn build(config: TelephonyConfig) -> anyhow::Result<Application> {
     ensure_streams(
         &js,
         &config.namespace,
-        // Monitoring's stream too: supervision sessions are consumed from it (issue 19).
+        // Monitoring's stream too: supervision sessions are consumed from it.
         &[Domain::Telephony, Domain::Monitoring],
         &config.streams,
     )

@@ -124,7 +124,7 @@ async fn initiate_rings_the_callers_app_then_dials_the_destination() -> Result {
     );
 
     // When the app answers, Twilio fetches the TwiML that brings the rep's leg into the call's
-    // conference, and the customer is rung into it (issue 19: a supervisor can join it).
+    // conference, and the customer is rung into it (a supervisor can join it).
     let twiml = telephony
         .webhook(
             &format!("/webhook/voice/outbound?callId={call_id}"),

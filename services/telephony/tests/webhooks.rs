@@ -74,7 +74,7 @@ async fn incoming_calls_greet_ring_the_owners_app_and_phone_and_are_announced() 
         "{xml}"
     );
     // The caller waits in the call's conference; the owner's app and phone are rung into it
-    // (issue 19), each for the number's ring timeout.
+    // each for the number's ring timeout.
     assert!(xml.contains("</Conference>"), "{xml}");
     assert!(xml.contains("startConferenceOnEnter=\"false\""), "{xml}");
     let rung: Vec<_> = telephony

@@ -1,4 +1,4 @@
--- The join transaction as issue 9 names it — call upsert + participant upsert + outbox insert, one
+-- The join transaction as the performance targets name it — call upsert + participant upsert + outbox insert, one
 -- commit — on the real tables: the floor any join could cost on this database, shown beside the
 -- service's own SQL (join.sql). It leaves out what the service does besides: the appointment and
 -- access check, the session row, the presence and status recomputation, the second event and the

@@ -1,5 +1,5 @@
 //! Calls bridged through a per-call Twilio `<Conference>` (`call_<call id>`) instead of a direct
-//! `<Dial>`, so a supervisor can be added as a participant (issue 19). The leg whose TwiML we
+//! `<Dial>`, so a supervisor can be added as a participant. The leg whose TwiML we
 //! serve joins with `<Dial><Conference>`; the other party is rung with the Participants API:
 //! the customer of an outbound call once the rep's device answered, the rep's app and/or
 //! forward number of an inbound call after the greeting. What `<Dial>` did by itself is done

@@ -1,4 +1,4 @@
-//! Supervision of a phone call (issue 19): the monitoring service owns the sessions and
+//! Supervision of a phone call: the monitoring service owns the sessions and
 //! announces them (`sb.monitoring.session.started|mode_changed|stopped` with a PHONE_CALL
 //! target); telephony brings the supervisor into the call's conference with the Participants
 //! API: listen (muted), coach (`Coaching` + `CallSidToCoach` = the rep's leg: only the rep hears

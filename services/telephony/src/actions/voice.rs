@@ -153,7 +153,7 @@ pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, Telep
             "the inbound call vanished after its insert",
         ));
     };
-    // Bridged through the call's conference so a supervisor can join (issue 19).
+    // Bridged through the call's conference so a supervisor can join.
     let bridged = conference::bridge_inbound(
         state,
         &mut conn,

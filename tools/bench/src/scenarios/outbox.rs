@@ -61,7 +61,7 @@ impl OutboxArgs {
 }
 
 const TARGET_RATE: &str = "≥ 80 % of raw publish rate";
-/// The relay's share of the raw publish rate it must reach (issue 22).
+/// The relay's share of the raw publish rate it must reach (a performance target).
 const RATE_SHARE: f64 = 80.0;
 const TARGET_P99: &str = "p99 < 50 ms at 1,000 events/s";
 
