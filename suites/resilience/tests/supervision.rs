@@ -192,9 +192,9 @@ async fn a_supervisor_listens_coaches_and_barges_in_a_reps_phone_call() -> Resul
     assert_eq!(status, 200, "{text}");
 
     // Monitoring learns from telephony's events that the rep is on a phone call.
-    let on_call = format!("/monitoring/reps?pageSize=100");
+    let on_call = "/monitoring/reps?pageSize=100";
     wait_until(WAIT, "the rep on a phone call in the roster", || async {
-        api.monitoring_get(&supervisor, &on_call)
+        api.monitoring_get(&supervisor, on_call)
             .await
             .is_ok_and(|(_, body)| {
                 body["items"].as_array().is_some_and(|reps| {
