@@ -308,6 +308,47 @@ async fn a_number_that_rings_nowhere_goes_straight_to_voicemail() -> Result {
 }
 
 #[tokio::test]
+async fn callers_still_reach_the_rep_by_a_direct_dial_when_twilio_cannot_ring_the_conference()
+-> Result {
+    let telephony = TestTelephony::spawn().await?;
+    let org = org(&telephony, json!({"forwardTo": FORWARD})).await?;
+    // Both legs (the app, the forward) are refused by Twilio's REST API.
+    telephony.twilio.fail_next_creates(500, 2);
+    let sid = call_sid();
+    let answer = telephony
+        .webhook("/webhook/voice", &inbound_form(&sid, CALLER, NUMBER))
+        .await?;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let xml = &answer.text;
+    assert!(!xml.contains("<Conference"), "{xml}");
+    assert!(
+        xml.contains(&format!("<Client>{}</Client>", org.rep.identity())),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!("<Number>{FORWARD}</Number>")),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!(
+            "action=\"{PUBLIC_BASE_URL}/webhook/voice/completed\""
+        )),
+        "{xml}"
+    );
+    // Nobody answering that <Dial> still ends in voicemail.
+    let answer = telephony
+        .webhook(
+            "/webhook/voice/completed",
+            &params(&[("CallSid", &sid), ("DialCallStatus", "no-answer")]),
+        )
+        .await?;
+    assert!(answer.text.contains("<Record"), "{}", answer.text);
+    let page = telephony.get(&org.rep, "/api/calls").await?;
+    assert_eq!(first_call(&page.body)["sid"], sid.as_str());
+    Ok(())
+}
+
+#[tokio::test]
 async fn dual_channel_recordings_of_outbound_calls_are_stored() -> Result {
     let telephony = TestTelephony::spawn().await?;
     let org = org(&telephony, json!({"recordCalls": true})).await?;

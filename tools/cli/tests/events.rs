@@ -28,7 +28,8 @@ async fn seed_publishes_appointments_the_projector_turns_into_rows() -> Result {
         String::from_utf8_lossy(&output.stderr)
     );
     let printed = String::from_utf8(output.stdout)?;
-    assert!(printed.contains("Published 20 CRM events"), "{printed}");
+    // The 17 users of the two sample organisations, then 20 appointment events.
+    assert!(printed.contains("Published 37 CRM events"), "{printed}");
     assert!(
         printed.contains("CLOSER") && printed.contains("0190a000-0000-7000-8000-000000000001"),
         "{printed}"
@@ -103,7 +104,7 @@ async fn seed_publishes_appointments_the_projector_turns_into_rows() -> Result {
 async fn events_tail_prints_decoded_events() -> Result {
     let nats = TestNats::new().await?;
     let mut child = Command::new(BIN)
-        .args(["events", "tail", "crm.>", "--count", "3"])
+        .args(["events", "tail", "crm.appointment.>", "--count", "3"])
         .env("EVENTS_NAMESPACE", nats.prefix())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

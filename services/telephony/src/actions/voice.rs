@@ -161,16 +161,27 @@ pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, Telep
         &number,
         &speech_of(&number),
         &greeting,
-        client,
+        client.clone(),
     )
     .await?;
-    match bridged {
-        Some(twiml) => Ok(Answer::new(twiml, outcome)),
-        None => {
-            calls::set_voicemail(&mut conn, call.id).await?;
-            Ok(Answer::new(voicemail_twiml(state, &number), outcome))
-        }
+    if let Some(twiml) = bridged {
+        return Ok(Answer::new(twiml, outcome));
     }
+    // Twilio's REST API could not ring anyone into the conference (unreachable, refusing, or no
+    // account at all in development): the caller still reaches the rep through a plain `<Dial>`,
+    // which cannot be supervised, rather than a voicemail nobody chose. Its action is the same
+    // `/webhook/voice/completed`, so nobody answering still ends in voicemail.
+    tracing::warn!(call.id = %call.id, "rings the rep with a direct <Dial>: this call cannot be supervised");
+    let ring = twiml::Ring {
+        client,
+        forward_to: number.forward_to.clone(),
+        timeout_seconds: u32::try_from(number.ring_timeout_seconds).unwrap_or(30),
+        action: state.public_url("/webhook/voice/completed"),
+    };
+    Ok(Answer::new(
+        twiml::inbound(&speech_of(&number), &greeting, &ring),
+        outcome,
+    ))
 }
 
 /// `POST /webhook/voice/completed`: the `<Dial>` ended. Nobody answered an inbound call: the
