@@ -27,6 +27,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::cpu;
 use crate::report::{Row, Verdict};
 use crate::stats::{Spread, number, percent_of};
 
@@ -73,8 +74,12 @@ pub async fn run(runs: usize) -> Vec<Row> {
 }
 
 const SOURCE: &str = "bench";
+/// `application_name` of the scenario's database connections.
+const OUTBOX_APP: &str = "sb-outbox";
 
 struct Bench {
+    /// CPU of this process (where the relay and the raw loop run), the database's backends, NATS.
+    probe: cpu::Probe,
     batch: usize,
     js: jetstream::Context,
     ns: Namespace,
@@ -84,10 +89,38 @@ struct Bench {
     outbox: Outbox,
 }
 
+/// CPU per event of one window, µs: this process, the database's backends, NATS.
+#[derive(Clone, Copy)]
+struct EventCpu {
+    process: f64,
+    backends: f64,
+    nats: f64,
+}
+
+impl EventCpu {
+    fn of(usage: &cpu::Usage, events: usize) -> Self {
+        let us = |seconds: f64| seconds * 1e6 / events.max(1) as f64;
+        Self {
+            // The harness's every thread: the relay and the raw loop run on its runtime.
+            process: us(usage.of(cpu::Part::LoadGenerator)
+                + usage.of(cpu::Part::Service)
+                + usage.of(cpu::Part::Fakes)),
+            backends: us(usage.of(cpu::Part::RelayBackends)),
+            nats: us(usage.of(cpu::Part::Nats)),
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.process + self.backends + self.nats
+    }
+}
+
 #[derive(Default)]
 struct Figures {
     raw_rate: Vec<f64>,
     outbox_rate: Vec<f64>,
+    raw_cpu: Vec<EventCpu>,
+    outbox_cpu: Vec<EventCpu>,
     end_to_end_rate: Vec<f64>,
     sql_limit_rate: Vec<f64>,
     raw_p50: Vec<f64>,
@@ -124,7 +157,9 @@ async fn outbox(args: OutboxArgs) -> anyhow::Result<Vec<Row>> {
     let mut url = url_of(&database)?;
     let name = format!("switchboard_bench_{}", std::process::id());
     url.set_path(&format!("/{name}"));
-    database.url = url.to_string().into();
+    // Named like a service's connections (`sb-…`, not `…/http`), so the CPU probe counts its
+    // backends as the relay's: during the drain only the relay uses the database.
+    database.url = cpu::with_application_name(url.as_str(), OUTBOX_APP).into();
     database.max_connections = args.producers + 4;
     sb_db::ensure_database_exists(&database).await?;
     sb_db::migrate::run_pending(&database).await?;
@@ -134,7 +169,9 @@ async fn outbox(args: OutboxArgs) -> anyhow::Result<Vec<Row>> {
     let js = jetstream::new(client);
     let ns = Namespace::prefixed(&format!("bench{}", std::process::id()));
     ensure_stream(&js, &ns, Domain::Video, &StreamSettings::default()).await?;
+    let probe = cpu::Probe::new(&cpu::with_application_name(url.as_str(), OUTBOX_APP)).await?;
     let bench = Bench {
+        probe,
         batch: args.batch,
         js,
         ns,
@@ -150,12 +187,12 @@ async fn outbox(args: OutboxArgs) -> anyhow::Result<Vec<Row>> {
     let mut figures = Figures::default();
     for run in 1..=args.runs {
         eprintln!("  outbox run {run}/{}…", args.runs);
-        figures
-            .raw_rate
-            .push(bench.raw_throughput(args.events).await?);
-        figures
-            .outbox_rate
-            .push(bench.relay_drain(args.events).await?);
+        let (rate, cpu) = bench.raw_throughput(args.events).await?;
+        figures.raw_rate.push(rate);
+        figures.raw_cpu.push(cpu);
+        let (rate, cpu) = bench.relay_drain(args.events).await?;
+        figures.outbox_rate.push(rate);
+        figures.outbox_cpu.push(cpu);
         figures.end_to_end_rate.push(
             bench
                 .outbox_throughput(args.events / 4, args.producers)
@@ -226,8 +263,9 @@ impl Bench {
         .with_ack_observer(observer))
     }
 
-    async fn raw_throughput(&self, events: usize) -> anyhow::Result<f64> {
+    async fn raw_throughput(&self, events: usize) -> anyhow::Result<(f64, EventCpu)> {
         let subject = self.ns.subject(&VideoCallStarted::SUBJECT.to_string());
+        let before = self.probe.snapshot(None).await?;
         let started = Instant::now();
         let mut in_flight = std::collections::VecDeque::with_capacity(self.batch);
         for n in 0..events {
@@ -247,7 +285,9 @@ impl Bench {
         for ack in in_flight {
             ack.await?;
         }
-        Ok(events as f64 / started.elapsed().as_secs_f64())
+        let rate = events as f64 / started.elapsed().as_secs_f64();
+        let usage = self.probe.snapshot(None).await?.since(&before);
+        Ok((rate, EventCpu::of(&usage, events)))
     }
 
     /// Commits `events` rows of `source`, one event per transaction, from `producers` connections.
@@ -288,7 +328,7 @@ impl Bench {
     }
 
     /// The relay alone: `events` rows already committed, drained to JetStream.
-    async fn relay_drain(&self, events: usize) -> anyhow::Result<f64> {
+    async fn relay_drain(&self, events: usize) -> anyhow::Result<(f64, EventCpu)> {
         // Fill in large transactions (not timed); the relay is not running yet.
         let mut conn = self.pool.get().await?;
         for chunk in 0..events.div_ceil(1000) {
@@ -304,12 +344,15 @@ impl Bench {
         drop(conn);
         let (tx, mut acks) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
+        let before = self.probe.snapshot(None).await?;
         let started = Instant::now();
         let relay = tokio::spawn(self.relay(tx)?.run(stop.clone()));
         let rate = ack_rate(&mut acks, events, started).await?;
+        // At the last ack; the last batch's mark may still be running (a few rows' worth).
+        let usage = self.probe.snapshot(None).await?.since(&before);
         stop.cancel();
         relay.await?;
-        Ok(rate)
+        Ok((rate, EventCpu::of(&usage, events)))
     }
 
     /// The same producer transactions with no relay: what Postgres allows for this SQL here.
@@ -536,7 +579,43 @@ fn rows(args: &OutboxArgs, f: &Figures) -> Vec<Row> {
     let end_to_end_ratio = percent_of(&f.end_to_end_rate, &f.sql_limit_rate);
     let render_ratio =
         |r: Option<Spread>| r.map_or("n/a".to_owned(), |r| format!("{} %", r.render(0)));
+    let totals = |v: &[EventCpu]| v.iter().map(EventCpu::total).collect::<Vec<_>>();
+    let median_of = |v: &[EventCpu], f: fn(&EventCpu) -> f64| {
+        Spread::of(&v.iter().map(f).collect::<Vec<_>>()).map_or(f64::NAN, |s| s.median)
+    };
+    let cpu_row = match (spread(&totals(&f.outbox_cpu)), spread(&totals(&f.raw_cpu))) {
+        (Some(relay), Some(raw)) => Row {
+            scenario: "4. outbox: CPU per event published, µs (relay draining committed rows; \
+                 /proc ticks of 10 ms over windows of a few tenths of a second)"
+                .to_owned(),
+            ours: format!(
+                "{}: relay's process {}, its Postgres backends {}, NATS {}",
+                relay.render(1),
+                number(median_of(&f.outbox_cpu, |c| c.process), 1),
+                number(median_of(&f.outbox_cpu, |c| c.backends), 1),
+                number(median_of(&f.outbox_cpu, |c| c.nats), 1),
+            ),
+            peer: format!(
+                "raw publish: {}: process {}, NATS {}",
+                raw.render(1),
+                number(median_of(&f.raw_cpu, |c| c.process), 1),
+                number(median_of(&f.raw_cpu, |c| c.nats), 1),
+            ),
+            // Per run, the relay's total over the raw loop's (both measured back to back).
+            ratio: format!(
+                "{} raw's",
+                cpu::times(Spread::of(&crate::stats::ratios(
+                    &totals(&f.outbox_cpu),
+                    &totals(&f.raw_cpu)
+                )))
+            ),
+            target: String::new(),
+            met: Verdict::NotApplicable,
+        },
+        _ => Row::failed("4. outbox CPU per event", "", "no run"),
+    };
     vec![
+        cpu_row,
         Row {
             scenario: "4. outbox publishing: events/s (relay draining committed rows)".to_owned(),
             ours: outbox_rate.render(0),
