@@ -137,7 +137,9 @@ pub async fn build(config: MonitoringConfig) -> anyhow::Result<Application> {
         pool.clone(),
         js.clone(),
         config.namespace.clone(),
-        consumers::users::Users,
+        consumers::users::Users {
+            state: state.clone(),
+        },
         event_metrics.clone(),
     );
     app.spawn_background("user-consumer", move |stop| runner.run(stop));

@@ -236,3 +236,63 @@ async fn a_rep_with_a_token_before_the_crm_event_keeps_working_and_gets_the_crm_
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_supervisor_deactivated_in_the_crm_stops_listening_at_once() -> Result {
+    let monitoring = TestMonitoring::spawn().await?;
+    let org = Uuid::now_v7();
+    let team = Uuid::now_v7();
+    let rep = User::new(org, Role::Closer).in_team(team);
+    let manager = User::new(org, Role::Manager).in_team(team);
+    let ceo = User::new(org, Role::Ceo);
+    let room = rep_online(&monitoring, &rep).await?;
+    let start = |who| {
+        monitoring.post_json(
+            who,
+            "/monitoring/sessions",
+            serde_json::json!({"repId": rep.id}),
+        )
+    };
+    let (status, started) = start(&manager).await?;
+    assert_eq!(status, 201, "{started}");
+    let id = started["session"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let identity = format!("sup_{}", manager.id);
+    monitoring.livekit.join(&room, &identity, "Manager");
+    // The CEO's session on the same rep is not the deactivated user's: it stays.
+    let (status, kept) = start(&ceo).await?;
+    assert_eq!(status, 201, "{kept}");
+
+    // Deactivated in the CRM while listening (their token is still valid for a while).
+    let mut gone = crm_user(manager.id, org, UserRole::Manager, &[team], "Max", 1);
+    gone.active = false;
+    publish(&monitoring, &UserDeactivated { user: Some(gone) }).await?;
+    let path = format!("/monitoring/sessions/{id}");
+    wait_until(Duration::from_secs(10), "the session to stop", || async {
+        monitoring
+            .get_json(&ceo, &path)
+            .await
+            .is_ok_and(|(_, s)| s["status"] == "STOPPED")
+    })
+    .await?;
+    let (_, session) = monitoring.get_json(&ceo, &path).await?;
+    assert_eq!(session["stopReason"], "user_deactivated", "{session}");
+    // Taken out of the rep's room, not only marked stopped.
+    assert!(
+        !monitoring
+            .livekit
+            .participants(&room)
+            .iter()
+            .any(|p| p.identity == identity),
+        "the deactivated supervisor is still in the room"
+    );
+    let kept_path = format!(
+        "/monitoring/sessions/{}",
+        kept["session"]["id"].as_str().unwrap_or_default()
+    );
+    let (_, kept) = monitoring.get_json(&ceo, &kept_path).await?;
+    assert_eq!(kept["status"], "ACTIVE", "{kept}");
+    Ok(())
+}

@@ -1,6 +1,8 @@
 //! The roster from the CRM: `crm.user.created|updated|deactivated` (durable `monitoring-users`)
 //! into `monitoring_reps`, keeping the highest version, so supervisors see every rep in their
-//! scope, offline ones too, with the CRM's name and teams.
+//! scope, offline ones too, with the CRM's name and teams. A user deactivated in the CRM stops
+//! every monitoring session they are in, as supervisor or as rep: someone who left the company
+//! must not keep listening to calls until their token expires.
 
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
@@ -10,7 +12,10 @@ use sb_events::proto::{User, UserCreated, UserDeactivated, UserRole, UserUpdated
 use sb_events::{Domain, EventEnvelope};
 use uuid::Uuid;
 
+use crate::actions::{presence, sessions};
+use crate::state::AppState;
 use crate::store::reps::{self, CrmUser};
+use crate::store::sessions as session_store;
 
 /// Longest display name kept (the CRM's field is free text).
 const MAX_NAME_CHARS: usize = 200;
@@ -21,7 +26,9 @@ pub fn users_consumer() -> ConsumerConfig {
     ConsumerConfig::new(crate::SERVICE, "users", Domain::Crm, "crm.user.>")
 }
 
-pub struct Users;
+pub struct Users {
+    pub state: AppState,
+}
 
 fn uuid(field: &str, value: &str) -> Result<Uuid, HandlerError> {
     Uuid::parse_str(value)
@@ -84,6 +91,30 @@ impl Handler for Users {
             let written = reps::apply_crm_user(conn, &row).await?;
             // No name here: personal data stays out of logs.
             tracing::debug!(user.id = %row.user_id, version = row.version, on_roster = row.on_roster, written, "projected CRM user");
+            if user.active || !written {
+                return Ok(());
+            }
+            let outbox = &self.state.outbox;
+            let mut stopped = Vec::new();
+            for session in session_store::open_involving(conn, row.user_id).await? {
+                if session.org_id != row.org_id {
+                    continue;
+                }
+                if sessions::stop_in(conn, outbox, &session, None, "user_deactivated", None)
+                    .await
+                    .map_err(HandlerError::retry)?
+                {
+                    presence::refresh(conn, outbox, session.rep_id)
+                        .await
+                        .map_err(HandlerError::retry)?;
+                    stopped.push(session);
+                }
+            }
+            // Best effort, like every stop: a supervisor left in a room is removed by the
+            // reconciliation job; a phone supervisor by telephony on the stopped event.
+            for session in &stopped {
+                sessions::disconnect(&self.state, session).await;
+            }
             Ok(())
         }
         .boxed()

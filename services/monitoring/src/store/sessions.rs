@@ -88,6 +88,24 @@ pub async fn open_of_rep(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryRes
         .await
 }
 
+/// Sessions not stopped yet in which `user_id` is the supervisor or the rep.
+pub async fn open_involving(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> QueryResult<Vec<Session>> {
+    monitoring_sessions::table
+        .filter(
+            monitoring_sessions::supervisor_id
+                .eq(user_id)
+                .or(monitoring_sessions::rep_id.eq(user_id)),
+        )
+        .filter(monitoring_sessions::status.ne(SessionStatus::Stopped))
+        .order(monitoring_sessions::started_at.asc())
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}
+
 /// Open sessions inside the call `call_id` of `rep_id` (stopped when the rep's call ends).
 pub async fn open_in_call(
     conn: &mut AsyncPgConnection,
