@@ -208,38 +208,6 @@ pub fn empty() -> String {
     VoiceResponse::new().to_xml()
 }
 
-/// The second half of click-to-call (and of calls placed from the app): once the rep's device
-/// answers, dial `to` showing `caller_id`; with `recording`, both parties are recorded on
-/// separate channels and Twilio reports the file to that URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outbound {
-    pub caller_id: String,
-    pub to: String,
-    /// Absolute URL of `/webhook/voice/completed`.
-    pub action: String,
-    /// Absolute URL of `/webhook/voice/recording`, when the call is recorded.
-    pub recording_callback: Option<String>,
-}
-
-pub fn outbound(call: &Outbound) -> String {
-    let mut attributes = DialAttributes {
-        action: Some(xml_text(&call.action)),
-        method: Some("POST".to_owned()),
-        caller_id: Some(xml_text(&call.caller_id)),
-        ..DialAttributes::default()
-    };
-    if let Some(callback) = &call.recording_callback {
-        attributes.record = Some("record-from-answer-dual".to_owned());
-        attributes.recording_status_callback = Some(xml_text(callback));
-        attributes.recording_status_callback_method = Some("POST".to_owned());
-    }
-    VoiceResponse::new()
-        .dial_with(
-            Dial::with_attributes(attributes).add_number(DialNumber::new(xml_text(&call.to))),
-        )
-        .to_xml()
-}
-
 /// The conference events Twilio reports to the conference's `statusCallback`.
 pub const CONFERENCE_EVENTS: [&str; 5] = ["start", "end", "join", "leave", "mute"];
 
@@ -329,12 +297,16 @@ mod tests {
     fn text_and_attributes_are_escaped() {
         let xml = say_and_hang_up(&speech(), "<Hangup/> & \"bye\"");
         assert!(xml.contains("&lt;Hangup/&gt; &amp;"), "{xml}");
-        let xml = outbound(&Outbound {
-            caller_id: "+33123456789".to_owned(),
-            to: "+33987654321".to_owned(),
-            action: "https://x.test/webhook/voice/completed?a=1&b=2".to_owned(),
-            recording_callback: None,
-        });
+        let xml = inbound(
+            &speech(),
+            "Hello",
+            &Ring {
+                client: None,
+                forward_to: Some("+33987654321".to_owned()),
+                timeout_seconds: 30,
+                action: "https://x.test/webhook/voice/completed?a=1&b=2".to_owned(),
+            },
+        );
         assert!(xml.contains("?a=1&amp;b=2"), "{xml}");
     }
 

@@ -12,7 +12,7 @@ use livekit_api::access_token::AccessToken;
 use sb_auth::{AuthConfig, GuestLinks, JwtVerifier};
 use sb_livekit::{LiveKitConfig, MAX_WEBHOOK_BYTES, WebhookError, WebhookVerifier};
 use sb_socketio::packet::{self, EnginePacket, Packet, PacketType};
-use sb_twilio::twiml::{self, Outbound, Ring, Speech};
+use sb_twilio::twiml::{self, Bridge, Ring, Speech};
 use sb_twilio::{Params, signature};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -362,25 +362,34 @@ pub fn twiml(data: &[u8]) {
             );
         }
     }
-    let outbound = twiml::outbound(&Outbound {
-        caller_id: number.to_owned(),
-        to: greeting.to_owned(),
-        action: "https://voice.example.test/webhook/voice/completed".to_owned(),
-        recording_callback: Some("https://voice.example.test/webhook/voice/recording".to_owned()),
-    });
-    let document = match roxmltree::Document::parse(&outbound) {
+    // Every call is bridged through its conference: the conference's name is read back as written.
+    let bridged = twiml::bridge(
+        None,
+        &Bridge {
+            name: greeting.to_owned(),
+            label: number.to_owned(),
+            starts: false,
+            action: "https://voice.example.test/webhook/voice/completed".to_owned(),
+            status_callback: "https://voice.example.test/webhook/voice/conference?callId=1&a=2"
+                .to_owned(),
+            recording_callback: Some(
+                "https://voice.example.test/webhook/voice/recording?callId=1".to_owned(),
+            ),
+        },
+    );
+    let document = match roxmltree::Document::parse(&bridged) {
         Ok(document) => document,
-        Err(error) => panic!("outbound TwiML is not well-formed XML ({error}): {outbound:?}"),
+        Err(error) => panic!("conference TwiML is not well-formed XML ({error}): {bridged:?}"),
     };
-    let dialled: Vec<String> = document
+    let conferences: Vec<String> = document
         .descendants()
-        .filter(|n| n.has_tag_name("Number"))
+        .filter(|n| n.has_tag_name("Conference"))
         .map(|n| n.text().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(
-        dialled,
+        conferences,
         vec![expected],
-        "the dialled number changed in {outbound:?}"
+        "the conference's name changed in {bridged:?}"
     );
 }
 

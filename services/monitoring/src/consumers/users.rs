@@ -96,19 +96,20 @@ impl Handler for Users {
             }
             let outbox = &self.state.outbox;
             let mut stopped = Vec::new();
-            for session in session_store::open_involving(conn, row.user_id).await? {
-                if session.org_id != row.org_id {
-                    continue;
-                }
+            for session in session_store::open_involving(conn, row.org_id, row.user_id).await? {
                 if sessions::stop_in(conn, outbox, &session, None, "user_deactivated", None)
                     .await
                     .map_err(HandlerError::retry)?
                 {
-                    presence::refresh(conn, outbox, session.rep_id)
-                        .await
-                        .map_err(HandlerError::retry)?;
                     stopped.push(session);
                 }
+            }
+            let reps: std::collections::BTreeSet<Uuid> =
+                stopped.iter().map(|s| s.rep_id).collect();
+            for rep in reps {
+                presence::refresh(conn, outbox, rep)
+                    .await
+                    .map_err(HandlerError::retry)?;
             }
             // Best effort, like every stop: a supervisor left in a room is removed by the
             // reconciliation job; a phone supervisor by telephony on the stopped event.

@@ -88,12 +88,14 @@ pub async fn open_of_rep(conn: &mut AsyncPgConnection, rep_id: Uuid) -> QueryRes
         .await
 }
 
-/// Sessions not stopped yet in which `user_id` is the supervisor or the rep.
+/// Sessions of `org_id` not stopped yet in which `user_id` is the supervisor or the rep.
 pub async fn open_involving(
     conn: &mut AsyncPgConnection,
+    org_id: Uuid,
     user_id: Uuid,
 ) -> QueryResult<Vec<Session>> {
     monitoring_sessions::table
+        .filter(monitoring_sessions::org_id.eq(org_id))
         .filter(
             monitoring_sessions::supervisor_id
                 .eq(user_id)

@@ -153,7 +153,7 @@ pub async fn initiate(
         from: number.e164.clone(),
         url: state.public_url(&format!("/webhook/voice/outbound?callId={}", call.id)),
         status_callback: state.public_url(&format!("/webhook/voice/status?callId={}", call.id)),
-        timeout_seconds: u32::try_from(number.ring_timeout_seconds).unwrap_or(30),
+        timeout_seconds: number.ring_timeout(),
     };
     match state
         .twilio_call("create_call", Resend::IfNotActedOn, || {

@@ -135,7 +135,7 @@ pub async fn bridge_inbound(
     let known = conf::participants(conn, call.id).await?;
     let mut ringing = known.iter().any(|p| p.role == conf::REP);
     if !ringing {
-        let timeout = u32::try_from(number.ring_timeout_seconds).unwrap_or(30);
+        let timeout = number.ring_timeout();
         let caller = phone::E164::parse(&call.from_number).ok();
         let mut legs = Vec::new();
         if let Some(identity) = client {

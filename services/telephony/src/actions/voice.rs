@@ -175,7 +175,7 @@ pub async fn incoming(state: &AppState, params: &Params) -> Result<Answer, Telep
     let ring = twiml::Ring {
         client,
         forward_to: number.forward_to.clone(),
-        timeout_seconds: u32::try_from(number.ring_timeout_seconds).unwrap_or(30),
+        timeout_seconds: number.ring_timeout(),
         action: state.public_url("/webhook/voice/completed"),
     };
     Ok(Answer::new(

@@ -27,6 +27,14 @@ pub struct PhoneNumber {
     pub updated_at: DateTime<Utc>,
 }
 
+impl PhoneNumber {
+    /// How long the rep's devices ring, for Twilio (the column is validated on write; 30 s
+    /// should it ever not fit).
+    pub fn ring_timeout(&self) -> u32 {
+        u32::try_from(self.ring_timeout_seconds).unwrap_or(30)
+    }
+}
+
 /// Everything an admin sets on a number (`PUT /api/numbers/{e164}` replaces it all).
 #[derive(Debug, Clone, Insertable, AsChangeset)]
 #[diesel(table_name = n, treat_none_as_null = true)]
