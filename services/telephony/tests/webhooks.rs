@@ -635,6 +635,83 @@ async fn a_late_ringing_never_overwrites_completed() -> Result {
     Ok(())
 }
 
+/// A callback reads its call without a lock and writes it in one statement only if the row did
+/// not change meanwhile. Here another writer (another replica's in-progress callback) changes
+/// the call between the two: the ringing callback's write waits for its lock, finds the row
+/// changed, and applies the report under the lock instead, where ringing no longer advances.
+#[tokio::test]
+async fn a_callback_racing_another_write_of_its_call_never_moves_it_back() -> Result {
+    use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = BigInt)]
+        waiting: i64,
+    }
+
+    let telephony = TestTelephony::spawn().await?;
+    let org = org(&telephony, json!({})).await?;
+    let (id, path, sid) = new_call(&telephony, &org, "answered").await?;
+    let steps = script("answered", &sid, chrono::Utc::now());
+    let call: Uuid = id.parse()?;
+
+    let mut other = telephony.db.conn().await?;
+    diesel::sql_query("BEGIN").execute(&mut other).await?;
+    diesel::sql_query(
+        "UPDATE telephony_calls SET status = 'IN_PROGRESS', status_sequence = 2, \
+         answered_at = now(), updated_at = now() WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(call)
+    .execute(&mut other)
+    .await?;
+    let mut watch = telephony.db.conn().await?;
+    let commit_once_the_callback_waits = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let blocked: Waiting = diesel::sql_query(
+                "SELECT count(*) AS waiting FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .get_result(&mut watch)
+            .await?;
+            if blocked.waiting > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the callback never waited for the call's row"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        diesel::sql_query("COMMIT").execute(&mut other).await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    let (answer, committed) = tokio::join!(
+        telephony.webhook(&path, &steps[1]),
+        commit_once_the_callback_waits
+    );
+    committed?;
+    assert_eq!(answer?.status, 200);
+
+    let state = telephony
+        .get(&org.rep, &format!("/api/calls/{id}"))
+        .await?
+        .body;
+    assert_eq!(state["status"], "IN_PROGRESS", "moved back: {state}");
+    assert!(state["ringingAt"].is_string(), "{state}");
+    let changes: Vec<PhoneCallStatusChanged> = telephony
+        .events_of("sb.telephony.call.status_changed")
+        .await?;
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.status != PhoneCallStatus::Ringing as i32),
+        "{changes:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn bad_or_missing_signatures_are_refused_and_nothing_is_written() -> Result {
     let telephony = TestTelephony::spawn().await?;

@@ -142,33 +142,25 @@ impl Outbox {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let traceparent = traceparent.filter(|tp| headers::is_valid_traceparent(tp));
-        let mut ids = Vec::with_capacity(events.len());
-        let mut rows = Vec::with_capacity(events.len());
-        for event in events {
-            let id = Uuid::now_v7();
-            let mut meta = BTreeMap::new();
-            meta.insert(headers::MSG_ID.to_owned(), id.to_string());
-            meta.insert(headers::EVENT_TYPE.to_owned(), event.event_type.to_owned());
-            meta.insert(headers::ORG_ID.to_owned(), event.org_id.clone());
-            let traceparent =
-                traceparent.map_or_else(|| headers::new_traceparent(id), str::to_owned);
-            meta.insert(headers::TRACEPARENT.to_owned(), traceparent);
-            let headers_json = serde_json::to_value(&meta).unwrap_or_default();
-            ids.push(id);
-            rows.push((
-                outbox::id.eq(id),
-                outbox::source.eq(self.source),
-                outbox::subject.eq(event.subject.as_str()),
-                outbox::payload.eq(event.payload.as_slice()),
-                outbox::headers.eq(headers_json),
-            ));
-        }
+        let staged = self.stage(events, traceparent);
+        let rows: Vec<_> = staged
+            .rows()
+            .map(|(id, subject, payload, headers)| {
+                (
+                    outbox::id.eq(id),
+                    outbox::source.eq(self.source),
+                    outbox::subject.eq(subject),
+                    outbox::payload.eq(payload),
+                    outbox::headers.eq(headers),
+                )
+            })
+            .collect();
         diesel::insert_into(outbox::table)
             .values(rows)
             .cached()
             .execute(conn)
             .await?;
+        let ids = staged.ids;
         let woken_after_commit = WAKES_AFTER_COMMIT
             .try_with(|scope| {
                 let ours = scope.source == self.source;
@@ -186,6 +178,69 @@ impl Outbox {
                 .await?;
         }
         Ok(ids)
+    }
+
+    /// `events` as outbox rows (ids, headers), for a statement that writes them itself beside the
+    /// state change they announce, as one statement without a transaction (see
+    /// [`StagedEvents`]). [`Outbox::enqueue_many`] writes the same rows.
+    pub fn stage(&self, events: &[Pending], traceparent: Option<&str>) -> StagedEvents {
+        let traceparent = traceparent.filter(|tp| headers::is_valid_traceparent(tp));
+        let mut staged = StagedEvents {
+            source: self.source,
+            ids: Vec::with_capacity(events.len()),
+            subjects: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            headers: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            let id = Uuid::now_v7();
+            let mut meta = BTreeMap::new();
+            meta.insert(headers::MSG_ID.to_owned(), id.to_string());
+            meta.insert(headers::EVENT_TYPE.to_owned(), event.event_type.to_owned());
+            meta.insert(headers::ORG_ID.to_owned(), event.org_id.clone());
+            let traceparent =
+                traceparent.map_or_else(|| headers::new_traceparent(id), str::to_owned);
+            meta.insert(headers::TRACEPARENT.to_owned(), traceparent);
+            staged.ids.push(id);
+            staged.subjects.push(event.subject.clone());
+            staged.payloads.push(event.payload.clone());
+            staged
+                .headers
+                .push(serde_json::to_value(&meta).unwrap_or_default());
+        }
+        staged
+    }
+}
+
+/// Outbox rows built by [`Outbox::stage`], column by column, for a statement that inserts them
+/// itself: `INSERT INTO outbox (id, source, subject, payload, headers) SELECT e.id, <source>,
+/// e.subject, e.payload, e.headers FROM unnest(<ids>::uuid[], <subjects>::text[],
+/// <payloads>::bytea[], <headers>::jsonb[]) AS e(id, subject, payload, headers)`, typically in a
+/// `WITH` beside the state change, so both commit as one statement. The statement's caller then
+/// wakes the relay ([`Outbox::wake_relay`]) once it has returned.
+#[derive(Debug, Clone, Default)]
+pub struct StagedEvents {
+    pub source: &'static str,
+    pub ids: Vec<Uuid>,
+    pub subjects: Vec<String>,
+    pub payloads: Vec<Vec<u8>>,
+    pub headers: Vec<serde_json::Value>,
+}
+
+impl StagedEvents {
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn rows(&self) -> impl Iterator<Item = (Uuid, &str, &[u8], &serde_json::Value)> {
+        self.ids
+            .iter()
+            .zip(&self.subjects)
+            .zip(&self.payloads)
+            .zip(&self.headers)
+            .map(|(((id, subject), payload), headers)| {
+                (*id, subject.as_str(), payload.as_slice(), headers)
+            })
     }
 }
 

@@ -12,7 +12,7 @@ use crate::domain::followup::FollowupKind;
 use crate::domain::status::{self, CallStatus, Report};
 use crate::error::TelephonyError;
 use crate::state::AppState;
-use crate::store::calls::{self, Call, StatusWrite};
+use crate::store::calls::{self, Call, RowVersion, StatusWrite};
 use crate::store::followups;
 
 /// One report of a call's status (a status callback, the create answer, a fetched resource).
@@ -43,6 +43,59 @@ pub fn valid_price_unit(unit: &str) -> bool {
     unit.len() == 3 && unit.chars().all(|c| c.is_ascii_uppercase())
 }
 
+/// What applying a report to a call writes: the call as it leaves it, whether its status moved,
+/// the events that announce the move and the follow-ups of a call that just ended.
+struct Plan {
+    next: Call,
+    advanced: bool,
+    events: Vec<Pending>,
+    followups: Vec<FollowupKind>,
+}
+
+fn plan(state: &AppState, call: &Call, report: &StatusReport) -> Plan {
+    let current = Report {
+        status: call.status,
+        sequence: call.status_sequence,
+    };
+    let reported = Report {
+        status: report.status,
+        sequence: report.sequence,
+    };
+    let advanced = status::advances(current, reported);
+    let price = report
+        .price
+        .as_ref()
+        .filter(|(price, _)| call.price.is_none() && valid_price(price))
+        .map(|(price, unit)| (price.clone(), unit.clone().filter(|u| valid_price_unit(u))));
+    let next = StatusWrite {
+        status: advanced.then_some((reported.status, reported.sequence)),
+        reported: report.status,
+        at: report.at,
+        duration_seconds: report.duration_seconds,
+        price,
+    }
+    .applied_to(call);
+    let mut events = Vec::new();
+    let mut followups = Vec::new();
+    if advanced {
+        events.push(Pending::new(&events::status_changed_event(
+            &next,
+            Some(current.status),
+            report.at,
+        )));
+        if reported.status.is_final() && !current.status.is_final() {
+            events.push(Pending::new(&events::completed_event(&next)));
+            followups = followups_of_ended(state, &next);
+        }
+    }
+    Plan {
+        next,
+        advanced,
+        events,
+        followups,
+    }
+}
+
 /// Applies `report` to `call`, which the caller has locked in its transaction. Returns the call
 /// as written and whether its status moved.
 pub async fn apply(
@@ -51,79 +104,69 @@ pub async fn apply(
     call: &Call,
     report: &StatusReport,
 ) -> Result<(Call, bool), TelephonyError> {
-    let current = Report {
-        status: call.status,
-        sequence: call.status_sequence,
-    };
-    let next = Report {
-        status: report.status,
-        sequence: report.sequence,
-    };
-    let advanced = status::advances(current, next);
-    // The price rides on the status update (the call is locked: no re-read needed).
-    let price = report
-        .price
-        .as_ref()
-        .filter(|(price, _)| call.price.is_none() && valid_price(price))
-        .map(|(price, unit)| (price.clone(), unit.clone().filter(|u| valid_price_unit(u))));
-    let written = calls::write_status(
+    let plan = plan(state, call, report);
+    let written = calls::write_status_columns(conn, &plan.next).await?;
+    // Both events in one insert.
+    state.outbox.enqueue_many(conn, &plan.events, None).await?;
+    followups::schedule_many(conn, written.id, &plan.followups, first_followup_at(state)).await?;
+    Ok((written, plan.advanced))
+}
+
+/// Applies `report` to `call` as read at `version`, without a lock or a transaction: the call,
+/// its events and follow-ups in one statement, written only if the row is still at `version`
+/// (see `calls::write_status_unless_changed`). `None` when it changed since: the caller applies
+/// the report under the call's lock instead. Else whether the status moved; a report that
+/// changes nothing writes nothing.
+pub async fn apply_unless_changed(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    call: &Call,
+    version: &RowVersion,
+    report: &StatusReport,
+) -> Result<Option<bool>, TelephonyError> {
+    let plan = plan(state, call, report);
+    if !calls::status_columns_differ(call, &plan.next) {
+        return Ok(Some(false));
+    }
+    let events = state.outbox.stage(&plan.events, None);
+    let written = calls::write_status_unless_changed(
         conn,
-        call,
-        &StatusWrite {
-            status: advanced.then_some((next.status, next.sequence)),
-            reported: report.status,
-            at: report.at,
-            duration_seconds: report.duration_seconds,
-            price,
-        },
+        version,
+        &plan.next,
+        &events,
+        &plan.followups,
+        first_followup_at(state),
     )
     .await?;
-    if advanced {
-        let changed = events::status_changed_event(&written, Some(current.status), report.at);
-        if next.status.is_final() && !current.status.is_final() {
-            // Both events in one insert.
-            state
-                .outbox
-                .enqueue_many(
-                    conn,
-                    &[
-                        Pending::new(&changed),
-                        Pending::new(&events::completed_event(&written)),
-                    ],
-                    None,
-                )
-                .await?;
-            schedule_followup(conn, state, &written).await?;
-        } else {
-            state.outbox.enqueue(conn, &changed).await?;
-        }
+    if !written {
+        return Ok(None);
     }
-    Ok((written, advanced))
+    if !events.is_empty() {
+        state.outbox.wake_relay();
+    }
+    Ok(Some(plan.advanced))
 }
 
 /// A call that just ended: its price (completed calls are charged) and its Voice Insights
 /// summary are asked for later, with backoff.
-async fn schedule_followup(
-    conn: &mut AsyncPgConnection,
-    state: &AppState,
-    call: &Call,
-) -> Result<(), TelephonyError> {
-    if call.status != CallStatus::Completed {
-        return Ok(());
-    }
-    let first = chrono::Duration::from_std(backoff::delay(state.config.followup.first_delay, 0))
-        .unwrap_or(chrono::Duration::MAX);
-    let next = Utc::now() + first;
+fn followups_of_ended(state: &AppState, call: &Call) -> Vec<FollowupKind> {
     let mut kinds = Vec::with_capacity(2);
+    if call.status != CallStatus::Completed {
+        return kinds;
+    }
     if call.price.is_none() {
         kinds.push(FollowupKind::Cost);
     }
     if state.config.twilio.insights_enabled && call.call_sid.is_some() {
         kinds.push(FollowupKind::Quality);
     }
-    // Both in one insert.
-    followups::schedule_many(conn, call.id, &kinds, next).await?;
-    Ok(())
+    kinds
+}
+
+fn first_followup_at(state: &AppState) -> DateTime<Utc> {
+    let first = chrono::Duration::from_std(backoff::delay(state.config.followup.first_delay, 0))
+        .unwrap_or(chrono::Duration::MAX);
+    Utc::now() + first
 }
 
 #[cfg(test)]

@@ -355,6 +355,20 @@ pub async fn status_callback(
             .map(|p| (p.to_owned(), params.get("PriceUnit").map(str::to_owned))),
     };
     let mut conn = state.conn().await?;
+    // The common case in two round trips, without a transaction: read the call, then write the
+    // report with its events as one statement that applies only if nothing changed the call
+    // meanwhile. A call whose CallSid is not stored yet, or that changed between the two, takes
+    // the locked path below.
+    let Some((call, version)) = find_versioned(&mut conn, call_id, &sid).await? else {
+        tracing::warn!(call.sid = %sid, "status callback for an unknown call");
+        return Ok("unknown_call");
+    };
+    if call.call_sid.is_some()
+        && let Some(advanced) =
+            status::apply_unless_changed(&mut conn, state, &call, &version, &report).await?
+    {
+        return Ok(if advanced { "applied" } else { "stale" });
+    }
     let outcome = state
         .outbox
         .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
@@ -373,6 +387,20 @@ pub async fn status_callback(
         tracing::warn!(call.sid = %sid, "status callback for an unknown call");
     }
     Ok(outcome)
+}
+
+/// The call a callback is about and its row's version, found as `lock_call` finds it, unlocked.
+async fn find_versioned(
+    conn: &mut AsyncPgConnection,
+    call_id: Option<Uuid>,
+    sid: &str,
+) -> Result<Option<(Call, calls::RowVersion)>, TelephonyError> {
+    if let Some(id) = call_id {
+        return Ok(calls::find_versioned(conn, id)
+            .await?
+            .filter(|(c, _)| c.call_sid.as_deref().is_none_or(|known| known == sid)));
+    }
+    Ok(calls::find_versioned_by_sid(conn, sid).await?)
 }
 
 /// The call a callback is about, found and locked in one read: by the `callId` we put in its URL

@@ -7,6 +7,9 @@ use sb_db::CacheBySql;
 use sb_db::schema::telephony_calls as c;
 use uuid::Uuid;
 
+use sb_events::outbox::StagedEvents;
+
+use crate::domain::followup::FollowupKind;
 use crate::domain::status::{CallStatus, Direction};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -155,59 +158,187 @@ pub struct StatusWrite {
     pub price: Option<(String, Option<String>)>,
 }
 
-pub async fn write_status(
-    conn: &mut AsyncPgConnection,
-    call: &Call,
-    write: &StatusWrite,
-) -> QueryResult<Call> {
-    let at = Some(write.at);
-    let (mut initiated, mut ringing, mut answered, mut ended) = (
+impl StatusWrite {
+    /// `call` as this write leaves it (`updated_at` aside).
+    pub fn applied_to(&self, call: &Call) -> Call {
+        let mut next = call.clone();
+        let at = Some(self.at);
+        // The terminal report that wins (see `status::advances`) brings the end time and
+        // duration, whatever terminal report was applied before it.
+        let terminal_wins = self.status.is_some() && self.reported.is_final();
+        match self.reported {
+            CallStatus::Queued => {}
+            CallStatus::Initiated => next.initiated_at = next.initiated_at.or(at),
+            CallStatus::Ringing => next.ringing_at = next.ringing_at.or(at),
+            CallStatus::InProgress => next.answered_at = next.answered_at.or(at),
+            _ if terminal_wins => {
+                next.ended_at = at;
+                next.duration_seconds = self.duration_seconds;
+            }
+            _ => {}
+        }
+        if let Some((status, sequence)) = self.status {
+            next.status = status;
+            next.status_sequence = sequence;
+        }
+        if let (None, Some((price, unit))) = (&call.price, &self.price) {
+            next.price = Some(price.clone());
+            next.price_unit = unit.clone();
+        }
+        next
+    }
+}
+
+/// Whether `next` differs from `call` in a column a status write sets.
+pub fn status_columns_differ(call: &Call, next: &Call) -> bool {
+    (
+        &call.price,
+        &call.price_unit,
+        call.status,
+        call.status_sequence,
         call.initiated_at,
         call.ringing_at,
         call.answered_at,
         call.ended_at,
-    );
-    // The terminal report that wins (see `status::advances`) brings the end time and duration,
-    // whatever terminal report was applied before it.
-    let terminal_wins = write.status.is_some() && write.reported.is_final();
-    let mut duration = call.duration_seconds;
-    match write.reported {
-        CallStatus::Queued => {}
-        CallStatus::Initiated => initiated = initiated.or(at),
-        CallStatus::Ringing => ringing = ringing.or(at),
-        CallStatus::InProgress => answered = answered.or(at),
-        _ if terminal_wins => {
-            ended = at;
-            duration = write.duration_seconds;
-        }
-        _ => {}
-    }
-    let (status, sequence) = match write.status {
-        Some((status, sequence)) => (status, sequence),
-        None => (call.status, call.status_sequence),
-    };
-    // The caller holds the call's lock: what it read is what the row has.
-    let (price, price_unit) = match (&call.price, &write.price) {
-        (None, Some((price, unit))) => (Some(price.as_str()), unit.as_deref()),
-        _ => (call.price.as_deref(), call.price_unit.as_deref()),
-    };
-    diesel::update(c::table.find(call.id))
+        call.duration_seconds,
+    ) != (
+        &next.price,
+        &next.price_unit,
+        next.status,
+        next.status_sequence,
+        next.initiated_at,
+        next.ringing_at,
+        next.answered_at,
+        next.ended_at,
+        next.duration_seconds,
+    )
+}
+
+/// Writes the status columns of `next` (see [`StatusWrite::applied_to`]) over its call, which the
+/// caller has locked in its transaction: what it read is what the row has.
+pub async fn write_status_columns(conn: &mut AsyncPgConnection, next: &Call) -> QueryResult<Call> {
+    diesel::update(c::table.find(next.id))
         .set((
-            c::price.eq(price),
-            c::price_unit.eq(price_unit),
-            c::status.eq(status),
-            c::status_sequence.eq(sequence),
-            c::initiated_at.eq(initiated),
-            c::ringing_at.eq(ringing),
-            c::answered_at.eq(answered),
-            c::ended_at.eq(ended),
-            c::duration_seconds.eq(duration),
+            c::price.eq(&next.price),
+            c::price_unit.eq(&next.price_unit),
+            c::status.eq(next.status),
+            c::status_sequence.eq(next.status_sequence),
+            c::initiated_at.eq(next.initiated_at),
+            c::ringing_at.eq(next.ringing_at),
+            c::answered_at.eq(next.answered_at),
+            c::ended_at.eq(next.ended_at),
+            c::duration_seconds.eq(next.duration_seconds),
             c::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Call::as_returning())
         .cached()
         .get_result(conn)
         .await
+}
+
+/// The version of a call's row as read: Postgres's `xmin`, the id of the transaction that wrote
+/// that row version. Every write of the row makes a new version with a new `xmin`; locking it
+/// does not. Compared by [`write_status_unless_changed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowVersion(String);
+
+/// The call `id` and its row's version, read without a lock.
+pub async fn find_versioned(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(Call, RowVersion)>> {
+    c::table
+        .find(id)
+        .select((
+            Call::as_select(),
+            diesel::dsl::sql::<diesel::sql_types::Text>("telephony_calls.xmin::text"),
+        ))
+        .limit(1)
+        .cached()
+        .get_result::<(Call, String)>(conn)
+        .await
+        .optional()
+        .map(|found| found.map(|(call, xmin)| (call, RowVersion(xmin))))
+}
+
+/// The call with Twilio's CallSid `sid` and its row's version, read without a lock.
+pub async fn find_versioned_by_sid(
+    conn: &mut AsyncPgConnection,
+    sid: &str,
+) -> QueryResult<Option<(Call, RowVersion)>> {
+    c::table
+        .filter(c::call_sid.eq(sid))
+        .select((
+            Call::as_select(),
+            diesel::dsl::sql::<diesel::sql_types::Text>("telephony_calls.xmin::text"),
+        ))
+        .limit(1)
+        .cached()
+        .get_result::<(Call, String)>(conn)
+        .await
+        .optional()
+        .map(|found| found.map(|(call, xmin)| (call, RowVersion(xmin))))
+}
+
+#[derive(QueryableByName)]
+struct Written {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    written: i64,
+}
+
+/// Writes the status columns of `next` over its call if the row is still at `version`, with
+/// `events` in the outbox and the `followups` scheduled at `followups_at`, as ONE statement:
+/// atomic without a transaction, one round trip. `false` (nothing written) when the call changed
+/// since it was read: the caller reads it again, or applies its report under the call's lock.
+pub async fn write_status_unless_changed(
+    conn: &mut AsyncPgConnection,
+    version: &RowVersion,
+    next: &Call,
+    events: &StagedEvents,
+    followups: &[FollowupKind],
+    followups_at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as U};
+    let followups: Vec<&str> = followups.iter().map(|kind| kind.as_str()).collect();
+    let written: Written = diesel::sql_query(
+        "WITH written AS ( \
+           UPDATE telephony_calls SET price = $3, price_unit = $4, status = $5, \
+             status_sequence = $6, initiated_at = $7, ringing_at = $8, answered_at = $9, \
+             ended_at = $10, duration_seconds = $11, updated_at = now() \
+           WHERE id = $1 AND xmin = $2::xid RETURNING id), \
+         events AS ( \
+           INSERT INTO outbox (id, source, subject, payload, headers) \
+           SELECT e.id, $12, e.subject, e.payload, e.headers \
+           FROM written, unnest($13::uuid[], $14::text[], $15::bytea[], $16::jsonb[]) \
+             AS e(id, subject, payload, headers)), \
+         followups AS ( \
+           INSERT INTO telephony_followups (call_id, kind, status, next_at) \
+           SELECT written.id, k.kind, 'PENDING', $18 FROM written, unnest($17::text[]) AS k(kind) \
+           ON CONFLICT DO NOTHING) \
+         SELECT count(*) AS written FROM written",
+    )
+    .bind::<U, _>(next.id)
+    .bind::<Text, _>(&version.0)
+    .bind::<Nullable<Text>, _>(&next.price)
+    .bind::<Nullable<Text>, _>(&next.price_unit)
+    .bind::<Text, _>(next.status)
+    .bind::<Nullable<Int4>, _>(next.status_sequence)
+    .bind::<Nullable<Timestamptz>, _>(next.initiated_at)
+    .bind::<Nullable<Timestamptz>, _>(next.ringing_at)
+    .bind::<Nullable<Timestamptz>, _>(next.answered_at)
+    .bind::<Nullable<Timestamptz>, _>(next.ended_at)
+    .bind::<Nullable<Int4>, _>(next.duration_seconds)
+    .bind::<Text, _>(events.source)
+    .bind::<Array<U>, _>(&events.ids)
+    .bind::<Array<Text>, _>(&events.subjects)
+    .bind::<Array<Bytea>, _>(&events.payloads)
+    .bind::<Array<Jsonb>, _>(&events.headers)
+    .bind::<Array<Text>, _>(&followups)
+    .bind::<Timestamptz, _>(followups_at)
+    .cached()
+    .get_result(conn)
+    .await?;
+    Ok(written.written == 1)
 }
 
 /// The `<Dial>` outcome (first report wins).
