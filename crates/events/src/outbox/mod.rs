@@ -264,8 +264,8 @@ impl Pending {
     }
 }
 
-/// Locks up to `limit` unpublished rows of `source` with ids above `after`, oldest first, skipping
-/// rows another relay holds. Call inside a transaction: the locks last until it ends.
+/// Up to `limit` unpublished rows of `source` with ids above `after`, oldest first. Locks no row:
+/// call inside a transaction that holds the source's batch lock (see the relay's module docs).
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     source: &str,
@@ -279,8 +279,6 @@ pub async fn claim(
         .filter(outbox::id.gt(after.unwrap_or(Uuid::nil())))
         .order(outbox::id.asc())
         .limit(limit)
-        .for_update()
-        .skip_locked()
         .select(OutboxRow::as_select())
         .load(conn)
         .await
