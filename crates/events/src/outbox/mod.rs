@@ -160,7 +160,14 @@ impl Outbox {
             .cached()
             .execute(conn)
             .await?;
-        let ids = staged.ids;
+        self.wake_after_commit(conn).await?;
+        Ok(staged.ids)
+    }
+
+    /// Once a statement of the caller's transaction has written [`StagedEvents`] itself: wakes
+    /// the relay after the commit, as [`Outbox::enqueue_many`] does (in memory inside
+    /// [`Outbox::wake_on_commit`], else by a transactional NOTIFY).
+    pub async fn wake_after_commit(&self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
         let woken_after_commit = WAKES_AFTER_COMMIT
             .try_with(|scope| {
                 let ours = scope.source == self.source;
@@ -177,7 +184,7 @@ impl Outbox {
                 .execute(conn)
                 .await?;
         }
-        Ok(ids)
+        Ok(())
     }
 
     /// `events` as outbox rows (ids, headers), for a statement that writes them itself beside the
@@ -213,11 +220,9 @@ impl Outbox {
 }
 
 /// Outbox rows built by [`Outbox::stage`], column by column, for a statement that inserts them
-/// itself: `INSERT INTO outbox (id, source, subject, payload, headers) SELECT e.id, <source>,
-/// e.subject, e.payload, e.headers FROM unnest(<ids>::uuid[], <subjects>::text[],
-/// <payloads>::bytea[], <headers>::jsonb[]) AS e(id, subject, payload, headers)`, typically in a
-/// `WITH` beside the state change, so both commit as one statement. The statement's caller then
-/// wakes the relay ([`Outbox::wake_relay`]) once it has returned.
+/// itself: [`StagedEvents::insert_sql`] in a `WITH` beside the state change, so both commit as
+/// one statement, its five parameters bound by [`StagedEvents::bind`]. The statement's caller
+/// then wakes the relay ([`Outbox::wake_relay`]) once it has returned.
 #[derive(Debug, Clone, Default)]
 pub struct StagedEvents {
     pub source: &'static str,
@@ -230,6 +235,39 @@ pub struct StagedEvents {
 impl StagedEvents {
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// The insert of staged rows, its parameters numbered from `$first` (source, ids, subjects,
+    /// payloads, headers), selected `FROM <from>` (`written` to insert them only when a `WITH`
+    /// named `written` returned a row; `(SELECT 1) AS always` otherwise).
+    pub fn insert_sql(first: usize, from: &str) -> String {
+        let [source, ids, subjects, payloads, headers] =
+            [0, 1, 2, 3, 4].map(|offset| first + offset);
+        format!(
+            "INSERT INTO outbox (id, source, subject, payload, headers) \
+             SELECT e.id, ${source}, e.subject, e.payload, e.headers FROM {from}, \
+             unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::bytea[], \
+             ${headers}::jsonb[]) AS e(id, subject, payload, headers)"
+        )
+    }
+
+    /// Binds the five parameters of [`StagedEvents::insert_sql`], in its order.
+    pub fn bind<'a>(
+        &'a self,
+        query: diesel::query_builder::BoxedSqlQuery<
+            'a,
+            diesel::pg::Pg,
+            diesel::query_builder::SqlQuery,
+        >,
+    ) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>
+    {
+        use diesel::sql_types::{Array, Bytea, Jsonb, Text, Uuid as SqlUuid};
+        query
+            .bind::<Text, _>(self.source)
+            .bind::<Array<SqlUuid>, _>(&self.ids)
+            .bind::<Array<Text>, _>(&self.subjects)
+            .bind::<Array<Bytea>, _>(&self.payloads)
+            .bind::<Array<Jsonb>, _>(&self.headers)
     }
 
     fn rows(&self) -> impl Iterator<Item = (Uuid, &str, &[u8], &serde_json::Value)> {

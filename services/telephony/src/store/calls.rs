@@ -298,46 +298,41 @@ pub async fn write_status_unless_changed(
     followups: &[FollowupKind],
     followups_at: DateTime<Utc>,
 ) -> QueryResult<bool> {
-    use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as U};
+    use diesel::sql_types::{Array, Int4, Nullable, Text, Timestamptz, Uuid as U};
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH written AS ( \
+               UPDATE telephony_calls SET price = $3, price_unit = $4, status = $5, \
+                 status_sequence = $6, initiated_at = $7, ringing_at = $8, answered_at = $9, \
+                 ended_at = $10, duration_seconds = $11, updated_at = now() \
+               WHERE id = $1 AND xmin = $2::xid RETURNING id), \
+             followups AS ( \
+               INSERT INTO telephony_followups (call_id, kind, status, next_at) \
+               SELECT written.id, k.kind, 'PENDING', $13 FROM written, \
+                 unnest($12::text[]) AS k(kind) \
+               ON CONFLICT DO NOTHING), \
+             events AS ({}) \
+             SELECT count(*) AS written FROM written",
+            StagedEvents::insert_sql(14, "written")
+        )
+    });
     let followups: Vec<&str> = followups.iter().map(|kind| kind.as_str()).collect();
-    let written: Written = diesel::sql_query(
-        "WITH written AS ( \
-           UPDATE telephony_calls SET price = $3, price_unit = $4, status = $5, \
-             status_sequence = $6, initiated_at = $7, ringing_at = $8, answered_at = $9, \
-             ended_at = $10, duration_seconds = $11, updated_at = now() \
-           WHERE id = $1 AND xmin = $2::xid RETURNING id), \
-         events AS ( \
-           INSERT INTO outbox (id, source, subject, payload, headers) \
-           SELECT e.id, $12, e.subject, e.payload, e.headers \
-           FROM written, unnest($13::uuid[], $14::text[], $15::bytea[], $16::jsonb[]) \
-             AS e(id, subject, payload, headers)), \
-         followups AS ( \
-           INSERT INTO telephony_followups (call_id, kind, status, next_at) \
-           SELECT written.id, k.kind, 'PENDING', $18 FROM written, unnest($17::text[]) AS k(kind) \
-           ON CONFLICT DO NOTHING) \
-         SELECT count(*) AS written FROM written",
-    )
-    .bind::<U, _>(next.id)
-    .bind::<Text, _>(&version.0)
-    .bind::<Nullable<Text>, _>(&next.price)
-    .bind::<Nullable<Text>, _>(&next.price_unit)
-    .bind::<Text, _>(next.status)
-    .bind::<Nullable<Int4>, _>(next.status_sequence)
-    .bind::<Nullable<Timestamptz>, _>(next.initiated_at)
-    .bind::<Nullable<Timestamptz>, _>(next.ringing_at)
-    .bind::<Nullable<Timestamptz>, _>(next.answered_at)
-    .bind::<Nullable<Timestamptz>, _>(next.ended_at)
-    .bind::<Nullable<Int4>, _>(next.duration_seconds)
-    .bind::<Text, _>(events.source)
-    .bind::<Array<U>, _>(&events.ids)
-    .bind::<Array<Text>, _>(&events.subjects)
-    .bind::<Array<Bytea>, _>(&events.payloads)
-    .bind::<Array<Jsonb>, _>(&events.headers)
-    .bind::<Array<Text>, _>(&followups)
-    .bind::<Timestamptz, _>(followups_at)
-    .cached()
-    .get_result(conn)
-    .await?;
+    let query = diesel::sql_query(SQL.as_str())
+        .into_boxed()
+        .bind::<U, _>(next.id)
+        .bind::<Text, _>(&version.0)
+        .bind::<Nullable<Text>, _>(&next.price)
+        .bind::<Nullable<Text>, _>(&next.price_unit)
+        .bind::<Text, _>(next.status)
+        .bind::<Nullable<Int4>, _>(next.status_sequence)
+        .bind::<Nullable<Timestamptz>, _>(next.initiated_at)
+        .bind::<Nullable<Timestamptz>, _>(next.ringing_at)
+        .bind::<Nullable<Timestamptz>, _>(next.answered_at)
+        .bind::<Nullable<Timestamptz>, _>(next.ended_at)
+        .bind::<Nullable<Int4>, _>(next.duration_seconds)
+        .bind::<Array<Text>, _>(&followups)
+        .bind::<Timestamptz, _>(followups_at);
+    let written: Written = events.bind(query).cached().get_result(conn).await?;
     Ok(written.written == 1)
 }
 

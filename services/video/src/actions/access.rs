@@ -29,8 +29,24 @@ pub async fn appointment(
     principal: &Principal,
     id: Uuid,
 ) -> Result<Appointment, VideoError> {
-    let appointment = find_appointment_any_org(conn, id)
-        .await?
+    allowed(principal, find_appointment_any_org(conn, id).await?)
+}
+
+/// The appointment, under the same rules as [`appointment`], and its call if it has one, in one
+/// read.
+pub async fn appointment_with_call(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<(Appointment, Option<Call>), VideoError> {
+    match calls::find_appointment_with_call(conn, id).await? {
+        Some((appointment, call)) => Ok((allowed(principal, Some(appointment))?, call)),
+        None => Err(VideoError::not_found("appointment")),
+    }
+}
+
+fn allowed(principal: &Principal, found: Option<Appointment>) -> Result<Appointment, VideoError> {
+    let appointment = found
         .filter(|a| principal.role == Role::Admin || a.org_id == principal.org_id.as_uuid())
         .ok_or(VideoError::not_found("appointment"))?;
     if !policy::can_access_appointment(principal, &access_of(&appointment)) {

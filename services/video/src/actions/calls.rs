@@ -45,7 +45,8 @@ pub async fn join(
     display_name: Option<DisplayName>,
 ) -> Result<Joined, VideoError> {
     let mut conn = state.conn().await?;
-    let appointment = access::appointment(&mut conn, principal, appointment_id).await?;
+    let (appointment, existing) =
+        access::appointment_with_call(&mut conn, principal, appointment_id).await?;
     if appointment.status == AppointmentStatus::Cancelled {
         return Err(VideoError::conflict(
             Code::AppointmentCancelled,
@@ -53,7 +54,6 @@ pub async fn join(
         ));
     }
     let window = lobby::window(state, &appointment)?;
-    let existing = calls::find_by_appointment(&mut conn, appointment.id).await?;
     if let Some(call) = existing.as_ref().filter(|call| !call.room_created) {
         ensure_room(state, &mut conn, call).await?;
     }
@@ -236,9 +236,9 @@ async fn insert_call(
 
 /// The first join of a call this transaction inserted (ONGOING since `now`): the participant is
 /// inserted present since `now`, its API session opened at `now`, and `participant_joined` and
-/// `call_started` are enqueued in one insert — what `ensure_participant`, the presence refresh
-/// and `settle` write for a call with no one else in it, without reading back or locking again
-/// what this transaction has just written (8 statements where the general path runs 15).
+/// `call_started` are enqueued, all in one statement — what `ensure_participant`, the presence
+/// refresh and `settle` write for a call with no one else in it, without reading back or locking
+/// again what this transaction has just written (6 statements where the general path runs 15).
 async fn first_join(
     conn: &mut AsyncPgConnection,
     outbox: &Outbox,
@@ -246,19 +246,31 @@ async fn first_join(
     participant: &NewParticipant<'_>,
     now: DateTime<Utc>,
 ) -> Result<(Call, Participant), VideoError> {
-    let participant = calls::insert_present_participant(conn, participant, now).await?;
+    // The participant as the statement writes it: the events announce what is inserted.
+    let present = Participant {
+        id: participant.id,
+        user_id: participant.user_id,
+        identity: participant.identity.to_owned(),
+        role: participant.role.to_owned(),
+        display_name: participant.display_name.to_owned(),
+        is_host: participant.is_host,
+        is_guest: participant.is_guest,
+        active: true,
+        joined_at: Some(now),
+        left_at: None,
+        total_seconds: 0,
+    };
+    let events = outbox.stage(
+        &[
+            Pending::new(&presence::joined(call, &present, present.joined_at)),
+            Pending::new(&presence::started(call, call.started_at)),
+        ],
+        None,
+    );
     let sid = format!("{}{}", calls::API_SESSION_PREFIX, Uuid::now_v7());
-    calls::record_session(conn, call.id, &sid, &participant.identity, Some(now), None).await?;
-    outbox
-        .enqueue_many(
-            conn,
-            &[
-                Pending::new(&presence::joined(call, &participant, participant.joined_at)),
-                Pending::new(&presence::started(call, call.started_at)),
-            ],
-            None,
-        )
-        .await?;
+    let participant =
+        calls::insert_first_participant(conn, participant, now, &sid, &events).await?;
+    outbox.wake_after_commit(conn).await?;
     Ok((call.clone(), participant))
 }
 

@@ -4,9 +4,11 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use sb_db::CacheBySql;
+use sb_db::models::Appointment;
 use sb_db::schema::{
     appointments, video_call_participants, video_calls, video_participant_sessions,
 };
+use sb_events::outbox::StagedEvents;
 use uuid::Uuid;
 
 use crate::domain::call::{CallStatus, RecordingStatus};
@@ -49,7 +51,7 @@ pub struct NewCall<'a> {
     pub room_created: bool,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = video_call_participants, check_for_backend(diesel::pg::Pg))]
 pub struct Participant {
     pub id: Uuid,
@@ -110,6 +112,21 @@ pub async fn insert_started_call_if_absent(
         .returning(Call::as_returning())
         .cached()
         .get_result(conn)
+        .await
+        .optional()
+}
+
+/// The appointment `id` whatever its org (callers check access) and its call if it has one, in
+/// one read.
+pub async fn find_appointment_with_call(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(Appointment, Option<Call>)>> {
+    appointments::table
+        .left_join(video_calls::table.on(video_calls::appointment_id.eq(appointments::id)))
+        .filter(appointments::id.eq(id))
+        .select((Appointment::as_select(), Option::<Call>::as_select()))
+        .first(conn)
         .await
         .optional()
 }
@@ -410,24 +427,48 @@ pub async fn ensure_participant(
         .await
 }
 
-/// Inserts the first participant of a call inserted in this transaction, present since
-/// `joined_at` (its API session opens at the same instant): what [`ensure_participant`] and a
-/// presence refresh would have written, in one statement.
-pub async fn insert_present_participant(
+/// The first join of a call, as one statement (one round trip) inside the caller's transaction:
+/// the participant inserted present since `joined_at` (what [`ensure_participant`] and a presence
+/// refresh would have written), its API session `sid` opened at the same instant, and `events` in
+/// the outbox.
+pub async fn insert_first_participant(
     conn: &mut AsyncPgConnection,
     participant: &NewParticipant<'_>,
     joined_at: DateTime<Utc>,
+    sid: &str,
+    events: &StagedEvents,
 ) -> QueryResult<Participant> {
-    diesel::insert_into(video_call_participants::table)
-        .values((
-            participant,
-            video_call_participants::active.eq(true),
-            video_call_participants::joined_at.eq(joined_at),
-        ))
-        .returning(Participant::as_returning())
-        .cached()
-        .get_result(conn)
-        .await
+    use diesel::sql_types::{Bool, Nullable, Text, Timestamptz, Uuid as U};
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH participant AS ( \
+               INSERT INTO video_call_participants (id, call_id, org_id, user_id, identity, role, \
+                 display_name, is_host, is_guest, active, joined_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10) \
+               RETURNING id, user_id, identity, role, display_name, is_host, is_guest, active, \
+                 joined_at, left_at, total_seconds), \
+             session AS ( \
+               INSERT INTO video_participant_sessions (call_id, sid, identity, joined_at) \
+               VALUES ($2, $11, $5, $10)), \
+             events AS ({}) \
+             SELECT * FROM participant",
+            StagedEvents::insert_sql(12, "(SELECT 1) AS always")
+        )
+    });
+    let query = diesel::sql_query(SQL.as_str())
+        .into_boxed()
+        .bind::<U, _>(participant.id)
+        .bind::<U, _>(participant.call_id)
+        .bind::<U, _>(participant.org_id)
+        .bind::<Nullable<U>, _>(participant.user_id)
+        .bind::<Text, _>(participant.identity)
+        .bind::<Text, _>(participant.role)
+        .bind::<Text, _>(participant.display_name)
+        .bind::<Bool, _>(participant.is_host)
+        .bind::<Bool, _>(participant.is_guest)
+        .bind::<Timestamptz, _>(joined_at)
+        .bind::<Text, _>(sid);
+    events.bind(query).cached().get_result(conn).await
 }
 
 /// Like [`ensure_participant`] for a report that carries no name: a new row takes
