@@ -1,6 +1,6 @@
 -- The SQL of one first join of an appointment call (`POST /calls/appointments/{id}/join`,
 -- services/video/src/actions/calls.rs `join` + `insert_call` + `first_join`),
--- statement for statement as the service runs it (6 statements; checked against
+-- statement for statement as the service runs it (5 statements; checked against
 -- `sb-bench join --log-sql` on 2026-12-06), for
 -- pgbench: the Postgres limit beside the service. One transaction, one commit. Variables: org,
 -- host (uuids), appointments (how many appointments sb-bench seeded). Differences, all in

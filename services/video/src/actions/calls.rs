@@ -238,7 +238,8 @@ async fn insert_call(
 /// inserted present since `now`, its API session opened at `now`, and `participant_joined` and
 /// `call_started` are enqueued, all in one statement — what `ensure_participant`, the presence
 /// refresh and `settle` write for a call with no one else in it, without reading back or locking
-/// again what this transaction has just written (6 statements where the general path runs 15).
+/// again what this transaction has just written (a first join runs 5 statements, BEGIN and
+/// COMMIT included, where the general path runs 15).
 async fn first_join(
     conn: &mut AsyncPgConnection,
     outbox: &Outbox,
