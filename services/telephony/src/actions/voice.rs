@@ -395,12 +395,9 @@ async fn find_versioned(
     call_id: Option<Uuid>,
     sid: &str,
 ) -> Result<Option<(Call, calls::RowVersion)>, TelephonyError> {
-    if let Some(id) = call_id {
-        return Ok(calls::find_versioned(conn, id)
-            .await?
-            .filter(|(c, _)| c.call_sid.as_deref().is_none_or(|known| known == sid)));
-    }
-    Ok(calls::find_versioned_by_sid(conn, sid).await?)
+    Ok(calls::find_versioned(conn, call_id, sid)
+        .await?
+        .filter(|(c, _)| c.call_sid.as_deref().is_none_or(|known| known == sid)))
 }
 
 /// The call a callback is about, found and locked in one read: by the `callId` we put in its URL

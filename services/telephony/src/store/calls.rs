@@ -242,36 +242,24 @@ pub async fn write_status_columns(conn: &mut AsyncPgConnection, next: &Call) -> 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowVersion(String);
 
-/// The call `id` and its row's version, read without a lock.
+/// The call `id`, or without one the call with Twilio's CallSid `sid`, and its row's version,
+/// read without a lock.
 pub async fn find_versioned(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> QueryResult<Option<(Call, RowVersion)>> {
-    c::table
-        .find(id)
-        .select((
-            Call::as_select(),
-            diesel::dsl::sql::<diesel::sql_types::Text>("telephony_calls.xmin::text"),
-        ))
-        .limit(1)
-        .cached()
-        .get_result::<(Call, String)>(conn)
-        .await
-        .optional()
-        .map(|found| found.map(|(call, xmin)| (call, RowVersion(xmin))))
-}
-
-/// The call with Twilio's CallSid `sid` and its row's version, read without a lock.
-pub async fn find_versioned_by_sid(
-    conn: &mut AsyncPgConnection,
+    id: Option<Uuid>,
     sid: &str,
 ) -> QueryResult<Option<(Call, RowVersion)>> {
-    c::table
-        .filter(c::call_sid.eq(sid))
+    let query = c::table
         .select((
             Call::as_select(),
             diesel::dsl::sql::<diesel::sql_types::Text>("telephony_calls.xmin::text"),
         ))
+        .into_boxed();
+    let query = match id {
+        Some(id) => query.filter(c::id.eq(id)),
+        None => query.filter(c::call_sid.eq(sid)),
+    };
+    query
         .limit(1)
         .cached()
         .get_result::<(Call, String)>(conn)
