@@ -11,6 +11,7 @@ pub struct TelephonyMetrics {
     twilio: IntCounterVec,
     followup: IntCounterVec,
     degraded: IntCounterVec,
+    status_writes: IntCounterVec,
     active_calls: IntGauge,
 }
 
@@ -44,6 +45,13 @@ impl TelephonyMetrics {
             ),
             &["source"],
         )?;
+        let status_writes = IntCounterVec::new(
+            Opts::new(
+                "sb_telephony_status_writes_total",
+                "Status callbacks applied, by path: one_statement (read, then one versioned write) or locked (the call changed between the two, or has no CallSid yet: applied under its lock)",
+            ),
+            &["path"],
+        )?;
         let active_calls = IntGauge::new(
             "sb_telephony_active_calls",
             "Calls not yet in a final status: the database's count, set by each follow-up pass (every replica reports the same number)",
@@ -53,17 +61,24 @@ impl TelephonyMetrics {
         registry.register(Box::new(twilio.clone()))?;
         registry.register(Box::new(followup.clone()))?;
         registry.register(Box::new(degraded.clone()))?;
+        registry.register(Box::new(status_writes.clone()))?;
         Ok(Self {
             webhooks,
             twilio,
             followup,
             degraded,
+            status_writes,
             active_calls,
         })
     }
 
     pub fn set_active_calls(&self, count: i64) {
         self.active_calls.set(count);
+    }
+
+    /// A status callback applied by `path` (`one_statement` or `locked`).
+    pub fn status_write(&self, path: &str) {
+        self.status_writes.with_label_values(&[path]).inc();
     }
 
     pub fn webhook(&self, webhook: &str, outcome: &str) {

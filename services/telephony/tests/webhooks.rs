@@ -709,6 +709,11 @@ async fn a_callback_racing_another_write_of_its_call_never_moves_it_back() -> Re
             .all(|c| c.status != PhoneCallStatus::Ringing as i32),
         "{changes:?}"
     );
+    let metrics = telephony.metrics().await?;
+    assert!(
+        metrics.contains("sb_telephony_status_writes_total{path=\"locked\"} 1"),
+        "the callback fell back to the locked path: {metrics}"
+    );
     Ok(())
 }
 

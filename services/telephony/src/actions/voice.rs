@@ -367,8 +367,10 @@ pub async fn status_callback(
         && let Some(advanced) =
             status::apply_unless_changed(&mut conn, state, &call, &version, &report).await?
     {
+        state.metrics.status_write("one_statement");
         return Ok(if advanced { "applied" } else { "stale" });
     }
+    state.metrics.status_write("locked");
     let outcome = state
         .outbox
         .wake_on_commit(conn.transaction::<_, TelephonyError, _>(async |conn| {
