@@ -88,11 +88,15 @@ async fn run(
     stdin.write_all(request.to_string().as_bytes()).await?;
     drop(stdin);
     let output = crate::within(limit, script, child.wait_with_output()).await??;
-    let answer: Value = serde_json::from_slice(&output.stdout)?;
-    if !output.status.success() {
-        return Err(format!("node failed: {answer}").into());
+    let answer = serde_json::from_slice::<Value>(&output.stdout);
+    match answer {
+        Ok(answer) if output.status.success() => Ok(answer),
+        Ok(answer) => Err(format!("node {script} failed: {answer}").into()),
+        // Died before answering (its stderr, inherited, says why).
+        Err(error) => {
+            Err(format!("node {script} ({}) gave no answer: {error}", output.status).into())
+        }
     }
-    Ok(answer)
 }
 
 /// Runs one operation of `interop/livekit/interop.mjs` (`verify-tokens`, `sign-webhook`,
