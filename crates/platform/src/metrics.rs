@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse};
+use actix_web::{Error, HttpMessage, HttpResponse};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -135,7 +135,9 @@ fn is_operational(route: &str) -> bool {
 
 /// Middleware: counts and times every request by route pattern and writes one access-log line
 /// (inside the request span, so it carries the request id). Server errors log their cause here,
-/// once.
+/// once. At debug, a `request started` line marks each request the service took, with its id:
+/// a request that never got one was turned away before it ran (a connection closed at shutdown),
+/// one that got it and no `request completed` was cut.
 pub async fn record(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -145,6 +147,14 @@ pub async fn record(
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
     let method = req.method().to_string();
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let request_id = req
+            .extensions()
+            .get::<crate::telemetry::RequestId>()
+            .map(|id| id.as_str().to_owned())
+            .unwrap_or_default();
+        tracing::debug!(%request_id, "request started");
+    }
     let started = Instant::now();
     let result = next.call(req).await;
     let elapsed = started.elapsed();

@@ -1,13 +1,15 @@
 //! Services as real processes (the crate's `service` binary), for the tests that signal, kill and
 //! restart them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 use crate::traffic::Endpoints;
 
@@ -17,6 +19,21 @@ pub struct ServiceProcess {
     pub name: &'static str,
     pub child: Child,
     pub address: String,
+    /// Ids of the requests the service took: its `request started` log lines.
+    started: Arc<Mutex<HashSet<String>>>,
+    /// Reads the service's stdout until it closes.
+    log: Option<JoinHandle<()>>,
+}
+
+/// The request id of a `request started` line of a service's JSON log.
+fn started_request(line: &str) -> Option<String> {
+    if !line.contains("request started") {
+        return None;
+    }
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    (event["message"] == "request started")
+        .then(|| event["request_id"].as_str().map(str::to_owned))
+        .flatten()
 }
 
 impl ServiceProcess {
@@ -30,7 +47,9 @@ impl ServiceProcess {
             .arg(name)
             .env_clear()
             .envs(env)
-            .env("RUST_LOG", "warn")
+            // Warnings, and each request as the service takes it (see `requests_started`).
+            .env("RUST_LOG", "warn,sb_platform::metrics=debug")
+            .env("LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -47,12 +66,36 @@ impl ServiceProcess {
         })
         .await??;
         // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let started = Arc::new(Mutex::new(HashSet::new()));
+        let log = tokio::spawn({
+            let started = started.clone();
+            async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(id) = started_request(&line) {
+                        started
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(id);
+                    }
+                }
+            }
+        });
         Ok(Self {
             name,
             child,
             address: format!("http://127.0.0.1:{port}"),
+            started,
+            log: Some(log),
         })
+    }
+
+    /// The ids (`X-Request-Id`) of the requests the service has taken so far; complete once
+    /// `wait` has returned. A request sent with an id that is not here never reached the service.
+    pub fn requests_started(&self) -> HashSet<String> {
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Every service of the stack, one process each.
@@ -85,7 +128,8 @@ impl ServiceProcess {
         Ok(())
     }
 
-    /// Waits for the process to exit and says whether it exited successfully.
+    /// Waits for the process to exit and its log to be read to the end; says whether it exited
+    /// successfully.
     pub async fn wait(&mut self) -> Result<bool, Error> {
         let status = sb_testkit::within(
             Duration::from_secs(30),
@@ -93,6 +137,9 @@ impl ServiceProcess {
             self.child.wait(),
         )
         .await??;
+        if let Some(log) = self.log.take() {
+            sb_testkit::within(Duration::from_secs(10), "the service's log to end", log).await??;
+        }
         Ok(status.success())
     }
 }

@@ -21,12 +21,45 @@ pub struct Sample {
     /// HTTP status; 0 when no answer came (connection refused, timeout).
     pub status: u16,
     pub elapsed: Duration,
-    /// The problem+json `code` of an error answer, when there is one.
+    /// The problem+json `code` of an error answer, or what the transport said when no answer
+    /// came.
     pub code: Option<String>,
     /// No answer because the server turned the request away before taking it: nothing was
     /// listening (connection refused), or a websocket was closed with 1001 (going away). What a
     /// server that is shutting down may do, unlike cutting a request it had taken.
     pub turned_away: bool,
+    /// The `X-Request-Id` the request was sent with (HTTP requests only): whether the server
+    /// took a request that got no answer is told by its `request started` log line.
+    pub request_id: Option<String>,
+    /// No answer within the client's timeout.
+    pub timed_out: bool,
+}
+
+impl Sample {
+    /// A sample for a step that failed before any request was sent.
+    fn not_sent(route: &'static str, error: impl std::fmt::Display) -> Self {
+        Self {
+            route,
+            status: 0,
+            elapsed: Duration::ZERO,
+            code: Some(error.to_string()),
+            turned_away: false,
+            request_id: None,
+            timed_out: false,
+        }
+    }
+}
+
+/// `error` and its causes, `: `-separated (reqwest's own message names only the URL).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// Base URLs of the four services.
@@ -125,6 +158,8 @@ impl Traffic {
         request: reqwest::RequestBuilder,
         user: Option<&TestUser>,
     ) -> (Sample, Value) {
+        let request_id = Uuid::new_v4().to_string();
+        let request = request.header("X-Request-Id", &request_id);
         let request = match user {
             Some(user) => request.bearer_auth(self.token(user)),
             None => request,
@@ -138,15 +173,25 @@ impl Traffic {
         }
         .await;
         let elapsed = started.elapsed();
-        let (status, body, turned_away) = match answer {
+        let (status, body, turned_away, timed_out) = match answer {
             Ok((status, text)) => (
                 status,
                 serde_json::from_str(&text).unwrap_or(Value::String(text)),
                 false,
+                false,
             ),
-            Err(error) => (0, Value::String(error.to_string()), error.is_connect()),
+            Err(error) => (
+                0,
+                Value::String(error_chain(&error)),
+                error.is_connect(),
+                error.is_timeout(),
+            ),
         };
-        let code = body["code"].as_str().map(str::to_owned);
+        // A problem's stable code, or for a transport error what the transport said.
+        let code = match &body {
+            Value::String(transport) if status == 0 => Some(transport.clone()),
+            body => body["code"].as_str().map(str::to_owned),
+        };
         (
             Sample {
                 route,
@@ -154,6 +199,8 @@ impl Traffic {
                 elapsed,
                 code,
                 turned_away,
+                request_id: Some(request_id),
+                timed_out,
             },
             body,
         )
@@ -218,15 +265,7 @@ impl Traffic {
         let raw = body.to_string();
         let signature = match self.livekit.sign_webhook(&raw) {
             Ok(signature) => signature,
-            Err(error) => {
-                return Sample {
-                    route,
-                    status: 0,
-                    elapsed: Duration::ZERO,
-                    code: Some(error.to_string()),
-                    turned_away: false,
-                };
-            }
+            Err(error) => return Sample::not_sent(route, error),
         };
         let request = self
             .client
@@ -414,13 +453,7 @@ impl Traffic {
         let appointment = match self.appointment(&host, Some(&guest)).await {
             Ok(id) => id,
             Err(error) => {
-                samples.push(Sample {
-                    route: "appointment insert",
-                    status: 0,
-                    elapsed: Duration::ZERO,
-                    code: Some(error.to_string()),
-                    turned_away: false,
-                });
+                samples.push(Sample::not_sent("appointment insert", error));
                 return samples;
             }
         };
@@ -464,6 +497,8 @@ impl Traffic {
             elapsed: started.elapsed(),
             code: exchanged.err().map(|e| e.to_string()),
             turned_away,
+            request_id: None,
+            timed_out: false,
         });
         samples
     }
@@ -503,15 +538,7 @@ impl Traffic {
         let host = TestUser::new(self.org, Role::Closer);
         let appointment = match self.appointment(&host, None).await {
             Ok(id) => id,
-            Err(error) => {
-                return vec![Sample {
-                    route: "appointment insert",
-                    status: 0,
-                    elapsed: Duration::ZERO,
-                    code: Some(error.to_string()),
-                    turned_away: false,
-                }];
-            }
+            Err(error) => return vec![Sample::not_sent("appointment insert", error)],
         };
         let (sample, call) = self.join(&host, appointment).await;
         let mut samples = vec![sample];
