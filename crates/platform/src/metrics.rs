@@ -143,9 +143,6 @@ pub async fn record(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let metrics = req.app_data::<actix_web::web::Data<Metrics>>().cloned();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
     let method = req.method().to_string();
     if tracing::enabled!(tracing::Level::DEBUG) {
         let request_id = req
@@ -158,6 +155,14 @@ pub async fn record(
     let started = Instant::now();
     let result = next.call(req).await;
     let elapsed = started.elapsed();
+    // Asked once the router has matched the request, the pattern is read off the matched
+    // resource; asked before, it would be matched against the route table a second time.
+    let route = match &result {
+        Ok(response) => response.request().match_pattern(),
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    tracing::Span::current().record("http.route", route.as_str());
     let (status, error) = match &result {
         Ok(response) => (response.status(), response.response().error()),
         Err(error) => (error.as_response_error().status_code(), Some(error)),
@@ -203,4 +208,95 @@ pub async fn metrics_endpoint(
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, HttpResponse, test, web};
+    use serde_json::Value;
+    use tracing_actix_web::TracingLogger;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::{Metrics, record};
+    use crate::telemetry::{RequestSpan, assign_request_id};
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Self;
+
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    /// The middlewares in the order the server stacks them, at debug, in production's JSON: a
+    /// request is logged as started with its id, then completed with its route pattern (recorded
+    /// after routing) and the same id; the metrics are labelled by the same pattern.
+    #[actix_web::test]
+    async fn each_request_is_logged_started_then_completed_with_its_route_and_id() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(captured.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let metrics = Metrics::new("test").expect("metrics");
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(metrics.clone()))
+                .route("/healthz", web::get().to(HttpResponse::Ok))
+                .route("/things/{id}", web::get().to(HttpResponse::Ok))
+                .wrap(from_fn(record))
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(from_fn(assign_request_id)),
+        )
+        .await;
+        let request = test::TestRequest::get()
+            .uri("/things/42")
+            .insert_header(("X-Request-Id", "req-42"))
+            .to_request();
+        assert!(
+            test::call_service(&app, request)
+                .await
+                .status()
+                .is_success()
+        );
+
+        let text = String::from_utf8(captured.0.lock().expect("log").clone()).expect("utf-8");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect();
+        let messages: Vec<_> = lines.iter().map(|l| l["message"].clone()).collect();
+        assert_eq!(messages, ["request started", "request completed"], "{text}");
+        assert_eq!(lines[0]["request_id"], "req-42", "{text}");
+        assert_eq!(lines[1]["span"]["request_id"], "req-42", "{text}");
+        assert_eq!(lines[1]["span"]["http.route"], "/things/{id}", "{text}");
+        let rendered = metrics.render().expect("render");
+        assert!(rendered.contains(r#"route="/things/{id}""#), "{rendered}");
+    }
 }

@@ -105,7 +105,8 @@ pub async fn assign_request_id(
 }
 
 /// Root span of every request: route pattern (not the raw path, which may carry ids or phone
-/// numbers), method and our request id.
+/// numbers), method and our request id. The route is recorded by `metrics::record` once the
+/// request has been routed: asked before, actix matches the path against the route table again.
 pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
@@ -115,13 +116,10 @@ impl RootSpanBuilder for RequestSpan {
             .get::<RequestId>()
             .map(|id| id.to_string())
             .unwrap_or_default();
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
         tracing::info_span!(
             "http_request",
             http.method = %request.method(),
-            http.route = %route,
+            http.route = tracing::field::Empty,
             request_id = %request_id,
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
