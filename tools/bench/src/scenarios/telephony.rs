@@ -167,6 +167,17 @@ struct Figures {
     cpu: Vec<cpu::PerOp>,
     node_cpu: Vec<cpu::PerOp>,
     pgbench_cpu: Vec<cpu::PerOp>,
+    /// Callbacks of each run written under the call's lock (the version check lost a race).
+    locked: Vec<f64>,
+}
+
+/// `sb_telephony_status_writes_total{path="locked"}` of the running service.
+async fn locked_writes(app: &TestApp) -> anyhow::Result<f64> {
+    let metrics = app.metrics().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("sb_telephony_status_writes_total{path=\"locked\"} "))
+        .map_or(Ok(0.0), str::parse)?)
 }
 
 pub async fn run(runs: usize, log_sql: bool) -> Vec<Row> {
@@ -347,12 +358,16 @@ async fn measure(runs: usize, log_sql: bool) -> anyhow::Result<Vec<Row>> {
         let calls = new_calls(&app, &rep_token, CALLS).await?;
         crate::drain_outbox(&db, sb_telephony::SERVICE).await?;
         crate::checkpoint(&db.config()).await?;
+        let locked_before = locked_writes(&app).await?;
         let before = probe.snapshot(None).await?;
         let ours = send(&app.address, Arc::new(callbacks(&twilio, &calls))).await?;
         crate::drain_outbox(&db, sb_telephony::SERVICE).await?;
         figures
             .cpu
             .push(probe.snapshot(None).await?.since(&before).per_op(ours.ok));
+        figures
+            .locked
+            .push(locked_writes(&app).await? - locked_before);
         figures.rate.push(ours.rate());
         figures.p50.push(ours.percentile_ms(0.50));
         figures.p99.push(ours.percentile_ms(0.99));
@@ -454,7 +469,12 @@ fn rows(f: &Figures) -> Vec<Row> {
         },
         Row {
             scenario: "2. Twilio status callbacks: whole-stack CPU per callback, µs".to_owned(),
-            ours: cpu::describe_ours(&f.cpu, "fake Twilio"),
+            ours: format!(
+                "{}; written under the call's lock: {} of {} callbacks",
+                cpu::describe_ours(&f.cpu, "fake Twilio"),
+                Spread::render_of(&f.locked, 0),
+                CALLS * TRANSITIONS.len()
+            ),
             peer: format!(
                 "Node: {} (its events stay in the outbox: nothing publishes them); pgbench, same SQL, best client count: {}",
                 cpu::describe_peer(&f.node_cpu, "node"),
