@@ -86,14 +86,30 @@ async fn twenty_concurrent_joins_make_one_call_and_one_room() -> Result {
         call_ids.insert(body["callId"].as_str().unwrap_or_default().to_owned());
     }
     assert_eq!(call_ids.len(), 1, "{call_ids:?}");
-    let creates = video
+    let call_id = call_ids.into_iter().next().unwrap_or_default();
+    // Each first join asks LiveKit for the room before one of them writes the call (CreateRoom is
+    // idempotent): one room, and whichever request created it named the call that was written.
+    let room = format!("org_{org}_apt_{}", appointment.id);
+    let creates: Vec<_> = video
         .livekit
         .calls()
-        .iter()
+        .into_iter()
         .filter(|c| c.method == "CreateRoom")
-        .count();
-    assert_eq!(creates, 1);
-    let call_id = call_ids.into_iter().next().unwrap_or_default();
+        .collect();
+    assert!(!creates.is_empty());
+    assert!(creates.iter().all(|c| c.room == room), "{creates:?}");
+    let rooms: Vec<_> = video
+        .livekit
+        .rooms()
+        .into_iter()
+        .filter(|r| r.name == room)
+        .collect();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(
+        rooms[0].metadata,
+        json!({ "callId": call_id }).to_string(),
+        "the room names the call that was written"
+    );
     let (status, call) = video
         .get_json(&closer, &format!("/calls/{call_id}"))
         .await?;

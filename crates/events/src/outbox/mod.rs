@@ -238,8 +238,8 @@ impl StagedEvents {
     }
 
     /// The insert of staged rows, its parameters numbered from `$first` (source, ids, subjects,
-    /// payloads, headers), selected `FROM <from>` (`written` to insert them only when a `WITH`
-    /// named `written` returned a row; `(SELECT 1) AS always` otherwise).
+    /// payloads, headers), selected `FROM <from>` (the name of a `WITH` query, such as
+    /// `written`, to insert them only when it returned a row; `(SELECT 1) AS always` otherwise).
     pub fn insert_sql(first: usize, from: &str) -> String {
         let [source, ids, subjects, payloads, headers] =
             [0, 1, 2, 3, 4].map(|offset| first + offset);

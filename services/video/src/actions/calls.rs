@@ -1,6 +1,6 @@
 //! Joining, starting and stopping appointment calls.
 
-use chrono::{DateTime, SubsecRound as _, Utc};
+use chrono::{SubsecRound as _, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sb_auth::Principal;
 use sb_db::models::{Appointment, AppointmentStatus};
@@ -13,7 +13,9 @@ use sb_platform::config::Environment;
 use uuid::Uuid;
 
 use crate::actions::{access, lobby, presence, recording};
-use crate::domain::call::{CallStatus, DisplayName, Identity, appointment_room, resumes};
+use crate::domain::call::{
+    CallStatus, DisplayName, Identity, Window, appointment_call_id, appointment_room, resumes,
+};
 use crate::error::VideoError;
 use crate::state::AppState;
 use crate::store::calls::{self, Call, NewCall, NewParticipant, Participant};
@@ -70,23 +72,77 @@ pub async fn join(
         })
         .unwrap_or_else(|| if is_host { "Host" } else { "Participant" }.to_owned());
     let role = principal.role.as_str();
+    let participant_in = |call: &Call| NewParticipant {
+        id: Uuid::now_v7(),
+        call_id: call.id,
+        org_id: call.org_id,
+        user_id: Some(principal.user_id.as_uuid()),
+        identity: &identity,
+        role,
+        display_name: &name,
+        is_host,
+        is_guest: false,
+    };
+    let (call, participant) = match existing {
+        Some(call) => join_existing(state, &mut conn, call, &window, &participant_in).await?,
+        None => match first_join(state, &mut conn, &appointment, &participant_in).await? {
+            Some(joined) => joined,
+            None => {
+                // Another first join inserted the call just before: join it as later joiners do.
+                let call = calls::find_by_appointment(&mut conn, appointment.id)
+                    .await?
+                    .ok_or(VideoError::not_found("call"))?;
+                join_existing(state, &mut conn, call, &window, &participant_in).await?
+            }
+        },
+    };
+    let preset = if is_host {
+        Preset::Host
+    } else {
+        Preset::Participant
+    };
+    let token = state
+        .tokens
+        .issue(
+            &call.room_name,
+            &participant.identity,
+            &participant.display_name,
+            preset,
+            None,
+            None,
+        )
+        .map_err(VideoError::internal)?;
+    Ok(Joined {
+        call,
+        appointment,
+        participant,
+        token,
+    })
+}
+
+/// A join of a call that exists (also when this join's first join lost the race to insert it),
+/// in one transaction: the call locked, resumed if it had ended within the appointment's window
+/// (its room created again), the participant ensured present with an API session, the presence
+/// announced.
+async fn join_existing<'a>(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    call: Call,
+    window: &Window,
+    participant_in: impl Fn(&Call) -> NewParticipant<'a> + Sync,
+) -> Result<(Call, Participant), VideoError> {
     let outbox = &state.outbox;
-    let (call, participant) = state
+    state
         .outbox
         .wake_on_commit(conn.transaction::<_, VideoError, _>(async |conn| {
             // Microseconds, as Postgres keeps them: the times the join writes and announces are
             // the ones it later reads back.
             let now = Utc::now().trunc_subsecs(6);
-            let (mut call, mut new_room) = match &existing {
-                Some(call) => (calls::lock(conn, call.id).await?, false),
-                None => insert_call(conn, &appointment, now).await?,
-            };
-            // The appointment's first join: this transaction inserted the call (ONGOING since
-            // now), so nobody else can have joined, opened a session or changed it yet.
-            let first = new_room;
+            let mut call = calls::lock(conn, call.id).await?;
+            let mut new_room = false;
             let status = call.status;
             if status.is_final() {
-                if !resumes(status, &window, now) {
+                if !resumes(status, window, now) {
                     return Err(VideoError::conflict(
                         Code::CallFinished,
                         format!("this call is {}", status.as_str()),
@@ -96,8 +152,8 @@ pub async fn join(
                 // LiveKit closed the empty room: open it again while this transaction goes on.
                 new_room = true;
             }
-            // A new call's room is created in LiveKit while this transaction writes the
-            // participant: the two round trips overlap, and the commit still waits for both.
+            // A new room is created in LiveKit while this transaction writes the participant:
+            // the two round trips overlap, and the commit still waits for both.
             let room = async {
                 if new_room {
                     Some(create_room(state, &call).await)
@@ -106,21 +162,8 @@ pub async fn join(
                 }
             };
             let joined = async {
-                let new_participant = NewParticipant {
-                    id: Uuid::now_v7(),
-                    call_id: call.id,
-                    org_id: call.org_id,
-                    user_id: Some(principal.user_id.as_uuid()),
-                    identity: &identity,
-                    role,
-                    display_name: &name,
-                    is_host,
-                    is_guest: false,
-                };
-                if first {
-                    return first_join(conn, outbox, &call, &new_participant, now).await;
-                }
-                let participant = calls::ensure_participant(conn, &new_participant).await?;
+                let participant = calls::ensure_participant(conn, &participant_in(&call)).await?;
+                let identity = participant.identity.clone();
                 if !calls::has_open_session(conn, call.id, &identity).await? {
                     let sid = format!("{}{}", calls::API_SESSION_PREFIX, Uuid::now_v7());
                     calls::record_session(conn, call.id, &sid, &identity, Some(Utc::now()), None)
@@ -149,38 +192,9 @@ pub async fn join(
             }
             Ok((call, participant))
         }))
-        .await?;
-    let preset = if is_host {
-        Preset::Host
-    } else {
-        Preset::Participant
-    };
-    let token = state
-        .tokens
-        .issue(
-            &call.room_name,
-            &participant.identity,
-            &participant.display_name,
-            preset,
-            None,
-            None,
-        )
-        .map_err(VideoError::internal)?;
-    Ok(Joined {
-        call,
-        appointment,
-        participant,
-        token,
-    })
+        .await
 }
 
-/// Inserts the appointment's call inside the join's transaction, as having its room: the join
-/// creates the room while the insert is uncommitted, and a LiveKit failure rolls the whole join
-/// back (503) — except in development, where LiveKit auto-creates rooms on join: there the call is
-/// kept without its room and the reconciliation job creates it later. Concurrent first joins wait
-/// on the unique index and then lock the winner's call, so twenty joins make one call and one
-/// room, and a first join costs one commit. Returns the call, locked, and whether this insert made
-/// it (its room is then to be created).
 /// Opens a new segment of a completed call and announces it (`sb.video.call.resumed`).
 async fn resume(
     conn: &mut AsyncPgConnection,
@@ -207,47 +221,44 @@ async fn resume(
     Ok(call)
 }
 
-async fn insert_call(
+/// The appointment's first join, while it has no call: the LiveKit room is created, then the
+/// call (ONGOING since now), the participant present since now, its API session,
+/// `participant_joined` and `call_started` are written as ONE statement, without a transaction
+/// (`calls::insert_first_join`: a first join costs two Postgres round trips, the read before
+/// included). Nothing is written when LiveKit fails (503), except in development, where LiveKit
+/// auto-creates rooms on join: the call is then written without its room and the reconciliation
+/// job creates it. `None` when another first join inserted the call first (the statement wrote
+/// nothing); the room it asked for is that call's room, named after the appointment. A room
+/// created for a statement that then failed stays empty, and LiveKit closes it after
+/// `EMPTY_ROOM_TIMEOUT_SECS`.
+async fn first_join<'a>(
+    state: &AppState,
     conn: &mut AsyncPgConnection,
     appointment: &Appointment,
-    now: DateTime<Utc>,
-) -> Result<(Call, bool), VideoError> {
+    participant_in: impl Fn(&Call) -> NewParticipant<'a> + Sync,
+) -> Result<Option<(Call, Participant)>, VideoError> {
+    // Microseconds, as Postgres keeps them: the times the join writes and announces are the
+    // ones it later reads back.
+    let now = Utc::now().trunc_subsecs(6);
     let room = appointment_room(appointment.org_id, appointment.id);
-    let inserted = calls::insert_started_call_if_absent(
-        conn,
-        &NewCall {
-            id: Uuid::now_v7(),
-            org_id: appointment.org_id,
-            appointment_id: appointment.id,
-            room_name: &room,
-            room_created: true,
-        },
-        now,
-    )
-    .await?;
-    if let Some(call) = inserted {
-        return Ok((call, true));
+    let mut new_call = NewCall {
+        id: appointment_call_id(appointment.id),
+        org_id: appointment.org_id,
+        appointment_id: appointment.id,
+        room_name: &room,
+        room_created: true,
+    };
+    match create_room(state, &Call::started(&new_call, now)).await {
+        Ok(()) => {}
+        Err(error) if state.config.environment == Environment::Development => {
+            tracing::warn!(call.id = %new_call.id, error = %error, "LiveKit room not created; continuing (development: the server auto-creates rooms, the reconciliation job retries)");
+            new_call.room_created = false;
+        }
+        Err(error) => return Err(error.into()),
     }
-    let winner = calls::find_by_appointment(conn, appointment.id)
-        .await?
-        .ok_or(VideoError::not_found("call"))?;
-    Ok((calls::lock(conn, winner.id).await?, false))
-}
-
-/// The first join of a call this transaction inserted (ONGOING since `now`): the participant is
-/// inserted present since `now`, its API session opened at `now`, and `participant_joined` and
-/// `call_started` are enqueued, all in one statement — what `ensure_participant`, the presence
-/// refresh and `settle` write for a call with no one else in it, without reading back or locking
-/// again what this transaction has just written (a first join runs 5 statements, BEGIN and
-/// COMMIT included, where the general path runs 15).
-async fn first_join(
-    conn: &mut AsyncPgConnection,
-    outbox: &Outbox,
-    call: &Call,
-    participant: &NewParticipant<'_>,
-    now: DateTime<Utc>,
-) -> Result<(Call, Participant), VideoError> {
-    // The participant as the statement writes it: the events announce what is inserted.
+    // The call and the participant as the statement writes them: the events announce them.
+    let call = Call::started(&new_call, now);
+    let participant = participant_in(&call);
     let present = Participant {
         id: participant.id,
         user_id: participant.user_id,
@@ -261,18 +272,28 @@ async fn first_join(
         left_at: None,
         total_seconds: 0,
     };
+    let outbox = &state.outbox;
     let events = outbox.stage(
         &[
-            Pending::new(&presence::joined(call, &present, present.joined_at)),
-            Pending::new(&presence::started(call, call.started_at)),
+            Pending::new(&presence::joined(&call, &present, present.joined_at)),
+            Pending::new(&presence::started(&call, call.started_at)),
         ],
         None,
     );
     let sid = format!("{}{}", calls::API_SESSION_PREFIX, Uuid::now_v7());
-    let participant =
-        calls::insert_first_participant(conn, participant, now, &sid, &events).await?;
-    outbox.wake_after_commit(conn).await?;
-    Ok((call.clone(), participant))
+    let written = outbox
+        .wake_on_commit(async {
+            let written =
+                calls::insert_first_join(conn, &new_call, &participant, now, &sid, &events).await?;
+            if written.is_some() {
+                // Inside `wake_on_commit`: the relay is woken in memory once the statement is
+                // done, no NOTIFY.
+                outbox.wake_after_commit(conn).await?;
+            }
+            Ok::<_, VideoError>(written)
+        })
+        .await?;
+    Ok(written.map(|participant| (call, participant)))
 }
 
 /// Asks LiveKit for the call's room (within `LIVEKIT_TIMEOUT`).

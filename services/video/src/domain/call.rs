@@ -256,6 +256,17 @@ pub fn appointment_room(org: Uuid, appointment: Uuid) -> String {
     format!("org_{org}_apt_{appointment}")
 }
 
+/// Namespace of [`appointment_call_id`] (a UUID v5 namespace: any fixed UUID, never to change).
+const APPOINTMENT_CALL_NAMESPACE: Uuid = Uuid::from_u128(0xa6367f1c3dd941a4be47ddba82d344d1);
+
+/// The id of an appointment's call (an appointment has at most one): a UUID v5 of the
+/// appointment's id. Derived rather than drawn, because concurrent first joins each ask LiveKit
+/// for the room, with the call's id in its metadata, before one of them writes the call: they
+/// must all name the same call.
+pub fn appointment_call_id(appointment: Uuid) -> Uuid {
+    Uuid::new_v5(&APPOINTMENT_CALL_NAMESPACE, appointment.as_bytes())
+}
+
 /// LiveKit room of an ad-hoc meeting: `org_{orgId}_mtg_{meetingId}`.
 pub fn meeting_room(org: Uuid, meeting: Uuid) -> String {
     format!("org_{org}_mtg_{meeting}")
@@ -350,6 +361,20 @@ impl DisplayName {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_appointment_call_id_is_the_same_for_its_appointment_and_no_other() {
+        let appointment = uuid::Uuid::now_v7();
+        assert_eq!(
+            super::appointment_call_id(appointment),
+            super::appointment_call_id(appointment)
+        );
+        assert_ne!(
+            super::appointment_call_id(appointment),
+            super::appointment_call_id(uuid::Uuid::now_v7())
+        );
+        assert_ne!(super::appointment_call_id(appointment), appointment);
+    }
+
     use super::*;
 
     #[test]

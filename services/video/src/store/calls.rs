@@ -41,6 +41,34 @@ pub struct Call {
     pub resumed_count: i32,
 }
 
+impl Call {
+    /// The row [`insert_first_join`] writes for `call`, first joined at `started_at`: ONGOING
+    /// since then, created then, and the table's defaults for the rest.
+    pub fn started(call: &NewCall<'_>, started_at: DateTime<Utc>) -> Self {
+        Self {
+            id: call.id,
+            org_id: call.org_id,
+            appointment_id: call.appointment_id,
+            room_name: call.room_name.to_owned(),
+            status: CallStatus::Ongoing,
+            room_created: call.room_created,
+            started_at: Some(started_at),
+            ended_at: None,
+            duration_seconds: None,
+            end_reason: None,
+            recording_status: RecordingStatus::None,
+            recording_url: None,
+            recording_data: None,
+            room_finished_at: None,
+            created_at: started_at,
+            updated_at: started_at,
+            segment_started_at: None,
+            earlier_segments_seconds: 0,
+            resumed_count: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = video_calls)]
 pub struct NewCall<'a> {
@@ -89,31 +117,6 @@ pub struct NewParticipant<'a> {
     pub display_name: &'a str,
     pub is_host: bool,
     pub is_guest: bool,
-}
-
-/// Inserts the appointment's call unless it exists; `None` when another request created it.
-/// Concurrent inserts of one appointment wait on the unique indexes, so only one wins. No conflict
-/// target: the room name is derived from the appointment, and a concurrent insert can surface on
-/// its unique index first (seen in CI as a 500), which a target of `appointment_id` would not cover.
-/// The call is inserted ONGOING since `started_at`: its first participant joins in the same
-/// transaction, so the join neither re-reads, re-locks nor updates it.
-pub async fn insert_started_call_if_absent(
-    conn: &mut AsyncPgConnection,
-    call: &NewCall<'_>,
-    started_at: DateTime<Utc>,
-) -> QueryResult<Option<Call>> {
-    diesel::insert_into(video_calls::table)
-        .values((
-            call,
-            video_calls::status.eq(CallStatus::Ongoing),
-            video_calls::started_at.eq(started_at),
-        ))
-        .on_conflict_do_nothing()
-        .returning(Call::as_returning())
-        .cached()
-        .get_result(conn)
-        .await
-        .optional()
 }
 
 /// The appointment `id` whatever its org (callers check access) and its call if it has one, in
@@ -427,48 +430,69 @@ pub async fn ensure_participant(
         .await
 }
 
-/// The first join of a call, as one statement (one round trip) inside the caller's transaction:
-/// the participant inserted present since `joined_at` (what [`ensure_participant`] and a presence
-/// refresh would have written), its API session `sid` opened at the same instant, and `events` in
-/// the outbox.
-pub async fn insert_first_participant(
+/// An appointment's first join as one statement, without a transaction: `call` inserted
+/// ONGOING since `joined_at` (as [`Call::started`] describes it) unless the appointment has a call
+/// already, and only then the participant inserted present since `joined_at` (what
+/// [`ensure_participant`] and a presence refresh would have written), its API session `sid` opened
+/// at the same instant, and `events` in the outbox. `None` when another request inserted the
+/// appointment's call first: nothing was written. Concurrent first joins of one appointment wait
+/// on the unique indexes, so only one call is written. No conflict target: the room name is
+/// derived from the appointment, and a concurrent insert can surface on its unique index first
+/// (seen in CI as a 500), which a target of `appointment_id` would not cover.
+pub async fn insert_first_join(
     conn: &mut AsyncPgConnection,
+    call: &NewCall<'_>,
     participant: &NewParticipant<'_>,
     joined_at: DateTime<Utc>,
     sid: &str,
     events: &StagedEvents,
-) -> QueryResult<Participant> {
+) -> QueryResult<Option<Participant>> {
     use diesel::sql_types::{Bool, Nullable, Text, Timestamptz, Uuid as U};
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "WITH participant AS ( \
+            "WITH call AS ( \
+               INSERT INTO video_calls (id, org_id, appointment_id, room_name, room_created, \
+                 status, started_at, created_at, updated_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) \
+               ON CONFLICT DO NOTHING \
+               RETURNING id), \
+             participant AS ( \
                INSERT INTO video_call_participants (id, call_id, org_id, user_id, identity, role, \
                  display_name, is_host, is_guest, active, joined_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10) \
+               SELECT $8, call.id, $2, $9, $10, $11, $12, $13, $14, true, $7 FROM call \
                RETURNING id, user_id, identity, role, display_name, is_host, is_guest, active, \
                  joined_at, left_at, total_seconds), \
              session AS ( \
                INSERT INTO video_participant_sessions (call_id, sid, identity, joined_at) \
-               VALUES ($2, $11, $5, $10)), \
+               SELECT call.id, $15, $10, $7 FROM call), \
              events AS ({}) \
              SELECT * FROM participant",
-            StagedEvents::insert_sql(12, "(SELECT 1) AS always")
+            StagedEvents::insert_sql(16, "call")
         )
     });
     let query = diesel::sql_query(SQL.as_str())
         .into_boxed()
+        .bind::<U, _>(call.id)
+        .bind::<U, _>(call.org_id)
+        .bind::<U, _>(call.appointment_id)
+        .bind::<Text, _>(call.room_name)
+        .bind::<Bool, _>(call.room_created)
+        .bind::<Text, _>(CallStatus::Ongoing.as_str())
+        .bind::<Timestamptz, _>(joined_at)
         .bind::<U, _>(participant.id)
-        .bind::<U, _>(participant.call_id)
-        .bind::<U, _>(participant.org_id)
         .bind::<Nullable<U>, _>(participant.user_id)
         .bind::<Text, _>(participant.identity)
         .bind::<Text, _>(participant.role)
         .bind::<Text, _>(participant.display_name)
         .bind::<Bool, _>(participant.is_host)
         .bind::<Bool, _>(participant.is_guest)
-        .bind::<Timestamptz, _>(joined_at)
         .bind::<Text, _>(sid);
-    events.bind(query).cached().get_result(conn).await
+    events
+        .bind(query)
+        .cached()
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Like [`ensure_participant`] for a report that carries no name: a new row takes
