@@ -50,18 +50,6 @@ impl Sample {
     }
 }
 
-/// `error` and its causes, `: `-separated (reqwest's own message names only the URL).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
-}
-
 /// Base URLs of the four services.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -182,7 +170,8 @@ impl Traffic {
             ),
             Err(error) => (
                 0,
-                Value::String(error_chain(&error)),
+                // With its causes: reqwest's own message names only the URL.
+                Value::String(sb_platform::error::error_chain(&error)),
                 error.is_connect(),
                 error.is_timeout(),
             ),
