@@ -25,6 +25,11 @@ pub use metrics::Metrics;
 pub use pagination::{Page, PageRequest};
 pub use server::{Application, ServiceSpec};
 
+/// The allocator every Switchboard binary installs, so all of them run on the one that was
+/// measured (docs/dependencies.md says why mimalloc):
+/// `#[global_allocator] static ALLOCATOR: sb_platform::Allocator = sb_platform::Allocator;`
+pub use mimalloc::MiMalloc as Allocator;
+
 /// Installs rustls' ring crypto provider for the process. reqwest is built without a default
 /// provider (`rustls-no-provider`), so every binary and test calls this before building a client;
 /// later calls are no-ops.

@@ -1,8 +1,11 @@
-//! `sb-telephony`: the telephony service on its own (production, or `cargo run -p sb-video`).
+//! `sb-telephony`: the telephony service on its own (production, or `cargo run -p sb-telephony`).
 
 use sb_platform::config::LogConfig;
 use sb_platform::{Env, ProcessEnv};
 use sb_telephony::TelephonyConfig;
+
+#[global_allocator]
+static ALLOCATOR: sb_platform::Allocator = sb_platform::Allocator;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -4,6 +4,9 @@ use sb_platform::config::LogConfig;
 use sb_platform::{Env, ProcessEnv};
 use sb_video::VideoConfig;
 
+#[global_allocator]
+static ALLOCATOR: sb_platform::Allocator = sb_platform::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let env = Env::new(&ProcessEnv);

@@ -45,6 +45,9 @@ enum Scenario {
     ColdStart,
 }
 
+#[global_allocator]
+static ALLOCATOR: sb_platform::Allocator = sb_platform::Allocator;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     sb_platform::install_crypto_provider();

@@ -48,6 +48,9 @@ enum Command {
     Telephony(telephony::Command),
 }
 
+#[global_allocator]
+static ALLOCATOR: sb_platform::Allocator = sb_platform::Allocator;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     sb_platform::install_crypto_provider();
